@@ -1,0 +1,54 @@
+# manyarch: two commands do all the set-up on a fresh Debian/Ubuntu machine.
+#   make test   install what the tests need, then run them
+#   make demo   install what the demo needs, then run the seed's flow end to end
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the tests and the demo use (real parts, no mocks).
+APT_PACKAGES := qemu-user-static binfmt-support docker-registry mmdebstrap bubblewrap skopeo umoci \
+	passt chromium ca-certificates python3-venv uidmap fonts-dejavu-core
+
+.PHONY: test demo lint deps apt venv emulation registry-down bench clean
+
+test: deps
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check src tests app
+	$(BIN)/ruff format --check src tests app
+	$(BIN)/mypy
+
+demo: deps
+	./scripts/demo.sh
+
+deps: apt venv emulation
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "apt-get install$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+# Register the qemu-user-static handlers (binfmt_misc) so foreign RUN steps work.
+emulation: venv
+	$(SUDO) $(BIN)/manyarch emulation install arm64
+
+registry-down:
+	./scripts/registry.sh down
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,5 @@
+"""``python -m manyarch``."""
+
+from manyarch.cli.main import main
+
+raise SystemExit(main())

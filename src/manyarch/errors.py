@@ -1,0 +1,190 @@
+"""The one exception tree of manyarch.
+
+Every error a person can act on derives from :class:`ManyarchError` and carries
+a ``message`` (what went wrong) and an optional ``hint`` (what to do about it).
+The CLI catches only the root, prints ``error: <message>`` and the hint on
+stderr and exits 1 (2 for :class:`UsageError`). Anything else is a bug and keeps
+its traceback.
+
+    ManyarchError
+    ├── UsageError                 bad command line (exit 2)
+    ├── InvalidInput               a value that does not parse
+    │   ├── InvalidDigest
+    │   ├── InvalidPlatform
+    │   ├── InvalidReference
+    │   ├── InvalidDocument        malformed manifest, index, config or layout JSON
+    │   └── DockerfileError        names the file and the line
+    ├── DigestMismatch             bytes that are not what their digest promised
+    ├── NotFound                   a blob, a manifest, a tag, an image
+    │   └── PlatformNotFound       an index without the platform asked for
+    ├── LayerError                 a layer that cannot be written or unpacked
+    │   └── UnsafeLayerEntry       an entry that would land outside the root
+    ├── LayoutError                an OCI image layout on disk that is wrong
+    ├── RegistryError              the registry said no (status, codes, temporary)
+    │   ├── AuthError              401/403: credentials missing or refused
+    │   └── TransportError         could not talk to the registry at all
+    ├── ToolMissing                an external program (mmdebstrap, bwrap, ...) is not installed
+    ├── SandboxError               a sandboxed process could not start
+    │   └── EmulationError         no binfmt handler for a foreign architecture
+    └── BuildError                 a build step failed
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class ManyarchError(Exception):
+    """Root of every error a person can act on."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(ManyarchError):
+    """The command line is wrong."""
+
+    exit_code = 2
+
+
+class InvalidInput(ManyarchError):
+    """A value given to manyarch does not parse."""
+
+
+class InvalidDigest(InvalidInput):
+    """A digest string is not ``algorithm:hex`` of a supported algorithm."""
+
+
+class InvalidPlatform(InvalidInput):
+    """A platform string is not ``os/arch[/variant]``."""
+
+
+class InvalidReference(InvalidInput):
+    """An image reference does not parse."""
+
+
+class InvalidDocument(InvalidInput):
+    """A manifest, index, config or layout file is not what the spec says."""
+
+
+class DockerfileError(InvalidInput):
+    """A Dockerfile is wrong; the message names the file and the line."""
+
+    def __init__(
+        self, message: str, *, file: str, line: int | None, hint: str | None = None
+    ) -> None:
+        where = f"{file}:{line}" if line is not None else file
+        super().__init__(f"{where}: {message}", hint)
+        self.file = file
+        self.line = line
+
+
+class DigestMismatch(ManyarchError):
+    """Content does not hash to the digest (or size) it was announced with."""
+
+    def __init__(self, expected: str, actual: str, what: str = "content") -> None:
+        super().__init__(
+            f"{what} has digest {actual}, expected {expected}",
+            "the source is corrupt or was changed while read; nothing was stored",
+        )
+        self.expected = expected
+        self.actual = actual
+
+
+class NotFound(ManyarchError):
+    """A blob, manifest, tag or image does not exist where it was looked for."""
+
+
+class PlatformNotFound(NotFound):
+    """An index has no manifest for the platform asked for."""
+
+    def __init__(self, wanted: str, available: Sequence[str], where: str = "the image") -> None:
+        have = ", ".join(available) if available else "none"
+        super().__init__(
+            f"{where} has no manifest for platform {wanted}",
+            f"platforms available: {have}",
+        )
+        self.wanted = wanted
+        self.available = list(available)
+
+
+class LayerError(ManyarchError):
+    """A layer cannot be written or unpacked."""
+
+
+class UnsafeLayerEntry(LayerError):
+    """A tar entry would land (or write) outside the root it is unpacked into."""
+
+    def __init__(self, layer: str, entry: str, reason: str) -> None:
+        super().__init__(
+            f"layer {layer}: entry {entry!r} {reason}",
+            "the layer is hostile or corrupt; nothing was written outside the root",
+        )
+        self.layer = layer
+        self.entry = entry
+        self.reason = reason
+
+
+class LayoutError(ManyarchError):
+    """An OCI image layout on disk is missing, malformed or inconsistent."""
+
+
+class RegistryError(ManyarchError):
+    """A registry answered with an error.
+
+    ``status`` is the HTTP status (0 when there was no answer), ``codes`` the
+    ``errors[].code`` values of the body, ``temporary`` whether a retry may help.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        status: int = 0,
+        codes: Sequence[str] = (),
+        temporary: bool = False,
+    ) -> None:
+        super().__init__(message, hint)
+        self.status = status
+        self.codes = list(codes)
+        self.temporary = temporary
+
+
+class AuthError(RegistryError):
+    """The registry refused the credentials, or wants some."""
+
+
+class TransportError(RegistryError):
+    """The registry could not be reached, or the connection broke."""
+
+
+class ToolMissing(ManyarchError):
+    """An external program manyarch needs is not installed."""
+
+    def __init__(self, tool: str, package: str | None = None) -> None:
+        pkg = package or tool
+        super().__init__(
+            f"{tool} is not installed",
+            f"install it: sudo apt-get install {pkg}",
+        )
+        self.tool = tool
+
+
+class SandboxError(ManyarchError):
+    """A sandboxed process could not be started."""
+
+
+class EmulationError(SandboxError):
+    """No emulation handler is registered for a foreign architecture."""
+
+
+class BuildError(ManyarchError):
+    """A build step failed."""

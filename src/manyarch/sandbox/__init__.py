@@ -1,0 +1,1 @@
+"""Sandboxes (bubblewrap, or unshare + chroot) and emulation (binfmt_misc + QEMU)."""
