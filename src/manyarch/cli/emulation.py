@@ -27,7 +27,11 @@ def register(sub: Any) -> None:
 def _arches(names: list[str]) -> list[str]:
     if "all" in names:
         host = host_platform()
-        return [a for a in emulation.available_arches() if not emulation.runs_natively(Platform.of("linux", a), host)]
+        return [
+            a
+            for a in emulation.available_arches()
+            if not emulation.runs_natively(Platform.of("linux", a), host)
+        ]
     return [Platform.of("linux", n).architecture for n in names]
 
 
@@ -41,7 +45,7 @@ def _status(args: argparse.Namespace) -> int:
         else:
             h = emulation.handler_for(arch)
             how = f"emulated ({h.interpreter}, flags {h.flags})" if h else "no"
-        print(f"  {str(plat):<16} {how}")
+        print(f"  {plat!s:<16} {how}")
     return 0
 
 

@@ -251,6 +251,8 @@ def parse_manifest_or_index(doc: Document) -> Manifest | Index:
         media_type = obj.get("mediaType") or ("" if "manifests" not in obj else mt.OCI_INDEX)
         if not media_type and "config" in obj:
             media_type = mt.OCI_MANIFEST
+    if media_type != doc.media_type:
+        doc = Document(doc.data, media_type)
     if mt.is_index(media_type):
         return Index.parse(doc)
     if mt.is_manifest(media_type):
@@ -485,8 +487,6 @@ class ImageConfig:
     def with_config(self, config: ContainerConfig) -> ImageConfig:
         """A new config with other execution parameters."""
         return replace(self, config=config)
-
-
 
 
 def descriptors_by_digest(descs: Sequence[Descriptor]) -> dict[Digest, Descriptor]:

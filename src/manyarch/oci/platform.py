@@ -18,8 +18,23 @@ from manyarch.errors import InvalidPlatform
 
 _COMPONENT = re.compile(r"^[A-Za-z0-9_.-]+$")
 _KNOWN_OS = frozenset(
-    {"linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "solaris", "illumos",
-     "aix", "android", "ios", "plan9", "js", "wasip1", "unknown"}
+    {
+        "linux",
+        "windows",
+        "darwin",
+        "freebsd",
+        "netbsd",
+        "openbsd",
+        "solaris",
+        "illumos",
+        "aix",
+        "android",
+        "ios",
+        "plan9",
+        "js",
+        "wasip1",
+        "unknown",
+    }
 )
 
 
@@ -45,6 +60,8 @@ def normalize_arch(arch: str, variant: str = "") -> tuple[str, str]:
         return "arm64", variant
     if arch == "armhf":
         return "arm", "v7"
+    if re.match(r"^armv[5-8]", arch):  # uname -m on 32-bit ARM: armv7l, armv6l
+        return "arm", "v" + arch[4]
     if arch == "armel":
         return "arm", "v6"
     if arch == "arm":
@@ -163,7 +180,9 @@ class Platform:
             variant = p.variant or "v8"
             major, minor = _major_minor(variant)
             while (major, minor) >= (8, 0):
-                vector.append(Platform.of(p.os, "arm64", f"v{major}.{minor}" if minor else f"v{major}"))
+                vector.append(
+                    Platform.of(p.os, "arm64", f"v{major}.{minor}" if minor else f"v{major}")
+                )
                 if minor == 0:
                     if major == 9:
                         major, minor = 8, 5  # v9.0 implements v8.5
@@ -178,9 +197,9 @@ class Platform:
                 for v in range(int(level) - 1, 4, -1):
                     vector.append(Platform(p.os, "arm", f"v{v}"))
         out: list[Platform] = []
-        for v in vector:
-            if not any(v.same(o) for o in out):
-                out.append(v)
+        for cand in vector:
+            if not any(cand.same(o) for o in out):
+                out.append(cand)
         return out
 
 
@@ -217,9 +236,7 @@ def parse_platforms(text: str | Iterable[str]) -> list[Platform]:
 T = TypeVar("T")
 
 
-def best_match(
-    wanted: Platform, candidates: Sequence[T], platform_of: Any = None
-) -> T | None:
+def best_match(wanted: Platform, candidates: Sequence[T], platform_of: Any = None) -> T | None:
     """The candidate whose platform ``wanted`` runs best, or ``None``.
 
     ``platform_of(c)`` gives a candidate's platform (``None`` to skip it); by

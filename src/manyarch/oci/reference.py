@@ -22,9 +22,7 @@ LAYOUT_SCHEME = "oci-layout://"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
 _PATH = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _DOMAIN_NAME = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
-_DOMAIN = re.compile(
-    rf"^(?:{_DOMAIN_NAME}(?:\.{_DOMAIN_NAME})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?$"
-)
+_DOMAIN = re.compile(rf"^(?:{_DOMAIN_NAME}(?:\.{_DOMAIN_NAME})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?$")
 _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 _MAX_NAME = 255
 
@@ -69,7 +67,8 @@ class Reference:
             if not _TAG.match(tag):
                 raise InvalidReference(
                     f"invalid tag {tag!r} in reference {text!r}",
-                    "a tag is up to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'",
+                    "a tag is up to 128 letters, digits, '_', '.' or '-', "
+                    "not starting with '.' or '-'",
                 )
         registry, repository = _split_domain(rest, text)
         if len(repository) + len(registry) + 1 > _MAX_NAME:
@@ -93,7 +92,11 @@ class Reference:
         """The short form docker prints (``python:3.12`` rather than ``docker.io/library/...``)."""
         name = self.name
         if self.registry == DEFAULT_REGISTRY:
-            name = self.repository.removeprefix("library/")
+            short = self.repository.removeprefix("library/")
+            first = short.split("/")[0]
+            # a first component that looks like a host would be read back as one
+            if not ("/" in short and ("." in first or ":" in first or first == "localhost")):
+                name = short
         return name + self._suffix()
 
     def with_tag(self, tag: str) -> Reference:

@@ -181,7 +181,11 @@ def uninstall(arch: str) -> bool:
 
 def available_arches() -> list[str]:
     """OCI architectures for which qemu-user-static ships a handler here."""
-    return [a for a, q in QEMU_ARCH.items() if any((d / f"qemu-{q}.conf").exists() for d in BINFMT_CONF_DIRS)]
+    return [
+        a
+        for a, q in QEMU_ARCH.items()
+        if any((d / f"qemu-{q}.conf").exists() for d in BINFMT_CONF_DIRS)
+    ]
 
 
 def _need_root(what: str) -> None:
