@@ -1,0 +1,149 @@
+"""Run a process in a rootfs with bubblewrap (own PID, IPC, UTS and mount namespaces;
+fresh /proc, /dev and /tmp). Shared by RUN steps and by containers.
+
+Foreign architectures run through the host's binfmt_misc handlers (registered
+with the ``F`` flag, so the interpreter is found inside the sandbox). With
+``emulation=False`` the sandbox runs in a user namespace that mounts a fresh
+binfmt_misc (Linux >= 6.7: per user namespace) which has no handlers, so the
+kernel itself answers ``Exec format error``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from manyarch.errors import SandboxError, ToolMissing
+from manyarch.sandbox.users import resolve_user
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class Bind:
+    """A host path mounted into the sandbox."""
+
+    source: Path
+    dest: str
+    readonly: bool = True
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """Everything a sandboxed process needs; the rootfs is used in place."""
+
+    rootfs: Path
+    argv: Sequence[str]
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str = "/"
+    user: str = ""
+    network: str = "host"  # "host" (shared) or "none"
+    binds: Sequence[Bind] = ()
+    hostname: str = "manyarch"
+    emulation: bool = True
+    resolv_conf: bool = True
+
+
+def bwrap_path() -> str:
+    """The bwrap binary, or :class:`ToolMissing`."""
+    path = shutil.which("bwrap")
+    if not path:
+        raise ToolMissing("bwrap", "bubblewrap")
+    return path
+
+
+def command(spec: SandboxSpec) -> list[str]:
+    """The bwrap command line for ``spec`` (without the emulation-off wrapper)."""
+    if not spec.argv:
+        raise SandboxError("no command to run", "give the image a CMD or ENTRYPOINT, or a command")
+    root = spec.rootfs.resolve()
+    ids = resolve_user(root, spec.user)
+    args = [
+        bwrap_path(),
+        "--bind", str(root), "/",
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--tmpfs", "/tmp",
+        "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+        "--hostname", spec.hostname,
+        "--die-with-parent",
+        "--new-session",
+    ]  # fmt: skip
+    if spec.network == "none":
+        args.append("--unshare-net")
+    elif spec.network != "host":
+        raise SandboxError(f"unsupported network mode {spec.network!r}", "use host or none")
+    if spec.resolv_conf and spec.network != "none" and Path("/etc/resolv.conf").exists():
+        _ensure_mountpoint(root, "etc/resolv.conf", directory=False)
+        args += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
+    for b in spec.binds:
+        _ensure_mountpoint(root, b.dest.lstrip("/"), directory=b.source.is_dir())
+        args += ["--ro-bind" if b.readonly else "--bind", str(b.source), b.dest]
+    if (ids.uid, ids.gid) != (0, 0) or os.geteuid() != 0:
+        args += ["--unshare-user", "--uid", str(ids.uid), "--gid", str(ids.gid)]
+    env = {"PATH": DEFAULT_PATH, "HOSTNAME": spec.hostname, "HOME": ids.home}
+    env.update(spec.env)
+    args.append("--clearenv")
+    for k, v in env.items():
+        args += ["--setenv", k, v]
+    args += ["--chdir", spec.cwd or "/", "--", *spec.argv]
+    return args
+
+
+def emulation_off_wrapper() -> list[str]:
+    """Prefix that runs a command in a user namespace with a fresh, empty binfmt_misc."""
+    unshare = shutil.which("unshare")
+    if not unshare:
+        raise ToolMissing("unshare", "util-linux")
+    return [
+        unshare, "--user", "--map-root-user", "--mount", "--",
+        sys.executable, "-c",
+        "import os,subprocess,sys;"
+        "subprocess.run(['mount','-t','binfmt_misc','binfmt_misc','/proc/sys/fs/binfmt_misc'],"
+        "check=True);os.execv(sys.argv[1],sys.argv[1:])",
+    ]  # fmt: skip
+
+
+def full_command(spec: SandboxSpec) -> list[str]:
+    """The command to spawn: bwrap, wrapped when emulation is off."""
+    cmd = command(spec)
+    return [*emulation_off_wrapper(), *cmd] if not spec.emulation else cmd
+
+
+def _ensure_mountpoint(root: Path, rel: str, *, directory: bool) -> None:
+    # bwrap needs the mount point to exist inside a --bind root; create it
+    # without following symlinks out of the rootfs.
+    target = root / rel
+    if target.is_symlink() or target.exists():
+        return
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if directory:
+            target.mkdir()
+        else:
+            target.touch()
+    except OSError as e:
+        raise SandboxError(f"cannot create mount point /{rel} in the rootfs: {e}") from None
+
+
+def run(
+    spec: SandboxSpec,
+    *,
+    stdout: int | None = None,
+    stderr: int | None = None,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run to completion; the exit status is the sandboxed process's."""
+    return subprocess.run(
+        full_command(spec), stdout=stdout, stderr=stderr, timeout=timeout, check=False
+    )
+
+
+def popen(spec: SandboxSpec, **kwargs: object) -> subprocess.Popen[bytes]:
+    """Start in the background (the caller waits and cleans up)."""
+    return subprocess.Popen(full_command(spec), **kwargs)  # type: ignore[call-overload,no-any-return]

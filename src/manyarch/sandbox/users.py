@@ -1,0 +1,61 @@
+"""Resolve a Dockerfile/OCI ``User`` (``name``, ``uid``, ``name:group``, ``uid:gid``)
+against a rootfs's own /etc/passwd and /etc/group, never the host's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from manyarch.errors import SandboxError
+
+
+@dataclass(frozen=True)
+class Ids:
+    """A resolved user: uid, gid and home directory."""
+
+    uid: int
+    gid: int
+    home: str = "/"
+
+
+def _table(path: Path) -> list[list[str]]:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def resolve_user(rootfs: Path, spec: str) -> Ids:
+    """The uid/gid a ``User`` value means in ``rootfs``; raises when a name is unknown."""
+    if not spec:
+        return Ids(0, 0, "/root")
+    user, _, group = spec.partition(":")
+    passwd = _table(rootfs / "etc/passwd")
+    uid: int | None = None
+    gid: int | None = None
+    home = "/"
+    for row in passwd:
+        if len(row) >= 6 and (row[0] == user or (user.isdigit() and row[2] == user)):
+            uid, gid, home = int(row[2]), int(row[3]), row[5] or "/"
+            break
+    if uid is None:
+        if not user.isdigit():
+            raise SandboxError(
+                f"unable to find user {user}: no matching entries in passwd file",
+                "create the user in the image (e.g. RUN useradd) or give a numeric uid",
+            )
+        uid, gid = int(user), int(user) if not group else 0
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            for row in _table(rootfs / "etc/group"):
+                if len(row) >= 3 and row[0] == group:
+                    gid = int(row[2])
+                    break
+            else:
+                raise SandboxError(
+                    f"unable to find group {group}: no matching entries in group file"
+                )
+    return Ids(uid, gid if gid is not None else uid, home)
