@@ -57,8 +57,12 @@ def bwrap_path() -> str:
     return path
 
 
-def command(spec: SandboxSpec) -> list[str]:
-    """The bwrap command line for ``spec`` (without the emulation-off wrapper)."""
+def command(spec: SandboxSpec, created: list[Path] | None = None) -> list[str]:
+    """The bwrap command line for ``spec`` (without the emulation-off wrapper).
+
+    Mount points it had to create in the rootfs are appended to ``created`` so
+    the caller removes them afterwards (they must not end up in a layer).
+    """
     if not spec.argv:
         raise SandboxError("no command to run", "give the image a CMD or ENTRYPOINT, or a command")
     root = spec.rootfs.resolve()
@@ -79,10 +83,10 @@ def command(spec: SandboxSpec) -> list[str]:
     elif spec.network != "host":
         raise SandboxError(f"unsupported network mode {spec.network!r}", "use host or none")
     if spec.resolv_conf and spec.network != "none" and Path("/etc/resolv.conf").exists():
-        _ensure_mountpoint(root, "etc/resolv.conf", directory=False)
+        _ensure_mountpoint(root, "etc/resolv.conf", directory=False, created=created)
         args += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
     for b in spec.binds:
-        _ensure_mountpoint(root, b.dest.lstrip("/"), directory=b.source.is_dir())
+        _ensure_mountpoint(root, b.dest.lstrip("/"), directory=b.source.is_dir(), created=created)
         args += ["--ro-bind" if b.readonly else "--bind", str(b.source), b.dest]
     if (ids.uid, ids.gid) != (0, 0) or os.geteuid() != 0:
         args += ["--unshare-user", "--uid", str(ids.uid), "--gid", str(ids.gid)]
@@ -109,26 +113,51 @@ def emulation_off_wrapper() -> list[str]:
     ]  # fmt: skip
 
 
-def full_command(spec: SandboxSpec) -> list[str]:
+def full_command(spec: SandboxSpec, created: list[Path] | None = None) -> list[str]:
     """The command to spawn: bwrap, wrapped when emulation is off."""
-    cmd = command(spec)
+    cmd = command(spec, created)
     return [*emulation_off_wrapper(), *cmd] if not spec.emulation else cmd
 
 
-def _ensure_mountpoint(root: Path, rel: str, *, directory: bool) -> None:
+def _ensure_mountpoint(
+    root: Path, rel: str, *, directory: bool, created: list[Path] | None
+) -> None:
     # bwrap needs the mount point to exist inside a --bind root; create it
-    # without following symlinks out of the rootfs.
+    # (and remember what was created, deepest last) so it can be removed.
     target = root / rel
     if target.is_symlink() or target.exists():
         return
+    missing = []
+    p = target.parent
+    while not (p.exists() or p.is_symlink()) and p != root:
+        missing.append(p)
+        p = p.parent
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        for d in reversed(missing):
+            d.mkdir()
+            if created is not None:
+                created.append(d)
         if directory:
             target.mkdir()
         else:
             target.touch()
+        if created is not None:
+            created.append(target)
     except OSError as e:
         raise SandboxError(f"cannot create mount point /{rel} in the rootfs: {e}") from None
+
+
+def remove_created(created: list[Path]) -> None:
+    """Remove mount points :func:`command` created, deepest first."""
+    for p in reversed(created):
+        try:
+            if p.is_dir() and not p.is_symlink():
+                p.rmdir()
+            else:
+                p.unlink()
+        except OSError:
+            pass
+    created.clear()
 
 
 def run(
@@ -139,9 +168,13 @@ def run(
     timeout: float | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run to completion; the exit status is the sandboxed process's."""
-    return subprocess.run(
-        full_command(spec), stdout=stdout, stderr=stderr, timeout=timeout, check=False
-    )
+    created: list[Path] = []
+    try:
+        return subprocess.run(
+            full_command(spec, created), stdout=stdout, stderr=stderr, timeout=timeout, check=False
+        )
+    finally:
+        remove_created(created)
 
 
 def popen(spec: SandboxSpec, **kwargs: object) -> subprocess.Popen[bytes]:
