@@ -1,0 +1,6 @@
+"""The OCI image layout on disk (the embedded store) and its ``oci-archive`` tar form."""
+
+from manyarch.layout.layout import BlobWriter, Layout
+from manyarch.layout.walk import children, walk
+
+__all__ = ["BlobWriter", "Layout", "children", "walk"]
