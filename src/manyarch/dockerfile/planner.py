@@ -1,0 +1,675 @@
+"""Plan a build: expand a parsed Dockerfile for one platform into stages and steps.
+
+This follows BuildKit's ``dockerfile2llb`` (``convert.go``): global ARGs
+(with the automatic platform ARGs) expand FROM lines; inside a stage,
+variables come from the base image's Env, ENV and the stage's ARGs, in
+order, the last one set winning (so an ``ENV`` after an ``ARG`` of the same
+name shadows it, as Docker documents). ``ARG NAME`` without a value in a
+stage takes the global value; ``--build-arg`` values win over defaults.
+ARG values reach RUN as environment variables but are not kept in the image.
+
+The planner does no I/O. What it cannot know — the base image's config
+(Env for ``WORKDIR $HOME``, WorkingDir for relative WORKDIRs and COPY
+destinations, Shell for shell forms) — comes from the ``base_config``
+callback the builder passes (it resolves the image); without it a base
+image is taken to have an empty config.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from manyarch.dockerfile.lex import ShellLex, ShellLexError
+from manyarch.dockerfile.steps import (
+    DEFAULT_SHELL,
+    BuildPlan,
+    ConfigStep,
+    CopyStep,
+    RunStep,
+    Stage,
+    Step,
+    stage_base_config,
+)
+from manyarch.dockerfile.syntax import Dockerfile, Instruction, StageSource, is_heredoc_marker
+from manyarch.errors import DockerfileError, InvalidInput
+from manyarch.oci import ContainerConfig, Platform, Reference
+
+BaseConfig = Callable[[str, Platform], ContainerConfig]
+
+#: Build args BuildKit reads itself; accepted and ignored without a warning.
+IGNORED_BUILD_ARGS = frozenset(
+    {
+        "BUILDKIT_INLINE_CACHE",
+        "BUILDKIT_MULTI_PLATFORM",
+        "BUILDKIT_SYNTAX",
+        "BUILDKIT_CONTEXT_KEEP_GIT_DIR",
+        "BUILDKIT_SANDBOX_HOSTNAME",
+    }
+)
+#: Predefined build args: usable without an ARG, passed to RUN, never kept in the image.
+PROXY_BUILD_ARGS = frozenset(
+    {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+     "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"}
+)  # fmt: skip
+# ARGs BuildKit does not turn into environment variables.
+_NON_ENV_ARGS = frozenset({"BUILDKIT_SBOM_SCAN_CONTEXT", "BUILDKIT_SBOM_SCAN_STAGE"})
+_NETWORKS = ("default", "none", "host")
+_INT = re.compile(r"^[+-]?\d+$")
+_OCTAL_MODE = re.compile(r"^[0-7]{1,4}$")
+
+
+def platform_args(target: Platform, build: Platform) -> dict[str, str]:
+    """The automatic platform ARGs of the global scope (TARGETPLATFORM, BUILDARCH, ...)."""
+    return {
+        "BUILDPLATFORM": str(build),
+        "BUILDOS": build.os,
+        "BUILDARCH": build.architecture,
+        "BUILDVARIANT": build.variant,
+        "TARGETPLATFORM": str(target),
+        "TARGETOS": target.os,
+        "TARGETARCH": target.architecture,
+        "TARGETVARIANT": target.variant,
+    }
+
+
+@dataclass
+class _State:
+    """What a stage has built up so far (copied when another stage builds FROM it)."""
+
+    config: ContainerConfig
+    env: dict[str, str]
+    args: list[str]  # ARG names with a value: passed to RUN
+    platform: Platform
+    cmd_set: bool = False
+    steps: list[Step] = field(default_factory=list)
+
+
+class _Planner:
+    def __init__(
+        self,
+        df: Dockerfile,
+        target_platform: Platform,
+        build_platform: Platform,
+        build_args: Mapping[str, str],
+        base_config: BaseConfig | None,
+    ) -> None:
+        self.df = df
+        self.file = df.file
+        self.lex = ShellLex(escape=df.escape)
+        self.target_platform = target_platform
+        self.build_args = dict(build_args)
+        self.base_config = base_config
+        self.global_env = platform_args(target_platform, build_platform)
+        self.declared: set[str] = set()
+
+    # -- helpers --------------------------------------------------------------
+
+    def error(self, message: str, line: int | None, hint: str | None = None) -> DockerfileError:
+        return DockerfileError(message, file=self.file, line=line, hint=hint)
+
+    def expand(self, word: str, env: Mapping[str, str], line: int) -> str:
+        try:
+            return self.lex.process_word(word, env)
+        except ShellLexError as e:
+            raise self.error(e.message, line) from None
+
+    def expand_words(self, word: str, env: Mapping[str, str], line: int) -> list[str]:
+        try:
+            return self.lex.process_words(word, env)
+        except ShellLexError as e:
+            raise self.error(e.message, line) from None
+
+    @staticmethod
+    def arg_pairs(ins: Instruction) -> list[tuple[str, str | None]]:
+        out: list[tuple[str, str | None]] = []
+        for arg in ins.args:
+            key, eq, value = arg.partition("=")
+            out.append((key, value if eq else None))
+        return out
+
+    # -- global scope ---------------------------------------------------------
+
+    def global_args(self) -> None:
+        for ins in self.df.global_args:
+            for key, value in self.arg_pairs(ins):
+                self.declared.add(key)
+                if key in self.build_args:
+                    self.global_env[key] = self.build_args[key]
+                elif value is not None:
+                    self.global_env[key] = self.expand(value, self.global_env, ins.line)
+
+    def resolve_from(self, st: StageSource) -> tuple[str, Platform | None]:
+        base = self.expand(st.base, self.global_env, st.line)
+        if not base:
+            raise self.error(
+                f"base name ({st.base}) should not be blank", st.line,
+                "give the ARG a default or pass it with --build-arg",
+            )  # fmt: skip
+        platform: Platform | None = None
+        if st.platform is not None:
+            text = self.expand(st.platform, self.global_env, st.line)
+            if not text:
+                raise self.error(f"empty platform value from expression {st.platform}", st.line)
+            try:
+                platform = Platform.parse(text)
+            except InvalidInput as e:
+                raise self.error(f"FROM --platform: {e.message}", st.line, e.hint) from None
+        for earlier in self.df.stages[: st.index]:
+            if earlier.name is not None and earlier.name == base:
+                return f"stage:{earlier.index}", platform
+        if base != "scratch":
+            self.check_reference(base, st.line, "FROM")
+        return base, platform
+
+    def check_reference(self, ref: str, line: int, what: str) -> None:
+        try:
+            Reference.parse(ref)
+        except InvalidInput as e:
+            raise self.error(f"{what} {ref!r} is not a valid image reference: {e.message}",
+                             line, e.hint) from None  # fmt: skip
+
+    def copy_from(self, value: str, st: StageSource, line: int) -> str:
+        """``"stage:<i>"`` or an image reference for ``COPY --from=value``."""
+        if self.lex.process_word(value, {}) != value:
+            raise self.error(
+                "variable expansion is not supported for --from", line,
+                "define a new stage with FROM using an ARG from the global scope instead",
+            )  # fmt: skip
+        source: StageSource | None = None
+        if _INT.match(value):
+            idx = int(value)
+            if idx < 0 or idx >= len(self.df.stages):
+                raise self.error(
+                    f"invalid stage index {idx} in --from", line,
+                    f"the Dockerfile has stages 0 to {len(self.df.stages) - 1}",
+                )  # fmt: skip
+            source = self.df.stages[idx]
+        else:
+            source = self.df.stage_named(value)
+        if source is None:
+            self.check_reference(value, line, "COPY --from")
+            return value
+        if source.index >= st.index:
+            raise self.error(
+                f"cannot copy from stage {value!r}, it needs to be defined before current "
+                f"stage {st.name or st.index!r}",
+                line,
+            )
+        return f"stage:{source.index}"
+
+    # -- stages ---------------------------------------------------------------
+
+    def plan(self, target: str | None) -> BuildPlan:
+        self.global_args()
+        froms = [self.resolve_from(st) for st in self.df.stages]
+        deps: dict[int, set[int]] = {}
+        sources: dict[tuple[int, int], str] = {}
+        for st, (base, _) in zip(self.df.stages, froms, strict=True):
+            needs: set[int] = set()
+            if base.startswith("stage:"):
+                needs.add(int(base[6:]))
+            for ins in st.instructions:
+                value = ins.flag("from") if ins.cmd == "COPY" else None
+                if value is not None:
+                    src = self.copy_from(value, st, ins.line)
+                    sources[(st.index, ins.line)] = src
+                    if src.startswith("stage:"):
+                        needs.add(int(src[6:]))
+            deps[st.index] = needs
+
+        if target is None:
+            goal = self.df.stages[-1]
+        else:
+            found = self.df.stage_named(target)
+            if found is None:
+                names = [s.name for s in self.df.stages if s.name]
+                raise self.error(
+                    f"target stage {target!r} could not be found", None,
+                    "stages: " + (", ".join(names) if names else "none has a name"),
+                )  # fmt: skip
+            goal = found
+        wanted: set[int] = set()
+        todo = [goal.index]
+        while todo:
+            i = todo.pop()
+            if i not in wanted:
+                wanted.add(i)
+                todo.extend(deps[i])
+
+        states: dict[int, _State] = {}
+        stages: list[Stage] = []
+        for st in self.df.stages:
+            if st.index not in wanted:
+                continue
+            base, platform = froms[st.index]
+            state = self.initial_state(base, platform, states)
+            for ins in st.instructions:
+                self.instruction(ins, st, state, sources.get((st.index, ins.line)))
+            states[st.index] = state
+            stages.append(
+                Stage(
+                    index=st.index,
+                    name=st.name,
+                    base=base,
+                    platform=state.platform,
+                    steps=tuple(state.steps),
+                    line=st.line,
+                )
+            )
+        unused = sorted(
+            k
+            for k in self.build_args
+            if k not in self.declared and k not in IGNORED_BUILD_ARGS and k not in PROXY_BUILD_ARGS
+        )
+        return BuildPlan(tuple(stages), tuple(unused))
+
+    def initial_state(
+        self, base: str, platform: Platform | None, states: Mapping[int, _State]
+    ) -> _State:
+        if base.startswith("stage:"):
+            parent = states[int(base[6:])]
+            return _State(
+                config=parent.config,
+                env=dict(parent.env),
+                args=list(parent.args),
+                platform=parent.platform,
+            )
+        plat = platform or self.target_platform
+        if base == "scratch" or self.base_config is None:
+            config = ContainerConfig()
+        else:
+            config = self.base_config(base, plat)
+        config = stage_base_config(config)
+        return _State(config=config, env=config.env_dict(), args=[], platform=plat)
+
+    # -- instructions ---------------------------------------------------------
+
+    def instruction(
+        self, ins: Instruction, st: StageSource, state: _State, source: str | None
+    ) -> None:
+        handler = getattr(self, "do_" + ins.cmd.lower())
+        step: Step | None
+        step = handler(ins, state, source) if ins.cmd == "COPY" else handler(ins, state)
+        if step is None:
+            return
+        if isinstance(step, ConfigStep):
+            state.config = step.apply(state.config)
+        state.steps.append(step)
+
+    def shell(self, state: _State) -> tuple[str, ...]:
+        return state.config.shell or DEFAULT_SHELL
+
+    def do_arg(self, ins: Instruction, state: _State) -> Step | None:
+        for key, default in self.arg_pairs(ins):
+            self.declared.add(key)
+            value: str | None
+            if key in self.build_args:
+                value = self.build_args[key]
+            elif default is not None:
+                value = self.expand(default, state.env, ins.line)
+            else:
+                value = self.global_env.get(key)
+            if value is not None and key not in _NON_ENV_ARGS:
+                state.env[key] = value
+                if key not in state.args:
+                    state.args.append(key)
+        return None
+
+    def kv_pairs(self, ins: Instruction, state: _State) -> tuple[tuple[str, str], ...]:
+        # All pairs expand against the variables as they were before the instruction.
+        env = dict(state.env)
+        return tuple(
+            (self.expand(k, env, ins.line), self.expand(v, env, ins.line))
+            for k, v in zip(ins.args[::2], ins.args[1::2], strict=True)
+        )
+
+    def do_env(self, ins: Instruction, state: _State) -> Step:
+        pairs = self.kv_pairs(ins, state)
+        for k, _ in pairs:
+            if not k:
+                raise self.error("ENV names can not be blank", ins.line)
+        state.env.update(pairs)
+        return ConfigStep(ins.line, ins.text, env=pairs)
+
+    def do_label(self, ins: Instruction, state: _State) -> Step:
+        return ConfigStep(ins.line, ins.text, labels=self.kv_pairs(ins, state))
+
+    def do_maintainer(self, ins: Instruction, state: _State) -> Step:
+        return ConfigStep(ins.line, ins.text, author=ins.args[0])
+
+    def do_workdir(self, ins: Instruction, state: _State) -> Step:
+        path = self.expand(ins.args[0], state.env, ins.line)
+        if not path:
+            raise self.error("WORKDIR is empty after expansion", ins.line)
+        wd = go_clean(path)
+        if not wd.startswith("/"):
+            wd = go_clean("/" + state.config.working_dir + "/" + wd)
+        return ConfigStep(ins.line, ins.text, working_dir=wd, mkdir=wd != "/")
+
+    def do_user(self, ins: Instruction, state: _State) -> Step:
+        return ConfigStep(ins.line, ins.text, user=self.expand(ins.args[0], state.env, ins.line))
+
+    def do_expose(self, ins: Instruction, state: _State) -> Step:
+        ports: list[str] = []
+        for arg in ins.args:
+            for word in self.expand_words(arg, state.env, ins.line):
+                try:
+                    ports.extend(parse_port_spec(word))
+                except ValueError as e:
+                    raise self.error(f"EXPOSE {word}: {e}", ins.line) from None
+        return ConfigStep(ins.line, ins.text, exposed_ports=tuple(sorted(set(ports))))
+
+    def do_volume(self, ins: Instruction, state: _State) -> Step:
+        vols = []
+        for arg in ins.args:
+            v = self.expand(arg.strip(), state.env, ins.line)
+            if not v:
+                raise self.error("VOLUME specified can not be an empty string", ins.line)
+            vols.append(v)
+        return ConfigStep(ins.line, ins.text, volumes=tuple(vols))
+
+    def do_stopsignal(self, ins: Instruction, state: _State) -> Step:
+        sig = self.expand(ins.args[0], state.env, ins.line)
+        if not valid_signal(sig):
+            raise self.error(f"invalid signal: {sig}", ins.line, "say for instance SIGTERM or 15")
+        return ConfigStep(ins.line, ins.text, stop_signal=sig)
+
+    def do_shell(self, ins: Instruction, state: _State) -> Step:
+        return ConfigStep(ins.line, ins.text, shell=ins.args)
+
+    def command(self, ins: Instruction, state: _State) -> tuple[str, ...]:
+        if ins.json:
+            return ins.args
+        return (*self.shell(state), " ".join(ins.args))
+
+    def do_cmd(self, ins: Instruction, state: _State) -> Step:
+        state.cmd_set = True
+        return ConfigStep(ins.line, ins.text, set_cmd=True, cmd=self.command(ins, state))
+
+    def do_entrypoint(self, ins: Instruction, state: _State) -> Step:
+        argv: tuple[str, ...] | None = self.command(ins, state)
+        if ins.json and not ins.args:
+            argv = None
+        return ConfigStep(
+            ins.line, ins.text, set_entrypoint=True, entrypoint=argv, reset_cmd=not state.cmd_set
+        )
+
+    def do_healthcheck(self, ins: Instruction, state: _State) -> Step:
+        kind = ins.args[0].upper()
+        rest = ins.args[1:]
+        if kind == "NONE":
+            if rest or ins.flags:
+                raise self.error("HEALTHCHECK NONE takes no arguments or flags", ins.line)
+            return ConfigStep(ins.line, ins.text, healthcheck={"Test": ["NONE"]})
+        if kind != "CMD":
+            raise self.error(f"unknown type {kind!r} in HEALTHCHECK (try CMD)", ins.line)
+        if not rest or not any(rest):
+            raise self.error("missing command after HEALTHCHECK CMD", ins.line)
+        test = ["CMD", *rest] if ins.json else ["CMD-SHELL", " ".join(rest)]
+        health: dict[str, Any] = {"Test": test}
+        for flag, key in (
+            ("interval", "Interval"),
+            ("timeout", "Timeout"),
+            ("start-period", "StartPeriod"),
+            ("start-interval", "StartInterval"),
+        ):
+            value = ins.flag(flag)
+            if value:
+                try:
+                    ns = parse_duration(value)
+                except ValueError as e:
+                    raise self.error(f"HEALTHCHECK --{flag}: {e}", ins.line) from None
+                if 0 < ns < 1_000_000:
+                    raise self.error(f"HEALTHCHECK --{flag} cannot be less than 1ms", ins.line)
+                if ns:
+                    health[key] = ns
+        retries = ins.flag("retries")
+        if retries:
+            if not _INT.match(retries):
+                raise self.error(f"HEALTHCHECK --retries: invalid number {retries!r}", ins.line)
+            if int(retries) < 0:
+                raise self.error(f"--retries cannot be negative ({retries})", ins.line)
+            if int(retries):
+                health["Retries"] = int(retries)
+        return ConfigStep(ins.line, ins.text, healthcheck=health)
+
+    def do_run(self, ins: Instruction, state: _State) -> Step:
+        network = ins.flag("network") or "default"
+        if network not in _NETWORKS:
+            raise self.error(
+                f"RUN --network={network} is not supported", ins.line,
+                "use --network=default, none or host",
+            )  # fmt: skip
+        if ins.json:
+            argv, command_text = ins.args, " ".join(ins.args)
+        else:
+            command_text = " ".join(ins.args)
+            if ins.heredocs:
+                command_text = self.heredoc_script(ins)
+            argv = (*self.shell(state), command_text)
+        env = [(k, state.env[k]) for k in state.args if k in state.env]
+        for k in sorted(PROXY_BUILD_ARGS & self.build_args.keys()):
+            if k not in state.args:
+                env.append((k, self.build_args[k]))
+        return RunStep(
+            ins.line,
+            ins.text,
+            argv=tuple(argv),
+            shell_form=not ins.json,
+            command_text=command_text,
+            env=tuple(env),
+            network=network,
+        )
+
+    def heredoc_script(self, ins: Instruction) -> str:
+        line = " ".join(ins.args)
+        if is_heredoc_marker(line):
+            # A lone heredoc: its content is the script (dispatchRun's "simple heredoc").
+            data = ins.heredocs[0].data
+            if data.startswith("#!"):
+                raise self.error(
+                    "RUN with a heredoc that starts with #! is not supported by manyarch",
+                    ins.line,
+                    "drop the #! line, or write the script with COPY and RUN it",
+                )
+            return data
+        # Anything else goes to the shell whole, heredocs included, as BuildKit does.
+        return line + "".join("\n" + h.content + h.name for h in ins.heredocs)
+
+    def do_copy(self, ins: Instruction, state: _State, source: str | None) -> Step:
+        return self.copy(ins, state, source, is_add=False)
+
+    def do_add(self, ins: Instruction, state: _State) -> Step:
+        return self.copy(ins, state, None, is_add=True)
+
+    def copy(self, ins: Instruction, state: _State, source: str | None, *, is_add: bool) -> Step:
+        if ins.heredocs or any(is_heredoc_marker(a) for a in ins.args):
+            raise self.error(
+                f"{ins.cmd} with a heredoc is not supported by manyarch", ins.line,
+                "put the content in a file of the build context and COPY it",
+            )  # fmt: skip
+        env = state.env
+        words = [self.expand(a, env, ins.line) for a in ins.args]
+        sources, dest = words[:-1], words[-1]
+        if is_add:
+            for src in sources:
+                if "://" in src or src.startswith("git@"):
+                    raise self.error(
+                        f"ADD from a URL or a Git repository is not supported by manyarch: {src}",
+                        ins.line,
+                        "download the file into the build context and COPY it",
+                    )
+        chown = ins.flag("chown")
+        chmod = ins.flag("chmod")
+        if chown is not None:
+            chown = self.expand(chown, env, ins.line)
+        if chmod is not None:
+            chmod = self.expand(chmod, env, ins.line)
+            if not _OCTAL_MODE.match(chmod):
+                raise self.error(
+                    f"{ins.cmd} --chmod={chmod}: manyarch accepts only octal modes", ins.line,
+                    "write the mode in octal, like --chmod=755",
+                )  # fmt: skip
+        if len(sources) > 1 and not dest.endswith("/"):
+            raise self.error(
+                f"when using {ins.cmd} with more than one source file, the destination must be "
+                "a directory and end with a /",
+                ins.line,
+            )
+        return CopyStep(
+            ins.line,
+            ins.text,
+            sources=tuple(sources),
+            dest=resolve_dest(state.config.working_dir, dest),
+            from_=source,
+            chown=chown or None,
+            chmod=chmod or None,
+            link=ins.flag("link") == "true",
+            is_add=is_add,
+            extract_tar=is_add,
+        )
+
+
+def plan(
+    df: Dockerfile,
+    *,
+    target_platform: Platform,
+    build_platform: Platform,
+    build_args: Mapping[str, str] | None = None,
+    target: str | None = None,
+    base_config: BaseConfig | None = None,
+) -> BuildPlan:
+    """Plan the build of ``df`` for ``target_platform``: the stages ``target`` needs.
+
+    ``base_config(reference, platform)`` gives a base image's container config
+    (Env, WorkingDir, Shell); it is called once per base image stage planned.
+    """
+    planner = _Planner(df, target_platform, build_platform, build_args or {}, base_config)
+    return planner.plan(target)
+
+
+# -- small parsers, as BuildKit and Go have them ---------------------------------
+
+
+def go_clean(path: str) -> str:
+    """Go's ``path.Clean``: the shortest equivalent slash path."""
+    if not path:
+        return "."
+    rooted = path.startswith("/")
+    parts: list[str] = []
+    for comp in path.split("/"):
+        if comp in ("", "."):
+            continue
+        if comp == "..":
+            if parts and parts[-1] != "..":
+                parts.pop()
+            elif not rooted:
+                parts.append("..")
+            continue
+        parts.append(comp)
+    joined = "/".join(parts)
+    if rooted:
+        return "/" + joined
+    return joined or "."
+
+
+def resolve_dest(workdir: str, dest: str) -> str:
+    """An absolute COPY destination; a trailing ``/`` (or ``.``) keeps meaning a directory."""
+    if dest in ("", "."):
+        dest = "./"
+    is_dir = dest.endswith("/") or dest.endswith("/.")
+    out = go_clean(dest if dest.startswith("/") else (workdir or "/") + "/" + dest)
+    if is_dir and not out.endswith("/"):
+        out += "/"
+    return out
+
+
+_DURATION_UNITS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "μs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
+_DURATION_PART = re.compile(r"(\d*\.?\d*)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_duration(text: str) -> int:
+    """Go's ``time.ParseDuration`` in nanoseconds (``1m30s``, ``1.5h``, ``300ms``)."""
+    s = text
+    sign = 1
+    if s[:1] in "+-" and s:
+        sign = -1 if s[0] == "-" else 1
+        s = s[1:]
+    if s == "0":
+        return 0
+    if not s:
+        raise ValueError(f"invalid duration {text!r}")
+    total = 0.0
+    pos = 0
+    while pos < len(s):
+        m = _DURATION_PART.match(s, pos)
+        if not m or m.group(1) in ("", "."):
+            raise ValueError(f"invalid duration {text!r}")
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    return sign * round(total)
+
+
+def _port_range(text: str) -> tuple[int, int]:
+    if not text:
+        raise ValueError("empty string specified for ports")
+    parts = text.split("-")
+    if len(parts) > 2 or not all(p.isdecimal() for p in parts):
+        raise ValueError(f"invalid port {text!r}")
+    start, end = int(parts[0]), int(parts[-1])
+    if start > 65535 or end > 65535:
+        raise ValueError(f"invalid port {text!r}")
+    if end < start:
+        raise ValueError(f"invalid range specified for port: {text}")
+    return start, end
+
+
+def parse_port_spec(raw: str) -> list[str]:
+    """``80``, ``80/udp``, ``8000-8002`` as ``["80/tcp"]`` etc. (BuildKit's parsePortSpec)."""
+    parts = raw.split(":")
+    container = parts[-1]
+    host = parts[-2] if len(parts) >= 2 else ""
+    port, _, proto = container.partition("/")
+    if not port:
+        raise ValueError(f"no port specified: {raw}<empty>")
+    proto = proto.lower() or "tcp"
+    if proto not in ("tcp", "udp", "sctp"):
+        raise ValueError(f"invalid proto: {proto}")
+    start, end = _port_range(port)
+    if host:
+        hstart, hend = _port_range(host)
+        if hend - hstart != end - start and end != start:
+            raise ValueError(f"invalid ranges specified for container and host Ports: {port} "
+                             f"and {host}")  # fmt: skip
+    return [f"{p}/{proto}" for p in range(start, end + 1)]
+
+
+_SIGNAL_NAMES = (
+    "ABRT ALRM BUS CHLD CLD CONT FPE HUP ILL INT IO IOT KILL PIPE POLL PROF PWR QUIT SEGV "
+    "STKFLT STOP SYS TERM TRAP TSTP TTIN TTOU URG USR1 USR2 VTALRM WINCH XCPU XFSZ RTMIN RTMAX"
+)
+_SIGNALS = frozenset(
+    [*_SIGNAL_NAMES.split(" ")]
+    + [f"RTMIN+{i}" for i in range(1, 16)]
+    + [f"RTMAX-{i}" for i in range(1, 15)]
+)
+
+
+def valid_signal(text: str) -> bool:
+    """Whether ``text`` is a signal as moby's ``signal.ParseSignal`` reads it."""
+    if _INT.match(text):
+        return int(text) > 0
+    name = text.upper()
+    return (name[3:] if name.startswith("SIG") else name) in _SIGNALS
