@@ -89,10 +89,11 @@ class Descriptor:
             out["urls"] = list(self.urls)
         if self.annotations:
             out["annotations"] = dict(self.annotations)
-        if self.artifact_type:
-            out["artifactType"] = self.artifact_type
+        # the order of the Go structs (image-spec specs-go), which registries echo
         if self.platform is not None:
             out["platform"] = self.platform.to_json()
+        if self.artifact_type:
+            out["artifactType"] = self.artifact_type
         return out
 
     @property
