@@ -6,6 +6,9 @@ import io
 import json
 import multiprocessing
 import os
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -75,7 +78,7 @@ def test_create_refuses_a_foreign_directory(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(LayoutError, match=r"not empty .*notes\.txt"):
         Layout.open(tmp_path, create=True)
-    assert not (tmp_path / "oci-layout").exists()
+    assert os.listdir(tmp_path) == ["notes.txt"]
 
 
 # -- blobs --------------------------------------------------------------------
@@ -379,6 +382,43 @@ def test_gc_keeps_reachable_and_removes_orphans(image: Image) -> None:
     removed = layout.gc()
     assert set(removed) == reachable | {Digest.of(b"in progress")}
     assert blob_files(layout) == []
+
+
+LEASE_HOLDER = """
+import sys
+from manyarch.layout import Layout
+layout = Layout.open(sys.argv[1])
+with layout.lease():
+    digest = layout.put_blob(b"not tagged yet")
+    print("ready", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_gc_waits_for_a_lease(layout: Layout) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LEASE_HOLDER, str(layout.path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        removed: list[list[Digest]] = []
+        gc = threading.Thread(target=lambda: removed.append(layout.gc()))
+        gc.start()
+        gc.join(0.3)
+        assert gc.is_alive(), "gc ran while a lease was held"
+        assert layout.has_blob(Digest.of(b"not tagged yet"))
+        proc.stdin.write(b"done\n")
+        proc.stdin.flush()
+        gc.join(10)
+        assert removed == [[Digest.of(b"not tagged yet")]]
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdin.close()
+        proc.stdout.close()
 
 
 def test_gc_keeps_what_a_sparse_index_still_reaches(image: Image) -> None:

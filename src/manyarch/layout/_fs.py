@@ -18,6 +18,8 @@ from pathlib import Path
 TEMP_PREFIX = ".tmp-"
 #: The lock file serialising read-modify-write of index.json and gc.
 LOCK_NAME = ".lock"
+#: Writers hold it shared (a lease) while their blobs are not yet tagged; gc holds it exclusive.
+GC_LOCK_NAME = ".gc-lock"
 FILE_MODE = 0o644
 
 

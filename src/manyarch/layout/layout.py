@@ -7,11 +7,14 @@
                                 org.opencontainers.image.ref.name are the tags
     DIR/blobs/<alg>/<hex>       content, named by its digest
     DIR/.lock                   flock held around index.json updates and gc
+    DIR/.gc-lock                flock: shared by leases, exclusive during gc
     DIR/**/.tmp-*               writes in progress (or a crashed writer's)
 
 Every file reaches its final name by rename after fsync, so a crash leaves a
 layout that verifies. Blob writes need no lock (a digest names one content);
-index.json read-modify-write and gc hold the exclusive lock.
+index.json read-modify-write and gc hold the exclusive lock. Blobs written
+before their tag exists are unreachable for a while: hold :meth:`Layout.lease`
+around "put blobs, then tag" so a concurrent gc waits instead of taking them.
 """
 
 from __future__ import annotations
@@ -216,21 +219,23 @@ class Layout:
     def _create(self) -> None:
         if self.path.exists() and not self.path.is_dir():
             raise LayoutError(f"{self.path} exists and is not a directory")
+        ours = (_fs.LOCK_NAME, _fs.GC_LOCK_NAME, BLOBS_DIR, INDEX_FILE)
+        foreign = sorted(
+            p.name
+            for p in (self.path.iterdir() if self.path.exists() else ())
+            if p.name not in ours and not _fs.is_temp(p.name)
+        )
+        # Checked before the lock file exists, so a refusal leaves the directory untouched.
+        if foreign:
+            raise LayoutError(
+                f"{self.path} is not empty and not an OCI image layout "
+                f"(it holds {', '.join(foreign[:5])})",
+                "choose a new or empty directory",
+            )
         self.path.mkdir(parents=True, exist_ok=True)
         with self._lock():
             if (self.path / LAYOUT_FILE).exists():
                 return  # another process made it meanwhile
-            foreign = sorted(
-                p.name
-                for p in self.path.iterdir()
-                if p.name not in (_fs.LOCK_NAME, BLOBS_DIR, INDEX_FILE) and not _fs.is_temp(p.name)
-            )
-            if foreign:
-                raise LayoutError(
-                    f"{self.path} is not empty and not an OCI image layout "
-                    f"(it holds {', '.join(foreign[:5])})",
-                    "choose a new or empty directory",
-                )
             (self.path / BLOBS_DIR / "sha256").mkdir(parents=True, exist_ok=True)
             if not (self.path / INDEX_FILE).exists():
                 self._write_index(Index())
@@ -258,6 +263,14 @@ class Layout:
 
     def _lock(self, *, shared: bool = False) -> contextlib.AbstractContextManager[None]:
         return _fs.locked(self.path / _fs.LOCK_NAME, shared=shared)
+
+    def lease(self) -> contextlib.AbstractContextManager[None]:
+        """Keep gc (in any process) away while you put blobs and then tag them.
+
+        Leases do not exclude each other; :meth:`gc` waits until none is held,
+        so do not call it from inside one.
+        """
+        return _fs.locked(self.path / _fs.GC_LOCK_NAME, shared=True)
 
     def __repr__(self) -> str:
         return f"Layout({str(self.path)!r})"
@@ -536,10 +549,11 @@ class Layout:
     def gc(self) -> list[Digest]:
         """Remove blobs index.json cannot reach and dead writers' temp files; returns removed.
 
-        Refuses (and removes nothing) when a reachable index or manifest is
-        corrupt, since what it references cannot be known.
+        Waits for every :meth:`lease` to end. Refuses (and removes nothing) when
+        a reachable index or manifest is corrupt, since what it references
+        cannot be known.
         """
-        with self._lock():
+        with _fs.locked(self.path / _fs.GC_LOCK_NAME), self._lock():
             reachable: set[Digest] = set()
             try:
                 for entry in self.index().manifests:
@@ -638,7 +652,8 @@ class Layout:
         from manyarch.layout.archive import import_tar
 
         layout = cls.open(dest, create=True)
-        import_tar(layout, src)
+        with layout.lease():
+            import_tar(layout, src)
         return layout
 
     def _merge_index(self, incoming: Index) -> None:
