@@ -1,0 +1,1 @@
+"""The FastAPI demo service that reports the architecture it runs as."""
