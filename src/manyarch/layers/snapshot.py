@@ -72,8 +72,8 @@ class Snapshot:
 
     @classmethod
     def take(cls, root: Path, *, exclude: Iterable[str] = ()) -> Snapshot:
-        """Record every path under ``root``, skipping the ``exclude`` paths and their contents."""
-        skip = frozenset(clean_path(p) for p in exclude)
+        """Record every path under ``root`` but ``exclude`` (``/proc`` or ``proc``) and below."""
+        skip = frozenset(clean_path(p.lstrip("/")) for p in exclude)
         states: dict[str, FileState] = {}
         stats: dict[str, os.stat_result] = {}
         top = os.fspath(root)
