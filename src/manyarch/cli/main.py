@@ -11,7 +11,7 @@ from manyarch import __version__
 from manyarch.errors import ManyarchError, UsageError
 
 #: Command modules under manyarch.cli; each has ``register(subparsers)``.
-COMMANDS = ("emulation",)
+COMMANDS = ("build", "imagetools", "emulation", "base")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -35,7 +35,7 @@ from manyarch.dockerfile.steps import (
 )
 from manyarch.dockerfile.syntax import Dockerfile, Instruction, StageSource, is_heredoc_marker
 from manyarch.errors import DockerfileError, InvalidInput
-from manyarch.oci import ContainerConfig, Platform, Reference
+from manyarch.oci import ContainerConfig, Platform, parse_any
 
 BaseConfig = Callable[[str, Platform], ContainerConfig]
 
@@ -166,7 +166,8 @@ class _Planner:
 
     def check_reference(self, ref: str, line: int, what: str) -> None:
         try:
-            Reference.parse(ref)
+            # an OCI layout on disk is a base too (buildx spells it oci-layout://)
+            parse_any(ref)
         except InvalidInput as e:
             raise self.error(f"{what} {ref!r} is not a valid image reference: {e.message}",
                              line, e.hint) from None  # fmt: skip

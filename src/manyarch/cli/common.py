@@ -1,0 +1,86 @@
+"""Flags shared by several commands, and how they become library options."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from manyarch.registry import RegistryClient, RegistryOptions
+from manyarch.registry.options import load_registry_hosts
+
+#: Where buildkitd.toml files are looked for when --config is not given (BuildKit's own
+#: places, then the current directory, where the seed keeps its buildkitd.toml).
+BUILDKITD_CONFIGS = (
+    Path("/etc/buildkit/buildkitd.toml"),
+    Path.home() / ".config" / "buildkit" / "buildkitd.toml",
+    Path("buildkitd.toml"),
+)
+DAEMON_JSON = Path("/etc/docker/daemon.json")
+
+
+def add_registry_flags(p: argparse.ArgumentParser) -> None:
+    """--insecure-registry, --config (buildkitd.toml), --daemon-config, --jobs."""
+    g = p.add_argument_group("registry")
+    g.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="allow plain http (and unverified TLS) for this registry; repeatable",
+    )
+    g.add_argument(
+        "--config",
+        dest="buildkitd_config",
+        type=Path,
+        metavar="BUILDKITD_TOML",
+        help='read [registry."HOST:PORT"] http/insecure from this buildkitd.toml '
+        "(default: /etc/buildkit, ~/.config/buildkit, ./buildkitd.toml)",
+    )
+    g.add_argument(
+        "--daemon-config",
+        type=Path,
+        metavar="DAEMON_JSON",
+        help="read insecure-registries from this docker daemon.json "
+        "(default: /etc/docker/daemon.json when present)",
+    )
+    g.add_argument("--jobs", type=int, default=4, help="parallel blob transfers (default 4)")
+
+
+def registry_options(args: argparse.Namespace) -> RegistryOptions:
+    """RegistryOptions from the shared flags and the configuration files."""
+    opts = RegistryOptions(
+        insecure=frozenset(getattr(args, "insecure_registry", []) or []),
+        jobs=getattr(args, "jobs", 4) or 4,
+    )
+    configs: list[Path] = []
+    explicit = getattr(args, "buildkitd_config", None)
+    if explicit is not None:
+        configs.append(explicit)
+    else:
+        configs.extend(p for p in BUILDKITD_CONFIGS if p.is_file())
+    daemon = getattr(args, "daemon_config", None)
+    if daemon is None and DAEMON_JSON.is_file():
+        daemon = DAEMON_JSON
+    for i, cfg in enumerate(configs or [None]):
+        opts = opts.with_hosts(load_registry_hosts(cfg, daemon if i == 0 else None))
+    return opts
+
+
+def client_factory(args: argparse.Namespace) -> Any:
+    """A lazy RegistryClient factory bound to the flags (one client per command)."""
+    holder: list[RegistryClient] = []
+
+    def make() -> RegistryClient:
+        if not holder:
+            holder.append(RegistryClient(registry_options(args)))
+        return holder[0]
+
+    return make
+
+
+def stderr_is_tty() -> bool:
+    """Whether progress may be drawn live."""
+    return sys.stderr.isatty() and os.environ.get("TERM", "") != "dumb"

@@ -1,0 +1,355 @@
+"""The one door the upper floors use to reach images, wherever they live.
+
+A :class:`Source` reads an image or index from a registry or an OCI layout; a
+:class:`Sink` writes one. :func:`resolve_image` picks the manifest for a
+platform (containerd's rules, attestations skipped); :func:`copy` moves an
+image or index between any source and sink, blobs first, then manifests, then
+the index, so no tag ever points at something incomplete.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol, cast
+
+from manyarch.errors import InvalidDocument, PlatformNotFound
+from manyarch.layout import Layout
+from manyarch.oci import mediatypes as mt
+from manyarch.oci.document import Document
+from manyarch.oci.manifest import Descriptor, ImageConfig, Index, Manifest
+from manyarch.oci.platform import Platform
+from manyarch.oci.reference import AnyReference, LayoutReference, Reference
+from manyarch.registry import RegistryClient
+
+Progress = Callable[[str], None]
+
+
+class Source(Protocol):
+    """Where an image is read from."""
+
+    name: str
+
+    def root(self) -> Document:
+        """The document the reference names (an index or a manifest)."""
+        ...
+
+    def document(self, desc: Descriptor) -> Document:
+        """A manifest, index or config by descriptor, verified."""
+        ...
+
+    def fetch_blob(self, desc: Descriptor, dest: BinaryIO) -> None:
+        """Stream a blob into ``dest``, verified (raises on mismatch)."""
+        ...
+
+
+class Sink(Protocol):
+    """Where an image is written to."""
+
+    name: str
+
+    def has_blob(self, desc: Descriptor) -> bool:
+        """Whether the blob is already there."""
+        ...
+
+    def put_blob(self, desc: Descriptor, opener: Callable[[], BinaryIO]) -> None:
+        """Store a blob whose bytes ``opener()`` gives."""
+        ...
+
+    def put_document(self, doc: Document, tag: str | None = None) -> None:
+        """Store a manifest or index, and point ``tag`` at it when given."""
+        ...
+
+
+class RegistrySource:
+    """An image in a registry."""
+
+    def __init__(self, client: RegistryClient, ref: Reference) -> None:
+        self.client = client
+        self.ref = ref
+        self.name = str(ref)
+        self._root: Document | None = None
+
+    def root(self) -> Document:
+        """GET the manifest or index the reference names (cached)."""
+        if self._root is None:
+            self._root = self.client.get_manifest(self.ref)
+        return self._root
+
+    def document(self, desc: Descriptor) -> Document:
+        """A manifest or index by digest, or a config blob."""
+        if mt.is_index(desc.media_type) or mt.is_manifest(desc.media_type):
+            return self.client.get_manifest(self.ref.with_digest(desc.digest))
+        return Document(self.client.open_blob_bytes(self.ref, desc), desc.media_type)
+
+    def fetch_blob(self, desc: Descriptor, dest: BinaryIO) -> None:
+        """Stream a blob from the registry, verified."""
+        self.client.fetch_blob(self.ref, desc, dest)
+
+
+class LayoutSource:
+    """An image in an OCI layout directory."""
+
+    def __init__(self, layout: Layout, ident: str | None, name: str = "") -> None:
+        self.layout = layout
+        self.ident = ident
+        self.name = name or f"oci-layout://{layout.path}" + (f":{ident}" if ident else "")
+
+    def root(self) -> Document:
+        """The document a tag or digest names in index.json."""
+        return self.layout.read_document(self.layout.resolve(self.ident))
+
+    def document(self, desc: Descriptor) -> Document:
+        """A document by descriptor, verified."""
+        return self.layout.read_document(desc)
+
+    def fetch_blob(self, desc: Descriptor, dest: BinaryIO) -> None:
+        """Copy a blob out of the layout."""
+        with self.layout.open_blob(desc.digest) as f:
+            while chunk := f.read(1 << 20):
+                dest.write(chunk)
+
+
+class LayoutSink:
+    """Writes into an OCI layout directory."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.name = f"oci-layout://{layout.path}"
+
+    def has_blob(self, desc: Descriptor) -> bool:
+        """Whether the layout holds the blob."""
+        return self.layout.has_blob(desc.digest)
+
+    def put_blob(self, desc: Descriptor, opener: Callable[[], BinaryIO]) -> None:
+        """Stream a blob in, verified against its descriptor."""
+        with opener() as f:
+            self.layout.put_stream(f, desc.digest, desc.size)
+
+    def put_document(self, doc: Document, tag: str | None = None) -> None:
+        """Store a document; tag it when asked."""
+        desc = self.layout.put_document(doc)
+        if tag:
+            self.layout.tag(tag, desc)
+
+
+class RegistrySink:
+    """Pushes into one repository of a registry."""
+
+    def __init__(self, client: RegistryClient, ref: Reference) -> None:
+        self.client = client
+        self.ref = ref
+        self.name = str(ref)
+
+    def has_blob(self, desc: Descriptor) -> bool:
+        """HEAD the blob."""
+        return self.client.has_blob(self.ref, desc.digest)
+
+    def put_blob(self, desc: Descriptor, opener: Callable[[], BinaryIO]) -> None:
+        """Upload a blob (the client skips what exists)."""
+        self.client.push_blob(self.ref, desc, opener)
+
+    def put_document(self, doc: Document, tag: str | None = None) -> None:
+        """PUT a manifest by digest, or by tag when given."""
+        r = self.ref
+        target = Reference(r.registry, r.repository, tag, None if tag else doc.digest)
+        self.client.put_manifest(target, doc)
+
+
+def open_source(ref: AnyReference, client: Callable[[], RegistryClient]) -> Source:
+    """A source for a registry or ``oci-layout://`` reference."""
+    if isinstance(ref, LayoutReference):
+        layout = Layout.open(ref.path)
+        ident = str(ref.digest) if ref.digest else ref.tag
+        return LayoutSource(layout, ident, str(ref))
+    return RegistrySource(client(), ref)
+
+
+def open_sink(ref: AnyReference, client: Callable[[], RegistryClient]) -> tuple[Sink, str | None]:
+    """A sink and the tag to write for a registry or ``oci-layout://`` reference."""
+    if isinstance(ref, LayoutReference):
+        return LayoutSink(Layout.open(ref.path, create=True)), ref.tag or "latest"
+    return RegistrySink(client(), ref), ref.tag or ("latest" if ref.digest is None else None)
+
+
+@dataclass(frozen=True)
+class ResolvedImage:
+    """One platform's image: the manifest's descriptor, the manifest and its config."""
+
+    descriptor: Descriptor
+    manifest_doc: Document
+    manifest: Manifest
+    config_doc: Document
+    config: ImageConfig
+
+    @property
+    def platform(self) -> Platform:
+        """The platform the config declares."""
+        return self.config.platform
+
+
+def resolve_image(source: Source, platform: Platform) -> ResolvedImage:
+    """The image ``platform`` runs best, from an index or a single manifest."""
+    doc = source.root()
+    top = parse_top(doc)
+    if isinstance(top, Index):
+        desc = top.select(platform)
+        if desc is None:
+            raise PlatformNotFound(
+                str(platform), [str(p) for p in top.platforms()], where=source.name
+            )
+        if mt.is_index(desc.media_type):
+            raise InvalidDocument(f"{source.name}: nested indexes are not supported")
+        mdoc = source.document(desc)
+    else:
+        mdoc = doc
+        desc = Descriptor.of(doc)
+    manifest = Manifest.parse(mdoc)
+    cdoc = source.document(manifest.config)
+    config = ImageConfig.parse(cdoc)
+    if isinstance(top, Manifest) and not any(p.same(config.platform) for p in platform.fallbacks()):
+        raise PlatformNotFound(str(platform), [str(config.platform)], where=source.name)
+    return ResolvedImage(
+        desc.with_platform(desc.platform or config.platform), mdoc, manifest, cdoc, config
+    )
+
+
+def parse_top(doc: Document) -> Index | Manifest:
+    """Parse the document a reference names."""
+    from manyarch.oci.manifest import parse_manifest_or_index
+
+    return parse_manifest_or_index(doc)
+
+
+def copy(
+    source: Source,
+    sink: Sink,
+    *,
+    tag: str | None,
+    platforms: Sequence[Platform] | None = None,
+    jobs: int = 4,
+    progress: Progress | None = None,
+) -> Descriptor:
+    """Copy what ``source`` names into ``sink``; returns the descriptor written at ``tag``.
+
+    With ``platforms``, an index is narrowed to those platforms (a new index,
+    hence a new digest); with one platform the manifest itself is copied.
+    """
+    root = source.root()
+    top = parse_top(root)
+    if isinstance(top, Manifest):
+        _copy_manifest(source, sink, root, top, jobs, progress)
+        sink.put_document(root, tag)
+        return Descriptor.of(root)
+    entries = list(top.manifests)
+    if platforms:
+        chosen: list[Descriptor] = []
+        for p in platforms:
+            d = top.select(p)
+            if d is None:
+                raise PlatformNotFound(str(p), [str(x) for x in top.platforms()], where=source.name)
+            if d not in chosen:
+                chosen.append(d)
+        if len(chosen) == 1:
+            mdoc = source.document(chosen[0])
+            _copy_manifest(source, sink, mdoc, Manifest.parse(mdoc), jobs, progress)
+            sink.put_document(mdoc, tag)
+            return Descriptor.of(mdoc, platform=chosen[0].platform)
+        entries = chosen
+    for d in entries:
+        doc = source.document(d)
+        child = parse_top(doc)
+        if isinstance(child, Index):
+            raise InvalidDocument(f"{source.name}: nested indexes are not supported")
+        _copy_manifest(source, sink, doc, child, jobs, progress)
+        sink.put_document(doc)
+    if platforms:
+        out = Index(tuple(entries), top.media_type, top.annotations).to_document()
+    else:
+        out = root
+    sink.put_document(out, tag)
+    return Descriptor.of(out)
+
+
+def _copy_manifest(
+    source: Source,
+    sink: Sink,
+    doc: Document,
+    manifest: Manifest,
+    jobs: int,
+    progress: Progress | None,
+) -> None:
+    blobs = [manifest.config, *manifest.layers]
+    copy_blobs(source, sink, blobs, jobs=jobs, progress=progress)
+
+
+def copy_blobs(
+    source: Source,
+    sink: Sink,
+    blobs: Iterable[Descriptor],
+    *,
+    jobs: int = 4,
+    progress: Progress | None = None,
+) -> None:
+    """Copy blobs the sink lacks, ``jobs`` at a time; the first error stops the rest."""
+    todo = {d.digest: d for d in blobs}
+
+    def one(desc: Descriptor) -> None:
+        if sink.has_blob(desc):
+            if progress:
+                progress(f"{desc.digest.short}: already exists")
+            return
+        with tempfile.TemporaryFile(dir=_tmpdir()) as tmp:
+            source.fetch_blob(desc, tmp)
+            tmp.flush()
+
+            def opener() -> BinaryIO:
+                tmp.seek(0)
+                return cast(BinaryIO, _NoClose(tmp))
+
+            sink.put_blob(desc, opener)
+        if progress:
+            progress(f"{desc.digest.short}: copied {desc.size} bytes")
+
+    if not todo:
+        return
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(one, d) for d in todo.values()]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for f in pending:
+            f.cancel()
+        for f in done:
+            f.result()
+
+
+class _NoClose:
+    """A file wrapper whose close() leaves the underlying temp file open."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+
+    def read(self, n: int = -1) -> bytes:
+        return self._f.read(n)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> _NoClose:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def _tmpdir() -> str | None:
+    d = Path("/var/tmp")
+    return str(d) if d.is_dir() else None

@@ -1,0 +1,202 @@
+"""What ``manyarch imagetools inspect`` shows: buildx's text layout, its
+``--format`` templates, and per-platform sizes."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from manyarch.errors import UsageError
+from manyarch.images import Source, parse_top
+from manyarch.oci.digest import Digest
+from manyarch.oci.manifest import Descriptor, ImageConfig, Index, Manifest
+from manyarch.oci.reference import Reference
+
+_PFX = "  "
+
+
+def tabulate(rows: Sequence[tuple[str, str]], indent: str = "") -> list[str]:
+    """Go's tabwriter (minwidth 0, padding 1) on ``label\\tvalue`` rows, trailing spaces cut."""
+    width = max((len(k) for k, _ in rows), default=0) + 1
+    return [(indent + k.ljust(width) + v).rstrip() for k, v in rows]
+
+
+def format_text(name: str, top: Descriptor, index: Index | None) -> str:
+    """The text ``docker buildx imagetools inspect`` prints."""
+    lines = tabulate(
+        [("Name:", name), ("MediaType:", top.media_type), ("Digest:", str(top.digest))]
+    )
+    if index is None:
+        return "\n".join(lines) + "\n"
+    lines += ["", "Manifests:"]
+    base = _strip_digest(name)
+    block: list[tuple[str, str]] = []
+    out_blocks: list[list[str]] = []
+    for i, m in enumerate(index.manifests):
+        if i:
+            block.append(("", ""))
+        block.append(("Name:", f"{base}@{m.digest}"))
+        block.append(("MediaType:", m.media_type))
+        if m.platform is not None:
+            block.append(("Platform:", str(m.platform)))
+            if m.platform.os_version:
+                block.append(("OSVersion:", m.platform.os_version))
+            if m.platform.os_features:
+                block.append(("OSFeatures:", ", ".join(m.platform.os_features)))
+            if m.urls:
+                block.append(("URLs:", ", ".join(m.urls)))
+            if m.annotations:
+                # buildx flushes its tabwriter here: the annotations align on their own
+                block.append(("Annotations:", ""))
+                out_blocks.append(tabulate(block, _PFX))
+                block = []
+                out_blocks.append(
+                    tabulate([(f"{k}:", v) for k, v in sorted(m.annotations.items())], _PFX * 2)
+                )
+    if block:
+        out_blocks.append(tabulate(block, _PFX))
+    for b in out_blocks:
+        lines += b
+    return "\n".join(lines) + "\n"
+
+
+def _strip_digest(name: str) -> str:
+    return name.split("@", 1)[0]
+
+
+def describe(source: Source) -> tuple[Descriptor, Index | Manifest]:
+    """The root descriptor and parsed document of a source."""
+    doc = source.root()
+    return Descriptor.of(doc), parse_top(doc)
+
+
+_FORMAT = re.compile(
+    r"^\{\{\s*json\s+(?:\(\s*index\s+)?\.(?P<field>Manifest|Image|Name)"
+    r'(?:\s+"(?P<platform>[^"]+)")?\s*\)?\s*\}\}$'
+)
+
+
+def format_template(fmt: str, name: str, source: Source) -> str:
+    """The subset of buildx's Go templates buildx users rely on.
+
+    ``{{json .Manifest}}``, ``{{json .Image}}``, ``{{json .Image "linux/arm64"}}``
+    (or ``{{json (index .Image "linux/arm64")}}``) and ``{{.Name}}``.
+    """
+    if fmt.strip() in ("{{.Name}}", "{{ .Name }}"):
+        return name + "\n"
+    m = _FORMAT.match(fmt.strip())
+    if not m:
+        raise UsageError(
+            f"unsupported --format {fmt!r}",
+            'use {{json .Manifest}}, {{json .Image}} or {{json .Image "linux/arm64"}}',
+        )
+    desc, top = describe(source)
+    fld = m.group("field")
+    if fld == "Name":
+        return _json(name)
+    if fld == "Manifest":
+        if isinstance(top, Index):
+            obj: dict[str, Any] = {
+                "schemaVersion": 2,
+                "mediaType": top.media_type,
+                "digest": str(desc.digest),
+                "size": desc.size,
+                "manifests": [d.to_json() for d in top.manifests],
+            }
+            if top.annotations:
+                obj["annotations"] = dict(top.annotations)
+            return _json(obj)
+        return _json(desc.to_json())
+    configs = image_configs(source, top)
+    wanted = m.group("platform")
+    if wanted is not None:
+        from manyarch.oci.platform import Platform
+
+        p = Platform.parse(wanted)
+        for key, cfg in configs.items():
+            if Platform.parse(key).same(p):
+                return _json(cfg)
+        raise UsageError(f"{name} has no image for {wanted}", f"platforms: {', '.join(configs)}")
+    if isinstance(top, Manifest) or len(configs) == 1:
+        return _json(next(iter(configs.values())))
+    return _json(configs)
+
+
+def image_configs(source: Source, top: Index | Manifest) -> dict[str, Any]:
+    """Platform -> image config JSON, for the runnable images of an index or a manifest."""
+    out: dict[str, Any] = {}
+    manifests: list[tuple[Manifest, Descriptor | None]] = []
+    if isinstance(top, Manifest):
+        manifests.append((top, None))
+    else:
+        for entry in top.images():
+            manifests.append((Manifest.parse(source.document(entry)), entry))
+    for man, d in manifests:
+        cdoc = source.document(man.config)
+        cfg = ImageConfig.parse(cdoc)
+        key = str(d.platform) if d is not None and d.platform else str(cfg.platform)
+        out[key] = json.loads(cdoc.data)
+    return out
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, indent=2) + "\n"
+
+
+@dataclass(frozen=True)
+class PlatformSize:
+    """Compressed size and layers of one platform's image."""
+
+    platform: str
+    size: int
+    layers: tuple[Digest, ...]
+
+
+def sizes(source: Source, top: Index | Manifest) -> list[PlatformSize]:
+    """Per platform: compressed size (config + layers) and its layers."""
+    out = []
+    entries: list[tuple[str, Manifest]] = []
+    if isinstance(top, Manifest):
+        cfg = ImageConfig.parse(source.document(top.config))
+        entries.append((str(cfg.platform), top))
+    else:
+        for d in top.images():
+            entries.append((str(d.platform), Manifest.parse(source.document(d))))
+    for plat, man in entries:
+        total = man.config.size + sum(layer.size for layer in man.layers)
+        out.append(PlatformSize(plat, total, tuple(layer.digest for layer in man.layers)))
+    return out
+
+
+def format_sizes(rows: list[PlatformSize]) -> str:
+    """A table of sizes and of the layers the platforms share."""
+    lines = ["", "Sizes:"]
+    counts: dict[Digest, int] = {}
+    for r in rows:
+        for d in set(r.layers):
+            counts[d] = counts.get(d, 0) + 1
+    table = []
+    for r in rows:
+        shared = sum(1 for d in r.layers if counts[d] > 1)
+        table.append(
+            (f"{r.platform}:", f"{_human(r.size)} in {len(r.layers)} layers ({shared} shared)")
+        )
+    lines += tabulate(table, _PFX)
+    return "\n".join(lines) + "\n"
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{n} B"
+        size /= 1000
+    return f"{n} B"
+
+
+def display_name(ref: Reference) -> str:
+    """How buildx names a reference: the full normalised name (tag ``latest`` by default)."""
+    return str(ref.tagged_or_latest())
