@@ -43,6 +43,44 @@ class _Pattern:
         return self.regex.match(path) is not None
 
 
+def _class_char(p: str, i: int) -> int:
+    """Index after one (maybe escaped) character of a ``[...]`` class; ValueError if bad."""
+    if i >= len(p) or p[i] in "-]":
+        raise ValueError("bad character class")
+    if p[i] == "\\":
+        i += 1
+        if i >= len(p):
+            raise ValueError("trailing escape")
+    i += 1
+    if i >= len(p):
+        raise ValueError("unclosed character class")
+    return i
+
+
+def check_pattern(pattern: str) -> None:
+    """Raise ValueError where Go's ``filepath.Match`` would return ``ErrBadPattern``."""
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        i += 1
+        if ch == "\\":
+            if i >= n:
+                raise ValueError("trailing escape")
+            i += 1
+        elif ch == "[":
+            if i < n and pattern[i] == "^":
+                i += 1
+            ranges = 0
+            while True:
+                if i < n and pattern[i] == "]" and ranges:
+                    i += 1
+                    break
+                i = _class_char(pattern, i)
+                if pattern[i] == "-":
+                    i = _class_char(pattern, i + 1)
+                ranges += 1
+
+
 def _compile(pattern: str, exclusion: bool) -> _Pattern:
     """patternmatcher's ``Pattern.compile`` for ``/`` separators."""
     reg = "^"
@@ -116,8 +154,9 @@ class DockerIgnore:
                     raise DockerfileError('illegal exclusion pattern: "!"', file=file, line=None)
                 p = p[1:]
             try:
+                check_pattern(p)
                 self._compiled.append(_compile(p, exclusion))
-            except re.error as e:
+            except (ValueError, re.error) as e:
                 raise DockerfileError(f"bad pattern {p!r}: {e}", file=file, line=None) from None
 
     @classmethod

@@ -252,6 +252,9 @@ class _ShellWord:
             raise ShellLexError("syntax error: bad substitution")
         name = self.process_name()
         ch = self.next()
+        if ch == _EOF:
+            # Go reports "unsupported modifier (\ufffd)" here; say what is wrong instead.
+            raise ShellLexError("syntax error: missing '}'")
         chs = ch
         null_is_unset = False
 
