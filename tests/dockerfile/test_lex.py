@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from manyarch.dockerfile import ShellLex, ShellLexError
@@ -204,17 +204,20 @@ _plain = st.text(
 _name = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True)
 
 
+@settings(deadline=None)
 @given(_plain)
 def test_plain_text_is_unchanged(text: str) -> None:
     assert ShellLex().process_word(text, {"A": "b"}) == text
 
 
 # Only Go's white space: Python's str.split() also splits on \x1c-\x1f, Go does not.
+@settings(deadline=None)
 @given(st.text(alphabet="ab1 \t\n\r\v\f-_/:.=@%", max_size=40))
 def test_plain_words_split_like_str_split(text: str) -> None:
     assert ShellLex().process_words(text, {}) == text.split()
 
 
+@settings(deadline=None)
 @given(_name, st.text(max_size=20), st.text(alphabet="abc xyz", max_size=10))
 def test_defaults_follow_posix(name: str, value: str, default: str) -> None:
     lex = ShellLex()

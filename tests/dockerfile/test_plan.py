@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from functools import reduce
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from manyarch.dockerfile import (
@@ -433,6 +433,7 @@ def test_resolve_dest(workdir: str, dest: str, expected: str) -> None:
     assert resolve_dest(workdir, dest) == expected
 
 
+@settings(deadline=None)
 @given(st.integers(0, 99), st.integers(0, 59), st.integers(0, 59), st.integers(0, 999))
 def test_parse_duration(h: int, m: int, s: int, ms: int) -> None:
     ns = ((h * 60 + m) * 60 + s) * 1_000_000_000 + ms * 1_000_000
@@ -440,6 +441,7 @@ def test_parse_duration(h: int, m: int, s: int, ms: int) -> None:
     assert parse_duration(f"{s}.5s") == s * 1_000_000_000 + 500_000_000
 
 
+@settings(deadline=None)
 @given(st.integers(1, 65535), st.integers(0, 20), st.sampled_from(["", "/tcp", "/udp", "/sctp"]))
 def test_parse_port_spec(start: int, width: int, proto: str) -> None:
     end = min(start + width, 65535)
@@ -448,6 +450,7 @@ def test_parse_port_spec(start: int, width: int, proto: str) -> None:
     assert ports == [f"{p}/{proto[1:] or 'tcp'}" for p in range(start, end + 1)]
 
 
+@settings(deadline=None)
 @given(st.text(alphabet="ab./", max_size=12), st.text(alphabet="ab./", max_size=12))
 def test_resolved_dest_is_absolute_and_clean(workdir: str, dest: str) -> None:
     out = resolve_dest("/" + workdir, dest)
