@@ -1,0 +1,1 @@
+"""Real parts the tests run against: registries, a fault-injecting proxy."""
