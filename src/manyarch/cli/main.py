@@ -10,8 +10,18 @@ from collections.abc import Sequence
 from manyarch import __version__
 from manyarch.errors import ManyarchError, UsageError
 
-#: Command modules under manyarch.cli; each has ``register(subparsers)``.
-COMMANDS = ("build", "imagetools", "emulation", "base")
+#: The order commands are listed in; any other module of manyarch.cli with a
+#: ``register(subparsers)`` function is found and listed after these.
+COMMANDS = ("build", "imagetools", "copy", "pull", "run", "base", "login", "emulation")
+
+
+def _command_modules() -> list[str]:
+    import pkgutil
+
+    import manyarch.cli as pkg
+
+    found = {m.name for m in pkgutil.iter_modules(pkg.__path__)} - {"main", "common"}
+    return [c for c in COMMANDS if c in found] + sorted(found - set(COMMANDS))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,8 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"manyarch {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for every error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMANDS:
-        importlib.import_module(f"manyarch.cli.{name}").register(sub)
+    for name in _command_modules():
+        module = importlib.import_module(f"manyarch.cli.{name}")
+        if hasattr(module, "register"):
+            module.register(sub)
     return parser
 
 
