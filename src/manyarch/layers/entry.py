@@ -29,8 +29,9 @@ class EntryType(enum.Enum):
 class TarEntry:
     """One entry: a path relative to the layer root, its metadata and its content.
 
-    ``source`` is the content of a ``FILE``: bytes, or a file on disk that is
-    read while the layer is written (it must still be ``size`` bytes long).
+    ``source`` is the content of a ``FILE``: bytes, or the path (``str`` or
+    ``Path``) of a file read while the layer is written (it must still be
+    ``size`` bytes long).
     ``linkname`` is the target of a ``SYMLINK`` (any string) or of a
     ``HARDLINK`` (a path in the layer, or in a lower layer).
     """
@@ -42,7 +43,7 @@ class TarEntry:
     gid: int = 0
     mtime: int = 0
     size: int = 0
-    source: bytes | Path | None = None
+    source: bytes | str | Path | None = None
     linkname: str = ""
     uname: str = ""
     gname: str = ""

@@ -119,11 +119,14 @@ def header(
         uname = b""
     if len(gname) > _UNAME or not _ascii(gname):
         gname = b""
-    for key, number, width in ((b"uid", uid, 8), (b"gid", gid, 8), (b"size", size, 12)):
+    for key, number, width in (
+        (b"uid", uid, 8),
+        (b"gid", gid, 8),
+        (b"size", size, 12),
+        (b"mtime", mtime, 12),
+    ):
         if not _fits(number, width):
             records.append(_pax_record(key, b"%d" % number))
-    if not _fits(mtime, 12):
-        raise ValueError(f"mtime {mtime} does not fit a tar header")
     if records and not all(_utf8(r) for r in records):
         # pax says names are UTF-8 unless the archive says otherwise.
         records.insert(0, _pax_record(b"hdrcharset", b"BINARY"))
@@ -138,6 +141,7 @@ def header(
     uid = uid if _fits(uid, 8) else 0
     gid = gid if _fits(gid, 8) else 0
     size = size if _fits(size, 12) else 0
+    mtime = mtime if _fits(mtime, 12) else 0
     return out + _ustar(
         name, mode, uid, gid, size, mtime, typeflag, linkname, uname, gname, devmajor, devminor
     )

@@ -155,7 +155,7 @@ def _write_data(sink: LayerSink, entry: TarEntry) -> None:
 
 
 def entry_from_stat(
-    path: Path,
+    path: str | Path,
     name: str,
     st: os.stat_result,
     *,
@@ -164,46 +164,49 @@ def entry_from_stat(
 ) -> TarEntry | None:
     """The entry for the file at ``path`` (already lstat-ed), named ``name``; None for sockets."""
     mode = st.st_mode
-    base = TarEntry(
+    fmt = stat.S_IFMT(mode)
+    kind = _KINDS.get(fmt)
+    if kind is None:
+        return None  # a socket: tar has no way to say it
+    return TarEntry(
         name,
-        EntryType.DIR,
+        kind,
         stat.S_IMODE(mode),
         st.st_uid if uid is None else uid,
         st.st_gid if gid is None else gid,
         int(st.st_mtime),
+        size=st.st_size if kind is EntryType.FILE else 0,
+        source=path if kind is EntryType.FILE else None,
+        linkname=os.readlink(path) if kind is EntryType.SYMLINK else "",
+        devmajor=os.major(st.st_rdev) if fmt in (stat.S_IFCHR, stat.S_IFBLK) else 0,
+        devminor=os.minor(st.st_rdev) if fmt in (stat.S_IFCHR, stat.S_IFBLK) else 0,
     )
-    if stat.S_ISREG(mode):
-        return replace(base, type=EntryType.FILE, size=st.st_size, source=path)
-    if stat.S_ISDIR(mode):
-        return base
-    if stat.S_ISLNK(mode):
-        return replace(base, type=EntryType.SYMLINK, linkname=os.readlink(path))
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return replace(
-            base,
-            type=EntryType.CHAR if stat.S_ISCHR(mode) else EntryType.BLOCK,
-            devmajor=os.major(st.st_rdev),
-            devminor=os.minor(st.st_rdev),
-        )
-    if stat.S_ISFIFO(mode):
-        return replace(base, type=EntryType.FIFO)
-    return None
 
 
-def _walk(root: Path, rel: str) -> Iterator[tuple[str, Path, os.stat_result]]:
+_KINDS = {
+    stat.S_IFREG: EntryType.FILE,
+    stat.S_IFDIR: EntryType.DIR,
+    stat.S_IFLNK: EntryType.SYMLINK,
+    stat.S_IFCHR: EntryType.CHAR,
+    stat.S_IFBLK: EntryType.BLOCK,
+    stat.S_IFIFO: EntryType.FIFO,
+}
+
+
+def _walk(root: str, rel: str) -> Iterator[tuple[str, str, os.stat_result]]:
     # scandir gives lstat-free types; the stat is needed anyway for the header.
-    with os.scandir(root / rel if rel else root) as it:
+    with os.scandir(os.path.join(root, rel) if rel else root) as it:
         children = list(it)
     for d in children:
         child = f"{rel}/{d.name}" if rel else d.name
         st = d.stat(follow_symlinks=False)
-        yield child, Path(d.path), st
+        yield child, d.path, st
         if stat.S_ISDIR(st.st_mode):
             yield from _walk(root, child)
 
 
 def entries_from_paths(
-    items: Iterable[tuple[str, Path, os.stat_result]],
+    items: Iterable[tuple[str, str | Path, os.stat_result]],
     *,
     uid: int | None = None,
     gid: int | None = None,
@@ -252,7 +255,10 @@ def entries_from_dir(
     if not stat.S_ISDIR(root_st.st_mode):
         raise LayerError(f"{root} is not a directory")
     try:
-        items = [(posixpath.join(prefix, name), path, st) for name, path, st in _walk(root, "")]
+        items = [
+            (posixpath.join(prefix, name), path, st)
+            for name, path, st in _walk(os.fspath(root), "")
+        ]
     except OSError as e:
         raise LayerError(f"cannot read {e.filename}: {e.strerror}") from e
     entries = entries_from_paths(items, uid=uid, gid=gid)
