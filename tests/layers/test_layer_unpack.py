@@ -8,7 +8,9 @@ import io
 import logging
 import os
 import random
+import shutil
 import stat
+import subprocess
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -100,6 +102,7 @@ def test_whiteouts_and_opaque_dirs_across_a_stack(tmp_path: Path) -> None:
         TarEntry.file("a/y", b"y1"),
         TarEntry.file("d/old", b"old"),
         TarEntry.file("d/sub/deep", b"deep"),
+        TarEntry.file("d/-sub/old", b"old"),
         TarEntry.file("keep", b"keep"),
         TarEntry.file("gone/inner/f", b"f"),
         TarEntry.symlink("link", "keep"),
@@ -112,6 +115,8 @@ def test_whiteouts_and_opaque_dirs_across_a_stack(tmp_path: Path) -> None:
         TarEntry.opaque("d"),
         # sorts before the marker ('-' < '.'): the marker must not remove it
         TarEntry.file("d/-early", b"early"),
+        # a lower directory this layer writes into before the marker: kept, emptied
+        TarEntry.file("d/-sub/new", b"new"),
         TarEntry.file("d/sub/new", b"new"),
         # a whiteout hides the lower layers only, never its own layer
         TarEntry.whiteout("fresh"),
@@ -134,6 +139,8 @@ def test_whiteouts_and_opaque_dirs_across_a_stack(tmp_path: Path) -> None:
         "a/y": b"y1",
         "d": None,
         "d/-early": b"early",
+        "d/-sub": None,
+        "d/-sub/new": b"new",
         "d/sub": None,
         "d/sub/new": b"new",
         "fresh": b"fresh",
@@ -355,3 +362,16 @@ def test_replacing_an_escaping_symlink_by_a_file_does_not_follow_it(tmp_path: Pa
     unpack(tmp_path / "root", [("l", io.BytesIO(blob), TAR)])
     assert (sentinel / "secret").read_text() == "do not touch"
     assert (tmp_path / "root/evil").read_text() == "replaced"
+
+
+def test_unpacks_what_gnu_tar_writes(tmp_path: Path) -> None:
+    tar = shutil.which("tar")
+    if tar is None:
+        pytest.skip("GNU tar is not installed")
+    src = build_tree(tmp_path / "src")
+    blob = tmp_path / "gnu.tar.gz"
+    # GNU format, "./" prefixes, the root entry itself: what `tar -C dir .` makes
+    subprocess.run([tar, "--format=gnu", "-C", str(src), "-czf", str(blob), "."], check=True)
+    out = tmp_path / "out"
+    unpack(out, [("gnu", blob, mediatypes.DOCKER_LAYER)])
+    assert tree_state(out) == tree_state(src)

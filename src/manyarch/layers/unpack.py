@@ -168,6 +168,9 @@ class _Unpacker:
                 self._unpacked.add(tuple(real))
                 continue
             if stat.S_ISDIR(st.st_mode):
+                if create:
+                    # this layer writes below it: an opaque marker must keep it
+                    self._unpacked.add(tuple(real))
                 continue
             if stat.S_ISLNK(st.st_mode):
                 follows += 1
