@@ -72,6 +72,10 @@ def test_refuses_a_manifest_as_a_layer(tmp_path: Path) -> None:
         unpack(tmp_path, [("m", io.BytesIO(b"{}"), mediatypes.OCI_MANIFEST)])
 
 
+def _flip(blob: bytes, pos: int) -> bytes:
+    return blob[:pos] + bytes([blob[pos] ^ 0x55]) + blob[pos + 1 :]
+
+
 @pytest.mark.parametrize(
     "blob",
     [
@@ -81,6 +85,8 @@ def test_refuses_a_manifest_as_a_layer(tmp_path: Path) -> None:
         gzip.compress(NOISE)[:20_000],
         b"\x1f\x8b\x08\x00garbage",
         zstandard.ZstdCompressor().compress(b"x" * 600),
+        _flip(layer([TarEntry.file("f", b"text " * 5000)]).getvalue(), 20),
+        _flip(layer([TarEntry.file("f", NOISE)], "zstd").getvalue(), 50_000),
     ],
     ids=[
         "gzip-of-junk",
@@ -89,6 +95,8 @@ def test_refuses_a_manifest_as_a_layer(tmp_path: Path) -> None:
         "truncated-gzip",
         "bad-gzip",
         "zstd-of-junk",
+        "flipped-deflate",
+        "flipped-zstd",
     ],
 )
 def test_corrupt_blobs_are_layer_errors(tmp_path: Path, blob: bytes) -> None:

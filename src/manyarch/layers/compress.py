@@ -78,7 +78,9 @@ def _zstd() -> _Compressor:
         import zstandard
     except ImportError as e:  # pragma: no cover - zstandard is a dependency
         raise LayerError("zstd layers need the zstandard package", "pip install zstandard") from e
-    c: _Compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0).compressobj()
+    c: _Compressor = zstandard.ZstdCompressor(
+        level=ZSTD_LEVEL, threads=0, write_checksum=True
+    ).compressobj()
     return c
 
 

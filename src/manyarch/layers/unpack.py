@@ -22,9 +22,13 @@ import os
 import shutil
 import stat
 import tarfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
+
+import zstandard
+from isal import isal_zlib
 
 from manyarch.errors import LayerError, ManyarchError, UnsafeLayerEntry
 from manyarch.layers.compress import CHUNK, open_decompressed
@@ -32,6 +36,13 @@ from manyarch.layers.entry import OPAQUE_MARKER, WHITEOUT_PREFIX
 from manyarch.oci import mediatypes
 
 log = logging.getLogger("manyarch.layers")
+
+# isal's stub declares its error class as an instance, hence the cast.
+_DECOMPRESS_ERRORS: tuple[type[Exception], ...] = (
+    cast(type[Exception], isal_zlib.error),
+    zlib.error,
+    zstandard.ZstdError,
+)
 
 #: Linux NAME_MAX and PATH_MAX (minus the NUL).
 MAX_NAME = 255
@@ -114,14 +125,11 @@ class _Unpacker:
                 f"layer {self.layer} is not a readable tar (after entry {entry!r}): {e}",
                 "the blob is corrupt or not a layer",
             ) from e
-        except Exception as e:
-            # Decompressors raise their own error types (isal, zstandard).
-            if type(e).__module__.split(".")[0] in ("isal", "zstandard", "zlib", "gzip"):
-                raise LayerError(
-                    f"layer {self.layer} does not decompress: {e}",
-                    "the blob is corrupt or truncated",
-                ) from e
-            raise
+        except _DECOMPRESS_ERRORS as e:
+            raise LayerError(
+                f"layer {self.layer} does not decompress: {e}",
+                "the blob is corrupt or truncated",
+            ) from e
 
     def _unsafe(self, entry: str, reason: str) -> UnsafeLayerEntry:
         return UnsafeLayerEntry(self.layer, entry, reason)
