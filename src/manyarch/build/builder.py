@@ -9,22 +9,41 @@ blobs are kept as they are, never recompressed); each RUN runs in a
 bubblewrap sandbox (QEMU through binfmt_misc for a foreign architecture) and
 each COPY/ADD copies from the context; the filesystem diff of every such
 step becomes one deterministic layer, deletions as whiteouts.
+
+Every step goes through :meth:`_PlatformBuild.run_step`. RUN and COPY steps
+are first offered to the :class:`Interceptor` s of :class:`BuildOptions`
+(a native-pip fast path, a build cache): one may do the work itself and say
+how (:data:`RAN`: the rootfs changed, diff it; a :class:`CachedLayer`: a layer
+already in the store was applied, use it as is).
+
+Directories the builder creates (WORKDIR, COPY destinations and their
+parents) get SOURCE_DATE_EPOCH (0 without it) as mtime, and a COPY leaves the
+mtimes of the directories it writes into as they were: so the layer of
+``COPY app/ /app`` is the same bytes on every platform, stored and pushed once.
 """
 
 from __future__ import annotations
 
+import bz2
+import collections
+import functools
 import glob
-import logging
+import gzip
+import lzma
 import os
 import shutil
 import stat
+import subprocess
+import tarfile
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO, Literal, TypeVar, cast
 
 from manyarch import dockerfile as df
 from manyarch.build.store import open_store, work_dir
@@ -40,6 +59,7 @@ from manyarch.images import (
 from manyarch.layers import Snapshot, unpack, write_diff_layer
 from manyarch.layout import Layout
 from manyarch.oci import mediatypes as mt
+from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import (
     BASE_DIGEST,
     BASE_NAME,
@@ -54,33 +74,85 @@ from manyarch.oci.platform import Platform, host_platform
 from manyarch.oci.reference import parse_any
 from manyarch.registry import RegistryClient, RegistryOptions
 from manyarch.sandbox import emulation
-from manyarch.sandbox.bwrap import Bind, SandboxSpec
-from manyarch.sandbox.bwrap import run as sandbox_run
+from manyarch.sandbox.bwrap import Bind, SandboxSpec, full_command, remove_created
 from manyarch.sandbox.users import resolve_user
-
-log = logging.getLogger("manyarch.build")
 
 #: Host CA bundle made visible to RUN steps (never baked into a layer): the
 #: machines that build often sit behind a TLS-intercepting proxy.
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 SANDBOX_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-DEFAULT_ENV_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: BuildKit's history comment on every Dockerfile step.
+HISTORY_COMMENT = "buildkit.dockerfile.v0"
+#: Lines of a failed RUN's output kept for the error report.
+OUTPUT_TAIL = 200
+
+_T = TypeVar("_T")
+Status = Literal["start", "log", "done", "cached", "error"]
 
 
 @dataclass(frozen=True)
 class StepEvent:
-    """Progress of one step, as buildx prints it (``[linux/arm64 3/6] RUN ...``)."""
+    """Progress of one step, as buildx shows it (``[linux/arm64 3/6] RUN ...``).
+
+    ``start`` opens the step, ``log`` carries one line of a RUN's output,
+    ``done``/``cached`` close it with ``seconds``; ``error`` closes it with
+    the last lines of its output in ``output``.
+    """
 
     platform: Platform
     index: int
     total: int
     text: str
-    seconds: float | None = None  # None when the step starts
-    cached: bool = False
+    status: Status = "start"
+    seconds: float | None = None
     output: str = ""
+
+    @property
+    def name(self) -> str:
+        """``[linux/arm64 3/6] RUN ...``."""
+        return f"[{self.platform} {self.index}/{self.total}] {self.text}"
 
 
 Progress = Callable[[StepEvent], None]
+
+
+class _Ran:
+    """The interceptor did the step's work in the rootfs; the builder diffs it."""
+
+    def __repr__(self) -> str:
+        return "RAN"
+
+
+RAN = _Ran()
+
+
+@dataclass(frozen=True)
+class CachedLayer:
+    """The interceptor applied a layer that is already in the store to the rootfs."""
+
+    descriptor: Descriptor
+    diff_id: Digest
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What an :class:`Interceptor` sees of a RUN or COPY step about to run."""
+
+    step: df.RunStep | df.CopyStep
+    platform: Platform
+    rootfs: Path
+    config: ImageConfig
+    layers: tuple[Descriptor, ...]
+    options: BuildOptions
+    store: Layout
+    #: For RUN: the sandbox the builder would run (env, user, binds, network).
+    sandbox: SandboxSpec | None
+    #: Shows a line of output under the step.
+    log: Callable[[str], None]
+
+
+#: Returns None to let the builder run the step, else :data:`RAN` or a :class:`CachedLayer`.
+Interceptor = Callable[[StepContext], "_Ran | CachedLayer | None"]
 
 
 @dataclass(frozen=True)
@@ -98,12 +170,18 @@ class BuildOptions:
     docker_media_types: bool = True
     epoch: int | None = None
     registry: RegistryOptions = field(default_factory=RegistryOptions)
+    interceptors: Sequence[Interceptor] = ()
 
     def __post_init__(self) -> None:
         if not self.platforms:
             raise BuildError("no platform to build", "give --platform linux/amd64,linux/arm64")
         if self.network not in ("default", "host", "none"):
             raise BuildError(f"unsupported --network {self.network!r}", "use default, host or none")
+        seen = set()
+        for p in self.platforms:
+            if str(p) in seen:
+                raise BuildError(f"platform {p} is given twice")
+            seen.add(str(p))
 
 
 @dataclass(frozen=True)
@@ -116,56 +194,34 @@ class BuildResult:
     unused_build_args: tuple[str, ...] = ()
 
 
-@dataclass
-class _StageState:
-    rootfs: Path
-    config: ImageConfig
-    layers: list[Descriptor]
-    base_name: str = ""
-    base_digest: str = ""
+class _Cancelled(Exception):
+    """Another platform failed; this one stopped."""
 
 
 def build(options: BuildOptions, progress: Progress | None = None) -> BuildResult:
     """Build every platform (in parallel) and assemble one index in the store."""
     text = _read_dockerfile(options.dockerfile)
     parsed = df.parse(text, file=str(options.dockerfile))
-    store = open_store()
-    host = host_platform()
     for p in options.platforms:
         emulation.require(p)
-    with tempfile.TemporaryDirectory(prefix="manyarch-build-", dir=work_dir()) as tmp:
-        client_holder: list[RegistryClient] = []
-
-        def client() -> RegistryClient:
-            if not client_holder:
-                client_holder.append(RegistryClient(options.registry))
-            return client_holder[0]
-
-        def one(platform: Platform) -> tuple[Descriptor, tuple[str, ...]]:
-            return _build_platform(
-                options, parsed, platform, host, store, Path(tmp), client, progress
+    store = open_store()
+    with (
+        store.lease(),
+        tempfile.TemporaryDirectory(prefix="manyarch-build-", dir=work_dir()) as tmp,
+        _Build(options, parsed, store, Path(tmp), progress) as b,
+    ):
+        results = b.run_all()
+        manifests = tuple(d for d, _ in results)
+        unused = tuple(sorted(set(results[0][1])))
+        if len(manifests) == 1:
+            top = manifests[0]
+        else:
+            index = Index(
+                manifests,
+                mt.DOCKER_MANIFEST_LIST if options.docker_media_types else mt.OCI_INDEX,
+                annotations=_index_annotations(options),
             )
-
-        try:
-            if len(options.platforms) == 1:
-                results = [one(options.platforms[0])]
-            else:
-                with ThreadPoolExecutor(max_workers=len(options.platforms)) as pool:
-                    results = list(pool.map(one, options.platforms))
-        finally:
-            for c in client_holder:
-                c.close()
-    manifests = tuple(d for d, _ in results)
-    unused = tuple(sorted(set(results[0][1])))
-    if len(manifests) == 1 and len(options.platforms) == 1:
-        top = manifests[0]
-    else:
-        index = Index(
-            manifests,
-            mt.DOCKER_MANIFEST_LIST if options.docker_media_types else mt.OCI_INDEX,
-            annotations=_index_annotations(options),
-        )
-        top = store.put_document(index.to_document())
+            top = store.put_document(index.to_document())
     return BuildResult(store, top, manifests, unused)
 
 
@@ -186,203 +242,540 @@ def _read_dockerfile(path: Path) -> str:
         raise DockerfileError(str(e), file=str(path), line=None) from None
 
 
-def _build_platform(
-    options: BuildOptions,
-    parsed: df.Dockerfile,
-    platform: Platform,
-    host: Platform,
-    store: Layout,
-    tmp: Path,
-    client: Callable[[], RegistryClient],
-    progress: Progress | None,
-) -> tuple[Descriptor, tuple[str, ...]]:
-    bases: dict[tuple[str, str], tuple[Source, ResolvedImage]] = {}
+class _Build:
+    """One build: what the platforms share (store, registry client, cancellation)."""
 
-    def base_image(ref: str, plat: Platform) -> tuple[Source, ResolvedImage]:
-        key = (ref, str(plat))
-        if key not in bases:
-            source = open_source(parse_any(ref), client)
-            bases[key] = (source, resolve_image(source, plat))
-        return bases[key]
+    def __init__(
+        self,
+        options: BuildOptions,
+        parsed: df.Dockerfile,
+        store: Layout,
+        tmp: Path,
+        progress: Progress | None,
+    ) -> None:
+        self.options = options
+        self.parsed = parsed
+        self.store = store
+        self.tmp = tmp
+        self.progress = progress
+        self.host = host_platform()
+        #: One creation time for every platform's image (the epoch when given).
+        self.created = _rfc3339(options.epoch if options.epoch is not None else int(time.time()))
+        self.cancelled = threading.Event()
+        self._lock = threading.Lock()
+        self._client: RegistryClient | None = None
+        self._procs: set[subprocess.Popen[bytes]] = set()
+        self.context = options.context.resolve()
+        self.ignore = _dockerignore(self.context)
 
-    plan = df.plan(
-        parsed,
-        target_platform=platform,
-        build_platform=host,
-        build_args=options.build_args,
-        target=options.target,
-        base_config=lambda ref, plat: base_image(ref, plat)[1].config.config,
-    )
-    total = sum(1 + len(s.steps) for s in plan.stages)
-    counter = [0]
-    states: dict[int, _StageState] = {}
-    pdir = tmp / str(platform).replace("/", "-")
-    pdir.mkdir()
-    file = str(options.dockerfile)
-    for stage in plan.stages:
-        counter[0] += 1
-        t0 = time.monotonic()
-        _emit(progress, StepEvent(platform, counter[0], total, f"FROM {stage.base}"))
-        state = _stage_base(stage, states, pdir, store, base_image)
-        _emit(
-            progress,
-            StepEvent(platform, counter[0], total, f"FROM {stage.base}", time.monotonic() - t0),
-        )
-        for step in stage.steps:
-            counter[0] += 1
-            t0 = time.monotonic()
-            _emit(progress, StepEvent(platform, counter[0], total, step.text))
+    def __enter__(self) -> _Build:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def client(self) -> RegistryClient:
+        """The registry client, made on first use (a build FROM a layout needs none)."""
+        with self._lock:
+            if self._client is None:
+                self._client = RegistryClient(self.options.registry)
+            return self._client
+
+    def emit(self, event: StepEvent) -> None:
+        """Report progress; the callback is serialised across platforms."""
+        if self.progress is not None:
+            with self._lock:
+                self.progress(event)
+
+    def run_all(self) -> list[tuple[Descriptor, tuple[str, ...]]]:
+        """Each platform in its own thread; the first failure stops the others."""
+        platforms = list(self.options.platforms)
+        if len(platforms) == 1:
+            return [_PlatformBuild(self, platforms[0]).run()]
+        with ThreadPoolExecutor(max_workers=len(platforms)) as pool:
+            futures = [pool.submit(_PlatformBuild(self, p).run) for p in platforms]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in done if f.exception() is not None]
+            if failed:
+                self.cancel()
+                wait(futures)
+                raise _first_error(failed, futures)
+            return [f.result() for f in futures]
+
+    def cancel(self) -> None:
+        """Stop every platform: no new step starts, running sandboxes are killed."""
+        self.cancelled.set()
+        with self._lock:
+            for p in self._procs:
+                if p.poll() is None:
+                    p.kill()
+
+    def check(self) -> None:
+        """Raise when another platform has failed."""
+        if self.cancelled.is_set():
+            raise _Cancelled()
+
+    def sandbox(self, spec: SandboxSpec, log: Callable[[str], None]) -> tuple[int, list[str]]:
+        """Run ``spec``, each output line to ``log``; returns the status and the last lines."""
+        created: list[Path] = []
+        tail: collections.deque[str] = collections.deque(maxlen=OUTPUT_TAIL)
+        try:
+            cmd = full_command(spec, created)
+            with self._lock:
+                self.check()
+                proc = subprocess.Popen(
+                    cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+                )
+                self._procs.add(proc)
             try:
-                _run_step(step, state, stage, states, options, store, file)
-            except ManyarchError:
-                raise
-            except OSError as e:
-                raise BuildError(f"{file}:{step.line}: {step.text}: {e}") from None
-            _emit(
-                progress,
-                StepEvent(platform, counter[0], total, step.text, time.monotonic() - t0),
-            )
-        states[stage.index] = state
-    final = states[plan.stages[-1].index]
-    desc = _write_image(final, platform, options, store)
-    return desc, tuple(plan.unused_build_args)
+                assert proc.stdout is not None
+                for raw in proc.stdout:
+                    line = raw.decode(errors="replace").rstrip("\r\n")
+                    tail.append(line)
+                    log(line)
+                rc = proc.wait()
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                with self._lock:
+                    self._procs.discard(proc)
+            self.check()
+            return rc, list(tail)
+        finally:
+            remove_created(created)
 
 
-def _emit(progress: Progress | None, event: StepEvent) -> None:
-    if progress is not None:
-        progress(event)
+def _first_error(failed: Sequence[Future[_T]], order: Sequence[Future[_T]]) -> BaseException:
+    # a platform that stopped because another failed is not the error to report
+    real = [f.exception() for f in order if f.exception() is not None]
+    for e in real:
+        if not isinstance(e, _Cancelled) and e is not None:
+            return e
+    e0 = failed[0].exception()
+    assert e0 is not None
+    return e0
 
 
-def _stage_base(
-    stage: df.Stage,
-    states: dict[int, _StageState],
-    pdir: Path,
-    store: Layout,
-    base_image: Callable[[str, Platform], tuple[Source, ResolvedImage]],
-) -> _StageState:
-    rootfs = pdir / f"stage{stage.index}"
-    plat = stage.platform
-    if stage.base == "scratch":
+@dataclass
+class _StageState:
+    rootfs: Path
+    config: ImageConfig
+    layers: list[Descriptor]
+    base_name: str = ""
+    base_digest: str = ""
+
+
+class _PlatformBuild:
+    """The stages of one target platform, one after the other."""
+
+    def __init__(self, build: _Build, platform: Platform) -> None:
+        self.b = build
+        self.options = build.options
+        self.store = build.store
+        self.platform = platform
+        self.file = str(self.options.dockerfile)
+        self.dir = build.tmp / str(platform).replace("/", "-")
+        self.states: dict[int, _StageState] = {}
+        self._bases: dict[tuple[str, str], tuple[Source, ResolvedImage]] = {}
+        self._image_roots: dict[tuple[str, str], Path] = {}
+        self.counter = 0
+        self.total = 0
+        self._log_tail: list[str] = []
+
+    def run(self) -> tuple[Descriptor, tuple[str, ...]]:
+        """Build every stage the target needs; returns the final manifest's descriptor."""
+        self.dir.mkdir()
+        plan = df.plan(
+            self.b.parsed,
+            target_platform=self.platform,
+            build_platform=self.b.host,
+            build_args=self.options.build_args,
+            target=self.options.target,
+            base_config=lambda ref, plat: self.base_image(ref, plat)[1].config.config,
+        )
+        self.total = sum(1 + len(s.steps) for s in plan.stages)
+        for stage in plan.stages:
+            state = self.timed(f"FROM {stage.base}", functools.partial(self.stage_base, stage))
+            for step in stage.steps:
+                self.timed(step.text, functools.partial(self.run_step, step, state), step.line)
+            self.states[stage.index] = state
+        final = self.states[plan.stages[-1].index]
+        return self.write_image(final), tuple(plan.unused_build_args)
+
+    def timed(self, text: str, work: Callable[[], _T], line: int | None = None) -> _T:
+        """Run one step between its start and done events."""
+        self.b.check()
+        self.counter += 1
+        ev = StepEvent(self.platform, self.counter, self.total, text)
+        self.b.emit(ev)
+        t0 = time.monotonic()
+        self._log_tail = []
+        try:
+            out = work()
+        except _Cancelled:
+            raise
+        except ManyarchError as e:
+            self.b.emit(replace(ev, status="error", output="\n".join(self._log_tail)))
+            if line is not None and not e.message.startswith(f"{self.file}:"):
+                e.message = f"{self.file}:{line}: {text}: {e.message}"
+                e.args = (e.message,)
+            raise
+        except OSError as e:
+            self.b.emit(replace(ev, status="error"))
+            where = f"{self.file}:{line}: " if line is not None else ""
+            raise BuildError(f"{where}{text}: {e}") from None
+        self.b.emit(replace(ev, status="done", seconds=time.monotonic() - t0))
+        return out
+
+    def log(self, index: int, text: str) -> Callable[[str], None]:
+        """A function that shows one output line under step ``index``."""
+
+        def show(line: str) -> None:
+            self.b.emit(StepEvent(self.platform, index, self.total, text, "log", output=line))
+
+        return show
+
+    # -- bases --------------------------------------------------------------------
+
+    def base_image(self, ref: str, plat: Platform) -> tuple[Source, ResolvedImage]:
+        """A base image resolved for ``plat`` (once per reference and platform)."""
+        key = (ref, str(plat))
+        if key not in self._bases:
+            source = open_source(parse_any(ref), self.b.client)
+            self._bases[key] = (source, resolve_image(source, plat))
+        return self._bases[key]
+
+    def fetch(self, ref: str, plat: Platform) -> tuple[Source, ResolvedImage]:
+        """Resolve a base and bring its blobs into the store."""
+        source, image = self.base_image(ref, plat)
+        copy_blobs(source, LayoutSink(self.store), [image.manifest.config, *image.manifest.layers])
+        self.store.put_document(image.manifest_doc)
+        return source, image
+
+    def unpack_into(self, rootfs: Path, image: ResolvedImage) -> None:
+        """Apply the image's layers (from the store) to ``rootfs``."""
+        unpack(
+            rootfs,
+            [
+                (str(d.digest), self.store.blob_path(d.digest), d.media_type)
+                for d in image.manifest.layers
+            ],
+        )
+
+    def stage_base(self, stage: df.Stage) -> _StageState:
+        """The state a stage starts from: scratch, another stage, or an image."""
+        rootfs = self.dir / f"stage{stage.index}"
+        plat = stage.platform
+        if stage.base == "scratch":
+            rootfs.mkdir()
+            cfg = ImageConfig(plat.architecture, plat.os, plat.variant)
+            return _StageState(rootfs, cfg.with_config(df.stage_base_config(cfg.config)), [])
+        if stage.base_stage is not None:
+            src = self.states[stage.base_stage]
+            shutil.copytree(src.rootfs, rootfs, symlinks=True)
+            return _StageState(rootfs, src.config, list(src.layers), src.base_name, src.base_digest)
+        source, image = self.fetch(stage.base, plat)
         rootfs.mkdir()
-        cfg = ImageConfig(plat.architecture, plat.os, plat.variant)
-        return _StageState(rootfs, cfg.with_config(df.stage_base_config(cfg.config)), [])
-    if stage.base.startswith("stage:"):
-        src = states[int(stage.base.split(":", 1)[1])]
-        shutil.copytree(src.rootfs, rootfs, symlinks=True)
-        return _StageState(rootfs, src.config, list(src.layers), src.base_name, src.base_digest)
-    source, image = base_image(stage.base, plat)
-    copy_blobs(source, LayoutSink(store), [image.manifest.config, *image.manifest.layers])
-    store.put_document(image.manifest_doc)
-    rootfs.mkdir()
-    unpack(
-        rootfs,
-        [(str(d.digest), store.blob_path(d.digest), d.media_type) for d in image.manifest.layers],
-    )
-    config = replace(image.config, created=None)
-    return _StageState(
-        rootfs,
-        config.with_config(df.stage_base_config(config.config)),
-        list(image.manifest.layers),
-        source.name,
-        str(image.descriptor.digest),
-    )
+        self.unpack_into(rootfs, image)
+        config = replace(image.config, created=None)
+        return _StageState(
+            rootfs,
+            config.with_config(df.stage_base_config(config.config)),
+            list(image.manifest.layers),
+            source.name,
+            str(image.descriptor.digest),
+        )
 
+    def image_root(self, ref: str) -> Path:
+        """The rootfs of an image named by ``COPY --from=IMAGE`` (unpacked once)."""
+        key = (ref, str(self.platform))
+        if key not in self._image_roots:
+            _, image = self.fetch(ref, self.platform)
+            root = self.dir / f"from{len(self._image_roots)}"
+            root.mkdir()
+            self.unpack_into(root, image)
+            self._image_roots[key] = root
+        return self._image_roots[key]
 
-def _run_step(
-    step: object,
-    state: _StageState,
-    stage: df.Stage,
-    states: dict[int, _StageState],
-    options: BuildOptions,
-    store: Layout,
-    file: str,
-) -> None:
-    if isinstance(step, df.RunStep):
+    # -- steps --------------------------------------------------------------------
+
+    def run_step(self, step: df.Step, state: _StageState) -> None:
+        """Execute one step: interceptors first for RUN/COPY, then the builder's own way."""
+        if isinstance(step, df.ConfigStep):
+            self.config_step(step, state)
+            return
+        log = self.log(self.counter, step.text)
+        spec = self.sandbox_spec(step, state) if isinstance(step, df.RunStep) else None
+        ctx = StepContext(
+            step, self.platform, state.rootfs, state.config, tuple(state.layers),
+            self.options, self.store, spec, log,
+        )  # fmt: skip
         before = Snapshot.take(state.rootfs)
-        _run(step, state, options, file)
-        _commit_layer(state, before, step.text, options, store)
-    elif isinstance(step, df.CopyStep):
-        before = Snapshot.take(state.rootfs)
-        _copy(step, state, states, options, file)
-        _commit_layer(state, before, step.text, options, store)
-    elif isinstance(step, df.ConfigStep):
+        for intercept in self.options.interceptors:
+            outcome = intercept(ctx)
+            if isinstance(outcome, CachedLayer):
+                state.layers.append(outcome.descriptor)
+                state.config = state.config.with_layer(outcome.diff_id, self.history(step))
+                return
+            if outcome is RAN:
+                self.commit(state, step, before)
+                return
+        if spec is not None:
+            self.exec_run(cast(df.RunStep, step), spec, log)
+        else:
+            self.copy(cast(df.CopyStep, step), state)
+        self.commit(state, step, before)
+
+    def config_step(self, step: df.ConfigStep, state: _StageState) -> None:
+        """ENV, WORKDIR, USER, CMD...: the config changes; WORKDIR may add a layer."""
         new = step.apply(state.config.config)
         if step.author is not None:
             state.config = replace(state.config, author=step.author)
         if step.mkdir and new.working_dir:
             before = Snapshot.take(state.rootfs)
-            _mkdir_in_root(state.rootfs, new.working_dir)
+            owner = resolve_user(state.rootfs, new.user) if new.user else None
+            self.mkdirs(state.rootfs, new.working_dir, (owner.uid, owner.gid) if owner else None)
             state.config = state.config.with_config(new)
-            if not _commit_layer(state, before, step.text, options, store):
-                state.config = state.config.with_history(_history(step.text, options))
+            if not self.commit(state, step, before):
+                state.config = state.config.with_history(self.history(step, layer=False))
             return
-        state.config = state.config.with_config(new).with_history(_history(step.text, options))
-    else:
-        raise BuildError(f"{file}: unsupported step {step!r}")
+        state.config = state.config.with_config(new).with_history(self.history(step, layer=False))
+
+    def history(self, step: df.Step, *, layer: bool = True) -> History:
+        """A history entry as BuildKit writes it (``RUN /bin/sh -c ... # buildkit``)."""
+        text = step.text
+        if isinstance(step, df.RunStep):
+            args = " ".join(f"{k}={v}" for k, v in step.env if k not in df.PROXY_BUILD_ARGS)
+            prefix = f"|{len(args.split())} {args} " if args else ""
+            text = f"RUN {prefix}{' '.join(step.argv)}"
+        if layer:
+            text += " # buildkit"
+        created = _rfc3339(self.options.epoch) if self.options.epoch is not None else None
+        return History(created=created, created_by=text, comment=HISTORY_COMMENT)
+
+    def commit(self, state: _StageState, step: df.Step, before: Snapshot) -> bool:
+        """The diff since ``before`` as one layer; False (and no layer) when nothing changed."""
+        with self.store.writer() as w:
+            info = write_diff_layer(
+                state.rootfs,
+                before,
+                cast(BinaryIO, w),
+                compression="gzip",
+                epoch=self.options.epoch,
+                docker=self.options.docker_media_types,
+            )
+            if info is None:
+                if not isinstance(step, df.ConfigStep):
+                    state.config = state.config.with_history(self.history(step, layer=False))
+                return False
+            w.commit(info.digest)
+        state.layers.append(info.descriptor())
+        state.config = state.config.with_layer(info.diff_id, self.history(step))
+        return True
+
+    def sandbox_spec(self, step: df.RunStep, state: _StageState) -> SandboxSpec:
+        """The sandbox a RUN step runs in: the image's Env, WorkingDir and User."""
+        cfg = state.config.config
+        env = {"PATH": df.DEFAULT_PATH, **cfg.env_dict(), **dict(step.env)}
+        binds: list[Bind] = []
+        if HOST_CA_BUNDLE.exists():
+            binds.append(Bind(HOST_CA_BUNDLE, SANDBOX_CA_BUNDLE))
+            env.setdefault("SSL_CERT_FILE", SANDBOX_CA_BUNDLE)
+            env.setdefault("PIP_CERT", SANDBOX_CA_BUNDLE)
+            env.setdefault("REQUESTS_CA_BUNDLE", SANDBOX_CA_BUNDLE)
+        network = step.network if step.network not in ("", "default") else self.options.network
+        return SandboxSpec(
+            rootfs=state.rootfs,
+            argv=list(step.argv),
+            env=env,
+            cwd=cfg.working_dir or "/",
+            user=cfg.user,
+            network="none" if network == "none" else "host",
+            binds=binds,
+            hostname="buildkitsandbox",
+        )
+
+    def exec_run(self, step: df.RunStep, spec: SandboxSpec, log: Callable[[str], None]) -> None:
+        """RUN in the sandbox; its output goes to ``log``."""
+        self.mkdirs(spec.rootfs, spec.cwd, None)
+        tail = self._log_tail
+
+        def keep(line: str) -> None:
+            tail.append(line)
+            del tail[:-OUTPUT_TAIL]
+            log(line)
+
+        rc, _ = self.b.sandbox(spec, keep)
+        if rc != 0:
+            raise BuildError(
+                f"{self.file}:{step.line}: {step.text}: exited with code {rc}",
+                "the command failed in the build sandbox; its output is shown above",
+            )
+
+    def mkdirs(self, rootfs: Path, path: str, owner: tuple[int, int] | None) -> list[Path]:
+        """Create ``path`` in the rootfs; new directories get the epoch's mtime."""
+        target = _inside(rootfs, path)
+        missing = []
+        p = target
+        while not (p.exists() or p.is_symlink()) and p != rootfs:
+            missing.append(p)
+            p = p.parent
+        target.mkdir(parents=True, exist_ok=True)
+        t = (self.options.epoch or 0) * 10**9
+        for d in missing:
+            if owner is not None:
+                os.lchown(d, *owner)
+        for d in missing:  # deepest first: creating a child touches its parent
+            os.utime(d, ns=(t, t), follow_symlinks=False)
+        return missing
+
+    # -- COPY and ADD ---------------------------------------------------------------
+
+    def copy(self, step: df.CopyStep, state: _StageState) -> None:
+        """COPY/ADD from the context, a stage or an image, never reading outside it."""
+        if step.from_ is not None:
+            if step.from_.startswith("stage:"):
+                src_root = self.states[int(step.from_.split(":", 1)[1])].rootfs
+            else:
+                src_root = self.image_root(step.from_)
+            sources = _expand_sources(src_root, step, None, self.file)
+        else:
+            sources = _expand_sources(self.b.context, step, self.b.ignore, self.file)
+        owner = None
+        if step.chown:
+            ids = resolve_user(state.rootfs, step.chown)
+            owner = (ids.uid, ids.gid)
+        mode = int(step.chmod, 8) if step.chmod else None
+        with self.keep_times(state.rootfs, step.dest) as times:
+            copier = _Copier(owner, mode, self.b.ignore if step.from_ is None else None, times)
+            many = len(sources) > 1 or any(_is_dir(s) for s, _ in sources)
+            dest_is_dir = step.dest.endswith("/") or many
+            for src, rel in sources:
+                if step.extract_tar and not _is_dir(src) and _extract(src, state.rootfs, step.dest):
+                    continue
+                if _is_dir(src):
+                    target = _inside(state.rootfs, step.dest)
+                    copier.created(self.mkdirs(state.rootfs, step.dest, owner), self.options.epoch)
+                    copier.tree(src, target, rel)
+                    copier.dir_times(src, target)
+                else:
+                    name = step.dest.rstrip("/") + "/" + src.name if dest_is_dir else step.dest
+                    parent = str(Path(name).parent)
+                    copier.created(self.mkdirs(state.rootfs, parent, owner), self.options.epoch)
+                    copier.one(src, _inside(state.rootfs, parent) / Path(name).name)
+
+    @contextmanager
+    def keep_times(self, rootfs: Path, dest: str) -> Iterator[list[tuple[Path, int]]]:
+        """Put back the mtimes of the existing directories on the way to ``dest``."""
+        saved: list[tuple[Path, int]] = []
+        p = _inside(rootfs, dest)
+        chain = [p, *p.parents]
+        for d in chain:
+            if d == rootfs.parent:
+                break
+            if d.is_dir() and not d.is_symlink():
+                saved.append((d, d.lstat().st_mtime_ns))
+        later: list[tuple[Path, int]] = []
+        yield later
+        for d, t in [*later, *saved]:
+            if d.is_dir() and not d.is_symlink():
+                os.utime(d, ns=(t, t), follow_symlinks=False)
+
+    def write_image(self, state: _StageState) -> Descriptor:
+        """The final stage's config and manifest, in the store."""
+        options, platform = self.options, self.platform
+        cfg = state.config
+        labels = {**cfg.config.labels, **options.labels}
+        created = self.b.created
+        docker = options.docker_media_types
+        cfg = replace(
+            cfg.with_config(replace(cfg.config, labels=labels)),
+            architecture=platform.architecture,
+            os=platform.os,
+            variant=platform.variant,
+            created=created,
+            media_type=mt.DOCKER_CONFIG if docker else mt.OCI_CONFIG,
+        )
+        cdesc = self.store.put_document(cfg.to_document())
+        annotations: dict[str, str] = {}
+        if not docker:  # a Docker manifest has no annotations
+            annotations[CREATED] = created
+            if state.base_name:
+                annotations[BASE_NAME] = state.base_name
+                annotations[BASE_DIGEST] = state.base_digest
+            for k, v in options.annotations.items():
+                if not k.startswith("index:"):
+                    annotations[k.removeprefix("manifest:")] = v
+        manifest = Manifest(
+            config=Descriptor(cdesc.media_type, cdesc.digest, cdesc.size),
+            layers=tuple(_layer_type(d, docker) for d in state.layers),
+            media_type=mt.DOCKER_MANIFEST if docker else mt.OCI_MANIFEST,
+            annotations=annotations,
+        )
+        mdesc = self.store.put_document(manifest.to_document())
+        return mdesc.with_platform(platform)
 
 
-def _history(text: str, options: BuildOptions) -> History:
-    created = _rfc3339(options.epoch) if options.epoch is not None else None
-    return History(created=created, created_by=text, comment="manyarch")
+def _layer_type(d: Descriptor, docker: bool) -> Descriptor:
+    comp = mt.compression(d.media_type)
+    if docker and comp == "gzip":
+        return replace(d, media_type=mt.DOCKER_LAYER, annotations={})
+    if not docker and d.media_type == mt.DOCKER_LAYER:
+        return replace(d, media_type=mt.OCI_LAYER_GZIP)
+    return d
+
+
+def _extract(src: Path, rootfs: Path, dest: str) -> bool:
+    """ADD of a local tar archive: unpack it into ``dest``; False when not a tar."""
+    stream = _open_archive(src)
+    if stream is None:
+        return False
+    target = _inside(rootfs, dest)
+    with stream:
+        unpack(target, [(f"ADD {src.name}", stream, mt.OCI_LAYER)])
+    return True
 
 
 def _rfc3339(epoch: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
-def _commit_layer(
-    state: _StageState, before: Snapshot, text: str, options: BuildOptions, store: Layout
-) -> bool:
-    with store.writer() as w:
-        info = write_diff_layer(
-            state.rootfs,
-            before,
-            cast(BinaryIO, w),
-            compression="gzip",
-            epoch=options.epoch,
-            docker=options.docker_media_types,
-        )
-        if info is None:
-            state.config = state.config.with_history(_history(text, options))
-            return False
-        w.commit(info.digest)
-    state.layers.append(info.descriptor())
-    state.config = state.config.with_layer(info.diff_id, _history(text, options))
+def _is_dir(p: Path) -> bool:
+    return p.is_dir() and not p.is_symlink()
+
+
+def _open_archive(src: Path) -> BinaryIO | None:
+    """The uncompressed stream of a tar archive (plain, gzip, bzip2, xz), else None."""
+    try:
+        with _decompressed(src) as f:
+            block = f.read(512)
+        if len(block) < 512 or not _tar_header(block):
+            return None
+    except (OSError, EOFError, lzma.LZMAError):
+        return None
+    return _decompressed(src)
+
+
+def _decompressed(src: Path) -> BinaryIO:
+    with open(src, "rb") as f:
+        head = f.read(6)
+    if head.startswith(b"BZh"):
+        return cast(BinaryIO, bz2.open(src, "rb"))
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return cast(BinaryIO, lzma.open(src, "rb"))
+    if head.startswith(b"\x1f\x8b"):
+        return cast(BinaryIO, gzip.open(src, "rb"))
+    return open(src, "rb")
+
+
+def _tar_header(block: bytes) -> bool:
+    try:
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
     return True
-
-
-def _run(step: df.RunStep, state: _StageState, options: BuildOptions, file: str) -> None:
-    cfg = state.config.config
-    env = {"PATH": DEFAULT_ENV_PATH, **cfg.env_dict(), **dict(step.env)}
-    binds: list[Bind] = []
-    if HOST_CA_BUNDLE.exists():
-        binds.append(Bind(HOST_CA_BUNDLE, SANDBOX_CA_BUNDLE))
-        env.setdefault("SSL_CERT_FILE", SANDBOX_CA_BUNDLE)
-        env.setdefault("PIP_CERT", SANDBOX_CA_BUNDLE)
-        env.setdefault("REQUESTS_CA_BUNDLE", SANDBOX_CA_BUNDLE)
-    network = step.network if step.network not in ("", "default") else options.network
-    workdir = cfg.working_dir or "/"
-    _mkdir_in_root(state.rootfs, workdir)
-    spec = SandboxSpec(
-        rootfs=state.rootfs,
-        argv=list(step.argv),
-        env=env,
-        cwd=workdir,
-        user=cfg.user,
-        network="none" if network == "none" else "host",
-        binds=binds,
-    )
-    r = sandbox_run(spec)
-    if r.returncode != 0:
-        raise BuildError(
-            f"{file}:{step.line}: {step.text}: exited with code {r.returncode}",
-            "the command failed in the build sandbox; its output is above",
-        )
-
-
-def _mkdir_in_root(rootfs: Path, path: str) -> None:
-    target = _inside(rootfs, path)
-    target.mkdir(parents=True, exist_ok=True)
 
 
 def _inside(rootfs: Path, path: str) -> Path:
@@ -414,197 +807,143 @@ def _inside(rootfs: Path, path: str) -> Path:
     return cur
 
 
-def _copy(
-    step: df.CopyStep,
-    state: _StageState,
-    states: dict[int, _StageState],
-    options: BuildOptions,
-    file: str,
-) -> None:
-    if step.from_ is not None:
-        if not step.from_.startswith("stage:"):
-            raise BuildError(
-                f"{file}:{step.line}: COPY --from={step.from_}: copying from an image "
-                "is not supported yet",
-                "add a stage: FROM IMAGE AS name, then COPY --from=name",
-            )
-        src_root = states[int(step.from_.split(":", 1)[1])].rootfs
-        sources = _expand_sources(src_root, step.sources, None, file, step.line, confine=False)
-    else:
-        context = options.context.resolve()
-        ignore = _dockerignore(context)
-        sources = _expand_sources(context, step.sources, ignore, file, step.line, confine=True)
-    dest = step.dest
-    if step.chown:
-        ids = resolve_user(state.rootfs, step.chown)
-        owner: tuple[int, int] | None = (ids.uid, ids.gid)
-    else:
-        owner = None
-    mode = int(step.chmod, 8) if step.chmod else None
-    many = len(sources) > 1 or any(s.is_dir() and not s.is_symlink() for s, _ in sources)
-    dest_is_dir = dest.endswith("/") or many
-    for src, _rel in sources:
-        if src.is_dir() and not src.is_symlink():
-            target = _inside(state.rootfs, dest)
-            target.mkdir(parents=True, exist_ok=True)
-            _copy_tree(src, target, owner, mode, ignore=None)
-        else:
-            target_path = dest.rstrip("/") + "/" + src.name if dest_is_dir else dest
-            parent = _inside(state.rootfs, str(Path(target_path).parent))
-            parent.mkdir(parents=True, exist_ok=True)
-            _copy_one(src, parent / Path(target_path).name, owner, mode)
-
-
 def _expand_sources(
-    base: Path,
-    patterns: Sequence[str],
-    ignore: df.DockerIgnore | None,
-    file: str,
-    line: int,
-    *,
-    confine: bool,
+    base: Path, step: df.CopyStep, ignore: df.DockerIgnore | None, file: str
 ) -> list[tuple[Path, str]]:
+    """The source paths of a COPY under ``base`` (the context or another root)."""
+    confine = step.from_ is None
+    what = "ADD" if step.is_add else "COPY"
     out: list[tuple[Path, str]] = []
-    for pat in patterns:
+    for pat in step.sources:
         rel = os.path.normpath(pat.lstrip("/")) if pat not in ("", ".", "/") else "."
         if rel == ".." or rel.startswith("../"):
             raise BuildError(
-                f"{file}:{line}: COPY source {pat!r} is outside the build context",
-                "a COPY source must be inside the context directory",
+                f"{file}:{step.line}: {what} source {pat!r} is outside the build context",
+                "a source must be inside the context directory",
             )
         if any(ch in rel for ch in "*?["):
             matches = sorted(glob.glob(rel, root_dir=str(base)))
-            if not matches:
-                raise BuildError(f"{file}:{line}: no source files were specified by {pat!r}")
             for m in matches:
                 if confine:
-                    _check_confined(base, base / m, pat, file, line)
-                if not (ignore and ignore.matches(m)):
-                    out.append((base / m, m))
+                    _check_confined(base, m, pat, file, step.line, what)
+            kept = [m for m in matches if not (ignore and ignore.matches(m))]
+            if not kept:
+                raise BuildError(
+                    f"{file}:{step.line}: {what} source {pat!r}: no source files were specified",
+                    "check the pattern (relative to the context) and .dockerignore",
+                )
+            out.extend((base / m, m) for m in kept)
             continue
         path = base / rel if rel != "." else base
         if confine:
-            _check_confined(base, path, pat, file, line)
+            _check_confined(base, rel, pat, file, step.line, what)
+        if not confine and rel != ".":
+            path = _inside(base, rel)
         if not (path.exists() or path.is_symlink()) or (
             ignore is not None and rel != "." and ignore.matches(rel)
         ):
             raise BuildError(
-                f"{file}:{line}: COPY source {pat!r} not found in the build context",
+                f"{file}:{step.line}: {what} source {pat!r}: not found in the "
+                + ("build context" if confine else "source stage or image"),
                 "check the path (relative to the context) and .dockerignore",
             )
         out.append((path, rel))
     return out
 
 
-def _check_confined(base: Path, path: Path, pat: str, file: str, line: int) -> None:
-    # a symlinked directory on the way may point out of the context
-    parent = path.parent.resolve()
-    if parent != base and base not in parent.parents:
-        raise BuildError(
-            f"{file}:{line}: COPY source {pat!r} escapes the build context",
-            "a COPY source must be inside the context directory",
-        )
+def _check_confined(base: Path, rel: str, pat: str, file: str, line: int, what: str) -> None:
+    """Refuse a source reached through a symlink that leads out of ``base``.
+
+    Every component but the last must resolve inside the context; the last one,
+    when it is a symlink, is copied as a symlink (never followed), unless the
+    pattern asks for its contents (a trailing ``/``).
+    """
+    path = base / rel if rel != "." else base
+    parent = path.parent.resolve() if rel != "." else base
+    target = path.resolve() if pat.endswith("/") and path.is_symlink() else parent
+    for p in (parent, target):
+        if p != base and base not in p.parents:
+            raise BuildError(
+                f"{file}:{line}: {what} source {pat!r} escapes the build context "
+                "(through a symbolic link)",
+                "a source must be inside the context directory; copy the files into it",
+            )
 
 
 def _dockerignore(context: Path) -> df.DockerIgnore | None:
     p = context / ".dockerignore"
     if not p.exists():
         return None
-    return df.DockerIgnore.parse(p.read_text())
+    return df.DockerIgnore.parse(p.read_text(), file=str(p))
 
 
-def _copy_tree(
-    src: Path, dst: Path, owner: tuple[int, int] | None, mode: int | None, ignore: object
-) -> None:
-    for entry in sorted(src.iterdir()):
-        target = dst / entry.name
-        if entry.is_dir() and not entry.is_symlink():
-            if target.is_symlink() or (target.exists() and not target.is_dir()):
-                _remove(target)
-            target.mkdir(exist_ok=True)
-            shutil.copystat(entry, target)
-            if owner:
-                os.lchown(target, *owner)
-            if mode is not None:
-                os.chmod(target, mode)
-            _copy_tree(entry, target, owner, mode, ignore)
-        else:
-            _copy_one(entry, target, owner, mode)
+@dataclass
+class _Copier:
+    """Copies files and trees with BuildKit's ownership and mode rules."""
 
+    owner: tuple[int, int] | None
+    mode: int | None
+    ignore: df.DockerIgnore | None
+    times: list[tuple[Path, int]]
 
-def _copy_one(src: Path, dst: Path, owner: tuple[int, int] | None, mode: int | None) -> None:
-    if dst.is_symlink() or (dst.exists() and not dst.is_dir()):
-        _remove(dst)
-    elif dst.is_dir():
-        dst = dst / src.name
-        if dst.is_symlink() or dst.exists():
+    def tree(self, src: Path, dst: Path, rel: str) -> None:
+        """The contents of ``src`` into ``dst``; ignored paths stay out."""
+        for entry in sorted(src.iterdir()):
+            erel = entry.name if rel in ("", ".") else f"{rel}/{entry.name}"
+            ignored = self.ignore is not None and self.ignore.matches(erel)
+            if ignored and not (self.ignore and self.ignore.has_exclusions and _is_dir(entry)):
+                continue
+            target = dst / entry.name
+            if _is_dir(entry):
+                if target.is_symlink() or (target.exists() and not target.is_dir()):
+                    _remove(target)
+                target.mkdir(exist_ok=True)
+                shutil.copymode(entry, target)
+                self.own(target)
+                self.tree(entry, target, erel)
+                self.dir_times(entry, target)
+            else:
+                self.one(entry, target)
+
+    def created(self, dirs: Sequence[Path], epoch: int | None) -> None:
+        """Directories the step created keep the epoch's mtime (0 without one)."""
+        t = (epoch or 0) * 10**9
+        self.times.extend((d, t) for d in dirs)
+
+    def dir_times(self, src: Path, dst: Path) -> None:
+        """Give ``dst`` the mtime of ``src`` once the step is done writing into it."""
+        self.times.append((dst, src.lstat().st_mtime_ns))
+
+    def own(self, p: Path) -> None:
+        """``--chown``, else root:root (BuildKit); ``--chmod`` on what is not a symlink."""
+        if self.owner:
+            os.lchown(p, *self.owner)
+        elif os.geteuid() == 0:
+            os.lchown(p, 0, 0)
+        if self.mode is not None and not p.is_symlink():
+            os.chmod(p, self.mode)
+
+    def one(self, src: Path, dst: Path) -> None:
+        """One file or symlink (a symlink stays a symlink, never followed)."""
+        if dst.is_symlink() or (dst.exists() and not dst.is_dir()):
             _remove(dst)
-    if src.is_symlink():
-        os.symlink(os.readlink(src), dst)
-    elif stat.S_ISREG(src.lstat().st_mode):
-        shutil.copy2(src, dst, follow_symlinks=False)
-    else:
-        return  # sockets, fifos, devices are not copied from a context
-    if owner:
-        os.lchown(dst, *owner)
-    elif os.geteuid() == 0 and not src.is_symlink():
-        os.chown(dst, 0, 0)  # BuildKit: COPY without --chown gives root:root
-    if mode is not None and not dst.is_symlink():
-        os.chmod(dst, mode)
+        elif dst.is_dir():
+            dst = dst / src.name
+            if dst.is_symlink() or dst.exists():
+                _remove(dst)
+        if src.is_symlink():
+            os.symlink(os.readlink(src), dst)
+            st = src.lstat()
+            os.utime(dst, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
+        elif stat.S_ISREG(src.lstat().st_mode):
+            shutil.copy2(src, dst, follow_symlinks=False)
+        else:
+            return  # sockets, fifos, devices are not copied from a context
+        self.own(dst)
 
 
 def _remove(p: Path) -> None:
-    if p.is_dir() and not p.is_symlink():
+    if _is_dir(p):
         shutil.rmtree(p)
     else:
         p.unlink()
-
-
-def _write_image(
-    state: _StageState, platform: Platform, options: BuildOptions, store: Layout
-) -> Descriptor:
-    cfg = state.config
-    labels = {**cfg.config.labels, **options.labels}
-    cfg = cfg.with_config(replace(cfg.config, labels=labels))
-    cfg = replace(
-        cfg,
-        architecture=platform.architecture,
-        os=platform.os,
-        variant=platform.variant,
-        created=_rfc3339(options.epoch) if options.epoch is not None else None,
-    )
-    docker = options.docker_media_types
-    cfg = replace(cfg, media_type=mt.DOCKER_CONFIG if docker else mt.OCI_CONFIG)
-    cdesc = store.put_document(cfg.to_document())
-    layers = tuple(_layer_type(d, docker) for d in state.layers)
-    annotations: dict[str, str] = {}
-    if not docker:
-        if options.epoch is not None:
-            annotations[CREATED] = _rfc3339(options.epoch)
-        if state.base_name:
-            annotations[BASE_NAME] = state.base_name
-            annotations[BASE_DIGEST] = state.base_digest
-        annotations.update(
-            {
-                k.removeprefix("manifest:"): v
-                for k, v in options.annotations.items()
-                if not k.startswith("index:")
-            }
-        )
-    manifest = Manifest(
-        config=Descriptor(cdesc.media_type, cdesc.digest, cdesc.size),
-        layers=layers,
-        media_type=mt.DOCKER_MANIFEST if docker else mt.OCI_MANIFEST,
-        annotations=annotations,
-    )
-    mdesc = store.put_document(manifest.to_document())
-    return mdesc.with_platform(platform)
-
-
-def _layer_type(d: Descriptor, docker: bool) -> Descriptor:
-    comp = mt.compression(d.media_type)
-    if docker and comp == "gzip":
-        return replace(d, media_type=mt.DOCKER_LAYER, annotations={})
-    if not docker and d.media_type == mt.DOCKER_LAYER:
-        return replace(d, media_type=mt.OCI_LAYER_GZIP)
-    return d

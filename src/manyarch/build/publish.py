@@ -7,7 +7,9 @@ compose; none of them is mixed into the builder.
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,9 +17,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from manyarch.errors import UsageError
-from manyarch.images import LayoutSink, LayoutSource, Progress, RegistrySink, copy
+from manyarch.images import LayoutSink, LayoutSource, Progress, RegistrySink, copy, parse_top
 from manyarch.layout import Layout
-from manyarch.oci.manifest import Descriptor
+from manyarch.oci.manifest import Descriptor, Index, Manifest
 from manyarch.oci.reference import Reference
 from manyarch.registry import RegistryClient
 
@@ -73,6 +75,70 @@ class LayoutPublisher:
         return [f"oci-layout://{self.dest}:{self.tag}@{desc.digest}"]
 
 
+@dataclass
+class DockerArchivePublisher:
+    """Writes a ``docker load`` archive (``manifest.json``, config and layer blobs) of ONE image.
+
+    The layout is the one ``docker save`` writes since Docker 25 (blobs under
+    ``blobs/sha256/``, named from ``manifest.json``); the layer blobs stay
+    gzip-compressed, which ``docker load`` reads as it reads plain tars.
+    """
+
+    dest: Path
+    tags: Sequence[Reference] = ()
+
+    def publish(self, store: Layout, desc: Descriptor) -> list[str]:
+        """Write the archive; an index with more than one platform is refused."""
+        top = parse_top(store.read_document(desc))
+        if isinstance(top, Index):
+            if len(top.manifests) != 1:
+                plats = ", ".join(str(m.platform) for m in top.manifests)
+                raise UsageError(
+                    f"--output type=docker holds one platform, and this build has {plats}",
+                    "build one --platform for a docker archive, or use type=oci,dest=FILE.tar",
+                )
+            desc = top.manifests[0]
+            top = parse_top(store.read_document(desc))
+        assert isinstance(top, Manifest)
+        blobs = [top.config, *top.layers]
+        entry = {
+            "Config": _blob_name(top.config),
+            "RepoTags": [t.familiar + ":" + (t.tag or "latest") for t in self.tags],
+            "Layers": [_blob_name(d) for d in top.layers],
+        }
+        repositories: dict[str, dict[str, str]] = {}
+        if top.layers:
+            for t in self.tags:
+                repositories.setdefault(t.familiar, {})[t.tag or "latest"] = top.layers[
+                    -1
+                ].digest.hex
+        partial = self.dest.with_name(self.dest.name + ".partial")
+        with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tf:
+            seen: set[str] = set()
+            for d in blobs:
+                name = _blob_name(d)
+                if name in seen:
+                    continue
+                seen.add(name)
+                info = tarfile.TarInfo(name)
+                info.size = d.size
+                info.mode = 0o644
+                with store.open_blob(d.digest) as f:
+                    tf.addfile(info, f)
+            for name, obj in (("manifest.json", [entry]), ("repositories", repositories)):
+                data = json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.mode = 0o644
+                tf.addfile(info, io.BytesIO(data))
+        partial.replace(self.dest)
+        return [str(self.dest)]
+
+
+def _blob_name(d: Descriptor) -> str:
+    return f"blobs/{d.digest.algorithm}/{d.digest.hex}"
+
+
 @dataclass(frozen=True)
 class OutputSpec:
     """One ``--output`` (``type=registry|oci|image,...``) after parsing."""
@@ -104,12 +170,17 @@ def parse_output(text: str) -> OutputSpec:
     return OutputSpec(kind, attrs)
 
 
-def write_metadata(path: Path, desc: Descriptor, names: Sequence[str]) -> None:
+def write_metadata(
+    path: Path, desc: Descriptor, names: Sequence[str], config: object | None = None
+) -> None:
     """``--metadata-file``, as buildx writes it."""
+    plain = Descriptor(desc.media_type, desc.digest, desc.size)
     data: dict[str, Any] = {
+        "containerimage.descriptor": plain.to_json(),
         "containerimage.digest": str(desc.digest),
-        "containerimage.descriptor": desc.to_json(),
     }
+    if config is not None:
+        data["containerimage.config.digest"] = str(config)
     if names:
         data["image.name"] = ",".join(names)
     path.write_text(json.dumps(data, indent=2) + "\n")

@@ -1,23 +1,44 @@
-"""``manyarch build``: the flags of ``docker buildx build``, without Docker."""
+"""``manyarch build``: the flags of ``docker buildx build``, without Docker.
+
+Media types: an image pushed to a registry gets Docker media types (a
+manifest list, as the seed's buildx run produced), an OCI layout or docker
+archive gets OCI ones... except that a docker archive is always Docker.
+``--output type=registry,oci-mediatypes=true|false`` (or on type=oci) chooses
+explicitly. OCI types in a layout because skopeo 1.9 only resolves OCI
+media types in a layout's index.json.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from manyarch.build.builder import BuildOptions, StepEvent, build
+from rich.console import Console, Group
+from rich.live import Live
+from rich.markup import escape
+from rich.text import Text
+
+from manyarch.build.builder import BuildOptions, Progress, StepEvent, build
 from manyarch.build.publish import (
+    DockerArchivePublisher,
     LayoutPublisher,
+    OutputSpec,
+    Publisher,
     RegistryPublisher,
     parse_output,
     write_metadata,
 )
-from manyarch.cli.common import add_registry_flags, client_factory, registry_options
+from manyarch.cli.common import add_registry_flags, client_factory, registry_options, stderr_is_tty
 from manyarch.errors import UsageError
+from manyarch.oci.manifest import Manifest
 from manyarch.oci.platform import host_platform, parse_platforms
 from manyarch.oci.reference import Reference
 
@@ -28,7 +49,8 @@ def register(sub: Any) -> None:
         "build",
         help="build a multi-platform image from a Dockerfile (docker buildx build's flags)",
         description="Build an image for one or more platforms; --push sends ONE reference "
-        "(an index with one manifest per platform).",
+        "(an index with one manifest per platform). Registry outputs get Docker media "
+        "types by default (like buildx), OCI layouts get OCI media types.",
     )
     p.add_argument("context", help="build context directory")
     p.add_argument("-f", "--file", help="Dockerfile (default: CONTEXT/Dockerfile)")
@@ -37,7 +59,12 @@ def register(sub: Any) -> None:
     p.add_argument("--push", action="store_true", help="same as --output type=registry")
     p.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
-        "-o", "--output", action="append", default=[], help="type=registry|oci|docker,..."
+        "-o",
+        "--output",
+        action="append",
+        default=[],
+        help="type=registry[,oci-mediatypes=true] | type=oci,dest=DIR|FILE.tar | "
+        "type=docker,dest=FILE.tar",
     )
     p.add_argument("--build-arg", action="append", default=[], metavar="KEY[=VALUE]")
     p.add_argument("--target", help="build this stage")
@@ -62,16 +89,57 @@ def _kv(items: list[str], what: str, from_env: bool = False) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not key:
+        if not key or (not sep and not from_env):
             raise UsageError(f"invalid {what} {item!r}", f"write {what} KEY=VALUE")
         if not sep:
-            if not from_env:
-                raise UsageError(f"invalid {what} {item!r}", f"write {what} KEY=VALUE")
             if key not in os.environ:
                 continue  # docker: --build-arg KEY takes KEY from the environment if set
             value = os.environ[key]
         out[key] = value
     return out
+
+
+def media_types(outputs: list[OutputSpec]) -> bool:
+    """Whether to write Docker media types (True) or OCI ones, from the outputs asked."""
+    for o in outputs:
+        if "oci-mediatypes" in o.attrs:
+            return o.attrs["oci-mediatypes"] != "true"
+    if any(o.type == "docker" for o in outputs):
+        return True
+    return any(o.type in ("registry", "image") for o in outputs)
+
+
+def _publishers(
+    args: argparse.Namespace, outputs: list[OutputSpec], tags: list[Reference]
+) -> list[Publisher]:
+    pubs: list[Publisher] = []
+    registry_out = [o for o in outputs if o.type in ("registry", "image")]
+    for o in registry_out:
+        if o.type == "image" and o.attrs.get("push") != "true":
+            raise UsageError("type=image without push=true needs a Docker daemon", "add push=true")
+        if "name" in o.attrs:
+            tags.extend(Reference.parse(n) for n in o.attrs["name"].split(","))
+    if registry_out:
+        if not tags:
+            raise UsageError("--push needs a name", "give one with -t registry/name:tag")
+        pubs.append(RegistryPublisher(tags, client_factory(args), jobs=args.jobs))
+    for o in outputs:
+        if o.type in ("registry", "image"):
+            continue
+        dest = o.attrs.get("dest")
+        if not dest or dest == "-":
+            raise UsageError(f"--output type={o.type} needs dest=PATH (stdout is not supported)")
+        if o.type == "docker":
+            pubs.append(DockerArchivePublisher(Path(dest), list(tags)))
+        elif o.type in ("oci", "tar"):
+            tag = tags[0].tag if tags and tags[0].tag else "latest"
+            pubs.append(LayoutPublisher(Path(dest), tag))
+        else:
+            raise UsageError(
+                f"--output type={o.type} is not supported",
+                "use type=registry, type=oci,dest=PATH or type=docker,dest=FILE.tar",
+            )
+    return pubs
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -89,86 +157,173 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"build context {args.context!r} is not a directory")
     dockerfile = Path(args.file) if args.file else context / "Dockerfile"
     platforms = parse_platforms(args.platform) if args.platform else [host_platform()]
-    build_args = _kv(args.build_arg, "--build-arg", from_env=True)
     tags = [Reference.parse(t) for t in args.tag]
     outputs = [parse_output(o) for o in args.output]
     if args.push:
         outputs.append(parse_output("type=registry"))
-    oci_mt: bool | None = None
-    for o in outputs:
-        if "oci-mediatypes" in o.attrs:
-            oci_mt = o.attrs["oci-mediatypes"] == "true"
-    registry_out = [o for o in outputs if o.type in ("registry", "image")]
-    for o in registry_out:
-        if o.type == "image" and o.attrs.get("push") != "true":
-            raise UsageError("type=image without push=true needs a Docker daemon", "add push=true")
-        if "name" in o.attrs:
-            tags.extend(Reference.parse(n) for n in o.attrs["name"].split(","))
-    if registry_out and not tags:
-        raise UsageError("--push needs a name", "give one with -t registry/name:tag")
+    publishers = _publishers(args, outputs, tags)
     epoch_env = os.environ.get("SOURCE_DATE_EPOCH")
-    epoch = int(epoch_env) if epoch_env and epoch_env.isdigit() else None
     options = BuildOptions(
         context=context,
         dockerfile=dockerfile,
         platforms=platforms,
-        build_args={k: v for k, v in build_args.items()},
+        build_args=_kv(args.build_arg, "--build-arg", from_env=True),
         target=args.target,
         network=args.network,
         labels=_kv(args.label, "--label"),
         annotations=_kv(args.annotation, "--annotation"),
-        # buildx: the registry exporter writes Docker media types by default (the
-        # seed's manifest list), the oci exporter OCI ones
-        docker_media_types=not oci_mt if oci_mt is not None else bool(registry_out),
-        epoch=epoch,
+        docker_media_types=media_types(outputs),
+        epoch=int(epoch_env) if epoch_env and epoch_env.isdigit() else None,
         registry=registry_options(args),
     )
-    quiet = args.quiet or args.progress == "quiet"
+    mode = "quiet" if args.quiet else args.progress
+    if mode == "auto":
+        mode = "tty" if stderr_is_tty() else "plain"
     started = time.monotonic()
-    result = build(options, None if quiet else _printer())
+    with progress_printer(mode, sys.stderr) as show:
+        result = build(options, show)
+
+    def say(message: str) -> None:
+        if mode != "quiet":
+            print(message, file=sys.stderr)
+
     for name in result.unused_build_args:
-        if not quiet:
-            print(
-                f'WARNING: build-arg "{name}" was not consumed by the Dockerfile', file=sys.stderr
-            )
+        say(f'WARNING: build-arg "{name}" was not consumed by the Dockerfile')
+    if not outputs:
+        say("WARNING: no output specified; the result is only in the local store")
     names: list[str] = []
-    client = client_factory(args)
-    if registry_out:
-        pub = RegistryPublisher(tags, client, jobs=args.jobs, progress=None)
-        if not quiet:
-            for t in tags:
-                print(f"pushing {t} ({result.descriptor.digest})", file=sys.stderr)
+    for pub in publishers:
         names += pub.publish(result.store, result.descriptor)
-    for o in outputs:
-        if o.type in ("oci", "tar", "local"):
-            dest = o.attrs.get("dest")
-            if not dest:
-                raise UsageError(f"--output type={o.type} needs dest=PATH")
-            tag = tags[0].tag if tags and tags[0].tag else "latest"
-            names += LayoutPublisher(Path(dest), tag).publish(result.store, result.descriptor)
-        elif o.type == "docker":
-            raise UsageError(
-                "--output type=docker is not supported yet", "use type=oci,dest=FILE.tar"
-            )
     if args.metadata_file:
-        write_metadata(args.metadata_file, result.descriptor, [str(t) for t in tags])
-    if quiet:
+        config = None
+        if len(result.manifests) == 1:
+            m = Manifest.parse(result.store.read_document(result.manifests[0]))
+            config = m.config.digest
+        write_metadata(args.metadata_file, result.descriptor, [str(t) for t in tags], config)
+    if mode == "quiet":
         print(result.descriptor.digest)
     else:
-        took = time.monotonic() - started
-        print(f"built {result.descriptor.digest} in {took:.1f}s", file=sys.stderr)
+        say(f"built {result.descriptor.digest} in {time.monotonic() - started:.1f}s")
         for n in names:
-            print(n, file=sys.stderr)
+            say(n)
     return 0
 
 
-def _printer() -> Any:
-    def show(e: StepEvent) -> None:
-        head = f"[{e.platform} {e.index}/{e.total}] {e.text}"
-        if e.seconds is None:
-            print(head, file=sys.stderr, flush=True)
-        else:
-            status = "CACHED" if e.cached else f"DONE {e.seconds:.1f}s"
-            print(f"{head} {status}", file=sys.stderr, flush=True)
+@contextmanager
+def progress_printer(mode: str, out: TextIO) -> Iterator[Progress | None]:
+    """A progress callback for ``--progress`` (tty: live view; plain: buildx's lines)."""
+    if mode == "quiet":
+        yield None
+    elif mode == "tty":
+        with _LiveProgress(out) as live:
+            yield live
+    elif mode == "rawjson":
+        yield _JsonProgress(out)
+    else:
+        yield _PlainProgress(out)
 
-    return show
+
+class _PlainProgress:
+    """``#N [linux/arm64 3/6] RUN ...``, ``#N 0.512 output``, ``#N DONE 1.2s``, as buildx."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.ids: dict[tuple[str, int], int] = {}
+        self.started: dict[int, float] = {}
+
+    def __call__(self, e: StepEvent) -> None:
+        key = (str(e.platform), e.index)
+        if key not in self.ids:
+            self.ids[key] = len(self.ids) + 1
+        n = self.ids[key]
+        if e.status == "start":
+            self.started[n] = time.monotonic()
+            line = f"#{n} {e.name}"
+        elif e.status == "log":
+            line = f"#{n} {time.monotonic() - self.started.get(n, time.monotonic()):.3f} {e.output}"
+        elif e.status == "done":
+            line = f"#{n} DONE {e.seconds or 0:.1f}s"
+        elif e.status == "cached":
+            line = f"#{n} CACHED"
+        else:
+            line = f"#{n} ERROR {e.name}"
+        print(line, file=self.out, flush=True)
+
+
+class _JsonProgress:
+    """One JSON object per event (``--progress=rawjson``)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def __call__(self, e: StepEvent) -> None:
+        obj = {
+            "platform": str(e.platform),
+            "step": e.index,
+            "total": e.total,
+            "name": e.text,
+            "status": e.status,
+        }
+        if e.seconds is not None:
+            obj["seconds"] = round(e.seconds, 3)
+        if e.output:
+            obj["output"] = e.output
+        print(json.dumps(obj), file=self.out, flush=True)
+
+
+class _LiveProgress:
+    """A live view on a terminal: running steps with their last output line.
+
+    Finished steps are printed once above the view; a RUN's output is kept and
+    shown only when the step fails.
+    """
+
+    def __init__(self, out: TextIO) -> None:
+        self.console = Console(file=out)
+        self.lock = threading.Lock()
+        self.running: dict[tuple[str, int], tuple[StepEvent, float, str]] = {}
+        self.live = Live(self, console=self.console, refresh_per_second=8, transient=True)
+
+    def __enter__(self) -> _LiveProgress:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.live.__exit__(*exc)
+
+    def __rich__(self) -> Any:
+        now = time.monotonic()
+        with self.lock:
+            rows = list(self.running.values())
+        lines = []
+        for e, t0, last in rows:
+            t = Text(f" => {e.name} ", style="bold blue")
+            t.append(f"{now - t0:.1f}s", style="dim")
+            lines.append(t)
+            if last:
+                lines.append(Text("    " + last[-160:], style="dim", no_wrap=True))
+        return Group(*lines)
+
+    def __call__(self, e: StepEvent) -> None:
+        key = (str(e.platform), e.index)
+        with self.lock:
+            if e.status == "start":
+                self.running[key] = (e, time.monotonic(), "")
+            elif e.status == "log":
+                if key in self.running:
+                    ev, t0, _ = self.running[key]
+                    self.running[key] = (ev, t0, e.output)
+            else:
+                self.running.pop(key, None)
+        if e.status == "done":
+            self.console.print(f"[green] => {_escape(e.name)}[/] [dim]{e.seconds or 0:.1f}s[/]")
+        elif e.status == "cached":
+            self.console.print(f"[green] => CACHED {_escape(e.name)}[/]")
+        elif e.status == "error":
+            self.console.print(f"[red] => ERROR {_escape(e.name)}[/]")
+            for line in e.output.splitlines():
+                self.console.print(f"    {_escape(line)}", highlight=False)
+
+
+def _escape(text: str) -> str:
+    return escape(text)
