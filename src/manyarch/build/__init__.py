@@ -1,0 +1,1 @@
+"""Building images: base images from Debian packages, and the per-platform build steps."""
