@@ -438,6 +438,8 @@ def test_spdx_document(tmp_path: Path) -> None:
         purls[3]
         == "pkg:deb/debian/zlib1g@1%3A1.2.13.dfsg-1?arch=amd64&upstream=zlib&distro=debian-12"
     )
+    assert doc["packages"][0]["supplier"] == "Person: GNU Libc (x@y)"
+    assert doc["packages"][2]["supplier"] == "NOASSERTION"
     ids = [p["SPDXID"] for p in doc["packages"]]
     assert len(set(ids)) == len(ids)
     assert all(re.fullmatch(r"SPDXRef-[A-Za-z0-9.-]+", i) for i in ids)
@@ -847,3 +849,23 @@ def test_compile_python_skips_another_bytecode_version(tmp_path: Path) -> None:
     lib = fake_python_lib(tmp_path, 1)
     assert base.compile_python(tmp_path) == []
     assert not (lib / "__pycache__").exists()
+
+
+@pytest.mark.parametrize(
+    ("maintainer", "supplier"),
+    [
+        ("Santiago Vila <sanvila@debian.org>", "Person: Santiago Vila (sanvila@debian.org)"),
+        (
+            "Debian Python Team <team+python@tracker.debian.org>",
+            "Organization: Debian Python Team (team+python@tracker.debian.org)",
+        ),
+        (
+            "GNU Libc Maintainers <debian-glibc@lists.debian.org>",
+            "Organization: GNU Libc Maintainers (debian-glibc@lists.debian.org)",
+        ),
+        ("Someone", "Person: Someone"),
+        ("", "NOASSERTION"),
+    ],
+)
+def test_spdx_supplier(maintainer: str, supplier: str) -> None:
+    assert base._spdx_supplier(maintainer) == supplier

@@ -1130,6 +1130,16 @@ def _purl(p: Package, distro: str) -> str:
     return out + (f"&distro={distro}" if distro else "")
 
 
+def _spdx_supplier(maintainer: str) -> str:
+    # SPDX writes "Name (email)"; Debian's teams and lists are organisations.
+    m = re.fullmatch(r"\s*(.*?)\s*<([^>]*)>\s*", maintainer)
+    name, email = (m.group(1), m.group(2)) if m else (maintainer.strip(), "")
+    if not name:
+        return "NOASSERTION"
+    kind = "Organization" if re.search(r"team|maintainers|@lists\.", maintainer, re.I) else "Person"
+    return f"{kind}: {name} ({email})" if email else f"{kind}: {name}"
+
+
 def spdx_document(image: BaseImage, name: str, created: str | None = None) -> dict[str, Any]:
     """The installed packages of every platform as an SPDX 2.3 JSON document."""
     opts = image.options
@@ -1153,7 +1163,7 @@ def spdx_document(image: BaseImage, name: str, created: str | None = None) -> di
                 "SPDXID": spdx_id,
                 "name": p.name,
                 "versionInfo": p.version,
-                "supplier": f"Person: {p.maintainer}" if p.maintainer else "NOASSERTION",
+                "supplier": _spdx_supplier(p.maintainer),
                 "downloadLocation": "NOASSERTION",
                 "filesAnalyzed": False,
                 "licenseConcluded": "NOASSERTION",
