@@ -8,3 +8,4 @@ from tests.helpers.registry_server import (
 )
 
 __all__ = ["faulty", "registry", "tls_registry", "token_registry"]
+from tests.helpers.base_fixture import python_base, python_base_image  # noqa: F401
