@@ -87,6 +87,8 @@ HISTORY_COMMENT = "buildkit.dockerfile.v0"
 OUTPUT_TAIL = 200
 
 _T = TypeVar("_T")
+#: buildx's --annotation prefixes (KEY alone means manifest:KEY).
+_ANNOTATION_KINDS = frozenset({"index", "manifest", "index-descriptor", "manifest-descriptor"})
 Status = Literal["start", "log", "done", "cached", "error"]
 
 
@@ -171,6 +173,9 @@ class BuildOptions:
     epoch: int | None = None
     registry: RegistryOptions = field(default_factory=RegistryOptions)
     interceptors: Sequence[Interceptor] = ()
+    #: Called after a RUN/COPY the builder (or an interceptor's RAN) did, with its
+    #: layer and diff_id (None, None when it changed nothing): the build cache records it.
+    observers: Sequence[Callable[[StepContext, Descriptor | None, Digest | None], None]] = ()
 
     def __post_init__(self) -> None:
         if not self.platforms:
@@ -228,7 +233,8 @@ def build(options: BuildOptions, progress: Progress | None = None) -> BuildResul
 def _index_annotations(options: BuildOptions) -> dict[str, str]:
     if options.docker_media_types:
         return {}  # a Docker manifest list has no annotations
-    return {k.removeprefix("index:"): v for k, v in options.annotations.items()}
+    # buildx: KEY alone goes to the manifests, index:KEY to the index
+    return {k[6:]: v for k, v in options.annotations.items() if k.startswith("index:")}
 
 
 def _read_dockerfile(path: Path) -> str:
@@ -382,6 +388,7 @@ class _PlatformBuild:
         self._image_roots: dict[tuple[str, str], Path] = {}
         self.counter = 0
         self.total = 0
+        self._cached = False
         self._log_tail: list[str] = []
 
     def run(self) -> tuple[Descriptor, tuple[str, ...]]:
@@ -426,7 +433,9 @@ class _PlatformBuild:
             self.b.emit(replace(ev, status="error"))
             where = f"{self.file}:{line}: " if line is not None else ""
             raise BuildError(f"{where}{text}: {e}") from None
-        self.b.emit(replace(ev, status="done", seconds=time.monotonic() - t0))
+        status: Status = "cached" if self._cached else "done"
+        self._cached = False
+        self.b.emit(replace(ev, status=status, seconds=time.monotonic() - t0))
         return out
 
     def log(self, index: int, text: str) -> Callable[[str], None]:
@@ -518,15 +527,27 @@ class _PlatformBuild:
             if isinstance(outcome, CachedLayer):
                 state.layers.append(outcome.descriptor)
                 state.config = state.config.with_layer(outcome.diff_id, self.history(step))
+                self._cached = True
                 return
             if outcome is RAN:
-                self.commit(state, step, before)
+                self.commit_observed(ctx, state, step, before)
                 return
         if spec is not None:
             self.exec_run(cast(df.RunStep, step), spec, log)
         else:
             self.copy(cast(df.CopyStep, step), state)
-        self.commit(state, step, before)
+        self.commit_observed(ctx, state, step, before)
+
+    def commit_observed(
+        self, ctx: StepContext, state: _StageState, step: df.Step, before: Snapshot
+    ) -> None:
+        """Commit the step's layer, then tell the observers (the build cache)."""
+        if self.commit(state, step, before):
+            layer, diff_id = state.layers[-1], state.config.diff_ids[-1]
+        else:
+            layer, diff_id = None, None
+        for observe in self.options.observers:
+            observe(ctx, layer, diff_id)
 
     def config_step(self, step: df.ConfigStep, state: _StageState) -> None:
         """ENV, WORKDIR, USER, CMD...: the config changes; WORKDIR may add a layer."""
@@ -706,8 +727,11 @@ class _PlatformBuild:
                 annotations[BASE_NAME] = state.base_name
                 annotations[BASE_DIGEST] = state.base_digest
             for k, v in options.annotations.items():
-                if not k.startswith("index:"):
-                    annotations[k.removeprefix("manifest:")] = v
+                kind, sep, key = k.partition(":")
+                if not sep or kind not in _ANNOTATION_KINDS:
+                    annotations[k] = v
+                elif kind == "manifest":
+                    annotations[key] = v
         manifest = Manifest(
             config=Descriptor(cdesc.media_type, cdesc.digest, cdesc.size),
             layers=tuple(_layer_type(d, docker) for d in state.layers),
@@ -897,10 +921,14 @@ class _Copier:
             if _is_dir(entry):
                 if target.is_symlink() or (target.exists() and not target.is_dir()):
                     _remove(target)
+                existed = target.exists()
                 target.mkdir(exist_ok=True)
                 shutil.copymode(entry, target)
                 self.own(target)
                 self.tree(entry, target, erel)
+                if ignored and not existed and not any(target.iterdir()):
+                    target.rmdir()  # entered only to look for re-included paths
+                    continue
                 self.dir_times(entry, target)
             else:
                 self.one(entry, target)
