@@ -103,15 +103,14 @@ class DockerArchivePublisher:
         blobs = [top.config, *top.layers]
         entry = {
             "Config": _blob_name(top.config),
-            "RepoTags": [t.familiar + ":" + (t.tag or "latest") for t in self.tags],
+            "RepoTags": [_repo_tag(t) for t in self.tags],
             "Layers": [_blob_name(d) for d in top.layers],
         }
         repositories: dict[str, dict[str, str]] = {}
         if top.layers:
             for t in self.tags:
-                repositories.setdefault(t.familiar, {})[t.tag or "latest"] = top.layers[
-                    -1
-                ].digest.hex
+                repo = Reference(t.registry, t.repository).familiar
+                repositories.setdefault(repo, {})[t.tag or "latest"] = top.layers[-1].digest.hex
         partial = self.dest.with_name(self.dest.name + ".partial")
         with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tf:
             seen: set[str] = set()
@@ -133,6 +132,11 @@ class DockerArchivePublisher:
                 tf.addfile(info, io.BytesIO(data))
         partial.replace(self.dest)
         return [str(self.dest)]
+
+
+def _repo_tag(ref: Reference) -> str:
+    """``name:tag`` as docker prints it (``demo:1``, ``host:5000/app:latest``)."""
+    return Reference(ref.registry, ref.repository, ref.tag or "latest").familiar
 
 
 def _blob_name(d: Descriptor) -> str:

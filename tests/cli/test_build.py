@@ -1,0 +1,225 @@
+"""``manyarch build`` from the command line: the seed's flags, outputs, progress, failures."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import tarfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from manyarch.cli.main import main
+from manyarch.oci import mediatypes as mt
+from tests.build.builder_helpers import make_context
+from tests.helpers.registry_server import RegistryServer
+from tests.helpers.tiny_base import TinyBase, tiny_base
+
+__all__ = ["tiny_base"]
+
+DOCKERFILE = """\
+ARG BASE
+FROM ${BASE}
+WORKDIR /srv
+COPY app/ app/
+RUN echo "running on $(uname -m)" && uname -m > /srv/arch
+CMD ["/bin/sh"]
+"""
+FILES = {"app/hello.txt": "hello\n"}
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Own store and work dir; the work dir must be empty afterwards, even after a failure."""
+    monkeypatch.setenv("MANYARCH_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("MANYARCH_TMPDIR", str(work))
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    monkeypatch.chdir(tmp_path)
+    yield work
+    assert list(work.iterdir()) == []
+
+
+def skopeo_raw(ref: str) -> dict[str, object]:
+    """``skopeo inspect --raw`` of a reference, as JSON."""
+    out = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", ref],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    result: dict[str, object] = json.loads(out.stdout)
+    return result
+
+
+def tags(registry: RegistryServer, repo: str) -> list[str]:
+    """The repository's tags ([] when it does not exist)."""
+    try:
+        with urllib.request.urlopen(f"{registry.url}/v2/{repo}/tags/list") as r:
+            return list(json.load(r).get("tags") or [])
+    except urllib.error.HTTPError as e:
+        assert e.code == 404
+        return []
+
+
+def platforms_of(index: dict[str, object]) -> list[str]:
+    """``os/arch`` of each manifest in an index."""
+    ms = index["manifests"]
+    assert isinstance(ms, list)
+    return [f"{m['platform']['os']}/{m['platform']['architecture']}" for m in ms]
+
+
+@pytest.mark.slow
+def test_seed_command_line_pushes_one_index(
+    tmp_path: Path,
+    tiny_base: TinyBase,
+    registry: RegistryServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ctx = make_context(tmp_path, "", FILES)
+    (ctx / "Dockerfile.tiny").write_text(DOCKERFILE)
+    name = f"{registry.host}/tiny-multiarch"
+    rc = main([
+        "build", "--platform", "linux/amd64,linux/arm64",
+        "-t", f"{name}:latest", "-t", f"{name}:v1",
+        "-f", str(ctx / "Dockerfile.tiny"),
+        "--push",
+        "--build-arg", "BUILDKIT_INLINE_CACHE=1",
+        "--build-arg", f"BASE={tiny_base.ref}",
+        "--metadata-file", str(tmp_path / "meta.json"),
+        "--insecure-registry", registry.host,
+        "--progress", "plain",
+        str(ctx),
+    ])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "BUILDKIT_INLINE_CACHE" not in err  # read by BuildKit itself, no warning
+    assert "[linux/arm64 4/5] RUN echo" in err and "running on aarch64" in err, err
+    index = skopeo_raw(f"docker://{name}:latest")
+    assert index["mediaType"] == mt.DOCKER_MANIFEST_LIST
+    assert platforms_of(index) == ["linux/amd64", "linux/arm64"]
+    assert skopeo_raw(f"docker://{name}:v1") == index
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{name}:latest"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    assert meta["containerimage.digest"] == "sha256:" + hashlib.sha256(raw).hexdigest()
+    assert meta["containerimage.descriptor"]["mediaType"] == mt.DOCKER_MANIFEST_LIST
+    assert meta["image.name"] == f"{name}:latest,{name}:v1"
+    for m in index["manifests"]:  # type: ignore[union-attr]
+        manifest = skopeo_raw(f"docker://{name}@{m['digest']}")
+        assert manifest["mediaType"] == mt.DOCKER_MANIFEST
+
+
+def test_oci_media_types_on_request(
+    tmp_path: Path, tiny_base: TinyBase, registry: RegistryServer
+) -> None:
+    ctx = make_context(tmp_path, DOCKERFILE.replace("RUN", "# RUN"), FILES)
+    name = f"{registry.host}/tiny-oci:latest"
+    rc = main([
+        "build", "--platform", "linux/amd64,linux/arm64", "-t", name,
+        "--output", "type=registry,oci-mediatypes=true", "--build-arg", f"BASE={tiny_base.ref}",
+        "--insecure-registry", registry.host, "--progress", "quiet", str(ctx),
+    ])  # fmt: skip
+    assert rc == 0
+    index = skopeo_raw(f"docker://{name}")
+    assert index["mediaType"] == mt.OCI_INDEX
+    assert platforms_of(index) == ["linux/amd64", "linux/arm64"]
+
+
+@pytest.mark.parametrize(
+    ("step", "line", "shown"),
+    [
+        ("RUN echo boom-output && exit 4", 4, "boom-output"),
+        ("COPY nothing-here /x", 4, "not found"),
+        ("FROBNICATE now", 4, "unknown instruction"),
+        ('RUN ["unterminated', 4, ""),
+    ],
+    ids=["run-fails", "missing-copy-source", "unknown-instruction", "malformed"],
+)
+@pytest.mark.parametrize("progress", ["plain", "tty"])
+def test_failures_push_nothing_and_leave_nothing(
+    tmp_path: Path,
+    tiny_base: TinyBase,
+    registry: RegistryServer,
+    capsys: pytest.CaptureFixture[str],
+    step: str,
+    line: int,
+    shown: str,
+    progress: str,
+) -> None:
+    df = f"ARG BASE\nFROM $BASE\nCOPY app/ /app/\n{step}\nRUN true\n"
+    ctx = make_context(tmp_path, df, FILES)
+    repo = f"fail-{progress}-{abs(hash(step)) % 10**8}"
+    rc = main([
+        "build", "--platform", "linux/amd64,linux/arm64", "-t", f"{registry.host}/{repo}:latest",
+        "--push", "--build-arg", f"BASE={tiny_base.ref}", "--insecure-registry", registry.host,
+        "--progress", progress, str(ctx),
+    ])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert f"error: {ctx}/Dockerfile:{line}:" in err
+    assert shown in err
+    if "boom" in shown and progress == "plain":
+        assert any(ln.startswith("#") and ln.endswith(" boom-output") for ln in err.splitlines())
+    assert tags(registry, repo) == []
+
+
+def test_outputs_oci_layout_archive_and_docker(
+    tmp_path: Path, tiny_base: TinyBase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ctx = make_context(tmp_path, DOCKERFILE, FILES)
+    base = ["build", "--build-arg", f"BASE={tiny_base.ref}", "--progress", "quiet", "-t", "demo:1"]
+    rc = main([*base, "--platform", "linux/amd64,linux/arm64",
+               "-o", f"type=oci,dest={tmp_path / 'layout'}",
+               "-o", f"type=oci,dest={tmp_path / 'image.tar'}", str(ctx)])  # fmt: skip
+    assert rc == 0
+    digest = capsys.readouterr().out.strip()
+    index = skopeo_raw(f"oci:{tmp_path / 'layout'}:1")
+    assert index["mediaType"] == mt.OCI_INDEX  # skopeo resolves OCI types in a layout
+    assert platforms_of(index) == ["linux/amd64", "linux/arm64"]
+    assert skopeo_raw(f"oci-archive:{tmp_path / 'image.tar'}:1") == index
+    assert digest.startswith("sha256:")
+
+    archive = tmp_path / "docker.tar"
+    rc = main([*base, "--platform", "linux/arm64", "-o", f"type=docker,dest={archive}", str(ctx)])
+    assert rc == 0
+    with tarfile.open(archive) as tf:
+        manifest = json.load(tf.extractfile("manifest.json"))  # type: ignore[arg-type]
+        names = set(tf.getnames())
+    assert manifest[0]["RepoTags"] == ["demo:1"]
+    assert {manifest[0]["Config"], *manifest[0]["Layers"]} <= names
+    out = subprocess.run(
+        ["skopeo", "inspect", f"docker-archive:{archive}"], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["Architecture"] == "arm64" and len(info["Layers"]) == 4
+    copied = subprocess.run(
+        ["skopeo", "copy", f"docker-archive:{archive}", f"oci:{tmp_path / 'from-docker'}:x"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert copied.returncode == 0, copied.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--load"],
+        ["--platform", "linux/amd64,linux/arm64", "-o", "type=docker,dest=x.tar"],
+        ["--push"],  # no -t
+        ["-o", "type=oci"],  # no dest
+        ["--provenance=true"],
+        ["-o", "type=nope"],
+    ],
+)
+def test_usage_errors(tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    ctx = make_context(tmp_path, "FROM scratch\n")
+    assert main(["build", *argv, str(ctx)]) == 2
+    assert "error:" in capsys.readouterr().err
