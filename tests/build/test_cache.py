@@ -1,0 +1,188 @@
+"""The build cache: keys, hits after an app-only edit, export/import, LRU prune."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from manyarch.build.builder import BuildOptions
+from manyarch.build.cache import (
+    BuildCache,
+    CacheEntry,
+    CacheSpec,
+    build_hooks,
+    entries,
+    parse_size,
+    prune,
+)
+from manyarch.build.store import open_store
+from manyarch.errors import UsageError
+from manyarch.oci.digest import Digest
+from manyarch.oci.manifest import Descriptor
+from manyarch.oci.platform import Platform
+from tests.build.builder_helpers import Built, make_context, run_build
+from tests.helpers.base_fixture import PythonBase
+
+AMD64 = (Platform.parse("linux/amd64"),)
+
+DOCKERFILE = """\
+ARG BASE
+FROM ${BASE}
+WORKDIR /srv
+COPY requirements.txt .
+RUN echo "installed from $(cat requirements.txt)" > /srv/installed
+COPY app/ app/
+RUN ls app > /srv/listing
+"""
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A store and caches of the test's own."""
+    monkeypatch.setenv("MANYARCH_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("MANYARCH_TMPDIR", str(work))
+    yield
+
+
+def cached_build(ctx: Path, base: str, **hook_args: object) -> tuple[Built, BuildCache]:
+    hooks = build_hooks(open_store(), native_pip=False, **hook_args)  # type: ignore[arg-type]
+    built = run_build(
+        ctx, base, AMD64, interceptors=hooks.interceptors, observers=hooks.observers, epoch=0
+    )
+    hooks.finish()
+    assert hooks.cache is not None
+    return built, hooks.cache
+
+
+def statuses(built: Built) -> dict[str, str]:
+    return {e.text: e.status for e in built.events if e.status in ("done", "cached")}
+
+
+@pytest.mark.slow
+def test_app_edit_reruns_only_that_copy_and_what_follows(
+    tmp_path: Path, python_base: PythonBase
+) -> None:
+    ctx = make_context(
+        tmp_path,
+        DOCKERFILE,
+        {
+            "requirements.txt": "click\n",
+            "app/main.py": "print(1)\n",
+            ".dockerignore": "app/*.log\n",
+        },
+    )
+    first, _ = cached_build(ctx, python_base.ref)
+    assert "cached" not in statuses(first).values()
+
+    (ctx / "app" / "debug.log").write_text("ignored by .dockerignore\n")
+    again, cache = cached_build(ctx, python_base.ref)
+    assert set(statuses(again).values()) >= {"cached"}
+    assert (cache.hits, cache.misses) == (4, 0)
+    assert again.result.descriptor == first.result.descriptor  # same bytes, same digest
+
+    (ctx / "app" / "main.py").write_text("print(2)\n")
+    edited, cache = cached_build(ctx, python_base.ref)
+    st = statuses(edited)
+    assert st["COPY requirements.txt ."] == "cached"
+    assert st['RUN echo "installed from $(cat requirements.txt)" > /srv/installed'] == "cached"
+    assert st["COPY app/ app/"] == "done"
+    assert st["RUN ls app > /srv/listing"] == "done"
+    old, new = first.manifest("linux/amd64").layers, edited.manifest("linux/amd64").layers
+    assert old[:-2] == new[:-2] and old[-2] != new[-2]
+
+    no_cache, cache = cached_build(ctx, python_base.ref, no_cache=True)
+    assert "cached" not in statuses(no_cache).values() and cache.hits == 0
+    assert no_cache.result.descriptor == edited.result.descriptor  # reproducible with an epoch
+
+
+@pytest.mark.slow
+def test_cache_to_and_from_a_directory(
+    tmp_path: Path, python_base: PythonBase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = make_context(tmp_path, DOCKERFILE, {"requirements.txt": "x\n", "app/a": "a\n"})
+    exported = tmp_path / "exported"
+    first, _ = cached_build(ctx, python_base.ref, cache_to=[f"type=local,dest={exported}"])
+    assert (exported / "oci-layout").exists() and list((exported / "entries").glob("*/*.json"))
+
+    # another machine: empty local cache and store, only the exported directory
+    monkeypatch.setenv("MANYARCH_STORE", str(tmp_path / "store2"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache2"))
+    second, cache = cached_build(ctx, python_base.ref, cache_from=[f"type=local,src={exported}"])
+    assert cache.hits == 4
+    assert second.result.descriptor == first.result.descriptor
+
+
+def _entry(root: Path, n: int, size: int, used: float) -> CacheEntry:
+    blob = bytes([n]) * size
+    d = Digest.of(blob)
+    (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+    (root / "blobs" / "sha256" / d.hex).write_bytes(blob)
+    key = f"{n:064x}"
+    e = CacheEntry(key, Descriptor("application/vnd.oci.image.layer.v1.tar+gzip", d, size), str(d))
+    p = root / "entries" / key[:2] / f"{key}.json"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(e.to_json()))
+    os.utime(p, (used, used))
+    return e
+
+
+def test_prune_drops_least_recently_used_first(tmp_path: Path) -> None:
+    root = tmp_path / "bc"
+    es = [_entry(root, n, 1000, 1_000_000 + n) for n in range(1, 6)]  # entry 1 is the oldest
+    r = prune(keep_bytes=2500, root=root)
+    assert (r.removed, r.kept, r.size) == (3, 2, 2000)
+    assert [e.key for _, e, _ in entries(root)] == [es[3].key, es[4].key]
+    assert sorted(p.name for p in (root / "blobs/sha256").iterdir()) == sorted(
+        e.layer.digest.hex for e in es[3:] if e.layer
+    )
+    assert r.freed == 3000
+    r = prune(all=True, root=root)
+    assert r.kept == 0 and entries(root) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "export", "expected"),
+    [
+        ("type=local,dest=/tmp/c", True, ("local", "/tmp/c")),
+        ("type=local,src=/tmp/c", False, ("local", "/tmp/c")),
+        ("/tmp/c", False, ("local", "/tmp/c")),
+    ],
+)
+def test_cache_spec(text: str, export: bool, expected: tuple[str, str]) -> None:
+    spec = CacheSpec.parse(text, export=export)
+    assert (spec.type, str(spec.path)) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["type=registry,ref=x/y:cache", "type=local,src=/x", "type=gha", "type=local"]
+)
+def test_cache_spec_errors(text: str) -> None:
+    with pytest.raises(UsageError):
+        CacheSpec.parse(text, export=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "n"),
+    [("10GB", 10 * 1024**3), ("512MiB", 512 * 1024**2), ("1000", 1000), ("1.5k", 1536)],
+)
+def test_parse_size(text: str, n: int) -> None:
+    assert parse_size(text) == n
+
+
+def test_build_options_take_the_hooks(tmp_path: Path) -> None:
+    hooks = build_hooks(open_store(), native_pip=True)
+    opts = BuildOptions(
+        tmp_path,
+        tmp_path / "Dockerfile",
+        AMD64,
+        interceptors=hooks.interceptors,
+        observers=hooks.observers,
+    )
+    assert len(opts.interceptors) == 2 and len(opts.observers) == 1
