@@ -26,7 +26,7 @@ from manyarch.oci import mediatypes as mt
 from manyarch.oci.manifest import ContainerConfig, Descriptor, History, ImageConfig, Index, Manifest
 from manyarch.oci.platform import Platform
 
-VERSION = "1"
+VERSION = "2"
 EPOCH = 1700000000
 TAG = "tiny"
 PLATFORMS = (Platform.parse("linux/amd64"), Platform.parse("linux/arm64"))
@@ -42,6 +42,8 @@ DROP = (
     "var/cache",
     "var/lib/apt",
     "var/log",
+    "etc/resolv.conf",  # mmdebstrap leaves the host's; the sandbox mounts it at run time
+    "etc/hostname",
 )
 PASSWD = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n"
 GROUP = "root:x:0:\napp:x:1000:\n"
@@ -82,7 +84,11 @@ def _rootfs(platform: Platform, work: Path) -> Path:
         tf.extractall(root, filter="fully_trusted")
     tar.unlink()
     for rel in DROP:
-        shutil.rmtree(root / rel, ignore_errors=True)
+        p = root / rel
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
     (root / "etc").mkdir(exist_ok=True)
     (root / "etc/passwd").write_text(PASSWD)
     (root / "etc/group").write_text(GROUP)

@@ -1,0 +1,128 @@
+"""The bubblewrap sandbox on the tiny base's real rootfs (amd64 natively, arm64 through QEMU)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from tests.helpers.tiny_base import TinyBase, tiny_base
+
+from manyarch.errors import SandboxError
+from manyarch.images import LayoutSource, resolve_image
+from manyarch.layers import unpack
+from manyarch.layout import Layout
+from manyarch.oci.platform import Platform
+from manyarch.sandbox.bwrap import Bind, SandboxSpec, command, run
+
+__all__ = ["tiny_base"]
+
+
+def _rootfs(base: TinyBase, platform: str, dest: Path) -> Path:
+    layout = Layout.open(base.layout)
+    image = resolve_image(LayoutSource(layout, base.tag), Platform.parse(platform))
+    unpack(
+        dest,
+        [(str(d.digest), layout.blob_path(d.digest), d.media_type) for d in image.manifest.layers],
+    )
+    return dest
+
+
+@pytest.fixture(scope="module")
+def amd64_root(tiny_base: TinyBase, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny base's amd64 rootfs."""
+    return _rootfs(tiny_base, "linux/amd64", tmp_path_factory.mktemp("bwrap") / "amd64")
+
+
+@pytest.fixture(scope="module")
+def arm64_root(tiny_base: TinyBase, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny base's arm64 rootfs."""
+    return _rootfs(tiny_base, "linux/arm64", tmp_path_factory.mktemp("bwrap") / "arm64")
+
+
+def _out(spec: SandboxSpec) -> tuple[int, str]:
+    r = run(spec, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    return r.returncode, r.stdout.decode()
+
+
+def test_env_cwd_user_and_fresh_namespaces(amd64_root: Path) -> None:
+    script = (
+        'echo "$GREETING|$(pwd)|$(id -u):$(id -g)|$HOME|$(cat /proc/sys/kernel/hostname)|$$"; '
+        "ls -A /tmp | wc -l"
+    )
+    spec = SandboxSpec(
+        amd64_root, ["/bin/sh", "-c", script], env={"GREETING": "hi"}, cwd="/home/app", user="app"
+    )
+    rc, out = _out(spec)
+    assert rc == 0, out
+    first, count = out.splitlines()
+    greeting, cwd, ids, home, host, pid = first.split("|")
+    assert (greeting, cwd, ids, home, host) == (
+        "hi",
+        "/home/app",
+        "1000:1000",
+        "/home/app",
+        "manyarch",
+    )
+    assert int(pid) < 10 and count == "0"
+
+
+@pytest.mark.parametrize(("network", "expected"), [("none", ["lo"]), ("host", None)])
+def test_network_modes(amd64_root: Path, network: str, expected: list[str] | None) -> None:
+    spec = SandboxSpec(
+        amd64_root, ["/bin/sh", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"],
+        network=network,
+    )  # fmt: skip
+    rc, out = _out(spec)
+    assert rc == 0
+    if expected is not None:
+        assert out.split() == expected
+    else:
+        assert len(out.split()) >= 2
+
+
+def test_exit_status_and_mount_points_removed(amd64_root: Path, tmp_path: Path) -> None:
+    host_file = tmp_path / "data.txt"
+    host_file.write_text("from the host")
+    assert not (amd64_root / "etc/resolv.conf").exists()
+    spec = SandboxSpec(
+        amd64_root,
+        ["/bin/sh", "-c", "cat /mnt/x/data.txt; echo no > /mnt/x/data.txt; exit 5"],
+        binds=[Bind(tmp_path, "/mnt/x")],
+    )
+    rc, out = _out(spec)
+    assert rc == 5
+    assert out.startswith("from the host") and "Read-only file system" in out
+    assert host_file.read_text() == "from the host"
+    # the mount points bwrap needed are gone: they must never reach a layer
+    assert not (amd64_root / "mnt/x").exists()
+    assert not (amd64_root / "etc/resolv.conf").exists()
+
+
+def test_writes_stay_in_the_rootfs(amd64_root: Path, tmp_path: Path) -> None:
+    marker = tmp_path.name
+    rc, _ = _out(
+        SandboxSpec(amd64_root, ["/bin/sh", "-c", f"echo x > /{marker}; echo y > /tmp/{marker}"])
+    )
+    assert rc == 0
+    assert (amd64_root / marker).read_text() == "x\n"
+    assert not Path("/", marker).exists() and not Path("/tmp", marker).exists()
+    (amd64_root / marker).unlink()
+
+
+@pytest.mark.parametrize(("emulation", "ok"), [(True, True), (False, False)])
+def test_foreign_arch_with_and_without_emulation(
+    arm64_root: Path, emulation: bool, ok: bool
+) -> None:
+    rc, out = _out(SandboxSpec(arm64_root, ["/bin/uname", "-m"], emulation=emulation))
+    if ok:
+        assert (rc, out.strip()) == (0, "aarch64")
+    else:
+        assert rc != 0 and "Exec format error" in out
+
+
+def test_unknown_user_and_empty_argv(amd64_root: Path) -> None:
+    with pytest.raises(SandboxError, match="unable to find user nobody-here"):
+        command(SandboxSpec(amd64_root, ["/bin/true"], user="nobody-here"))
+    with pytest.raises(SandboxError, match="no command"):
+        command(SandboxSpec(amd64_root, []))
