@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,6 +28,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from manyarch.build.builder import BuildOptions, Progress, StepEvent, build
+from manyarch.build.cache import build_hooks
 from manyarch.build.publish import (
     DockerArchivePublisher,
     LayoutPublisher,
@@ -36,6 +38,7 @@ from manyarch.build.publish import (
     parse_output,
     write_metadata,
 )
+from manyarch.build.store import open_store
 from manyarch.cli.common import add_registry_flags, client_factory, registry_options, stderr_is_tty
 from manyarch.errors import UsageError
 from manyarch.oci.manifest import Manifest
@@ -77,6 +80,13 @@ def register(sub: Any) -> None:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print only the digest")
     p.add_argument("--no-cache", action="store_true", help="do not use the build cache")
+    p.add_argument(
+        "--no-native-pip",
+        action="store_true",
+        help="run `pip install` lines under emulation too (as buildx does)",
+    )
+    p.add_argument("--cache-to", action="append", default=[], metavar="type=local,dest=DIR")
+    p.add_argument("--cache-from", action="append", default=[], metavar="type=local,src=DIR")
     p.add_argument("--pull", action="store_true", help="always resolve the base again")
     p.add_argument("--builder", help="accepted for buildx compatibility; no effect")
     p.add_argument("--provenance", help="only false is accepted: manyarch adds no attestations yet")
@@ -162,6 +172,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.push:
         outputs.append(parse_output("type=registry"))
     publishers = _publishers(args, outputs, tags)
+    if len(platforms) > 1 and any(o.type == "docker" for o in outputs):
+        raise UsageError(
+            "--output type=docker holds one platform; "
+            f"{len(platforms)} were asked ({', '.join(map(str, platforms))})",
+            "build one --platform for a docker archive, or use type=oci,dest=FILE.tar",
+        )
     epoch_env = os.environ.get("SOURCE_DATE_EPOCH")
     options = BuildOptions(
         context=context,
@@ -176,12 +192,21 @@ def _run(args: argparse.Namespace) -> int:
         epoch=int(epoch_env) if epoch_env and epoch_env.isdigit() else None,
         registry=registry_options(args),
     )
+    hooks = build_hooks(
+        open_store(),
+        no_cache=args.no_cache,
+        native_pip=not args.no_native_pip,
+        cache_to=args.cache_to,
+        cache_from=args.cache_from,
+    )
+    options = replace(options, interceptors=hooks.interceptors, observers=hooks.observers)
     mode = "quiet" if args.quiet else args.progress
     if mode == "auto":
         mode = "tty" if stderr_is_tty() else "plain"
     started = time.monotonic()
     with progress_printer(mode, sys.stderr) as show:
         result = build(options, show)
+    hooks.finish()
 
     def say(message: str) -> None:
         if mode != "quiet":
