@@ -64,7 +64,7 @@ step "Pull the other platform by force" ok manyarch pull --platform linux/arm64 
 step "Run arm64 without emulation: exec format error" fail \
   manyarch run --rm --platform linux/arm64 --emulation=off "$IMAGE"
 step "Run the host's image (-p $PORT_AMD64:80)" ok \
-  manyarch run --rm -d --name fastapi-amd64 -p "$PORT_AMD64:80" "$IMAGE"
+  manyarch run --rm -d --name fastapi-amd64 --platform linux/amd64 -p "$PORT_AMD64:80" "$IMAGE"
 step "Run the arm64 image under QEMU (-p $PORT_ARM64:80)" ok \
   manyarch run --rm -d --name fastapi-arm64 --platform linux/arm64 -p "$PORT_ARM64:80" "$IMAGE"
 step "GET /arch on the amd64 container" ok get_arch "$PORT_AMD64" x86_64
