@@ -155,7 +155,9 @@ def _destinations(args: argparse.Namespace) -> tuple[list[Reference], list[tuple
 
 
 def _progress(platform: Platform, step: str, seconds: float) -> None:
-    print(f"[{platform}] {step} ({seconds:.1f}s)", file=sys.stderr, flush=True)
+    # One write per line: print() writes the newline apart, and the platforms report from threads.
+    sys.stderr.write(f"[{platform}] {step} ({seconds:.1f}s)\n")
+    sys.stderr.flush()
 
 
 def run(args: argparse.Namespace) -> int:
