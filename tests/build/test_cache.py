@@ -186,3 +186,16 @@ def test_build_options_take_the_hooks(tmp_path: Path) -> None:
         observers=hooks.observers,
     )
     assert len(opts.interceptors) == 2 and len(opts.observers) == 1
+
+
+def test_prune_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from manyarch.cli.main import main
+
+    root = tmp_path / "cache" / "manyarch" / "buildcache"
+    for n in range(1, 4):
+        _entry(root, n, 1000, 1_000_000 + n)
+    assert main(["prune", "--keep-storage", "1500"]) == 0
+    assert "removed 2 entries" in capsys.readouterr().out
+    assert main(["prune", "--all"]) == 0
+    assert entries(root) == []
+    assert main(["prune", "--keep-storage", "lots"]) == 2

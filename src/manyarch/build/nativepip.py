@@ -96,6 +96,14 @@ _HOST_PIP_KEEP = ("PIP_CERT", "PIP_CLIENT_CERT", "PIP_DEFAULT_TIMEOUT", "PIP_PRO
 #: pip configuration files in an image change what pip does there.
 _IMAGE_PIP_CONFIGS = ("etc/pip.conf", "etc/xdg/pip/pip.conf", "root/.config/pip/pip.conf")
 _PYTHON_NAMES = ("python", "python3")
+#: The host pip runs in a child process (pip keeps global state, and is patched
+#: there); this is that process's entry point, handed its arguments.
+_RUNNER = [
+    sys.executable,
+    "-c",
+    "import sys; from manyarch.build.nativepip import _runner; "
+    "raise SystemExit(_runner(sys.argv[1:]))",
+]
 #: Bump when the facts' shape changes, so old cache entries are ignored.
 _FACTS_VERSION = 1
 
@@ -644,9 +652,7 @@ def _execute_one(
         report = t / "report.json"
         r = subprocess.run(
             [
-                sys.executable,
-                "-m",
-                "manyarch.build.nativepip",
+                *_RUNNER,
                 "resolve",
                 str(t / "facts.json"),
                 str(t / "paths.json"),
@@ -713,7 +719,7 @@ def _fetch_wheels(
     if missing:
         dl.mkdir(parents=True, exist_ok=True)
         r = subprocess.run(
-            [sys.executable, "-m", "manyarch.build.nativepip", "download", str(facts_file)]
+            [*_RUNNER, "download", str(facts_file)]
             + ["--no-deps", "--quiet", "-d", str(dl)]
             + [f"{Path(u.split('#', 1)[0]).name.split('-')[0]} @ {u}" for _, u, _ in missing],
             env=dict(env),
@@ -942,7 +948,3 @@ def _runner(argv: Sequence[str]) -> int:
             *argv[3:],
         ]
     )
-
-
-if __name__ == "__main__":
-    raise SystemExit(_runner(sys.argv[1:]))

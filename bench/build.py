@@ -1,0 +1,197 @@
+"""Build benchmark: manyarch (native pip, emulated pip, rebuilds) against buildah.
+
+On the demo app (Dockerfile.fastapi, requirements.txt, app/), linux/amd64 +
+linux/arm64, pushed to a fresh loopback registry (Debian's docker-registry),
+all in one run:
+
+  (a) manyarch, native pip, cold build cache, warm pip download cache
+  (b) manyarch --no-native-pip --no-cache (pip under QEMU, as buildx does)
+  (c) manyarch rebuild after editing only app/ (bytes the registry received)
+  (d) buildah build --isolation chroot --platform ... --manifest, manifest push --all
+  (e) app copied before requirements (pip re-runs): manyarch and buildah rebuilds
+
+The base (Debian bookworm python3 + pip, both platforms) is pushed to the
+registry first; every build pulls it from there. Prints each time and the
+ratios b/a, d/a, e(buildah)/e(manyarch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # for tests.helpers
+sys.path.insert(0, str(ROOT / "src"))
+
+from tests.helpers.base_fixture import BASE_TAG, python_base_options  # noqa: E402
+from tests.helpers.registry_server import start_registry  # noqa: E402
+
+from manyarch.build.base import build_base, save_layout  # noqa: E402
+from manyarch.layout import Layout  # noqa: E402
+
+MANYARCH = [str(ROOT / ".venv" / "bin" / "manyarch")]
+PLATFORMS = "linux/amd64,linux/arm64"
+
+
+def du(path: Path) -> int:
+    """Bytes of the regular files under ``path``."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def timed(cmd: list[str], env: dict[str, str], log: Path) -> float:
+    """Run ``cmd``; its output goes to ``log``; returns the wall-clock seconds."""
+    t0 = time.monotonic()
+    with log.open("ab") as f:
+        f.write(f"\n$ {' '.join(cmd)}\n".encode())
+        f.flush()
+        r = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, check=False)
+    took = time.monotonic() - t0
+    if r.returncode != 0:
+        sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}; see {log}")
+    return took
+
+
+def make_context(dest: Path, app_first: bool) -> Path:
+    """The demo's context; ``app_first`` moves ``COPY app/`` before the pip install."""
+    dest.mkdir(parents=True)
+    shutil.copytree(ROOT / "app", dest / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    for f in ("requirements.txt", "Dockerfile.fastapi", ".dockerignore"):
+        shutil.copy(ROOT / f, dest / f)
+    if app_first:
+        text = (dest / "Dockerfile.fastapi").read_text()
+        text = text.replace("COPY app/ app/\n", "")
+        text = text.replace(
+            "COPY requirements.txt .\n", "COPY app/ app/\nCOPY requirements.txt .\n"
+        )
+        (dest / "Dockerfile.fastapi").write_text(text)
+    return dest
+
+
+def edit_app(ctx: Path, n: int) -> None:
+    """Change only the app's source."""
+    with (ctx / "app" / "main.py").open("a") as f:
+        f.write(f"# edit {n} {time.time()}\n")
+
+
+def main() -> int:
+    """Run the benchmark and print the table."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--skip-buildah", action="store_true")
+    ap.add_argument("--tmpdir", default="/var/tmp", help="where stores and rootfs trees go")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="manyarch-bench-build-", dir=args.tmpdir))
+    log = work / "bench.log"
+    print(f"work dir {work} (log: {log})", flush=True)
+    server = start_registry(work / "registry")
+    reg = server.host
+    try:
+        env = dict(os.environ)
+        env.update(
+            MANYARCH_STORE=str(work / "store"),
+            XDG_CACHE_HOME=str(work / "xdg"),
+            MANYARCH_TMPDIR=str(work),
+        )
+        reg_flag = ["--insecure-registry", reg]
+        # the base, once, into the registry
+        base = build_base(python_base_options())
+        save_layout(base, Layout.open(work / "base", create=True), BASE_TAG)
+        subprocess.run(
+            ["skopeo", "copy", "--all", "--dest-tls-verify=false", "-q",
+             f"oci:{work / 'base'}:{BASE_TAG}", f"docker://{reg}/python:bookworm"],
+            check=True,
+        )  # fmt: skip
+        base_arg = ["--build-arg", f"PYTHON_IMAGE={reg}/python:bookworm"]
+
+        def build(ctx: Path, tag: str, *extra: str) -> float:
+            cmd = [*MANYARCH, "build", str(ctx), "-f", str(ctx / "Dockerfile.fastapi"),
+                   "--platform", PLATFORMS, *base_arg, "--push", "-t", f"{reg}/demo:{tag}",
+                   "--progress", "plain", *reg_flag, *extra]  # fmt: skip
+            return timed(cmd, env, log)
+
+        ctx = make_context(work / "ctx", app_first=False)
+        # warm the pip download cache and the target facts, then forget the build cache
+        build(ctx, "warmup", "--no-cache")
+        shutil.rmtree(work / "xdg" / "manyarch" / "buildcache", ignore_errors=True)
+        shutil.rmtree(work / "store", ignore_errors=True)
+        t = {}
+        t["a"] = build(ctx, "a")
+        t["b"] = build(ctx, "b", "--no-native-pip", "--no-cache")
+        edit_app(ctx, 1)
+        before = du(work / "registry" / "data")
+        t["c"] = build(ctx, "a")
+        uploaded = du(work / "registry" / "data") - before
+
+        ctx2 = make_context(work / "ctx2", app_first=True)
+        build(ctx2, "e")
+        edit_app(ctx2, 2)
+        t["e_manyarch"] = build(ctx2, "e")
+
+        if not args.skip_buildah and shutil.which("buildah"):
+            benv = buildah_env(work, reg)
+
+            def bbuild(c: Path, name: str) -> float:
+                t0 = time.monotonic()
+                timed(["buildah", "build", "--isolation", "chroot", "--platform", PLATFORMS,
+                       "--manifest", name, "-f", str(c / "Dockerfile.fastapi"), *base_arg, str(c)],
+                      benv, log)  # fmt: skip
+                timed(["buildah", "manifest", "push", "--all", "--tls-verify=false", name,
+                       f"docker://{reg}/{name}:latest"], benv, log)  # fmt: skip
+                return time.monotonic() - t0
+
+            t["d"] = bbuild(ctx, "demo-d")
+            bbuild(ctx2, "demo-e")
+            edit_app(ctx2, 3)
+            t["e_buildah"] = bbuild(ctx2, "demo-e2")
+    finally:
+        server.stop()
+
+    rows = [
+        ("(a) manyarch, native pip, cold build cache", t["a"], ""),
+        ("(b) manyarch --no-native-pip (pip under QEMU)", t["b"], f"b/a = {t['b'] / t['a']:.1f}"),
+        ("(c) rebuild after editing app/ only", t["c"], f"uploaded {uploaded} bytes"),
+    ]
+    if "d" in t:
+        rows.append(
+            ("(d) buildah, same Dockerfile and base", t["d"], f"d/a = {t['d'] / t['a']:.1f}")
+        )
+    rows.append(("(e) app before pip, rebuild: manyarch", t["e_manyarch"], ""))
+    if "e_buildah" in t:
+        ratio = f"buildah/manyarch = {t['e_buildah'] / t['e_manyarch']:.1f}"
+        rows.append(("(e) app before pip, rebuild: buildah", t["e_buildah"], ratio))
+    for name, secs, note in rows:
+        print(f"{name:<48} {secs:7.1f} s   {note}")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def buildah_env(work: Path, reg: str) -> dict[str, str]:
+    """A private storage.conf and a registries.conf that trusts the loopback registry."""
+    conf = work / "buildah"
+    conf.mkdir()
+    (conf / "storage.conf").write_text(
+        f'[storage]\ndriver = "overlay"\ngraphroot = "{conf / "graph"}"\n'
+        f'runroot = "{conf / "run"}"\n'
+    )
+    (conf / "registries.conf").write_text(
+        f'unqualified-search-registries = []\n[[registry]]\nlocation = "{reg}"\ninsecure = true\n'
+    )
+    env = dict(os.environ)
+    env.update(
+        CONTAINERS_STORAGE_CONF=str(conf / "storage.conf"),
+        CONTAINERS_REGISTRIES_CONF=str(conf / "registries.conf"),
+        TMPDIR=str(work),
+    )
+    if shutil.which("runc"):
+        env["BUILDAH_RUNTIME"] = shutil.which("runc") or ""
+    return env
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,41 @@
+"""``manyarch prune [--all] [--keep-storage SIZE]``: trim the build cache (LRU)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from manyarch.build.cache import DEFAULT_MAX_BYTES, buildcache_dir, parse_size, prune
+
+
+def register(sub: Any) -> None:
+    """Add the ``prune`` command."""
+    p = sub.add_parser(
+        "prune",
+        help="remove build cache entries, least recently used first",
+        description="Drop build cache entries (and their layers) until the cache fits "
+        f"in --keep-storage (default {DEFAULT_MAX_BYTES // 1024**3}GB); --all drops every one.",
+    )
+    p.add_argument("-a", "--all", action="store_true", help="remove the whole build cache")
+    p.add_argument("--keep-storage", metavar="SIZE", help="e.g. 5GB, 512MB")
+    p.add_argument("-f", "--force", action="store_true", help="accepted for buildx compatibility")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    keep = parse_size(args.keep_storage) if args.keep_storage else None
+    r = prune(keep_bytes=keep, all=args.all)
+    print(
+        f"removed {r.removed} entries, {_human(r.freed)} freed; "
+        f"{r.kept} entries ({_human(r.size)}) kept in {buildcache_dir()}"
+    )
+    return 0
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.1f}{unit}" if unit != "B" else f"{n}B"
+        size /= 1024
+    return f"{n}B"
