@@ -9,3 +9,4 @@ from tests.helpers.registry_server import (
 
 __all__ = ["faulty", "registry", "tls_registry", "token_registry"]
 from tests.helpers.base_fixture import python_base, python_base_image  # noqa: F401
+from tests.helpers.demo_image import demo_image, demo_layout  # noqa: F401

@@ -12,7 +12,18 @@ from manyarch.errors import ManyarchError, UsageError
 
 #: The order commands are listed in; any other module of manyarch.cli with a
 #: ``register(subparsers)`` function is found and listed after these.
-COMMANDS = ("build", "imagetools", "copy", "pull", "run", "base", "login", "emulation")
+COMMANDS = (
+    "build",
+    "imagetools",
+    "copy",
+    "pull",
+    "run",
+    "containers",
+    "images_cmd",
+    "base",
+    "login",
+    "emulation",
+)
 
 
 def _command_modules() -> list[str]:

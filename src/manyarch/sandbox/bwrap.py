@@ -42,11 +42,13 @@ class SandboxSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str = "/"
     user: str = ""
-    network: str = "host"  # "host" (shared) or "none"
+    network: str = "host"  # "host" (shared), "none", or "private" (own netns, wired by the caller)
     binds: Sequence[Bind] = ()
     hostname: str = "manyarch"
     emulation: bool = True
     resolv_conf: bool = True
+    #: more bwrap options, placed before the command (e.g. --json-status-fd, --block-fd)
+    bwrap_args: Sequence[str] = ()
 
 
 def bwrap_path() -> str:
@@ -78,10 +80,12 @@ def command(spec: SandboxSpec, created: list[Path] | None = None) -> list[str]:
         "--die-with-parent",
         "--new-session",
     ]  # fmt: skip
-    if spec.network == "none":
+    if spec.network in ("none", "private"):
         args.append("--unshare-net")
     elif spec.network != "host":
-        raise SandboxError(f"unsupported network mode {spec.network!r}", "use host or none")
+        raise SandboxError(
+            f"unsupported network mode {spec.network!r}", "use host, none or private"
+        )
     if spec.resolv_conf and spec.network != "none" and Path("/etc/resolv.conf").exists():
         _ensure_mountpoint(root, "etc/resolv.conf", directory=False, created=created)
         args += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
@@ -95,7 +99,7 @@ def command(spec: SandboxSpec, created: list[Path] | None = None) -> list[str]:
     args.append("--clearenv")
     for k, v in env.items():
         args += ["--setenv", k, v]
-    args += ["--chdir", spec.cwd or "/", "--", *spec.argv]
+    args += [*spec.bwrap_args, "--chdir", spec.cwd or "/", "--", *spec.argv]
     return args
 
 

@@ -1,0 +1,142 @@
+"""``manyarch ps``, ``logs``, ``stop`` and ``rm``: containers kept as directories, no daemon."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from manyarch.errors import ManyarchError
+from manyarch.run import container
+from manyarch.run.container import ContainerState, parse_time
+
+
+def register(sub: Any) -> None:
+    """Add ``ps``, ``logs``, ``stop`` and ``rm``."""
+    p = sub.add_parser("ps", help="list containers")
+    p.add_argument("-a", "--all", action="store_true", help="also the stopped ones")
+    p.add_argument("-q", "--quiet", action="store_true", help="only ids")
+    p.add_argument("--no-trunc", action="store_true", help="full ids and commands")
+    p.set_defaults(func=_ps)
+    lg = sub.add_parser("logs", help="print what a detached container wrote")
+    lg.add_argument("container")
+    lg.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
+    lg.set_defaults(func=_logs)
+    st = sub.add_parser("stop", help="stop running containers (SIGTERM, then SIGKILL)")
+    st.add_argument("containers", nargs="+", metavar="CONTAINER")
+    st.add_argument("-t", "--time", type=float, default=container.DEFAULT_STOP_TIMEOUT)
+    st.set_defaults(func=_stop)
+    rm = sub.add_parser("rm", help="remove containers")
+    rm.add_argument("containers", nargs="+", metavar="CONTAINER")
+    rm.add_argument("-f", "--force", action="store_true", help="stop running ones first")
+    rm.set_defaults(func=_rm)
+
+
+def ago(when: datetime | None, now: datetime | None = None) -> str:
+    """``5 seconds``, ``3 minutes``, ``2 hours``, ``4 days``."""
+    if when is None:
+        return "?"
+    secs = int(((now or datetime.now(UTC)) - when).total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if secs >= size:
+            n = secs // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{max(secs, 0)} second{'s' if secs != 1 else ''}"
+
+
+def status_of(s: ContainerState) -> str:
+    """docker's STATUS column."""
+    if s.status == "running":
+        return f"Up {ago(parse_time(s.started))}"
+    if s.status == "exited":
+        return f"Exited ({s.exit_code}) {ago(parse_time(s.finished))} ago"
+    return "Created"
+
+
+def _ps(args: argparse.Namespace) -> int:
+    states = container.list_containers(all_=args.all)
+    if args.quiet:
+        for s in states:
+            print(s.id if args.no_trunc else s.id[:12])
+        return 0
+    rows = [("CONTAINER ID", "IMAGE", "PLATFORM", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")]
+    for s in states:
+        cmd = " ".join(s.argv)
+        if not args.no_trunc and len(cmd) > 20:
+            cmd = cmd[:19] + "…"
+        rows.append(
+            (
+                s.id if args.no_trunc else s.id[:12],
+                s.image,
+                s.platform,
+                f'"{cmd}"',
+                f"{ago(parse_time(s.created))} ago",
+                status_of(s),
+                ", ".join(str(p) for p in s.port_mappings),
+                s.name,
+            )
+        )
+    _table(rows)
+    return 0
+
+
+def _table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def _logs(args: argparse.Namespace) -> int:
+    s = container.find(args.container)
+    try:
+        f = open(s.log, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        raise ManyarchError(
+            f"container {s.name} has no log",
+            "only detached containers (run -d) keep one; the others wrote to the terminal",
+        ) from None
+    with f:
+        while True:
+            chunk = f.read(1 << 16)
+            if chunk:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+                continue
+            if not args.follow:
+                return 0
+            current = container.load_state(s.directory)
+            if current is None or current.status == "exited":
+                rest = f.read()
+                sys.stdout.buffer.write(rest)
+                sys.stdout.flush()
+                return 0
+            time.sleep(0.2)
+
+
+def _stop(args: argparse.Namespace) -> int:
+    code = 0
+    for word in args.containers:
+        try:
+            s = container.find(word)
+            container.stop(s, args.time)
+            print(word)
+        except ManyarchError as e:
+            print(f"error: {e.message}", file=sys.stderr)
+            code = 1
+    return code
+
+
+def _rm(args: argparse.Namespace) -> int:
+    code = 0
+    for word in args.containers:
+        try:
+            s = container.find(word)
+            container.remove(s, force=args.force)
+            print(word)
+        except ManyarchError as e:
+            print(f"error: {e.message}", file=sys.stderr)
+            code = 1
+    return code

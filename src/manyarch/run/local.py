@@ -1,0 +1,363 @@
+"""The local image store as docker's image commands see it: pull, images, rmi, save, load.
+
+Pulled images live in the one store (:func:`manyarch.build.store.open_store`),
+blobs shared with builds and between images. Each pulled reference is one
+entry of the store's ``index.json``: the per-platform manifest the host (or
+``--platform``) chose, its ``platform`` set, ``ref.name`` the full reference
+(``localhost:5000/app:latest``) and the digest the reference resolved to (the
+index, what ``docker pull`` prints as ``Digest:``) in an annotation. As in
+docker, pulling another platform of the same reference moves the tag.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tarfile
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from manyarch.errors import InvalidReference, NotFound, PlatformNotFound, UsageError
+from manyarch.images import (
+    LayoutSink,
+    LayoutSource,
+    copy,
+    copy_blobs,
+    open_source,
+    parse_top,
+    resolve_image,
+)
+from manyarch.layout import Layout
+from manyarch.oci import mediatypes as mt
+from manyarch.oci.digest import Digest
+from manyarch.oci.manifest import Descriptor, ImageConfig, Index, Manifest
+from manyarch.oci.platform import Platform, host_platform
+from manyarch.oci.reference import AnyReference, LayoutReference, Reference, parse_any
+from manyarch.registry import RegistryClient
+
+Progress = Callable[[str], None]
+
+#: Annotation on a store entry: the digest the reference resolved to when pulled.
+REPO_DIGEST = "io.manyarch.repo.digest"
+#: Annotation docker (25+) and containerd put on ``docker save`` entries.
+CONTAINERD_NAME = "io.containerd.image.name"
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._/-]+")
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    """One platform's image in the store, under the name it was pulled or loaded as."""
+
+    name: str
+    descriptor: Descriptor
+    manifest: Manifest
+    config_digest: Digest
+    config: ImageConfig
+    repo_digest: Digest | None = None
+
+    @property
+    def platform(self) -> Platform:
+        """The platform the config declares (the index's, when it says more)."""
+        return self.descriptor.platform or self.config.platform
+
+    @property
+    def id(self) -> Digest:
+        """Docker's IMAGE ID: the config's digest."""
+        return self.config_digest
+
+    @property
+    def size(self) -> int:
+        """Bytes in the store: config and (compressed) layers."""
+        return self.manifest.config.size + sum(d.size for d in self.manifest.layers)
+
+    @property
+    def repository(self) -> str:
+        """The name without tag or digest."""
+        return split_name(self.name)[0]
+
+    @property
+    def tag(self) -> str:
+        """The tag, ``<none>`` for a digest reference."""
+        return split_name(self.name)[1] or "<none>"
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """What :func:`pull` stored."""
+
+    image: LocalImage
+    resolved: Digest
+    up_to_date: bool
+    fetched: int
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """``(repository, tag)`` of a store name; the tag is empty for a digest name."""
+    base = name.split("@", 1)[0]
+    slash, colon = base.rfind("/"), base.rfind(":")
+    if colon > slash:
+        return base[:colon], base[colon + 1 :]
+    return base, ""
+
+
+def store_name(ref: AnyReference) -> str:
+    """The ``ref.name`` a reference is kept under in the store."""
+    if isinstance(ref, LayoutReference):
+        path = _UNSAFE.sub("-", os.path.abspath(ref.path)).strip("/-")
+        base = f"oci-layout/{path}"
+        return base + (f"@{ref.digest}" if ref.digest else f":{ref.tag or 'latest'}")
+    return str(ref.tagged_or_latest())
+
+
+def parse_image_ref(text: str) -> AnyReference:
+    """A registry reference (``app`` is ``docker.io/library/app:latest``) or an oci-layout one."""
+    return parse_any(text)
+
+
+def _image_from(
+    store: Layout, name: str, desc: Descriptor, repo_digest: Digest | None
+) -> LocalImage | None:
+    if not store.has_blob(desc.digest):
+        return None
+    mdoc = store.read_document(desc)
+    manifest = Manifest.parse(mdoc)
+    if not store.has_blob(manifest.config.digest):
+        return None
+    config = ImageConfig.parse(store.read_document(manifest.config))
+    if desc.platform is None:
+        desc = desc.with_platform(config.platform)
+    return LocalImage(name, desc, manifest, manifest.config.digest, config, repo_digest)
+
+
+def _complete(store: Layout, image: LocalImage) -> bool:
+    return all(store.has_blob(d.digest) for d in image.manifest.layers)
+
+
+def images_named(store: Layout, name: str, desc: Descriptor) -> list[LocalImage]:
+    """The runnable images of one store entry (one per platform present for an index)."""
+    repo = desc.annotations.get(REPO_DIGEST)
+    repo_digest = Digest.parse(repo) if repo else None
+    if mt.is_index(desc.media_type):
+        if not store.has_blob(desc.digest):
+            return []
+        top = parse_top(store.read_document(desc))
+        if not isinstance(top, Index):
+            return []
+        out = []
+        for child in top.images():
+            img = _image_from(store, name, child, repo_digest or desc.digest)
+            if img is not None and _complete(store, img):
+                out.append(img)
+        return out
+    img = _image_from(store, name, desc, repo_digest)
+    return [img] if img is not None and _complete(store, img) else []
+
+
+def list_images(store: Layout) -> list[LocalImage]:
+    """Every named, complete image in the store, in index.json order."""
+    out: list[LocalImage] = []
+    for entry in store.index().manifests:
+        name = entry.annotations.get("org.opencontainers.image.ref.name")
+        if name:
+            out.extend(images_named(store, name, entry))
+    return out
+
+
+def find_local(store: Layout, name: str, platform: Platform | None = None) -> LocalImage | None:
+    """The image stored as ``name`` (the best one for ``platform`` when several), or None."""
+    for entry_name, desc in store.tags():
+        if entry_name != name:
+            continue
+        candidates = images_named(store, name, desc)
+        if not candidates:
+            return None
+        if platform is None:
+            host = host_platform()
+            for want in host.fallbacks():
+                for c in candidates:
+                    if want.same(c.platform):
+                        return c
+            return candidates[0]
+        for want in platform.fallbacks():
+            for c in candidates:
+                if want.same(c.platform):
+                    return c
+        return None
+    return None
+
+
+def lookup(store: Layout, text: str) -> list[LocalImage]:
+    """Images a user's word names: a reference, a familiar name, or an image id prefix."""
+    images = list_images(store)
+    wanted: set[str] = set()
+    with contextlib.suppress(InvalidReference):
+        wanted.add(store_name(parse_image_ref(text)))
+    wanted.add(text)
+    hits = [i for i in images if i.name in wanted]
+    if hits:
+        return hits
+    prefix = text.removeprefix("sha256:")
+    if len(prefix) >= 4 and all(c in "0123456789abcdef" for c in prefix):
+        return [i for i in images if i.id.hex.startswith(prefix)]
+    return []
+
+
+def pull(
+    ref: AnyReference,
+    client: Callable[[], RegistryClient],
+    *,
+    platform: Platform | None = None,
+    store: Layout,
+    jobs: int = 4,
+    progress: Progress | None = None,
+) -> PullResult:
+    """Store the image ``ref`` names for ``platform`` (the host's by default).
+
+    Only the blobs the store lacks are fetched, ``jobs`` at a time. An index
+    without the platform raises :class:`PlatformNotFound` listing those it has.
+    """
+    source = open_source(ref, client)
+    wanted = platform or host_platform()
+    image = resolve_image(source, wanted)
+    resolved = source.root().digest
+    name = store_name(ref)
+    before = find_local(store, name, None)
+    sink = LayoutSink(store)
+    layers = list(image.manifest.layers)
+    missing = [d for d in layers if not store.has_blob(d.digest)]
+    if progress:
+        for d in layers:
+            if d not in missing:
+                progress(f"{d.digest.short}: Already exists")
+
+    def note(line: str) -> None:
+        short, _, what = line.partition(": ")
+        if progress and what.startswith("copied"):
+            progress(f"{short}: Pull complete")
+
+    with store.lease():
+        copy_blobs(source, sink, [image.manifest.config], jobs=1)
+        copy_blobs(source, sink, missing, jobs=jobs, progress=note)
+        store.put_document(image.manifest_doc)
+        platform_of = image.descriptor.platform or image.platform
+        desc = Descriptor.of(image.manifest_doc, platform=platform_of)
+        desc = desc.with_annotations(**{REPO_DIGEST: str(resolved)})
+        store.tag(name, desc)
+    stored = find_local(store, name, None)
+    if stored is None:  # pragma: no cover - we just wrote it
+        raise NotFound(f"{name} vanished from the store while it was pulled")
+    up_to_date = before is not None and before.descriptor.digest == desc.digest and not missing
+    return PullResult(stored, resolved, up_to_date, len(missing))
+
+
+def remove(store: Layout, text: str) -> list[LocalImage]:
+    """Untag the images ``text`` names; returns them (blobs stay until the store is pruned)."""
+    hits = lookup(store, text)
+    if not hits:
+        raise NotFound(
+            f"no such image: {text}",
+            "list them with `manyarch images`",
+        )
+    for name in sorted({i.name for i in hits}):
+        store.untag(name)
+    return hits
+
+
+def prune(store: Layout) -> list[Digest]:
+    """Remove blobs no tag reaches (the builder's cache included)."""
+    return store.gc()
+
+
+def save(
+    store: Layout,
+    texts: Sequence[str],
+    dest: Path,
+    *,
+    platform: Platform | None = None,
+    docker: bool = False,
+) -> list[str]:
+    """Write the named images to an OCI archive (with docker's manifest.json when ``docker``).
+
+    A docker archive holds one platform per image: the one asked for, else the host's.
+    """
+    chosen: list[LocalImage] = []
+    for text in texts:
+        hits = lookup(store, text)
+        if not hits:
+            raise NotFound(f"no such image: {text}", "list them with `manyarch images`")
+        if platform is not None or docker:
+            want = platform or host_platform()
+            best = next(
+                (h for p in want.fallbacks() for h in hits if p.same(h.platform)),
+                None,
+            )
+            if best is None:
+                raise PlatformNotFound(str(want), [str(h.platform) for h in hits], where=text)
+            hits = [best]
+        chosen.extend(hits)
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".manyarch-save-") as tmp:
+        out = Layout.open(Path(tmp) / "layout", create=True)
+        sink = LayoutSink(out)
+        names: list[str] = []
+        by_name: dict[str, list[LocalImage]] = {}
+        for img in chosen:
+            by_name.setdefault(img.name, []).append(img)
+        entries: list[dict[str, object]] = []
+        for name, imgs in by_name.items():
+            if len(imgs) == 1:
+                img = imgs[0]
+                source = LayoutSource(store, str(img.descriptor.digest))
+                copy(source, sink, tag=None)
+                desc = img.descriptor.with_annotations(**{CONTAINERD_NAME: name})
+                out.tag(name, desc)
+                entries.append(_docker_entry(img))
+            else:
+                source = LayoutSource(store, name)
+                copy(source, sink, tag=name, platforms=[i.platform for i in imgs])
+            names.append(name)
+        out.export_tar(dest)
+        if docker:
+            with tarfile.open(dest, "a") as tar:
+                data = json.dumps(entries, separators=(",", ":")).encode()
+                info = tarfile.TarInfo("manifest.json")
+                info.size = len(data)
+                info.mode = 0o644
+                import io
+
+                tar.addfile(info, io.BytesIO(data))
+    return names
+
+
+def _docker_entry(img: LocalImage) -> dict[str, object]:
+    def path(d: Digest) -> str:
+        return f"blobs/{d.algorithm}/{d.hex}"
+
+    familiar = img.name
+    try:
+        ref = Reference.parse(img.name)
+        familiar = ref.familiar
+    except InvalidReference:
+        pass
+    return {
+        "Config": path(img.config_digest),
+        "RepoTags": [familiar] if ":" in familiar.rsplit("/", 1)[-1] else [],
+        "Layers": [path(d.digest) for d in img.manifest.layers],
+    }
+
+
+def load(store: Layout, src: Path) -> list[str]:
+    """Import an OCI archive (``manyarch save``, ``docker save`` 25+); returns what it tagged."""
+    if not src.is_file():
+        raise UsageError(f"{src} does not exist", "give the archive with -i FILE.tar")
+    before = {(n, d.digest) for n, d in store.tags()}
+    with store.lease():
+        from manyarch.layout.archive import import_tar
+
+        import_tar(store, src)
+    after = store.tags()
+    return [n for n, d in after if (n, d.digest) not in before]

@@ -1,0 +1,183 @@
+"""``-p HOST:CONTAINER``: the container's own network namespace, wired up by ``pasta``.
+
+pasta (Debian's ``passt`` package, the user-mode networking podman uses by
+default) joins the namespace bwrap created, gives it an interface with the
+host's addresses and routes, and forwards the host ports it is told to;
+connections from the host's loopback are spliced straight into the
+namespace's loopback. It runs as a plain process next to the container and
+ends with it: no daemon, no bridge, no iptables. As root it must be told to
+stay root (``--runas 0:0``) and is handed the namespace as an open file,
+because it drops privileges before it would open ``/proc/PID/ns/net`` itself.
+
+Inside the namespace ``net.ipv4.ip_unprivileged_port_start`` is set to 0, as
+Docker does, so a non-root image may listen on port 80.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from manyarch.errors import SandboxError, ToolMissing, UsageError
+
+_PORT = re.compile(
+    r"^(?:(?P<ip>\[[0-9A-Fa-f:.]+\]|\d+\.\d+\.\d+\.\d+):)?(?:(?P<host>\d+):)?(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$"
+)
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """One ``-p [IP:]HOST:CONTAINER[/PROTO]``."""
+
+    host_port: int
+    container_port: int
+    protocol: str = "tcp"
+    host_ip: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> PortMapping:
+        """Parse docker's ``-p`` syntax (a host port is required: no random ports)."""
+        m = _PORT.match(text.strip())
+        if not m or not m.group("host"):
+            raise UsageError(
+                f"invalid port mapping {text!r}",
+                "write -p HOST:CONTAINER (e.g. -p 8080:80), optionally IP: before and /udp after",
+            )
+        host, ctr = int(m.group("host")), int(m.group("ctr"))
+        for p in (host, ctr):
+            if not 0 < p < 65536:
+                raise UsageError(f"invalid port {p} in {text!r}", "ports are 1 to 65535")
+        ip = (m.group("ip") or "").strip("[]")
+        return cls(host, ctr, m.group("proto") or "tcp", ip)
+
+    def pasta_spec(self) -> str:
+        """The ``-t``/``-u`` argument: ``[IP/]HOST:CONTAINER``."""
+        addr = f"{self.host_ip}/" if self.host_ip and self.host_ip != "0.0.0.0" else ""
+        return f"{addr}{self.host_port}:{self.container_port}"
+
+    def __str__(self) -> str:
+        ip = self.host_ip or "0.0.0.0"
+        return f"{ip}:{self.host_port}->{self.container_port}/{self.protocol}"
+
+    def to_json(self) -> dict[str, Any]:
+        """As stored in a container's state."""
+        return {
+            "host_port": self.host_port,
+            "container_port": self.container_port,
+            "protocol": self.protocol,
+            "host_ip": self.host_ip,
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> PortMapping:
+        """From a container's state."""
+        return cls(
+            int(obj["host_port"]),
+            int(obj["container_port"]),
+            str(obj.get("protocol", "tcp")),
+            str(obj.get("host_ip", "")),
+        )
+
+
+def pasta_path() -> str:
+    """The pasta binary, or :class:`ToolMissing`."""
+    path = shutil.which("pasta")
+    if not path:
+        raise ToolMissing("pasta", "passt")
+    return path
+
+
+def allow_low_ports(pid: int) -> None:
+    """Let any uid bind ports below 1024 in ``pid``'s network namespace (as Docker does)."""
+    nsenter = shutil.which("nsenter")
+    if not nsenter:
+        raise ToolMissing("nsenter", "util-linux")
+    r = subprocess.run(
+        [
+            nsenter,
+            f"--net=/proc/{pid}/ns/net",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo 0 > /proc/sys/net/ipv4/ip_unprivileged_port_start",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode != 0:
+        raise SandboxError(
+            f"cannot allow ports below 1024 in the container: {r.stderr.strip()}",
+            "run as root, or publish a port above 1023 inside the container",
+        )
+
+
+def start_forwarding(
+    pid: int, ports: Sequence[PortMapping], log: Path, *, preexec: Any = None
+) -> subprocess.Popen[bytes]:
+    """Start pasta on ``pid``'s network namespace; returns once the host ports listen."""
+    busy = sorted({p.host_port for p in ports if p.protocol == "tcp"} & listening_ports())
+    if busy:
+        raise SandboxError(
+            f"host port {busy[0]} is already in use",
+            "choose another one with -p HOST:CONTAINER (ss -ltnp shows who holds it)",
+        )
+    fds: list[int] = [os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)]
+    args = [pasta_path(), "--foreground", "--quiet", "--log-file", str(log), "--config-net"]
+    if os.geteuid() == 0:
+        args += ["--runas", "0:0"]
+    else:
+        fds.append(os.open(f"/proc/{pid}/ns/user", os.O_RDONLY))
+        args += ["--userns", f"/proc/self/fd/{fds[1]}"]
+    tcp = [p.pasta_spec() for p in ports if p.protocol == "tcp"]
+    udp = [p.pasta_spec() for p in ports if p.protocol == "udp"]
+    args += ["-t", ",".join(tcp) if tcp else "none", "-u", ",".join(udp) if udp else "none"]
+    args += ["-T", "none", "-U", "none", "--netns", f"/proc/self/fd/{fds[0]}"]
+    try:
+        proc = subprocess.Popen(
+            args,
+            pass_fds=fds,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=preexec,
+        )
+    finally:
+        for fd in fds:
+            os.close(fd)
+    wanted = {p.host_port for p in ports if p.protocol == "tcp"}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = (proc.stderr.read() if proc.stderr else b"").decode(errors="replace")
+            text = log.read_text(errors="replace") if log.exists() else ""
+            raise SandboxError(
+                f"pasta could not forward the ports: {(err or text).strip() or 'no reason given'}",
+                "is the host port already in use? (ss -ltnp)",
+            )
+        if wanted <= listening_ports():
+            return proc
+        time.sleep(0.02)
+    proc.kill()
+    raise SandboxError("pasta did not open the host ports within 10 s")
+
+
+def listening_ports() -> set[int]:
+    """TCP ports something listens on in this network namespace."""
+    out: set[int] = set()
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(name).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) > 3 and parts[3] == "0A":
+                out.add(int(parts[1].rsplit(":", 1)[1], 16))
+    return out

@@ -1,0 +1,138 @@
+"""Commands, environment, PATH lookup in a rootfs, and runc's wording of exec errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from manyarch.errors import SandboxError, UsageError
+from manyarch.oci import ContainerConfig, Descriptor, ImageConfig, Manifest
+from manyarch.oci import mediatypes as mt
+from manyarch.oci.digest import Digest
+from manyarch.oci.platform import Platform
+from manyarch.run import container
+from manyarch.run.container import RunOptions
+from manyarch.run.local import LocalImage
+
+D = Digest("sha256", "0" * 64)
+
+
+def image(entrypoint: tuple[str, ...] | None, cmd: tuple[str, ...] | None) -> LocalImage:
+    cfg = ImageConfig(
+        "arm64",
+        "linux",
+        config=ContainerConfig(
+            env=("PATH=/usr/local/bin:/usr/bin", "A=image"), entrypoint=entrypoint, cmd=cmd
+        ),
+    )
+    desc = Descriptor(mt.OCI_MANIFEST, D, 1, Platform.parse("linux/arm64"))
+    return LocalImage(
+        "localhost:5000/app:latest", desc, Manifest(Descriptor(mt.OCI_CONFIG, D, 1)), D, cfg
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "cmd", "options", "argv"),
+    [
+        (None, ("uvicorn", "app"), RunOptions(), ["uvicorn", "app"]),
+        (None, ("uvicorn", "app"), RunOptions(command=["sh"]), ["sh"]),
+        (("/init",), ("serve",), RunOptions(), ["/init", "serve"]),
+        (("/init",), ("serve",), RunOptions(command=["x"]), ["/init", "x"]),
+        (("/init",), ("serve",), RunOptions(entrypoint="sh"), ["sh"]),
+        (
+            ("/init",),
+            ("serve",),
+            RunOptions(entrypoint="sh", command=["-c", "id"]),
+            ["sh", "-c", "id"],
+        ),
+        (("/init",), None, RunOptions(entrypoint="", command=["id"]), ["id"]),
+    ],
+)
+def test_command_combines_like_docker(
+    entry: tuple[str, ...] | None, cmd: tuple[str, ...] | None, options: RunOptions, argv: list[str]
+) -> None:
+    assert container.command_of(image(entry, cmd), options) == argv
+
+
+def test_no_command_at_all_is_a_usage_error() -> None:
+    with pytest.raises(UsageError):
+        container.command_of(image(None, None), RunOptions())
+
+
+def test_environment_order() -> None:
+    env = container.environment(image(None, ("x",)), RunOptions(env={"A": "flag"}))
+    assert env["A"] == "flag"
+    assert env["PATH"] == "/usr/local/bin:/usr/bin"
+    assert env["MANYARCH_IMAGE_PLATFORM"] == "linux/arm64"
+
+
+def _exe(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+
+
+def test_resolve_command_follows_links_inside_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    _exe(root / "opt/venv/bin/uvicorn")
+    (root / "usr/local/bin").mkdir(parents=True)
+    # an absolute link is the container's, not the host's
+    os.symlink("/opt/venv/bin/uvicorn", root / "usr/local/bin/uvicorn")
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/notexec").write_text("")
+    assert container.resolve_command(root, ["uvicorn", "a"], "/usr/bin:/usr/local/bin") == [
+        "/usr/local/bin/uvicorn",
+        "a",
+    ]
+    assert container.resolve_command(root, ["./x"], "/usr/bin") == ["./x"]
+    with pytest.raises(SandboxError, match='exec: "notexec": executable file not found'):
+        container.resolve_command(root, ["notexec"], "/usr/bin")
+
+
+def test_a_link_cannot_climb_out_of_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "bin").mkdir(parents=True)
+    _exe(tmp_path / "outside")
+    os.symlink("../../outside", root / "bin/esc")
+    with pytest.raises(SandboxError):
+        container.resolve_command(root, ["esc"], "/bin")
+
+
+@pytest.mark.parametrize(
+    ("first", "expected"),
+    [
+        (
+            b"bwrap: execvp /usr/local/bin/uvicorn: Exec format error\n",
+            "exec /usr/local/bin/uvicorn: exec format error\nhint: HINT\n",
+        ),
+        (
+            b"bwrap: execvp /x: No such file or directory\n",
+            "exec /x: no such file or directory\n",
+        ),
+        (b"INFO: bwrap: execvp is fine\n", "INFO: bwrap: execvp is fine\n"),
+    ],
+)
+def test_exec_errors_are_worded_as_runc_words_them(
+    tmp_path: Path, first: bytes, expected: str
+) -> None:
+    r, w = os.pipe()
+    out = tmp_path / "out"
+    with open(out, "wb") as dest, os.fdopen(r, "rb") as src:
+        os.write(w, first + b"bwrap: execvp later lines are the program's\n")
+        os.close(w)
+        seen: list[str] = []
+        container._copy_stderr(src, dest.fileno(), "HINT", seen)
+    assert out.read_text() == expected + "bwrap: execvp later lines are the program's\n"
+
+
+@pytest.mark.parametrize(
+    ("platform", "on", "has_hint"),
+    [("linux/amd64", True, False), ("linux/arm64", True, True), ("linux/arm64", False, True)],
+)
+def test_emulation_hint(platform: str, on: bool, has_hint: bool) -> None:
+    hint = container.emulation_hint(Platform.parse(platform), on)
+    assert (hint is not None) == has_hint
+    if hint:
+        assert "manyarch emulation install arm64" in hint
