@@ -114,7 +114,11 @@ def _run(args: argparse.Namespace) -> int:
                 f"no image {args.image} for {platform or 'this platform'} in the local store",
                 f"pull it: manyarch pull {args.image}",
             )
-        if args.pull == "missing" and not args.quiet:
+        if (
+            args.pull == "missing"
+            and not args.quiet
+            and find_local(store, store_name(ref), None) is None
+        ):
             print(f"Unable to find image '{args.image}' locally", file=sys.stderr)
         image = pull_and_report(args, ref, platform, sys.stderr, quiet=args.quiet).image
     host = host_platform()
