@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=140, help="terminal columns")
     parser.add_argument("--max-lines", type=int, default=60, help="per step's output")
     parser.add_argument("--title", default="scripts/demo.sh")
-    parser.add_argument("--text", action="store_true", help="also write PREFIX-N.txt")
+    parser.add_argument("--text", type=Path, help="also write DIR/NAME-N.txt (plain text)")
     args = parser.parse_args(argv)
 
     lines = replay(args.typescript, args.width)
@@ -236,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         to_png(drawn, (w, h), out)
         if args.text:
             plain = "\n".join(Text.from_ansi(line).plain for line in part)
-            Path(f"{args.prefix}-{i}.txt").write_text(plain + "\n")
+            args.text.mkdir(parents=True, exist_ok=True)
+            (args.text / f"{Path(args.prefix).name}-{i}.txt").write_text(plain + "\n")
         print(f"captures: {out} ({len(part)} lines, {out.stat().st_size // 1024} KiB)")
     return 0
 

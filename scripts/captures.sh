@@ -2,6 +2,7 @@
 # docs/captures/*.png from a real run, never by hand:
 #   multi-arch-1.png, multi-arch-2.png  scripts/demo.sh on a terminal, with its colours
 #   webapp-amd64.png, webapp-arm64.png  the page / of the amd64 and the arm64 container
+# CAPTURES_TEXT=DIR also writes the terminal text there (for quoting in docs/demo.fr.md).
 # Needs what `make demo` installs (chromium, pngquant). The registry on :5000 is
 # stopped afterwards only if it was not already running.
 set -uo pipefail
@@ -15,6 +16,13 @@ PORT_AMD64=${CAPTURES_PORT_AMD64:-8090}
 PORT_ARM64=${CAPTURES_PORT_ARM64:-8091}
 WORK=$(mktemp -d /var/tmp/manyarch-captures.XXXXXX)
 mkdir -p "$OUT"
+
+# A cold start by default (own store, caches, containers): the captures show a real first
+# build, and the user's store is left alone. CAPTURES_WARM=1 uses the user's.
+if [ -z "${CAPTURES_WARM:-}" ]; then
+  unset MANYARCH_STORE
+  export XDG_DATA_HOME="$WORK/data" XDG_CACHE_HOME="$WORK/cache"
+fi
 
 registry_was_up=0
 scripts/registry.sh status | grep -q ': up' && registry_was_up=1
@@ -33,7 +41,7 @@ script -q -e -c "stty cols $COLS rows 50; scripts/demo.sh" "$WORK/demo.typescrip
 demo_rc=$?
 [ $demo_rc = 0 ] || echo "captures: scripts/demo.sh exited with $demo_rc; its output is captured as it is" >&2
 python3 scripts/captures.py "$WORK/demo.typescript" "$OUT/multi-arch" --width "$COLS" \
-  --split '== Inspect the manifest list' ${CAPTURES_TEXT:+--text} || exit 1
+  --split '== Inspect the manifest list' ${CAPTURES_TEXT:+--text "$CAPTURES_TEXT"} || exit 1
 
 # 2. The page / of each platform's container (the arm64 one under QEMU).
 shot() {
