@@ -16,8 +16,8 @@ test: deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv
-	$(BIN)/ruff check src tests app
-	$(BIN)/ruff format --check src tests app
+	$(BIN)/ruff check --no-cache src tests app
+	$(BIN)/ruff format --no-cache --check src tests app
 	$(BIN)/mypy
 
 demo: deps

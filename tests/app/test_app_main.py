@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
+
 from app.main import Settings, app, get_emulation, get_settings, image_info
 from app.sysinfo import Emulation, oci_platform
-from fastapi.testclient import TestClient
 
 
 @pytest.fixture

@@ -7,11 +7,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import dockerfile
 import pytest
 import yaml
 from packaging.requirements import Requirement
-
-import dockerfile
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from app.sysinfo import (
     EM_386,
     EM_AARCH64,
@@ -22,7 +23,6 @@ from app.sysinfo import (
     elf_machine,
     oci_platform,
 )
-
 from manyarch.oci.platform import Platform
 
 APP = Path(__file__).resolve().parents[2] / "app"

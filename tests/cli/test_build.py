@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.build.builder_helpers import make_context
-from tests.helpers.registry_server import RegistryServer
-from tests.helpers.tiny_base import TinyBase, tiny_base
 
 from manyarch.cli.main import main
 from manyarch.oci import mediatypes as mt
+from tests.build.builder_helpers import make_context
+from tests.helpers.registry_server import RegistryServer
+from tests.helpers.tiny_base import TinyBase, tiny_base
 
 __all__ = ["tiny_base"]
 

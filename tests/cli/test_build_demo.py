@@ -15,8 +15,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from tests.helpers.demo_image import DemoImage
-from tests.helpers.registry_server import free_port
 
 from manyarch.images import LayoutSource, resolve_image
 from manyarch.layers import unpack
@@ -24,6 +22,8 @@ from manyarch.layout import Layout
 from manyarch.oci import mediatypes as mt
 from manyarch.oci.platform import Platform
 from manyarch.sandbox.bwrap import SandboxSpec, popen
+from tests.helpers.demo_image import DemoImage
+from tests.helpers.registry_server import free_port
 
 
 def _raw(ref: str) -> dict[str, object]:

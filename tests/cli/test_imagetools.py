@@ -7,13 +7,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.helpers.faults import FaultProxy
-from tests.helpers.images import make_index
-from tests.helpers.registry_server import RegistryServer
 
 from manyarch.cli.main import main
 from manyarch.oci import Index, Manifest
 from manyarch.oci import mediatypes as mt
+from tests.helpers.faults import FaultProxy
+from tests.helpers.images import make_index
+from tests.helpers.registry_server import RegistryServer
 
 SEED = """\
 Name:      {name}

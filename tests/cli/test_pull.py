@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.helpers.images import make_index
-from tests.helpers.registry_server import RegistryServer
 
 from manyarch.cli.main import main
+from tests.helpers.images import make_index
+from tests.helpers.registry_server import RegistryServer
 
 
 @pytest.fixture

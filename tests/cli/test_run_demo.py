@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.helpers.demo_image import DemoImage
 from tests.helpers.registry_server import free_port
 

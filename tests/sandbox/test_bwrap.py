@@ -6,7 +6,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.helpers.tiny_base import TinyBase, tiny_base
 
 from manyarch.errors import SandboxError
 from manyarch.images import LayoutSource, resolve_image
@@ -14,6 +13,7 @@ from manyarch.layers import unpack
 from manyarch.layout import Layout
 from manyarch.oci.platform import Platform
 from manyarch.sandbox.bwrap import Bind, SandboxSpec, command, run
+from tests.helpers.tiny_base import TinyBase, tiny_base
 
 __all__ = ["tiny_base"]
 
