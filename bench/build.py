@@ -38,6 +38,7 @@ from manyarch.layout import Layout  # noqa: E402
 
 MANYARCH = [str(ROOT / ".venv" / "bin" / "manyarch")]
 PLATFORMS = "linux/amd64,linux/arm64"
+CA = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def du(path: Path) -> int:
@@ -89,6 +90,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="manyarch-bench-build-", dir=args.tmpdir))
     log = work / "bench.log"
     print(f"work dir {work} (log: {log})", flush=True)
+    (work / "registry").mkdir()
     server = start_registry(work / "registry")
     reg = server.host
     try:
@@ -136,10 +138,14 @@ def main() -> int:
         if not args.skip_buildah and shutil.which("buildah"):
             benv = buildah_env(work, reg)
 
+            # the host's CA bundle (a TLS-intercepting proxy), as manyarch binds it for RUN
+            ca = ["--volume", f"{CA}:{CA}:ro"] if Path(CA).exists() else []
+
             def bbuild(c: Path, name: str) -> float:
                 t0 = time.monotonic()
                 timed(["buildah", "build", "--isolation", "chroot", "--platform", PLATFORMS,
-                       "--manifest", name, "-f", str(c / "Dockerfile.fastapi"), *base_arg, str(c)],
+                       "--manifest", name, "-f", str(c / "Dockerfile.fastapi"), *base_arg, *ca,
+                       str(c)],
                       benv, log)  # fmt: skip
                 timed(["buildah", "manifest", "push", "--all", "--tls-verify=false", name,
                        f"docker://{reg}/{name}:latest"], benv, log)  # fmt: skip
