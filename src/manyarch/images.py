@@ -9,9 +9,9 @@ the index, so no tag ever points at something incomplete.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, cast
@@ -20,10 +20,16 @@ from manyarch.errors import InvalidDocument, PlatformNotFound
 from manyarch.layout import Layout
 from manyarch.oci import mediatypes as mt
 from manyarch.oci.document import Document
-from manyarch.oci.manifest import Descriptor, ImageConfig, Index, Manifest
+from manyarch.oci.manifest import (
+    Descriptor,
+    ImageConfig,
+    Index,
+    Manifest,
+    parse_manifest_or_index,
+)
 from manyarch.oci.platform import Platform
 from manyarch.oci.reference import AnyReference, LayoutReference, Reference
-from manyarch.registry import RegistryClient
+from manyarch.registry import RegistryClient, run_parallel
 
 Progress = Callable[[str], None]
 
@@ -217,11 +223,8 @@ def resolve_image(source: Source, platform: Platform) -> ResolvedImage:
     )
 
 
-def parse_top(doc: Document) -> Index | Manifest:
-    """Parse the document a reference names."""
-    from manyarch.oci.manifest import parse_manifest_or_index
-
-    return parse_manifest_or_index(doc)
+#: Parse the document a reference names (an index or a manifest).
+parse_top = parse_manifest_or_index
 
 
 def copy(
@@ -241,7 +244,7 @@ def copy(
     root = source.root()
     top = parse_top(root)
     if isinstance(top, Manifest):
-        _copy_manifest(source, sink, root, top, jobs, progress)
+        _copy_manifest(source, sink, top, jobs, progress)
         sink.put_document(root, tag)
         return Descriptor.of(root)
     entries = list(top.manifests)
@@ -255,7 +258,7 @@ def copy(
                 chosen.append(d)
         if len(chosen) == 1:
             mdoc = source.document(chosen[0])
-            _copy_manifest(source, sink, mdoc, Manifest.parse(mdoc), jobs, progress)
+            _copy_manifest(source, sink, Manifest.parse(mdoc), jobs, progress)
             sink.put_document(mdoc, tag)
             return Descriptor.of(mdoc, platform=chosen[0].platform)
         entries = chosen
@@ -264,7 +267,7 @@ def copy(
         child = parse_top(doc)
         if isinstance(child, Index):
             raise InvalidDocument(f"{source.name}: nested indexes are not supported")
-        _copy_manifest(source, sink, doc, child, jobs, progress)
+        _copy_manifest(source, sink, child, jobs, progress)
         sink.put_document(doc)
     if platforms:
         out = Index(tuple(entries), top.media_type, top.annotations).to_document()
@@ -275,15 +278,9 @@ def copy(
 
 
 def _copy_manifest(
-    source: Source,
-    sink: Sink,
-    doc: Document,
-    manifest: Manifest,
-    jobs: int,
-    progress: Progress | None,
+    source: Source, sink: Sink, manifest: Manifest, jobs: int, progress: Progress | None
 ) -> None:
-    blobs = [manifest.config, *manifest.layers]
-    copy_blobs(source, sink, blobs, jobs=jobs, progress=progress)
+    copy_blobs(source, sink, [manifest.config, *manifest.layers], jobs=jobs, progress=progress)
 
 
 def copy_blobs(
@@ -314,15 +311,7 @@ def copy_blobs(
         if progress:
             progress(f"{desc.digest.short}: copied {desc.size} bytes")
 
-    if not todo:
-        return
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(one, d) for d in todo.values()]
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        for f in pending:
-            f.cancel()
-        for f in done:
-            f.result()
+    run_parallel([functools.partial(one, d) for d in todo.values()], jobs=jobs)
 
 
 class _NoClose:
