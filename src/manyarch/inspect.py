@@ -14,6 +14,7 @@ from manyarch.images import Source, parse_top
 from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Descriptor, ImageConfig, Index, Manifest
 from manyarch.oci.reference import Reference
+from manyarch.units import human_size
 
 _PFX = "  "
 
@@ -182,19 +183,10 @@ def format_sizes(rows: list[PlatformSize]) -> str:
     for r in rows:
         shared = sum(1 for d in r.layers if counts[d] > 1)
         table.append(
-            (f"{r.platform}:", f"{_human(r.size)} in {len(r.layers)} layers ({shared} shared)")
+            (f"{r.platform}:", f"{human_size(r.size)} in {len(r.layers)} layers ({shared} shared)")
         )
     lines += tabulate(table, _PFX)
     return "\n".join(lines) + "\n"
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.1f} {unit}" if unit != "B" else f"{n} B"
-        size /= 1000
-    return f"{n} B"
 
 
 def display_name(ref: Reference) -> str:

@@ -11,6 +11,7 @@ from manyarch.cli.containers import ago
 from manyarch.errors import ManyarchError, UsageError
 from manyarch.oci.platform import Platform
 from manyarch.run import container, local, rootfs
+from manyarch.units import human_size
 
 
 def register(sub: Any) -> None:
@@ -42,16 +43,6 @@ def register(sub: Any) -> None:
     ld.add_argument("-i", "--input", type=Path, required=True, metavar="FILE.tar")
     ld.add_argument("-q", "--quiet", action="store_true")
     ld.set_defaults(func=_load)
-
-
-def human_size(n: int) -> str:
-    """docker's sizes: 1000-based, three significant digits."""
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000:
-            return f"{size:.3g}{unit}"
-        size /= 1000
-    return f"{size:.3g}TB"
 
 
 def _images(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from manyarch.build.cache import DEFAULT_MAX_BYTES, buildcache_dir, parse_size, prune
+from manyarch.units import human_size
 
 
 def register(sub: Any) -> None:
@@ -26,16 +27,7 @@ def _run(args: argparse.Namespace) -> int:
     keep = parse_size(args.keep_storage) if args.keep_storage else None
     r = prune(keep_bytes=keep, all=args.all)
     print(
-        f"removed {r.removed} entries, {_human(r.freed)} freed; "
-        f"{r.kept} entries ({_human(r.size)}) kept in {buildcache_dir()}"
+        f"removed {r.removed} entries, {human_size(r.freed)} freed; "
+        f"{r.kept} entries ({human_size(r.size)}) kept in {buildcache_dir()}"
     )
     return 0
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.1f}{unit}" if unit != "B" else f"{n}B"
-        size /= 1024
-    return f"{n}B"
