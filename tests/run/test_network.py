@@ -85,5 +85,8 @@ def test_pasta_forwards_a_host_port_into_a_namespace(tmp_path: Path) -> None:
             pasta.wait()
         server.terminate()
         server.wait()
-    with socket.socket() as s:  # the port is free again
+    with socket.socket() as s:  # the port is free again: no listener is left
+        # SO_REUSEADDR only lets a bind through connections in TIME_WAIT; a
+        # listener still holding the port makes it fail all the same
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", port))

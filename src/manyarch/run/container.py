@@ -46,6 +46,7 @@ from manyarch.run.local import LocalImage
 from manyarch.run.network import PortMapping, allow_low_ports, start_forwarding
 from manyarch.sandbox import emulation
 from manyarch.sandbox.bwrap import DEFAULT_PATH, SandboxSpec, full_command
+from manyarch.sandbox.rootpath import resolve_in_root
 
 STATE_FILE = "state.json"
 LOG_FILE = "container.log"
@@ -233,30 +234,12 @@ def create(image: LocalImage, options: RunOptions) -> ContainerState:
 
 
 def _resolve_in_root(root: Path, path: str) -> Path | None:
-    """``path`` inside ``root`` with every symlink followed as the container would."""
-    parts = [p for p in path.split("/") if p]
-    current = root
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            if current != root:
-                current = current.parent
-            continue
-        nxt = current / part
-        if nxt.is_symlink():
-            hops += 1
-            if hops > 40:
-                return None
-            target = os.readlink(nxt)
-            parts = [p for p in target.split("/") if p] + parts
-            if target.startswith("/"):
-                current = root
-            continue
-        current = nxt
-    return current if current.exists() else None
+    """``path`` inside ``root`` as the container sees it, or None when it is not there."""
+    try:
+        found = resolve_in_root(root, path)
+    except SandboxError:
+        return None
+    return found if found.exists() else None
 
 
 def resolve_command(root: Path, argv: Sequence[str], path_env: str) -> list[str]:
