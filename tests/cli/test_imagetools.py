@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from manyarch.cli.main import main
+from manyarch.layout import Layout
 from manyarch.oci import Index, Manifest
 from manyarch.oci import mediatypes as mt
 from tests.helpers.faults import FaultProxy
@@ -66,7 +67,8 @@ def test_inspect_prints_the_seed_layout(
         amd=index.manifests[0].digest,
         arm=index.manifests[1].digest,
     )
-    code, raw, _ = run(capsys, "imagetools", "inspect", "--raw", ref)
+    code, raw, err = run(capsys, "imagetools", "inspect", "--raw", ref)
+    assert code == 0, err
     assert raw.encode() == layout.read_blob(desc.digest)
 
 
@@ -114,11 +116,18 @@ def test_create_merges_single_platform_images(
     assert code == 0, err
     index = Index.parse(skopeo_raw(f"{host}/merge:latest"))
     assert [str(p) for p in index.platforms()] == ["linux/amd64", "linux/arm64"]
-    # the same platform twice is refused
-    code, _, err = run(
+    # the same image twice: identical digests are merged, not duplicated
+    code, out, err = run(
         capsys, "imagetools", "create", "--dry-run", f"{host}/merge:amd64", f"{host}/merge:amd64"
     )
-    assert code == 0  # identical digests are merged, not duplicated
+    assert code == 0, err
+    assert [m["platform"]["architecture"] for m in json.loads(out)["manifests"]] == ["amd64"]
+    # two different images of one platform are refused
+    make_index(tmp_path / "lay2", ["linux/amd64"], docker=True)
+    other = f"{host}/merge:amd64-docker"
+    assert run(capsys, "copy", f"oci-layout://{tmp_path / 'lay2'}:latest", other)[0] == 0
+    code, _, err = run(capsys, "imagetools", "create", "--dry-run", f"{host}/merge:amd64", other)
+    assert code == 2 and "two sources give linux/amd64" in err, err
 
 
 def test_copy_to_layout_refuses_corrupt_blobs(
@@ -138,13 +147,11 @@ def test_copy_to_layout_refuses_corrupt_blobs(
     )
     assert code == 1
     assert "digest" in err
-    blobs = list((dest / "blobs" / "sha256").iterdir()) if dest.exists() else []
-    from manyarch.layout import Layout
-
-    if dest.exists():
-        assert Layout.open(dest).verify() == []
-        assert all(not p.name.startswith(".tmp") for p in blobs)
-        assert Layout.open(dest).tags() == []
+    # the layout is opened before the first blob: it is left valid, untagged, no temp files
+    layout = Layout.open(dest)
+    assert layout.verify() == []
+    assert layout.tags() == []
+    assert not [p for p in (dest / "blobs" / "sha256").iterdir() if p.name.startswith(".tmp")]
 
 
 def test_login_logout(
