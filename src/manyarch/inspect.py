@@ -13,7 +13,6 @@ from manyarch.errors import UsageError
 from manyarch.images import Source, parse_top
 from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Descriptor, ImageConfig, Index, Manifest
-from manyarch.oci.reference import Reference
 from manyarch.units import human_size
 
 _PFX = "  "
@@ -187,8 +186,3 @@ def format_sizes(rows: list[PlatformSize]) -> str:
         )
     lines += tabulate(table, _PFX)
     return "\n".join(lines) + "\n"
-
-
-def display_name(ref: Reference) -> str:
-    """How buildx names a reference: the full normalised name (tag ``latest`` by default)."""
-    return str(ref.tagged_or_latest())

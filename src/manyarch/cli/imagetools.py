@@ -94,9 +94,7 @@ def _create(args: argparse.Namespace) -> int:
                             "combine images of different platforms",
                         )
             collected.append((src, desc))
-    docker = all(
-        d.media_type in (mt.DOCKER_MANIFEST, mt.DOCKER_MANIFEST_LIST) for _, d in collected
-    )
+    docker = all(mt.is_docker(d.media_type) for _, d in collected)
     annotations = dict(a.partition("=")[::2] for a in args.annotation)
     index = Index(
         tuple(d for _, d in collected),

@@ -118,10 +118,6 @@ class Instruction:
                 return v
         return None
 
-    def flag_values(self, name: str) -> list[str]:
-        """Every value of a repeatable flag."""
-        return [v for k, v in self.flags if k == name]
-
 
 @dataclass(frozen=True)
 class StageSource:

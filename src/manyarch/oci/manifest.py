@@ -6,7 +6,7 @@ serialise to a new :class:`Document`. Transforms return new values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -488,11 +488,3 @@ class ImageConfig:
     def with_config(self, config: ContainerConfig) -> ImageConfig:
         """A new config with other execution parameters."""
         return replace(self, config=config)
-
-
-def descriptors_by_digest(descs: Sequence[Descriptor]) -> dict[Digest, Descriptor]:
-    """Index descriptors by digest (first one wins)."""
-    out: dict[Digest, Descriptor] = {}
-    for d in descs:
-        out.setdefault(d.digest, d)
-    return out
