@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from manyarch.errors import ManyarchError
 from manyarch.registry import RegistryClient, RegistryOptions
 from manyarch.registry.options import load_registry_hosts
 
@@ -79,6 +80,13 @@ def client_factory(args: argparse.Namespace) -> Any:
         return holder[0]
 
     return make
+
+
+def report(error: ManyarchError) -> None:
+    """Print ``error: <message>`` and its hint on stderr, as every command does."""
+    print(f"error: {error.message}", file=sys.stderr)
+    if error.hint:
+        print(f"hint: {error.hint}", file=sys.stderr)
 
 
 def stderr_is_tty() -> bool:

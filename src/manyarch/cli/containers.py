@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from manyarch.cli.common import report
 from manyarch.errors import ManyarchError
 from manyarch.run import container
 from manyarch.run.container import ContainerState, parse_time
@@ -124,7 +125,7 @@ def _stop(args: argparse.Namespace) -> int:
             container.stop(s, args.time)
             print(word)
         except ManyarchError as e:
-            print(f"error: {e.message}", file=sys.stderr)
+            report(e)
             code = 1
     return code
 
@@ -137,6 +138,6 @@ def _rm(args: argparse.Namespace) -> int:
             container.remove(s, force=args.force)
             print(word)
         except ManyarchError as e:
-            print(f"error: {e.message}", file=sys.stderr)
+            report(e)
             code = 1
     return code

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from manyarch.build.store import open_store
+from manyarch.cli.common import report
 from manyarch.cli.containers import ago
 from manyarch.errors import ManyarchError, UsageError
 from manyarch.oci.platform import Platform
@@ -93,7 +94,7 @@ def _rmi(args: argparse.Namespace) -> int:
             for img in local.remove(store, word):
                 print(f"Untagged: {img.name}")
         except ManyarchError as e:
-            print(f"error: {e.message}")
+            report(e)
             code = 1
     still = {str(i.descriptor.digest) for i in local.list_images(store)}
     for digest in rootfs.cached_digests():
@@ -108,7 +109,9 @@ def _rmi(args: argparse.Namespace) -> int:
 def _save(args: argparse.Namespace) -> int:
     platform = Platform.parse(args.platform) if args.platform else None
     if not args.output.parent.is_dir():
-        raise UsageError(f"directory {args.output.parent} does not exist")
+        raise UsageError(
+            f"directory {args.output.parent} does not exist", "create it, or give another -o path"
+        )
     local.save(
         open_store(),
         args.images,

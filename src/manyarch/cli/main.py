@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from manyarch import __version__
+from manyarch.cli.common import report
 from manyarch.errors import ManyarchError, UsageError
 
 #: The order commands are listed in; any other module of manyarch.cli with a
@@ -69,9 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ManyarchError as e:
         if "--debug" in args_list:
             raise
-        print(f"error: {e.message}", file=sys.stderr)
-        if e.hint:
-            print(f"hint: {e.hint}", file=sys.stderr)
+        report(e)
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
