@@ -240,8 +240,9 @@ def test_tag_resolve_list_untag(image: Image) -> None:
 
 def test_resolve_errors_name_what_exists(image: Image) -> None:
     layout = image.layout
-    with pytest.raises(NotFound, match="holds no image"):
+    with pytest.raises(NotFound, match="holds no image") as empty:
         layout.resolve(None)
+    assert f"oci-layout://{layout.path}:TAG" in (empty.value.hint or "")
     layout.tag("a", image.index)
     layout.tag("b", image.platforms["amd64"].manifest)
     with pytest.raises(NotFound, match="holds 2 images") as e:

@@ -491,7 +491,10 @@ class Layout:
             if len(entries) == 1:
                 return _untagged(entries[0])
             if not entries:
-                raise NotFound(f"the layout {self.path} holds no image")
+                raise NotFound(
+                    f"the layout {self.path} holds no image",
+                    f"write one there first, e.g. manyarch copy SRC oci-layout://{self.path}:TAG",
+                )
             raise NotFound(
                 f"the layout {self.path} holds {len(entries)} images; name one",
                 self._no_tag("", index).hint,

@@ -165,7 +165,10 @@ def start_forwarding(
             return proc
         time.sleep(0.02)
     proc.kill()
-    raise SandboxError("pasta did not open the host ports within 10 s")
+    proc.wait()
+    raise SandboxError(
+        "pasta did not open the host ports within 10 s", f"its log, if any, is {log}"
+    )
 
 
 def listening_ports() -> set[int]:

@@ -161,10 +161,16 @@ def install(arch: str) -> Handler:
     try:
         (BINFMT_DIR / "register").write_text(":".join(parts))
     except OSError as e:
-        raise EmulationError(f"cannot register {name}: {e}") from None
+        raise EmulationError(
+            f"cannot register {name}: {e}",
+            f"registering needs root and a writable {BINFMT_DIR}/register",
+        ) from None
     h = handler_for(arch)
     if h is None:
-        raise EmulationError(f"registered {name} but it is not enabled")
+        raise EmulationError(
+            f"registered {name} but it is not enabled",
+            f"see {BINFMT_DIR / name}; enable it with: echo 1 > {BINFMT_DIR / name}",
+        )
     return h
 
 
