@@ -20,7 +20,7 @@ from manyarch.build.publish import (
 from manyarch.errors import UsageError
 from manyarch.layout import Layout
 from manyarch.oci import mediatypes as mt
-from manyarch.oci.manifest import Index
+from manyarch.oci.manifest import Index, Manifest
 from manyarch.oci.reference import Reference
 from manyarch.registry import RegistryClient, RegistryOptions
 from tests.helpers.images import make_index
@@ -107,4 +107,17 @@ def test_metadata_file_like_buildx(tmp_path: Path) -> None:
         "mediaType": mt.OCI_INDEX, "digest": str(desc.digest), "size": desc.size,
     }  # fmt: skip
     assert meta["image.name"] == "r/x:1,r/x:2"
-    assert Index.parse(layout.read_document(desc)).media_type == mt.OCI_INDEX
+    assert set(meta) == {"containerimage.digest", "containerimage.descriptor", "image.name"}
+    # a platform manifest: the descriptor written is plain (no platform), the config named
+    child = Index.parse(layout.read_document(desc)).manifests[0]
+    assert child.platform is not None
+    config = Manifest.parse(layout.read_document(child)).config.digest
+    write_metadata(path, child, [], config)
+    meta = json.loads(path.read_text())
+    assert meta == {
+        "containerimage.descriptor": {
+            "mediaType": mt.OCI_MANIFEST, "digest": str(child.digest), "size": child.size,
+        },
+        "containerimage.digest": str(child.digest),
+        "containerimage.config.digest": str(config),
+    }  # fmt: skip
