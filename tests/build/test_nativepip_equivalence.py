@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from manyarch.build.nativepip import NativePipInterceptor
+from manyarch.errors import BuildError
 from manyarch.oci.platform import Platform
 from tests.build.builder_helpers import Built, make_context, run_build
 from tests.helpers.base_fixture import PythonBase
@@ -148,6 +149,6 @@ def test_sdist_only_requirement_falls_back_and_says_why(
         "ARG BASE\nFROM ${BASE}\nENV PIP_BREAK_SYSTEM_PACKAGES=1\n"
         "RUN pip install --no-index no-such-dist-xyz\n",
     )
-    with pytest.raises(Exception, match="exited with code"):
+    with pytest.raises(BuildError, match="exited with code"):
         run_build(ctx2, python_base.ref, ARM64, interceptors=[native_pip])
     assert any("no-such-dist-xyz" in r for r in native_pip.fallbacks)
