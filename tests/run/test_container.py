@@ -101,21 +101,23 @@ def test_a_link_cannot_climb_out_of_the_root(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("first", "expected"),
+    ("first", "expected", "error"),
     [
         (
             b"bwrap: execvp /usr/local/bin/uvicorn: Exec format error\n",
             "exec /usr/local/bin/uvicorn: exec format error\nhint: HINT\n",
+            ["Exec format error"],
         ),
         (
             b"bwrap: execvp /x: No such file or directory\n",
             "exec /x: no such file or directory\n",
+            ["No such file or directory"],
         ),
-        (b"INFO: bwrap: execvp is fine\n", "INFO: bwrap: execvp is fine\n"),
+        (b"INFO: bwrap: execvp is fine\n", "INFO: bwrap: execvp is fine\n", []),
     ],
 )
 def test_exec_errors_are_worded_as_runc_words_them(
-    tmp_path: Path, first: bytes, expected: str
+    tmp_path: Path, first: bytes, expected: str, error: list[str]
 ) -> None:
     r, w = os.pipe()
     out = tmp_path / "out"
@@ -125,6 +127,7 @@ def test_exec_errors_are_worded_as_runc_words_them(
         seen: list[str] = []
         container._copy_stderr(src, dest.fileno(), "HINT", seen)
     assert out.read_text() == expected + "bwrap: execvp later lines are the program's\n"
+    assert seen == error  # what the supervisor records as the exec error
 
 
 @pytest.mark.parametrize(

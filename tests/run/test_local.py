@@ -147,6 +147,7 @@ def test_docker_archive_has_manifest_json(tmp_path: Path) -> None:
         assert manifest is not None
         [entry] = json.loads(manifest.read())
     assert entry["Config"] == f"blobs/sha256/{img.id.hex}"
+    assert len(entry["Layers"]) == len(img.manifest.layers)
     assert all(layer in names for layer in entry["Layers"])
     assert "index.json" in names
 
