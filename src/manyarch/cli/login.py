@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from manyarch.cli.common import add_registry_flags, registry_options
-from manyarch.errors import AuthError, NotFound, UsageError
+from manyarch.errors import AuthError, ManyarchError, NotFound, UsageError
 from manyarch.oci.reference import Reference
 from manyarch.registry import RegistryClient
 from manyarch.registry.credentials import docker_config_dir, server_key
@@ -44,7 +44,10 @@ def _load(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise UsageError(f"cannot read {path}: {e}") from None
+        raise ManyarchError(
+            f"cannot read the docker config {path}: {e}",
+            "fix the JSON or move the file away (it holds every registry login)",
+        ) from None
     return data if isinstance(data, dict) else {}
 
 
@@ -59,15 +62,20 @@ def _save(path: Path, data: dict[str, Any]) -> None:
 
 
 def _login(args: argparse.Namespace) -> int:
+    if args.password_stdin and args.password:
+        raise UsageError("--password and --password-stdin are mutually exclusive")
+    if not args.username and not sys.stdin.isatty():
+        raise UsageError("no username given and no terminal to ask for one", "give it with -u USER")
     user = args.username or input("Username: ")
     if args.password_stdin:
-        if args.password:
-            raise UsageError("--password and --password-stdin are mutually exclusive")
         password = sys.stdin.read().rstrip("\n")
     else:
         password = args.password or getpass.getpass("Password: ")
     if not user or not password:
-        raise UsageError("username and password are required")
+        raise UsageError(
+            "username and password are required",
+            "give -u USER and the password on stdin with --password-stdin",
+        )
     auth = base64.b64encode(f"{user}:{password}".encode()).decode()
     key = server_key(args.server)
     # try the credentials from a private config before writing the real one
