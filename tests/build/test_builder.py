@@ -37,6 +37,7 @@ AMD64 = (Platform.parse("linux/amd64"),)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A store and a work dir of the test's own; the work dir must end empty."""
     monkeypatch.setenv("MANYARCH_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # unpacked base trees
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     work = tmp_path / "work"
     work.mkdir()

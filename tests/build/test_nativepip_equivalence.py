@@ -37,6 +37,7 @@ RUN python3 -m pip install --no-cache-dir -r requirements.txt
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A store and caches of the test's own."""
     monkeypatch.setenv("MANYARCH_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # unpacked base trees
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     work = tmp_path / "work"
     work.mkdir()

@@ -4,33 +4,57 @@ A builder returns an index in the local store and touches no registry (ko's
 split between building and publishing): :mod:`manyarch.build.publish` takes
 the result to a registry, an OCI layout or a tarball.
 
-Per platform and stage: the base is unpacked into a fresh rootfs (its layer
-blobs are kept as they are, never recompressed); each RUN runs in a
-bubblewrap sandbox (QEMU through binfmt_misc for a foreign architecture) and
-each COPY/ADD copies from the context; the filesystem diff of every such
-step becomes one deterministic layer, deletions as whiteouts.
+Per platform and stage, the rootfs is lazy: while steps are cache hits
+nothing is unpacked, the stage is only a list of layers. A step that needs
+the files (a RUN, a cache miss that cannot be written without them) makes
+the rootfs then: an overlayfs view whose lower directory is the base image
+unpacked once per manifest digest (shared with ``manyarch run``, see
+:mod:`manyarch.run.rootfs`; a ``cp -a --reflink=auto`` copy where overlayfs is
+not possible), plus the layers above it. A COPY (or WORKDIR) on a stage that
+has no rootfs yet is written in a small scratch tree holding only the
+directories on the way to its destination, with their metadata read from the
+base tree and the layer headers: the layer is the same bytes, and a rebuild
+after an edit of the app unpacks nothing. Each RUN runs in a bubblewrap
+sandbox (QEMU through binfmt_misc for a foreign architecture) on the view;
+the filesystem diff of every step becomes one deterministic layer, deletions
+as whiteouts. Views are unmounted when the platform's build ends, failed or
+not.
 
 Every step goes through :meth:`_PlatformBuild.run_step`. RUN and COPY steps
 are first offered to the :class:`Interceptor` s of :class:`BuildOptions`
-(a native-pip fast path, a build cache): one may do the work itself and say
-how (:data:`RAN`: the rootfs changed, diff it; a :class:`CachedLayer`: a layer
-already in the store was applied, use it as is).
+(a build cache, a native-pip fast path): one may do the work itself and say
+how (:data:`RAN`: it changed ``ctx.rootfs``, diff it; a :class:`CachedLayer`:
+a layer already in the store, the builder applies it when the files are
+needed). Reading ``ctx.rootfs`` is what makes the rootfs.
 
-Directories the builder creates (WORKDIR, COPY destinations and their
-parents) get SOURCE_DATE_EPOCH (0 without it) as mtime, and a COPY leaves the
-mtimes of the directories it writes into as they were: so the layer of
-``COPY app/ /app`` is the same bytes on every platform, stored and pushed once.
+Reproducible by default. The build's epoch is SOURCE_DATE_EPOCH when given;
+else the newest ``created`` among the base images of every target platform
+(0 when none has one: scratch). It is the config's and the history's
+``created``, the mtime of the directories the builder creates, the clamp of
+every mtime in the layers written, and SOURCE_DATE_EPOCH in the RUN
+environment (so that Python writes hash-checked .pyc files, which stay valid
+once mtimes are clamped). Same inputs then give the same index digest on two
+runs and two machines. One exception, without SOURCE_DATE_EPOCH: a platform
+where a RUN ran under emulation (QEMU) gets the wall-clock time as the
+``created`` of its config and of the history from that step on (what such a
+step writes is not reproducible anyway); its layers are still clamped. A COPY
+leaves the mtimes of the directories it writes into as they were: so the
+layer of ``COPY app/ /app`` is the same bytes on every platform, stored and
+pushed once.
 """
 
 from __future__ import annotations
 
 import bz2
 import collections
+import contextlib
+import datetime
 import functools
 import glob
 import gzip
 import lzma
 import os
+import posixpath
 import shutil
 import stat
 import subprocess
@@ -57,6 +81,8 @@ from manyarch.images import (
     resolve_image,
 )
 from manyarch.layers import Snapshot, unpack, write_diff_layer
+from manyarch.layers.compress import open_decompressed
+from manyarch.layers.snapshot import FileState
 from manyarch.layout import Layout
 from manyarch.oci import mediatypes as mt
 from manyarch.oci.digest import Digest
@@ -73,6 +99,7 @@ from manyarch.oci.manifest import (
 from manyarch.oci.platform import Platform, host_platform
 from manyarch.oci.reference import parse_any
 from manyarch.registry import RegistryClient, RegistryOptions
+from manyarch.run.rootfs import COMPLETE, View, cached_path, unpacked
 from manyarch.sandbox import emulation
 from manyarch.sandbox.bwrap import Bind, SandboxSpec, full_command, remove_created
 from manyarch.sandbox.users import resolve_user
@@ -130,7 +157,7 @@ RAN = _Ran()
 
 @dataclass(frozen=True)
 class CachedLayer:
-    """The interceptor applied a layer that is already in the store to the rootfs."""
+    """A layer already in the store is the step's result; the builder applies it when needed."""
 
     descriptor: Descriptor
     diff_id: Digest
@@ -142,7 +169,8 @@ class StepContext:
 
     step: df.RunStep | df.CopyStep
     platform: Platform
-    rootfs: Path
+    #: Makes (once) and returns the stage's rootfs: see :attr:`rootfs`.
+    open_rootfs: Callable[[], Path]
     config: ImageConfig
     layers: tuple[Descriptor, ...]
     options: BuildOptions
@@ -151,6 +179,11 @@ class StepContext:
     sandbox: SandboxSpec | None
     #: Shows a line of output under the step.
     log: Callable[[str], None]
+
+    @property
+    def rootfs(self) -> Path:
+        """The stage's files before the step; made on first use (a cache hit never needs it)."""
+        return self.open_rootfs()
 
 
 #: Returns None to let the builder run the step, else :data:`RAN` or a :class:`CachedLayer`.
@@ -197,6 +230,8 @@ class BuildResult:
     descriptor: Descriptor  # the index (or the manifest for one platform)
     manifests: tuple[Descriptor, ...]
     unused_build_args: tuple[str, ...] = ()
+    #: What making rootfs trees cost this build (base unpacked, layers applied).
+    rootfs_work: tuple[str, ...] = ()
 
 
 class _Cancelled(Exception):
@@ -227,7 +262,7 @@ def build(options: BuildOptions, progress: Progress | None = None) -> BuildResul
                 annotations=_index_annotations(options),
             )
             top = store.put_document(index.to_document())
-    return BuildResult(store, top, manifests, unused)
+    return BuildResult(store, top, manifests, unused, tuple(b.notes))
 
 
 def _index_annotations(options: BuildOptions) -> dict[str, str]:
@@ -265,9 +300,10 @@ class _Build:
         self.tmp = tmp
         self.progress = progress
         self.host = host_platform()
-        #: One creation time for every platform's image (the epoch when given).
-        self.created = _rfc3339(options.epoch if options.epoch is not None else int(time.time()))
+        #: The wall-clock time, for a platform whose build ran a RUN under emulation.
+        self.wall_clock = _rfc3339(int(time.time()))
         self.cancelled = threading.Event()
+        self.notes: list[str] = []
         self._lock = threading.Lock()
         self._client: RegistryClient | None = None
         self._procs: set[subprocess.Popen[bytes]] = set()
@@ -288,6 +324,11 @@ class _Build:
                 self._client = RegistryClient(self.options.registry)
             return self._client
 
+    def note(self, text: str) -> None:
+        """Record rootfs work for :attr:`BuildResult.rootfs_work`."""
+        with self._lock:
+            self.notes.append(text)
+
     def emit(self, event: StepEvent) -> None:
         """Report progress; the callback is serialised across platforms."""
         if self.progress is not None:
@@ -295,12 +336,27 @@ class _Build:
                 self.progress(event)
 
     def run_all(self) -> list[tuple[Descriptor, tuple[str, ...]]]:
-        """Each platform in its own thread; the first failure stops the others."""
-        platforms = list(self.options.platforms)
-        if len(platforms) == 1:
-            return [_PlatformBuild(self, platforms[0]).run()]
-        with ThreadPoolExecutor(max_workers=len(platforms)) as pool:
-            futures = [pool.submit(_PlatformBuild(self, p).run) for p in platforms]
+        """Each platform in its own thread; the first failure stops the others.
+
+        Every platform is planned first (its bases resolved): the default
+        epoch is the newest base's ``created`` over all of them, so that a
+        COPY layer is the same bytes on every platform.
+        """
+        builds = [_PlatformBuild(self, p) for p in self.options.platforms]
+        self.parallel([b.prepare for b in builds])
+        epoch = self.options.epoch
+        if epoch is None:
+            epoch = max((b.base_created() for b in builds), default=0)
+        for b in builds:
+            b.use_epoch(epoch, default=self.options.epoch is None)
+        return self.parallel([b.run for b in builds])
+
+    def parallel(self, work: Sequence[Callable[[], _T]]) -> list[_T]:
+        """Run ``work`` in threads (inline for one); the first failure cancels the rest."""
+        if len(work) == 1:
+            return [work[0]()]
+        with ThreadPoolExecutor(max_workers=len(work)) as pool:
+            futures = [pool.submit(w) for w in work]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failed = [f for f in done if f.exception() is not None]
             if failed:
@@ -322,12 +378,26 @@ class _Build:
         if self.cancelled.is_set():
             raise _Cancelled()
 
-    def sandbox(self, spec: SandboxSpec, log: Callable[[str], None]) -> tuple[int, list[str]]:
-        """Run ``spec``, each output line to ``log``; returns the status and the last lines."""
+    def sandbox(
+        self, spec: SandboxSpec, log: Callable[[str], None], restored: list[Path] | None = None
+    ) -> tuple[int, list[str]]:
+        """Run ``spec``, each output line to ``log``; returns the status and the last lines.
+
+        The mount points bwrap needs are created in the rootfs and removed
+        afterwards; the directories they were made in get their mtime back
+        (unless the command itself changed it) and are added to ``restored``.
+        """
         created: list[Path] = []
         tail: collections.deque[str] = collections.deque(maxlen=OUTPUT_TAIL)
+        parents = _mountpoint_parents(spec)
+        original = {d: _mtime_ns(d) for d in parents}
+        # bwrap makes these itself when the image has none; no layer should carry them
+        own = [spec.rootfs / n for n in ("proc", "dev", "tmp")]
+        own = [p for p in own if not (p.exists() or p.is_symlink())]
+        after_create: dict[Path, int | None] = {}
         try:
             cmd = full_command(spec, created)
+            after_create = {d: _mtime_ns(d) for d in parents}
             with self._lock:
                 self.check()
                 proc = subprocess.Popen(
@@ -350,7 +420,45 @@ class _Build:
             self.check()
             return rc, list(tail)
         finally:
-            remove_created(created)
+            for p in own:
+                with contextlib.suppress(OSError):
+                    p.rmdir()
+            if created:
+                before_removal = {d: _mtime_ns(d) for d in parents}
+                remove_created(created)
+                for d in parents:
+                    now, orig = before_removal[d], original[d]
+                    if now is None or orig is None or now == orig:
+                        continue
+                    # the command did not touch it since the mount points were made
+                    t = orig if now == after_create.get(d) else now
+                    os.utime(d, ns=(t, t), follow_symlinks=False)
+                    if restored is not None:
+                        restored.append(d)
+
+
+def _mountpoint_parents(spec: SandboxSpec) -> list[Path]:
+    """The existing directories in the rootfs where bwrap may have to create a mount point."""
+    root = spec.rootfs
+    out: list[Path] = []
+    for dest in ["/etc/resolv.conf", *(b.dest for b in spec.binds)]:
+        p = root / dest.lstrip("/")
+        while p != root:
+            p = p.parent
+            if p.is_symlink():
+                break
+            if p.is_dir():
+                if p not in out:
+                    out.append(p)
+                break
+    return out
+
+
+def _mtime_ns(p: Path) -> int | None:
+    try:
+        return p.lstat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def _first_error(failed: Sequence[Future[_T]], order: Sequence[Future[_T]]) -> BaseException:
@@ -366,11 +474,94 @@ def _first_error(failed: Sequence[Future[_T]], order: Sequence[Future[_T]]) -> B
 
 @dataclass
 class _StageState:
-    rootfs: Path
+    directory: Path
     config: ImageConfig
     layers: list[Descriptor]
     base_name: str = ""
     base_digest: str = ""
+    #: The base image whose unpacked tree is the bottom of the rootfs (None: scratch).
+    image: ResolvedImage | None = None
+    #: How many of ``layers`` that tree holds.
+    base_layers: int = 0
+    #: The rootfs, once made; ``applied`` of ``layers`` are in it.
+    made: bool = False
+    applied: int = 0
+
+    @property
+    def rootfs(self) -> Path:
+        """Where the rootfs is (once made)."""
+        return self.directory / "rootfs"
+
+
+class _NeedRootfs(Exception):
+    """The step cannot be written without the stage's rootfs."""
+
+
+@dataclass(frozen=True)
+class _Meta:
+    """What a layer header (or the base tree) says of one path."""
+
+    kind: str  # "dir", "symlink" or "other"
+    mode: int
+    uid: int
+    gid: int
+    mtime: int
+
+
+@dataclass
+class _LayerIndex:
+    """The paths of one layer blob: entries, whiteouts, opaque directories."""
+
+    entries: dict[str, _Meta] = field(default_factory=dict)
+    hidden: set[str] = field(default_factory=set)
+    opaque: set[str] = field(default_factory=set)
+
+
+_index_memo: dict[str, _LayerIndex] = {}
+_index_lock = threading.Lock()
+
+
+def _layer_index(store: Layout, desc: Descriptor) -> _LayerIndex:
+    """Read a layer's headers (once per digest in this process)."""
+    key = str(desc.digest)
+    with _index_lock:
+        if key in _index_memo:
+            return _index_memo[key]
+    idx = _LayerIndex()
+    with (
+        open(store.blob_path(desc.digest), "rb") as f,
+        open_decompressed(f) as stream,
+        tarfile.open(fileobj=stream, mode="r|") as tf,
+    ):
+        for m in tf:
+            name = posixpath.normpath("/" + m.name).lstrip("/")
+            if not name:
+                continue
+            parent, base = posixpath.split(name)
+            if base == ".wh..wh..opq":
+                idx.opaque.add(parent)
+            elif base.startswith(".wh."):
+                idx.hidden.add(posixpath.join(parent, base[4:]))
+            else:
+                kind = "dir" if m.isdir() else "symlink" if m.issym() else "other"
+                idx.entries[name] = _Meta(kind, m.mode & 0o7777, m.uid, m.gid, int(m.mtime))
+    with _index_lock:
+        _index_memo[key] = idx
+    return idx
+
+
+def _ancestors(path: str) -> list[str]:
+    """``a/b/c`` -> ``["a", "a/b"]``."""
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _image_path(path: str) -> str:
+    """An absolute image path as a relative one; :class:`_NeedRootfs` if it has ``..``."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts or not parts:
+        raise _NeedRootfs()
+    return "/".join(parts)
 
 
 class _PlatformBuild:
@@ -390,11 +581,17 @@ class _PlatformBuild:
         self.total = 0
         self._cached = False
         self._log_tail: list[str] = []
+        self.plan: df.BuildPlan | None = None
+        self.views: list[View] = []
+        #: The epoch is the default one (no SOURCE_DATE_EPOCH), and a RUN ran under emulation.
+        self.default_epoch = False
+        self.emulated = False
+        self._scratch = 0
 
-    def run(self) -> tuple[Descriptor, tuple[str, ...]]:
-        """Build every stage the target needs; returns the final manifest's descriptor."""
+    def prepare(self) -> None:
+        """Plan the stages (which resolves their bases)."""
         self.dir.mkdir()
-        plan = df.plan(
+        self.plan = df.plan(
             self.b.parsed,
             target_platform=self.platform,
             build_platform=self.b.host,
@@ -402,14 +599,51 @@ class _PlatformBuild:
             target=self.options.target,
             base_config=lambda ref, plat: self.base_image(ref, plat)[1].config.config,
         )
-        self.total = sum(1 + len(s.steps) for s in plan.stages)
-        for stage in plan.stages:
-            state = self.timed(f"FROM {stage.base}", functools.partial(self.stage_base, stage))
-            for step in stage.steps:
-                self.timed(step.text, functools.partial(self.run_step, step, state), step.line)
-            self.states[stage.index] = state
-        final = self.states[plan.stages[-1].index]
-        return self.write_image(final), tuple(plan.unused_build_args)
+        self.total = sum(1 + len(s.steps) for s in self.plan.stages)
+
+    def base_created(self) -> int:
+        """The newest ``created`` of the base images this platform's stages start from."""
+        assert self.plan is not None
+        newest = 0
+        for stage in self.plan.stages:
+            if stage.base == "scratch" or stage.base_stage is not None:
+                continue
+            _, image = self.base_image(stage.base, stage.platform)
+            newest = max(newest, _parse_time(image.config.created))
+        return newest
+
+    def use_epoch(self, epoch: int, *, default: bool) -> None:
+        """The epoch of this build (SOURCE_DATE_EPOCH, else the default one)."""
+        self.options = replace(self.options, epoch=epoch)
+        self.default_epoch = default
+
+    @property
+    def created(self) -> str:
+        """``created`` for the config and the history: the epoch, but see the module's doc."""
+        if self.default_epoch and self.emulated:
+            return self.b.wall_clock
+        return _rfc3339(self.options.epoch or 0)
+
+    def run(self) -> tuple[Descriptor, tuple[str, ...]]:
+        """Build every stage the target needs; returns the final manifest's descriptor."""
+        plan = self.plan
+        assert plan is not None
+        try:
+            for stage in plan.stages:
+                state = self.timed(f"FROM {stage.base}", functools.partial(self.stage_base, stage))
+                self.states[stage.index] = state
+                for step in stage.steps:
+                    self.timed(step.text, functools.partial(self.run_step, step, state), step.line)
+            final = self.states[plan.stages[-1].index]
+            return self.write_image(final), tuple(plan.unused_build_args)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Unmount every view this platform made (also after a failure)."""
+        for v in self.views:
+            v.remove()
+        self.views.clear()
 
     def timed(self, text: str, work: Callable[[], _T], line: int | None = None) -> _T:
         """Run one step between its start and done events."""
@@ -474,28 +708,125 @@ class _PlatformBuild:
         )
 
     def stage_base(self, stage: df.Stage) -> _StageState:
-        """The state a stage starts from: scratch, another stage, or an image."""
-        rootfs = self.dir / f"stage{stage.index}"
+        """The state a stage starts from: scratch, another stage, or an image (nothing unpacked)."""
+        directory = self.dir / f"stage{stage.index}"
         plat = stage.platform
         if stage.base == "scratch":
-            rootfs.mkdir()
             cfg = ImageConfig(plat.architecture, plat.os, plat.variant)
-            return _StageState(rootfs, cfg.with_config(df.stage_base_config(cfg.config)), [])
+            return _StageState(directory, cfg.with_config(df.stage_base_config(cfg.config)), [])
         if stage.base_stage is not None:
             src = self.states[stage.base_stage]
-            shutil.copytree(src.rootfs, rootfs, symlinks=True)
-            return _StageState(rootfs, src.config, list(src.layers), src.base_name, src.base_digest)
+            return _StageState(
+                directory, src.config, list(src.layers), src.base_name, src.base_digest,
+                src.image, src.base_layers,
+            )  # fmt: skip
         source, image = self.fetch(stage.base, plat)
-        rootfs.mkdir()
-        self.unpack_into(rootfs, image)
         config = replace(image.config, created=None)
         return _StageState(
-            rootfs,
+            directory,
             config.with_config(df.stage_base_config(config.config)),
             list(image.manifest.layers),
             source.name,
             str(image.descriptor.digest),
+            image,
+            len(image.manifest.layers),
         )
+
+    # -- the rootfs, made when a step needs it ---------------------------------------
+
+    def rootfs(self, state: _StageState) -> Path:
+        """The stage's rootfs with every layer so far: made (and brought up to date) here.
+
+        What it did is noted in ``BuildResult.rootfs_work`` (a rebuild that
+        only changed the last COPY should have nothing there).
+        """
+        path = state.rootfs
+        if not state.made:
+            state.directory.mkdir(parents=True, exist_ok=True)
+            if state.image is None:
+                path.mkdir()
+            else:
+                digest = state.image.descriptor.digest
+                if not (cached_path(digest) / COMPLETE).exists():
+                    self.b.note(f"{self.platform}: base {digest} unpacked (kept for later builds)")
+                self.b.note(f"{self.platform}: rootfs of stage {state.directory.name} made")
+                lower = unpacked(self.store, digest, state.image.manifest)
+                view = View(lower, state.directory)
+                self.views.append(view)
+                _prepare_upper(lower, state.directory / "upper")
+                view.mount()
+            state.made = True
+            state.applied = state.base_layers
+        pending = state.layers[state.applied :]
+        if pending:
+            self.b.note(f"{self.platform}: {len(pending)} layer(s) applied to the rootfs")
+            blobs = [(str(d.digest), self.store.blob_path(d.digest), d.media_type) for d in pending]
+            unpack(path, blobs)
+            state.applied = len(state.layers)
+        return path
+
+    def lookup(self, state: _StageState, path: str) -> _Meta | None:
+        """What ``path`` (relative) is in the stage's image so far, without its rootfs."""
+        if state.made:
+            raise _NeedRootfs()
+        for desc in reversed(state.layers[state.base_layers :]):
+            idx = _layer_index(self.store, desc)
+            if path in idx.entries:
+                return idx.entries[path]
+            above = [path, *_ancestors(path)]
+            if any(a in idx.hidden for a in above) or any(a in idx.opaque for a in above[1:]):
+                return None
+        if state.image is None:
+            return None
+        tree = unpacked(self.store, state.image.descriptor.digest, state.image.manifest)
+        try:
+            st = os.lstat(tree / path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        kind = "dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode) else ""
+        if not kind:
+            kind = "other"
+        if kind == "dir" and os.listxattr(tree / path, follow_symlinks=False):
+            raise _NeedRootfs()  # kept simple: the layer writer does not carry xattrs anyway
+        return _Meta(kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, int(st.st_mtime))
+
+    @contextmanager
+    def scratch_root(self, state: _StageState, targets: Sequence[str]) -> Iterator[Path]:
+        """A tree of only the existing directories on the way to ``targets`` (which must not exist).
+
+        Raises :class:`_NeedRootfs` when that is not enough to write the step
+        exactly (a target exists, a symlink or a file on the way, ``..``).
+        """
+        dirs: dict[str, _Meta] = {}
+        for t in targets:
+            rel = _image_path(t)
+            if self.lookup(state, rel) is not None:
+                raise _NeedRootfs()
+            for a in _ancestors(rel):
+                if a in dirs:
+                    continue
+                meta = self.lookup(state, a)
+                if meta is None:
+                    break
+                if meta.kind != "dir":
+                    raise _NeedRootfs()
+                dirs[a] = meta
+        self._scratch += 1
+        root = self.dir / f"scratch{self._scratch}"
+        root.mkdir()
+        try:
+            for a in sorted(dirs):
+                d = root / a
+                d.mkdir()
+                os.lchown(d, dirs[a].uid, dirs[a].gid)
+                os.chmod(d, dirs[a].mode)
+            # deepest first: a child's mkdir touches its parent
+            for a in sorted(dirs, reverse=True):
+                ns = dirs[a].mtime * 10**9
+                os.utime(root / a, ns=(ns, ns), follow_symlinks=False)
+            yield root
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
 
     def image_root(self, ref: str) -> Path:
         """The rootfs of an image named by ``COPY --from=IMAGE`` (unpacked once)."""
@@ -517,11 +848,18 @@ class _PlatformBuild:
             return
         log = self.log(self.counter, step.text)
         spec = self.sandbox_spec(step, state) if isinstance(step, df.RunStep) else None
+        snap: list[Snapshot] = []
+
+        def live() -> Path:
+            root = self.rootfs(state)
+            if not snap:
+                snap.append(Snapshot.take(root))
+            return root
+
         ctx = StepContext(
-            step, self.platform, state.rootfs, state.config, tuple(state.layers),
+            step, self.platform, live, state.config, tuple(state.layers),
             self.options, self.store, spec, log,
         )  # fmt: skip
-        before = Snapshot.take(state.rootfs)
         for intercept in self.options.interceptors:
             outcome = intercept(ctx)
             if isinstance(outcome, CachedLayer):
@@ -530,19 +868,38 @@ class _PlatformBuild:
                 self._cached = True
                 return
             if outcome is RAN:
-                self.commit_observed(ctx, state, step, before)
+                live()
+                self.commit_observed(ctx, state, step, snap[0], state.rootfs)
                 return
         if spec is not None:
-            self.exec_run(cast(df.RunStep, step), spec, log)
-        else:
-            self.copy(cast(df.CopyStep, step), state)
-        self.commit_observed(ctx, state, step, before)
+            live()
+            if not emulation.runs_natively(self.platform):
+                self.emulated = True
+            restored: list[Path] = []
+            self.exec_run(cast(df.RunStep, step), spec, log, restored)
+            _forget_restored(snap[0], state.rootfs, restored)
+            self.commit_observed(ctx, state, step, snap[0], state.rootfs)
+            return
+        copy_step = cast(df.CopyStep, step)
+        if not state.made and not copy_step.is_add and not copy_step.chown:
+            try:
+                targets = self.copy_targets(copy_step)
+                with self.scratch_root(state, targets) as root:
+                    before = Snapshot.take(root)
+                    self.copy(copy_step, state, root)
+                    self.commit_observed(ctx, state, step, before, root)
+                return
+            except _NeedRootfs:
+                pass
+        root = live()
+        self.copy(copy_step, state, root)
+        self.commit_observed(ctx, state, step, snap[0], root)
 
     def commit_observed(
-        self, ctx: StepContext, state: _StageState, step: df.Step, before: Snapshot
+        self, ctx: StepContext, state: _StageState, step: df.Step, before: Snapshot, root: Path
     ) -> None:
         """Commit the step's layer, then tell the observers (the build cache)."""
-        if self.commit(state, step, before):
+        if self.commit(state, step, before, root):
             layer, diff_id = state.layers[-1], state.config.diff_ids[-1]
         else:
             layer, diff_id = None, None
@@ -555,11 +912,28 @@ class _PlatformBuild:
         if step.author is not None:
             state.config = replace(state.config, author=step.author)
         if step.mkdir and new.working_dir:
-            before = Snapshot.take(state.rootfs)
-            owner = resolve_user(state.rootfs, new.user) if new.user else None
-            self.mkdirs(state.rootfs, new.working_dir, (owner.uid, owner.gid) if owner else None)
             state.config = state.config.with_config(new)
-            if not self.commit(state, step, before):
+            if not state.made and not new.user:
+                try:
+                    meta = self.lookup(state, _image_path(new.working_dir))
+                    if meta is not None and meta.kind == "dir":
+                        state.config = state.config.with_history(self.history(step, layer=False))
+                        return
+                    with self.scratch_root(state, [new.working_dir]) as root:
+                        before = Snapshot.take(root)
+                        self.mkdirs(root, new.working_dir, None)
+                        if not self.commit(state, step, before, root):
+                            state.config = state.config.with_history(
+                                self.history(step, layer=False)
+                            )
+                    return
+                except _NeedRootfs:
+                    pass
+            root = self.rootfs(state)
+            before = Snapshot.take(root)
+            owner = resolve_user(root, new.user) if new.user else None
+            self.mkdirs(root, new.working_dir, (owner.uid, owner.gid) if owner else None)
+            if not self.commit(state, step, before, root):
                 state.config = state.config.with_history(self.history(step, layer=False))
             return
         state.config = state.config.with_config(new).with_history(self.history(step, layer=False))
@@ -573,14 +947,18 @@ class _PlatformBuild:
             text = f"RUN {prefix}{' '.join(step.argv)}"
         if layer:
             text += " # buildkit"
-        created = _rfc3339(self.options.epoch) if self.options.epoch is not None else None
-        return History(created=created, created_by=text, comment=HISTORY_COMMENT)
+        return History(created=self.created, created_by=text, comment=HISTORY_COMMENT)
 
-    def commit(self, state: _StageState, step: df.Step, before: Snapshot) -> bool:
-        """The diff since ``before`` as one layer; False (and no layer) when nothing changed."""
+    def commit(self, state: _StageState, step: df.Step, before: Snapshot, root: Path) -> bool:
+        """The diff of ``root`` since ``before`` as one layer; False when nothing changed.
+
+        ``root`` is the stage's rootfs (the layer is in it already) or a
+        scratch tree (the layer is applied to the rootfs when one is needed).
+        """
+        live = state.made and root == state.rootfs
         with self.store.writer() as w:
             info = write_diff_layer(
-                state.rootfs,
+                root,
                 before,
                 cast(BinaryIO, w),
                 compression="gzip",
@@ -593,6 +971,8 @@ class _PlatformBuild:
                 return False
             w.commit(info.digest)
         state.layers.append(info.descriptor())
+        if live:
+            state.applied = len(state.layers)
         state.config = state.config.with_layer(info.diff_id, self.history(step))
         return True
 
@@ -606,6 +986,8 @@ class _PlatformBuild:
             env.setdefault("SSL_CERT_FILE", SANDBOX_CA_BUNDLE)
             env.setdefault("PIP_CERT", SANDBOX_CA_BUNDLE)
             env.setdefault("REQUESTS_CA_BUNDLE", SANDBOX_CA_BUNDLE)
+        # tools that honour it (Python's .pyc: hash-checked) agree with the clamped mtimes
+        env.setdefault("SOURCE_DATE_EPOCH", str(self.options.epoch or 0))
         network = step.network if step.network not in ("", "default") else self.options.network
         return SandboxSpec(
             rootfs=state.rootfs,
@@ -618,7 +1000,13 @@ class _PlatformBuild:
             hostname="buildkitsandbox",
         )
 
-    def exec_run(self, step: df.RunStep, spec: SandboxSpec, log: Callable[[str], None]) -> None:
+    def exec_run(
+        self,
+        step: df.RunStep,
+        spec: SandboxSpec,
+        log: Callable[[str], None],
+        restored: list[Path] | None = None,
+    ) -> None:
         """RUN in the sandbox; its output goes to ``log``."""
         self.mkdirs(spec.rootfs, spec.cwd, None)
         tail = self._log_tail
@@ -628,7 +1016,7 @@ class _PlatformBuild:
             del tail[:-OUTPUT_TAIL]
             log(line)
 
-        rc, _ = self.b.sandbox(spec, keep)
+        rc, _ = self.b.sandbox(spec, keep, restored)
         if rc != 0:
             raise BuildError(
                 f"{self.file}:{step.line}: {step.text}: exited with code {rc}",
@@ -654,38 +1042,54 @@ class _PlatformBuild:
 
     # -- COPY and ADD ---------------------------------------------------------------
 
-    def copy(self, step: df.CopyStep, state: _StageState) -> None:
-        """COPY/ADD from the context, a stage or an image, never reading outside it."""
+    def copy_targets(self, step: df.CopyStep) -> list[str]:
+        """The image paths a COPY writes at the top (each file, or each directory's dest)."""
+        sources = self.copy_sources(step)
+        many = len(sources) > 1 or any(_is_dir(s) for s, _ in sources)
+        dest_is_dir = step.dest.endswith("/") or many
+        out = []
+        for src, _ in sources:
+            if _is_dir(src):
+                out.append(step.dest)
+            else:
+                out.append(step.dest.rstrip("/") + "/" + src.name if dest_is_dir else step.dest)
+        return out
+
+    def copy_sources(self, step: df.CopyStep) -> list[tuple[Path, str]]:
+        """The source paths of a COPY, from the context, a stage or an image."""
         if step.from_ is not None:
             if step.from_.startswith("stage:"):
-                src_root = self.states[int(step.from_.split(":", 1)[1])].rootfs
+                src_root = self.rootfs(self.states[int(step.from_.split(":", 1)[1])])
             else:
                 src_root = self.image_root(step.from_)
-            sources = _expand_sources(src_root, step, None, self.file)
-        else:
-            sources = _expand_sources(self.b.context, step, self.b.ignore, self.file)
+            return _expand_sources(src_root, step, None, self.file)
+        return _expand_sources(self.b.context, step, self.b.ignore, self.file)
+
+    def copy(self, step: df.CopyStep, state: _StageState, rootfs: Path) -> None:
+        """COPY/ADD into ``rootfs`` from the context, a stage or an image, never reading outside."""
+        sources = self.copy_sources(step)
         owner = None
         if step.chown:
-            ids = resolve_user(state.rootfs, step.chown)
+            ids = resolve_user(rootfs, step.chown)
             owner = (ids.uid, ids.gid)
         mode = int(step.chmod, 8) if step.chmod else None
-        with self.keep_times(state.rootfs, step.dest) as times:
+        with self.keep_times(rootfs, step.dest) as times:
             copier = _Copier(owner, mode, self.b.ignore if step.from_ is None else None, times)
             many = len(sources) > 1 or any(_is_dir(s) for s, _ in sources)
             dest_is_dir = step.dest.endswith("/") or many
             for src, rel in sources:
-                if step.extract_tar and not _is_dir(src) and _extract(src, state.rootfs, step.dest):
+                if step.extract_tar and not _is_dir(src) and _extract(src, rootfs, step.dest):
                     continue
                 if _is_dir(src):
-                    target = _inside(state.rootfs, step.dest)
-                    copier.created(self.mkdirs(state.rootfs, step.dest, owner), self.options.epoch)
+                    target = _inside(rootfs, step.dest)
+                    copier.created(self.mkdirs(rootfs, step.dest, owner), self.options.epoch)
                     copier.tree(src, target, rel)
                     copier.dir_times(src, target)
                 else:
                     name = step.dest.rstrip("/") + "/" + src.name if dest_is_dir else step.dest
                     parent = str(Path(name).parent)
-                    copier.created(self.mkdirs(state.rootfs, parent, owner), self.options.epoch)
-                    copier.one(src, _inside(state.rootfs, parent) / Path(name).name)
+                    copier.created(self.mkdirs(rootfs, parent, owner), self.options.epoch)
+                    copier.one(src, _inside(rootfs, parent) / Path(name).name)
 
     @contextmanager
     def keep_times(self, rootfs: Path, dest: str) -> Iterator[list[tuple[Path, int]]]:
@@ -709,7 +1113,7 @@ class _PlatformBuild:
         options, platform = self.options, self.platform
         cfg = state.config
         labels = {**cfg.config.labels, **options.labels}
-        created = self.b.created
+        created = self.created
         docker = options.docker_media_types
         cfg = replace(
             cfg.with_config(replace(cfg.config, labels=labels)),
@@ -764,6 +1168,60 @@ def _extract(src: Path, rootfs: Path, dest: str) -> bool:
 
 def _rfc3339(epoch: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _parse_time(text: str | None) -> int:
+    """Seconds since the epoch of an RFC 3339 time (0 when absent or unreadable)."""
+    if not text:
+        return 0
+    t = text.strip().replace("Z", "+00:00").replace("z", "+00:00")
+    # fromisoformat takes at most 6 digits of fraction; images often carry 9
+    head, dot, rest = t.partition(".")
+    if dot:
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        t = head + ("." + rest[: min(digits, 6)] if digits else "") + rest[digits:]
+    try:
+        when = datetime.datetime.fromisoformat(t)
+    except ValueError:
+        return 0
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0, int(when.timestamp()))
+
+
+def _prepare_upper(lower: Path, upper: Path) -> None:
+    """The overlay's upper directory: the root's metadata, and the cache marker hidden."""
+    upper.mkdir(parents=True, exist_ok=True)
+    st = lower.lstat()
+    os.chmod(upper, stat.S_IMODE(st.st_mode))
+    if os.geteuid() == 0:
+        os.lchown(upper, st.st_uid, st.st_gid)
+        # a whiteout: the tree's completion marker is not part of the image
+        os.mknod(upper / COMPLETE, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+    os.utime(upper, ns=(st.st_mtime_ns, st.st_mtime_ns))
+
+
+def _forget_restored(before: Snapshot, root: Path, restored: Sequence[Path]) -> None:
+    """Directories whose mtime was put back after the sandbox's mount points: not changed.
+
+    Making and removing a mount point changes its directory's ctime, which
+    no layer records: without this, a RUN would carry a bare ``etc/`` entry.
+    """
+    for d in restored:
+        rel = os.path.relpath(d, root)
+        old = before.states.get(rel)
+        if old is None:
+            continue
+        try:
+            st = d.lstat()
+        except OSError:
+            continue
+        now = FileState(
+            stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
+            0, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, None,
+        )  # fmt: skip
+        if now._replace(ctime_ns=old.ctime_ns) == old:
+            before.states[rel] = now
 
 
 def _is_dir(p: Path) -> bool:

@@ -7,8 +7,9 @@ instruction and its expanded arguments, the target platform, the layer
 options (epoch, media types, native pip or not) and, for COPY, the digests of
 the context files it selects (after ``.dockerignore``). An entry maps the key
 to the layer's descriptor and diff_id; the blob itself lives in the local
-store. On a hit the layer is unpacked into the stage's rootfs (the following
-steps need it) and used as is.
+store. On a hit the layer is used as is; the builder unpacks it only when a
+later step needs the stage's files (a rebuild where every step up to the last
+COPY hits unpacks nothing).
 
 Entries are small JSON files under ``$XDG_CACHE_HOME/manyarch/buildcache``;
 their mtime is their last use, for :func:`prune` (LRU, bounded by the size of
@@ -37,7 +38,6 @@ from manyarch.build.builder import (
     _expand_sources,
 )
 from manyarch.errors import UsageError
-from manyarch.layers import unpack
 from manyarch.layout import Layout
 from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Descriptor
@@ -277,7 +277,7 @@ class BuildCache:
     # -- the builder's hooks ---------------------------------------------------
 
     def interceptor(self, ctx: StepContext) -> CachedLayer | None:
-        """Before a step: apply the cached layer when the key is known."""
+        """Before a step: the cached layer when the key is known (the builder applies it)."""
         if not self.read:
             return None
         key = self.key(ctx)
@@ -291,11 +291,7 @@ class BuildCache:
         with self._lock:
             self.hits += 1
             self.used[key] = entry
-        layer = entry.layer
-        unpack(
-            ctx.rootfs, [(str(layer.digest), self.store.blob_path(layer.digest), layer.media_type)]
-        )
-        return CachedLayer(layer, Digest.parse(entry.diff_id))
+        return CachedLayer(entry.layer, Digest.parse(entry.diff_id))
 
     def record(self, ctx: StepContext, layer: Descriptor | None, diff_id: Digest | None) -> None:
         """After a step ran: remember its layer under its key (a step with no layer is not)."""
