@@ -98,6 +98,7 @@ def main() -> int:
         env.update(
             MANYARCH_STORE=str(work / "store"),
             XDG_CACHE_HOME=str(work / "xdg"),
+            XDG_DATA_HOME=str(work / "data"),
             MANYARCH_TMPDIR=str(work),
         )
         reg_flag = ["--insecure-registry", reg]
@@ -122,6 +123,7 @@ def main() -> int:
         build(ctx, "warmup", "--no-cache")
         shutil.rmtree(work / "xdg" / "manyarch" / "buildcache", ignore_errors=True)
         shutil.rmtree(work / "store", ignore_errors=True)
+        shutil.rmtree(work / "data", ignore_errors=True)  # unpacked base trees: (a) is cold
         t = {}
         t["a"] = build(ctx, "a")
         t["b"] = build(ctx, "b", "--no-native-pip", "--no-cache")

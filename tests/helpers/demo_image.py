@@ -53,6 +53,7 @@ def _inputs_key(base: PythonBase) -> str:
 def build_demo(base: PythonBase, dest: Path, store: Path) -> None:
     """``manyarch build`` the demo for both platforms into the OCI layout ``dest``."""
     env = dict(os.environ, MANYARCH_STORE=str(store), SOURCE_DATE_EPOCH="1700000000")
+    env["XDG_DATA_HOME"] = f"{store}-data"  # the builder's unpacked base trees
     cmd = [
         sys.executable,
         "-m",
