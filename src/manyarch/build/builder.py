@@ -102,6 +102,7 @@ from manyarch.registry import RegistryClient, RegistryOptions
 from manyarch.run.rootfs import COMPLETE, View, cached_path, unpacked
 from manyarch.sandbox import emulation
 from manyarch.sandbox.bwrap import Bind, SandboxSpec, full_command, remove_created
+from manyarch.sandbox.rootpath import resolve_in_root
 from manyarch.sandbox.users import resolve_user
 
 #: Host CA bundle made visible to RUN steps (never baked into a layer): the
@@ -1025,7 +1026,7 @@ class _PlatformBuild:
 
     def mkdirs(self, rootfs: Path, path: str, owner: tuple[int, int] | None) -> list[Path]:
         """Create ``path`` in the rootfs; new directories get the epoch's mtime."""
-        target = _inside(rootfs, path)
+        target = resolve_in_root(rootfs, path)
         missing = []
         p = target
         while not (p.exists() or p.is_symlink()) and p != rootfs:
@@ -1081,7 +1082,7 @@ class _PlatformBuild:
                 if step.extract_tar and not _is_dir(src) and _extract(src, rootfs, step.dest):
                     continue
                 if _is_dir(src):
-                    target = _inside(rootfs, step.dest)
+                    target = resolve_in_root(rootfs, step.dest)
                     copier.created(self.mkdirs(rootfs, step.dest, owner), self.options.epoch)
                     copier.tree(src, target, rel)
                     copier.dir_times(src, target)
@@ -1089,13 +1090,13 @@ class _PlatformBuild:
                     name = step.dest.rstrip("/") + "/" + src.name if dest_is_dir else step.dest
                     parent = str(Path(name).parent)
                     copier.created(self.mkdirs(rootfs, parent, owner), self.options.epoch)
-                    copier.one(src, _inside(rootfs, parent) / Path(name).name)
+                    copier.one(src, resolve_in_root(rootfs, parent) / Path(name).name)
 
     @contextmanager
     def keep_times(self, rootfs: Path, dest: str) -> Iterator[list[tuple[Path, int]]]:
         """Put back the mtimes of the existing directories on the way to ``dest``."""
         saved: list[tuple[Path, int]] = []
-        p = _inside(rootfs, dest)
+        p = resolve_in_root(rootfs, dest)
         chain = [p, *p.parents]
         for d in chain:
             if d == rootfs.parent:
@@ -1160,7 +1161,7 @@ def _extract(src: Path, rootfs: Path, dest: str) -> bool:
     stream = _open_archive(src)
     if stream is None:
         return False
-    target = _inside(rootfs, dest)
+    target = resolve_in_root(rootfs, dest)
     with stream:
         unpack(target, [(f"ADD {src.name}", stream, mt.OCI_LAYER)])
     return True
@@ -1260,35 +1261,6 @@ def _tar_header(block: bytes) -> bool:
     return True
 
 
-def _inside(rootfs: Path, path: str) -> Path:
-    """``path`` (absolute in the image) under ``rootfs``, symlinks resolved inside it."""
-    parts = [p for p in Path("/" + path.lstrip("/")).parts[1:] if p not in ("", ".")]
-    cur = rootfs
-    hops = 0
-    i = 0
-    while i < len(parts):
-        part = parts[i]
-        if part == "..":
-            cur = cur.parent if cur != rootfs else rootfs
-            i += 1
-            continue
-        nxt = cur / part
-        if nxt.is_symlink():
-            hops += 1
-            if hops > 40:
-                raise BuildError(f"too many levels of symbolic links in {path}")
-            target = os.readlink(nxt)
-            rest = [p for p in Path(target).parts if p not in ("", ".")]
-            if target.startswith("/"):
-                cur = rootfs
-                rest = rest[1:]
-            parts = parts[:i] + rest + parts[i + 1 :]
-            continue
-        cur = nxt
-        i += 1
-    return cur
-
-
 def _expand_sources(
     base: Path, step: df.CopyStep, ignore: df.DockerIgnore | None, file: str
 ) -> list[tuple[Path, str]]:
@@ -1320,7 +1292,7 @@ def _expand_sources(
         if confine:
             _check_confined(base, rel, pat, file, step.line, what)
         if not confine and rel != ".":
-            path = _inside(base, rel)
+            path = resolve_in_root(base, rel)
         if not (path.exists() or path.is_symlink()) or (
             ignore is not None and rel != "." and ignore.matches(rel)
         ):

@@ -39,6 +39,7 @@ from typing import Any
 from manyarch import dockerfile as df
 from manyarch.build.builder import RAN, StepContext, _Ran
 from manyarch.errors import BuildError, ManyarchError
+from manyarch.sandbox.rootpath import resolve_in_root
 
 #: pip options taken over as they are (flag -> takes a value).
 _PASS_OPTIONS: dict[str, bool] = {
@@ -479,7 +480,7 @@ def interpreter_path(rootfs: Path, command: str, env_path: str) -> str | None:
         return None
     if _is_pip(Path(command).name):
         try:
-            with open(_in_root(rootfs, exe), "rb") as f:
+            with open(resolve_in_root(rootfs, exe), "rb") as f:
                 first = f.readline(256)
         except OSError:
             return None
@@ -494,35 +495,11 @@ def interpreter_path(rootfs: Path, command: str, env_path: str) -> str | None:
 
 def _which(rootfs: Path, command: str, env_path: str) -> str | None:
     if "/" in command:
-        return command if _in_root(rootfs, command).is_file() else None
+        return command if resolve_in_root(rootfs, command).is_file() else None
     for d in env_path.split(":"):
-        if d.startswith("/") and _in_root(rootfs, f"{d}/{command}").is_file():
+        if d.startswith("/") and resolve_in_root(rootfs, f"{d}/{command}").is_file():
             return f"{d.rstrip('/')}/{command}"
     return None
-
-
-def _in_root(rootfs: Path, path: str) -> Path:
-    """``path`` (absolute in the image) under ``rootfs``, symlinks resolved inside it."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    cur = rootfs
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            cur = cur.parent if cur != rootfs else rootfs
-            continue
-        nxt = cur / part
-        if nxt.is_symlink():
-            hops += 1
-            if hops > 40:
-                raise BuildError(f"too many levels of symbolic links in {path}")
-            target = os.readlink(nxt)
-            if target.startswith("/"):
-                cur = rootfs
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        cur = nxt
-    return cur
 
 
 def file_digest(path: Path) -> str:
@@ -540,7 +517,7 @@ def target_facts(rootfs: Path, interpreter: str, *, base_key: str, cache_dir: Pa
     The key is the base image's digest and the interpreter binary's digest, so
     a stage that replaced its python asks again.
     """
-    real = _in_root(rootfs, interpreter)
+    real = resolve_in_root(rootfs, interpreter)
     if not real.is_file():
         raise NativePipUnavailable(f"{interpreter} is not in the image")
     key = hashlib.sha256(
@@ -616,19 +593,19 @@ def _execute_one(
     epoch: int | None,
 ) -> list[str]:
     for cfg in _IMAGE_PIP_CONFIGS:
-        if _in_root(rootfs, cfg).exists():
+        if resolve_in_root(rootfs, cfg).exists():
             raise NativePipUnavailable(f"the image has a pip configuration (/{cfg})")
     if facts.implementation != "cpython":
         raise NativePipUnavailable(f"the target python is {facts.implementation}")
     args: list[str] = []
     for f in cmd.requirement_files:
-        host = _in_root(rootfs, f if f.startswith("/") else f"{workdir.rstrip('/')}/{f}")
+        host = resolve_in_root(rootfs, f if f.startswith("/") else f"{workdir.rstrip('/')}/{f}")
         problem = _requirement_file_problem(host)
         if problem:
             raise NativePipUnavailable(problem)
         args += ["-r", str(host)]
     for f in cmd.constraint_files:
-        host = _in_root(rootfs, f if f.startswith("/") else f"{workdir.rstrip('/')}/{f}")
+        host = resolve_in_root(rootfs, f if f.startswith("/") else f"{workdir.rstrip('/')}/{f}")
         problem = _requirement_file_problem(host)
         if problem:
             raise NativePipUnavailable(problem)
@@ -644,7 +621,7 @@ def _execute_one(
     site_dirs = [scheme["purelib"], scheme["platlib"]]
     if cmd.user or cmd.prefix is None:
         site_dirs += [p for p in facts.path if p not in site_dirs]
-    paths = [str(_in_root(rootfs, p)) for p in dict.fromkeys(site_dirs)]
+    paths = [str(resolve_in_root(rootfs, p)) for p in dict.fromkeys(site_dirs)]
     with tempfile.TemporaryDirectory(prefix="manyarch-pip-") as tmp:
         t = Path(tmp)
         (t / "facts.json").write_text(json.dumps(facts.to_json()))
@@ -750,7 +727,7 @@ def _installed(rootfs: Path, dirs: Sequence[str]) -> dict[str, Path]:
 
     found: dict[str, Path] = {}
     for d in dirs:
-        host = _in_root(rootfs, d)
+        host = resolve_in_root(rootfs, d)
         if not host.is_dir():
             continue
         for info in sorted(host.iterdir()):
@@ -787,7 +764,7 @@ def _uninstall(name: str, rootfs: Path, scheme: Mapping[str, str]) -> None:
 
     want = str(canonicalize_name(name))
     for d in dict.fromkeys((scheme["purelib"], scheme["platlib"])):
-        site = _in_root(rootfs, d)
+        site = resolve_in_root(rootfs, d)
         old = _installed(rootfs, [d]).get(want)
         if old is None:
             continue
@@ -835,7 +812,7 @@ def _install_wheel(
         extra["REQUESTED"] = b""
     # directories through image symlinks (/usr/local/bin -> ...) stay inside the root
     for k, v in scheme.items():
-        host = _in_root(rootfs, v)
+        host = resolve_in_root(rootfs, v)
         if host != rootfs / v.lstrip("/"):
             raise NativePipUnavailable(f"the image's {k} directory {v} is a symbolic link")
     with WheelFile.open(wheel) as source:
