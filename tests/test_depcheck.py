@@ -16,6 +16,7 @@ ALLOWED = {
     "registry": {"errors", "oci", "__init__"},
     "sandbox": {"errors", "oci"},
     "images": {"errors", "oci", "layout", "registry"},
+    "store": {"layout"},
     "build": {
         "__init__",
         "errors",
@@ -27,8 +28,10 @@ ALLOWED = {
         "sandbox",
         "images",
         "inspect",
+        "store",
         "run",
     },
+    # run/ never imports build/: the builder reuses run.rootfs, not the other way round
     "run": {
         "__init__",
         "errors",
@@ -38,7 +41,7 @@ ALLOWED = {
         "registry",
         "sandbox",
         "images",
-        "build",
+        "store",
     },
 }
 # third-party modules the pure packages may use

@@ -7,7 +7,6 @@ import os
 import stat
 import tarfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from manyarch.oci import mediatypes as mt
 from manyarch.oci.manifest import BASE_DIGEST, BASE_NAME, CREATED, Index
 from manyarch.oci.platform import Platform
 from manyarch.sandbox import emulation
-from tests.build.builder_helpers import BOTH, index_of, leftovers, make_context, run_build
+from tests.build.builder_helpers import BOTH, index_of, make_context, run_build
 from tests.helpers.tiny_base import TinyBase, tiny_base
 
 __all__ = ["tiny_base"]
@@ -34,16 +33,9 @@ AMD64 = (Platform.parse("linux/amd64"),)
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A store and a work dir of the test's own; the work dir must end empty."""
-    monkeypatch.setenv("MANYARCH_STORE", str(tmp_path / "store"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # unpacked base trees
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.setenv("MANYARCH_TMPDIR", str(work))
-    yield work
-    assert leftovers(work) == []
+def isolated(isolated_build: Path) -> Path:
+    """Every test here builds in a store and work dir of its own (see conftest)."""
+    return isolated_build
 
 
 # -- stages and platforms ----------------------------------------------------------

@@ -10,10 +10,10 @@ import pytest
 
 from manyarch.build.builder import StepContext
 from manyarch.build.cache import build_hooks
-from manyarch.build.store import open_store
 from manyarch.errors import BuildError
 from manyarch.oci.platform import Platform
 from manyarch.run.rootfs import is_mountpoint
+from manyarch.store import open_store
 from tests.build.builder_helpers import BOTH, Built, index_of, make_context, run_build
 from tests.helpers.tiny_base import EPOCH, TinyBase, tiny_base
 
@@ -32,16 +32,12 @@ COPY app/ app/
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A store, caches and a work dir of the test's own; no mount may outlive a build."""
-    monkeypatch.setenv("MANYARCH_STORE", str(tmp_path / "store"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+def isolated(
+    isolated_build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    """A store and work dir of the test's own (conftest); no mount may outlive a build."""
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.setenv("MANYARCH_TMPDIR", str(work))
-    yield work
+    yield isolated_build
     assert _mounts_under(tmp_path) == []
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,11 +18,11 @@ from manyarch.build.cache import (
     parse_size,
     prune,
 )
-from manyarch.build.store import open_store
 from manyarch.errors import UsageError
 from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Descriptor
 from manyarch.oci.platform import Platform
+from manyarch.store import open_store
 from tests.build.builder_helpers import Built, make_context, run_build
 from tests.helpers.base_fixture import PythonBase
 
@@ -41,15 +40,9 @@ RUN ls app > /srv/listing
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A store and caches of the test's own."""
-    monkeypatch.setenv("MANYARCH_STORE", str(tmp_path / "store"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # unpacked base trees
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.setenv("MANYARCH_TMPDIR", str(work))
-    yield
+def isolated(isolated_build: Path) -> Path:
+    """Every test here builds in a store and work dir of its own (see conftest)."""
+    return isolated_build
 
 
 def cached_build(ctx: Path, base: str, **hook_args: object) -> tuple[Built, BuildCache]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,15 +33,9 @@ RUN python3 -m pip install --no-cache-dir -r requirements.txt
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A store and caches of the test's own."""
-    monkeypatch.setenv("MANYARCH_STORE", str(tmp_path / "store"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # unpacked base trees
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.setenv("MANYARCH_TMPDIR", str(work))
-    yield
+def isolated(isolated_build: Path) -> Path:
+    """Every test here builds in a store and work dir of its own (see conftest)."""
+    return isolated_build
 
 
 def _is_bytecode(name: str) -> bool:

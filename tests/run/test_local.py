@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from manyarch.build.store import open_store
 from manyarch.errors import NotFound, PlatformNotFound
 from manyarch.layout import Layout
 from manyarch.oci.platform import Platform
 from manyarch.oci.reference import LayoutReference, Reference
 from manyarch.registry import RegistryClient
 from manyarch.run import local
+from manyarch.store import open_store
 from tests.helpers.images import make_index
 
 

@@ -70,7 +70,6 @@ from pathlib import Path
 from typing import BinaryIO, Literal, TypeVar, cast
 
 from manyarch import dockerfile as df
-from manyarch.build.store import open_store, work_dir
 from manyarch.errors import BuildError, DockerfileError, ManyarchError
 from manyarch.images import (
     LayoutSink,
@@ -104,6 +103,7 @@ from manyarch.sandbox import emulation
 from manyarch.sandbox.bwrap import Bind, SandboxSpec, full_command, remove_created
 from manyarch.sandbox.rootpath import resolve_in_root
 from manyarch.sandbox.users import resolve_user
+from manyarch.store import open_store, work_dir
 
 #: Host CA bundle made visible to RUN steps (never baked into a layer): the
 #: machines that build often sit behind a TLS-intercepting proxy.

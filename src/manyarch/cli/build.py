@@ -38,12 +38,12 @@ from manyarch.build.publish import (
     parse_output,
     write_metadata,
 )
-from manyarch.build.store import open_store
 from manyarch.cli.common import add_registry_flags, client_factory, registry_options, stderr_is_tty
 from manyarch.errors import UsageError
 from manyarch.oci.manifest import Manifest
 from manyarch.oci.platform import host_platform, parse_platforms
 from manyarch.oci.reference import Reference
+from manyarch.store import open_store
 
 
 def register(sub: Any) -> None:

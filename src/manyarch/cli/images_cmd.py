@@ -6,12 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from manyarch.build.store import open_store
 from manyarch.cli.common import report
 from manyarch.cli.containers import ago
 from manyarch.errors import ManyarchError, UsageError
 from manyarch.oci.platform import Platform
 from manyarch.run import container, local, rootfs
+from manyarch.store import open_store
 from manyarch.units import human_size
 
 

@@ -6,11 +6,11 @@ import argparse
 import sys
 from typing import Any, TextIO
 
-from manyarch.build.store import open_store
 from manyarch.cli.common import add_registry_flags, client_factory
 from manyarch.oci.platform import Platform
 from manyarch.oci.reference import AnyReference, Reference
 from manyarch.run.local import PullResult, parse_image_ref, pull
+from manyarch.store import open_store
 
 
 def register(sub: Any) -> None:

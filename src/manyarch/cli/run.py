@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from manyarch.build.store import open_store
 from manyarch.cli.common import add_registry_flags
 from manyarch.cli.pull import pull_and_report
 from manyarch.errors import NotFound, UsageError
@@ -17,6 +16,7 @@ from manyarch.run import container
 from manyarch.run.container import RunOptions
 from manyarch.run.local import find_local, parse_image_ref, store_name
 from manyarch.run.network import PortMapping
+from manyarch.store import open_store
 
 
 def register(sub: Any) -> None:

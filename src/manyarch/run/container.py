@@ -36,7 +36,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from manyarch.build.store import data_home, open_store
 from manyarch.errors import ManyarchError, NotFound, SandboxError, UsageError
 from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Manifest
@@ -47,6 +46,7 @@ from manyarch.run.network import PortMapping, allow_low_ports, start_forwarding
 from manyarch.sandbox import emulation
 from manyarch.sandbox.bwrap import DEFAULT_PATH, SandboxSpec, full_command
 from manyarch.sandbox.rootpath import resolve_in_root
+from manyarch.store import data_home, open_store
 
 STATE_FILE = "state.json"
 LOG_FILE = "container.log"

@@ -1,6 +1,6 @@
 """The local image store as docker's image commands see it: pull, images, rmi, save, load.
 
-Pulled images live in the one store (:func:`manyarch.build.store.open_store`),
+Pulled images live in the one store (:func:`manyarch.store.open_store`),
 blobs shared with builds and between images. Each pulled reference is one
 entry of the store's ``index.json``: the per-platform manifest the host (or
 ``--platform``) chose, its ``platform`` set, ``ref.name`` the full reference

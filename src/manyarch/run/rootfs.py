@@ -18,12 +18,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from manyarch.build.store import data_home
 from manyarch.errors import SandboxError
 from manyarch.layers import unpack
 from manyarch.layout import Layout
 from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Manifest
+from manyarch.store import data_home
 
 COMPLETE = ".manyarch-complete"
 
