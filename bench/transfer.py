@@ -36,11 +36,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.helpers
 sys.path.insert(0, str(ROOT / "src"))
 
-from tests.helpers.registry_server import start_registry  # noqa: E402
-
+from manyarch.images import LayoutSink, LayoutSource, RegistrySink, RegistrySource, copy  # noqa: E402
+from manyarch.layout import Layout  # noqa: E402
 from manyarch.oci import Descriptor, Digest, Document, Manifest, Reference  # noqa: E402
 from manyarch.oci import mediatypes as mt  # noqa: E402
-from manyarch.registry import RegistryClient, RegistryOptions, run_parallel  # noqa: E402
+from manyarch.registry import RegistryClient, RegistryOptions  # noqa: E402
+from tests.helpers.registry_server import start_registry  # noqa: E402
 
 
 def make_layout(path: Path, layers: int, layer_mb: int) -> tuple[Document, list[Descriptor]]:
@@ -135,34 +136,19 @@ def manyarch_round(
 ) -> tuple[float, float]:
     """(push, pull) seconds for manyarch (client set-up included, as skopeo's is)."""
     ref = Reference.parse(f"{host}/bench/manyarch:v1")
-    store = layout / "blobs" / "sha256"
 
+    # the paths `manyarch copy` takes: layout -> registry, registry -> layout
     def push() -> None:
         with RegistryClient(RegistryOptions(jobs=jobs)) as client:
-            run_parallel(
-                [
-                    (
-                        lambda d=d: client.push_blob(
-                            ref, d, lambda: (store / d.digest.hex).open("rb")
-                        )
-                    )
-                    for d in sorted(blobs, key=lambda d: -d.size)
-                ],
-                jobs=jobs,
-            )
-            client.put_manifest(ref, manifest)
+            source = LayoutSource(Layout.open(layout), "bench")
+            copy(source, RegistrySink(client, ref), tag="v1", jobs=jobs)
 
     out = work / "manyarch-pulled"
-    out.mkdir()
 
     def pull() -> None:
         with RegistryClient(RegistryOptions(jobs=jobs)) as client:
-            got = Manifest.parse(client.get_manifest(ref))
-            wanted = sorted([got.config, *got.layers], key=lambda d: -d.size)
-            run_parallel(
-                [(lambda d=d: client.download_blob(ref, d, out / d.digest.hex)) for d in wanted],
-                jobs=jobs,
-            )
+            sink = LayoutSink(Layout.open(out, create=True))
+            copy(RegistrySource(client, ref), sink, tag="v1", jobs=jobs)
 
     return timed(push, "manyarch push"), timed(pull, "manyarch pull")
 

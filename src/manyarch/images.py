@@ -299,6 +299,14 @@ def copy_blobs(
             if progress:
                 progress(f"{desc.digest.short}: already exists")
             return
+        if isinstance(sink, LayoutSink):
+            # straight into the layout: verified on commit, discarded on any error
+            with sink.layout.writer(verified_elsewhere=isinstance(source, RegistrySource)) as w:
+                source.fetch_blob(desc, cast(BinaryIO, w))
+                w.commit(desc.digest, desc.size)
+            if progress:
+                progress(f"{desc.digest.short}: copied {desc.size} bytes")
+            return
         with tempfile.TemporaryFile(dir=_tmpdir()) as tmp:
             source.fetch_blob(desc, tmp)
             tmp.flush()

@@ -480,3 +480,36 @@ def test_verify_finds_a_size_lie_and_a_missing_tagged_manifest(image: Image) -> 
     assert any("tag 'liar' says" in p for p in problems), problems
     assert any("missing (referenced by tag 'gone')" in p for p in problems), problems
     assert len(problems) == 2
+
+
+def test_blob_writer_rewinds_for_a_download_that_starts_over(tmp_path: Path) -> None:
+    layout = Layout.open(tmp_path / "lay", create=True)
+    good = b"the real blob"
+    with layout.writer() as w:
+        w.write(b"half of a dropped dow")
+        assert w.seek(w.size) == w.size  # staying put is allowed
+        assert w.seek(0) == 0 and w.truncate() == 0
+        w.write(good)
+        digest, size = w.commit(Digest.of(good), len(good))
+    assert layout.read_blob(digest) == good and size == len(good)
+    with layout.writer() as w, pytest.raises(io.UnsupportedOperation):
+        w.write(b"abc")
+        w.seek(1)
+
+
+def test_writer_verified_elsewhere_still_checks_the_size(tmp_path: Path) -> None:
+    layout = Layout.open(tmp_path / "lay", create=True)
+    data = b"checked by the registry client while it streamed"
+    with layout.writer(verified_elsewhere=True) as w:
+        w.write(data)
+        with pytest.raises(ValueError):
+            w.commit()
+    with layout.writer(verified_elsewhere=True) as w:
+        w.write(data)
+        with pytest.raises(DigestMismatch):
+            w.commit(Digest.of(data), len(data) + 1)
+    assert not layout.has_blob(Digest.of(data))
+    with layout.writer(verified_elsewhere=True) as w:
+        w.write(data)
+        w.commit(Digest.of(data), len(data))
+    assert layout.read_blob(Digest.of(data)) == data

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import os
 import re
@@ -90,9 +91,15 @@ class BlobWriter:
     ``gzip.GzipFile(fileobj=...)`` and ``tarfile.open(fileobj=..., mode="w|")``.
     """
 
-    def __init__(self, layout: Layout, algorithm: str = "sha256") -> None:
+    def __init__(
+        self, layout: Layout, algorithm: str = "sha256", *, verified_elsewhere: bool = False
+    ) -> None:
         self._layout = layout
         self._hasher = Hasher(algorithm)
+        # the writer of a stream that its producer already verifies (the registry
+        # client's fetch_blob raises before commit on a mismatch) need not hash it twice
+        self._hashing = not verified_elsewhere
+        self._written = 0
         directory = layout.path / BLOBS_DIR / algorithm
         directory.mkdir(parents=True, exist_ok=True)
         self._fd, self.temp_path = _fs.create_locked_temp(directory)
@@ -102,14 +109,16 @@ class BlobWriter:
     @property
     def size(self) -> int:
         """Bytes written so far."""
-        return self._hasher.size
+        return self._written
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Append bytes; returns how many."""
         if self.closed:
             raise ValueError("write to a closed BlobWriter")
         _fs.write_all(self._fd, data)
-        self._hasher.update(data)
+        if self._hashing:
+            self._hasher.update(data)
+        self._written += len(data)
         return len(data)
 
     def flush(self) -> None:
@@ -123,6 +132,32 @@ class BlobWriter:
         """Always true while open."""
         return not self.closed
 
+    def seekable(self) -> bool:
+        """Rewinding to the start is possible (see :meth:`seek`)."""
+        return True
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Stay where we are, or rewind to the start, which discards what was written.
+
+        A blob writer only appends; a download that must start over (the
+        server ignored a ``Range``) rewinds it.
+        """
+        if whence == os.SEEK_SET and offset == self.size:
+            return offset
+        if whence != os.SEEK_SET or offset != 0:
+            raise io.UnsupportedOperation("a BlobWriter only rewinds to its start")
+        os.ftruncate(self._fd, 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        self._hasher = Hasher(self._hasher.algorithm)
+        self._written = 0
+        return 0
+
+    def truncate(self, size: int | None = None) -> int:
+        """Only at the current end (a rewind already truncated)."""
+        if size not in (None, self.size):
+            raise io.UnsupportedOperation("a BlobWriter only truncates at its end")
+        return self.size
+
     def commit(self, expected: Digest | None = None, size: int | None = None) -> tuple[Digest, int]:
         """Verify against ``expected``/``size``, then move under the final name.
 
@@ -134,7 +169,14 @@ class BlobWriter:
         if self.closed:
             raise ValueError("commit of a discarded BlobWriter")
         try:
-            actual = self._hasher.digest()
+            if not self._hashing:
+                if expected is None or size is None:
+                    raise ValueError("a writer verified elsewhere commits a known digest and size")
+                if size != self.size:
+                    raise size_mismatch(f"blob {expected}", size, self.size)
+                actual = expected
+            else:
+                actual = self._hasher.digest()
             if expected is not None and expected.algorithm != actual.algorithm:
                 actual = _hash_file(self.temp_path, expected.algorithm)
             if size is not None and size != self.size:
@@ -378,9 +420,15 @@ class Layout:
         return actual
 
     @contextlib.contextmanager
-    def writer(self, algorithm: str = "sha256") -> Iterator[BlobWriter]:
-        """A :class:`BlobWriter`; discarded unless committed inside the block."""
-        w = BlobWriter(self, algorithm)
+    def writer(
+        self, algorithm: str = "sha256", *, verified_elsewhere: bool = False
+    ) -> Iterator[BlobWriter]:
+        """A :class:`BlobWriter`; discarded unless committed inside the block.
+
+        With ``verified_elsewhere`` the bytes are not hashed again: only for a
+        producer that checks them itself and raises before the commit.
+        """
+        w = BlobWriter(self, algorithm, verified_elsewhere=verified_elsewhere)
         try:
             yield w
         finally:

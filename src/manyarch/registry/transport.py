@@ -19,9 +19,18 @@ import ssl
 import threading
 from functools import lru_cache
 
+import httpcore
 import httpx
 
 from manyarch.registry.options import RegistryOptions
+
+#: How much httpcore asks the socket for at a time. Its default, 64 KiB, makes
+#: h11's per-piece copying the bottleneck of a blob download (measured here:
+#: 200 MiB pulled in 0.93 s with 64 KiB reads, 0.45 s with 1 MiB reads).
+READ_SIZE = 1 << 20
+_http11 = httpcore._sync.http11.HTTP11Connection
+if getattr(_http11, "READ_NUM_BYTES", READ_SIZE) < READ_SIZE:
+    _http11.READ_NUM_BYTES = READ_SIZE
 
 #: Names that stand for the machine running the containers' engine.
 GATEWAY_NAMES = frozenset({"host.docker.internal", "gateway.docker.internal"})
