@@ -115,6 +115,26 @@ RUN echo "$GREETING $(pwd) $(id -u):$(id -g) $HOME"; ls -A /tmp | wc -l; echo pi
     assert built.config("linux/amd64").config.user == "app"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limit: a RUN after USER runs in a user namespace mapped onto the "
+    "builder's uid (root), so what it writes is recorded as root's; BuildKit records "
+    "the user's uid",
+)
+def test_run_after_user_writes_files_owned_by_that_user(
+    tmp_path: Path, tiny_base: TinyBase
+) -> None:
+    df = """\
+ARG BASE
+FROM $BASE
+USER app
+RUN touch /home/app/mine
+"""
+    built = run_build(make_context(tmp_path, df), tiny_base.ref, AMD64)
+    info, _ = built.layer("linux/amd64", -1)["home/app/mine"]
+    assert (info.uid, info.gid) == (1000, 1000)
+
+
 def test_run_network_none_and_resolv_conf(tmp_path: Path, tiny_base: TinyBase) -> None:
     df = """\
 ARG BASE
