@@ -1,4 +1,5 @@
-"""``manyarch prune [--all] [--keep-storage SIZE]``: trim the build cache (LRU)."""
+"""``manyarch prune [--all] [--keep-storage SIZE]``: trim the build cache (LRU);
+with ``--all`` also the unpacked image trees no image, container or build uses."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import argparse
 from typing import Any
 
 from manyarch.build.cache import DEFAULT_MAX_BYTES, buildcache_dir, parse_size, prune
+from manyarch.run import container, local, rootfs
+from manyarch.store import open_store
 from manyarch.units import human_size
 
 
@@ -17,7 +20,12 @@ def register(sub: Any) -> None:
         description="Drop build cache entries (and their layers) until the cache fits "
         f"in --keep-storage (default {DEFAULT_MAX_BYTES // 1024**3}GB); --all drops every one.",
     )
-    p.add_argument("-a", "--all", action="store_true", help="remove the whole build cache")
+    p.add_argument(
+        "-a",
+        "--all",
+        action="store_true",
+        help="remove the whole build cache and the unpacked trees nothing uses",
+    )
     p.add_argument("--keep-storage", metavar="SIZE", help="e.g. 5GB, 512MB")
     p.add_argument("-f", "--force", action="store_true", help="accepted for buildx compatibility")
     p.set_defaults(func=_run)
@@ -30,4 +38,9 @@ def _run(args: argparse.Namespace) -> int:
         f"removed {r.removed} entries, {human_size(r.freed)} freed; "
         f"{r.kept} entries ({human_size(r.size)}) kept in {buildcache_dir()}"
     )
+    if args.all:
+        store = open_store()
+        used = {str(i.descriptor.digest) for i in local.list_images(store)} | container.in_use()
+        gone = rootfs.prune_unused(used)
+        print(f"removed {len(gone)} unpacked image trees from {rootfs.cache_dir()}")
     return 0

@@ -97,6 +97,34 @@ def cached_digests() -> list[Digest]:
     return out
 
 
+def mounted_lowers(mounts: Path = Path("/proc/self/mounts")) -> set[Path]:
+    """Unpacked trees an overlay mount (a container or a build) is using right now."""
+    out: set[Path] = set()
+    try:
+        text = mounts.read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[2] == "overlay":
+            for opt in fields[3].split(","):
+                if opt.startswith("lowerdir="):
+                    out.update(Path(p) for p in opt.removeprefix("lowerdir=").split(":"))
+    return out
+
+
+def prune_unused(keep: set[str]) -> list[Digest]:
+    """Remove unpacked trees whose manifest is not in ``keep`` and no mount uses."""
+    busy = mounted_lowers()
+    removed = []
+    for digest in cached_digests():
+        if str(digest) in keep or cached_path(digest) in busy:
+            continue
+        if remove_cached(digest):
+            removed.append(digest)
+    return removed
+
+
 @dataclass
 class View:
     """A container's writable view of an image tree, at ``<dir>/rootfs``."""
