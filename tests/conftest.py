@@ -1,5 +1,9 @@
-"""Fixtures shared by every test package: the real registries of tests/helpers."""
+"""Fixtures shared by every test package: the real registries, bases and images of
+tests/helpers, and the isolation every build needs."""
 
+from tests.helpers.base_fixture import python_base, python_base_image
+from tests.helpers.demo_image import demo_image, demo_layout
+from tests.helpers.isolation import isolated_build
 from tests.helpers.registry_server import (
     faulty,
     registry,
@@ -7,6 +11,14 @@ from tests.helpers.registry_server import (
     token_registry,
 )
 
-__all__ = ["faulty", "registry", "tls_registry", "token_registry"]
-from tests.helpers.base_fixture import python_base, python_base_image  # noqa: F401
-from tests.helpers.demo_image import demo_image, demo_layout  # noqa: F401
+__all__ = [
+    "demo_image",
+    "demo_layout",
+    "faulty",
+    "isolated_build",
+    "python_base",
+    "python_base_image",
+    "registry",
+    "tls_registry",
+    "token_registry",
+]

@@ -15,7 +15,7 @@ ALLOWED = {
     "layout": {"errors", "oci", "layers"},
     "registry": {"errors", "oci", "__init__"},
     "sandbox": {"errors", "oci"},
-    "images": {"errors", "oci", "layout", "registry"},
+    "images": {"errors", "oci", "layout", "registry", "store"},
     "store": {"layout"},
     "build": {
         "__init__",

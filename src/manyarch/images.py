@@ -13,7 +13,6 @@ import functools
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO, Protocol, cast
 
 from manyarch.errors import InvalidDocument, PlatformNotFound
@@ -30,6 +29,7 @@ from manyarch.oci.manifest import (
 from manyarch.oci.platform import Platform
 from manyarch.oci.reference import AnyReference, LayoutReference, Reference
 from manyarch.registry import RegistryClient, run_parallel
+from manyarch.store import work_dir
 
 Progress = Callable[[str], None]
 
@@ -307,7 +307,7 @@ def copy_blobs(
             if progress:
                 progress(f"{desc.digest.short}: copied {desc.size} bytes")
             return
-        with tempfile.TemporaryFile(dir=_tmpdir()) as tmp:
+        with tempfile.TemporaryFile(dir=work_dir()) as tmp:
             source.fetch_blob(desc, tmp)
             tmp.flush()
 
@@ -345,8 +345,3 @@ class _NoClose:
 
     def __exit__(self, *exc: object) -> None:
         pass
-
-
-def _tmpdir() -> str | None:
-    d = Path("/var/tmp")
-    return str(d) if d.is_dir() else None

@@ -8,7 +8,6 @@ import subprocess
 import tarfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,18 +32,11 @@ FILES = {"app/hello.txt": "hello\n"}
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Own store and work dir; the work dir must be empty afterwards, even after a failure."""
-    monkeypatch.setenv("MANYARCH_STORE", str(tmp_path / "store"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.setenv("MANYARCH_TMPDIR", str(work))
+def isolated(isolated_build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Own store and work dir (conftest: it must end empty, even after a failure)."""
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
     monkeypatch.chdir(tmp_path)
-    yield work
-    assert list(work.iterdir()) == []
+    return isolated_build
 
 
 def skopeo_raw(ref: str) -> dict[str, object]:
@@ -217,6 +209,8 @@ def test_outputs_oci_layout_archive_and_docker(
         ["-o", "type=oci"],  # no dest
         ["--provenance=true"],
         ["-o", "type=nope"],
+        ["-o", "type=local,dest=out"],  # a filesystem export, not an image
+        ["-o", "type=tar,dest=out.tar"],  # likewise: an OCI archive is type=oci
     ],
 )
 def test_usage_errors(tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -598,18 +598,13 @@ def _execute_one(
     if facts.implementation != "cpython":
         raise NativePipUnavailable(f"the target python is {facts.implementation}")
     args: list[str] = []
-    for f in cmd.requirement_files:
+    files = [("-r", f) for f in cmd.requirement_files] + [("-c", f) for f in cmd.constraint_files]
+    for flag, f in files:
         host = resolve_in_root(rootfs, f if f.startswith("/") else f"{workdir.rstrip('/')}/{f}")
         problem = _requirement_file_problem(host)
         if problem:
             raise NativePipUnavailable(problem)
-        args += ["-r", str(host)]
-    for f in cmd.constraint_files:
-        host = resolve_in_root(rootfs, f if f.startswith("/") else f"{workdir.rstrip('/')}/{f}")
-        problem = _requirement_file_problem(host)
-        if problem:
-            raise NativePipUnavailable(problem)
-        args += ["-c", str(host)]
+        args += [flag, str(host)]
     args += list(cmd.requirements) + list(cmd.pip_options)
     if cmd.upgrade:
         args.append("--upgrade")

@@ -159,7 +159,7 @@ def parse_output(text: str) -> OutputSpec:
             continue
         key, sep, value = part.partition("=")
         if not sep:
-            if not attrs and "type" not in attrs:
+            if not attrs:
                 # buildx: a bare path means type=local,dest=PATH
                 attrs = {"type": "local", "dest": key}
                 continue
@@ -167,6 +167,7 @@ def parse_output(text: str) -> OutputSpec:
         attrs[key.strip()] = value.strip()
     kind = attrs.pop("type", "")
     if kind not in ("registry", "image", "oci", "docker", "local", "tar"):
+        # local and tar (a filesystem export) parse, so the builder can say they are unsupported
         raise UsageError(
             f"unsupported --output type {kind or '(none)'!r}",
             "use type=registry (same as --push), type=oci,dest=PATH or type=docker,dest=FILE.tar",

@@ -141,7 +141,7 @@ def _publishers(
             raise UsageError(f"--output type={o.type} needs dest=PATH (stdout is not supported)")
         if o.type == "docker":
             pubs.append(DockerArchivePublisher(Path(dest), list(tags)))
-        elif o.type in ("oci", "tar"):
+        elif o.type == "oci":
             tag = tags[0].tag if tags and tags[0].tag else "latest"
             pubs.append(LayoutPublisher(Path(dest), tag))
         else:

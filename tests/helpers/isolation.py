@@ -1,4 +1,4 @@
-"""What every build test needs: a store, caches and a work dir of its own."""
+"""What every test that builds needs: a store, caches and a work dir of its own."""
 
 from __future__ import annotations
 
