@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import select
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from manyarch.images import LayoutSource, resolve_image
 from manyarch.layers import unpack
 from manyarch.layout import Layout
 from manyarch.oci.platform import Platform
-from manyarch.sandbox.bwrap import Bind, SandboxSpec, command, run
+from manyarch.sandbox.bwrap import Bind, SandboxSpec, command, remove_created, run, start
 from tests.helpers.tiny_base import TinyBase, tiny_base
 
 __all__ = ["tiny_base"]
@@ -129,3 +131,39 @@ def test_unknown_user_and_empty_argv(amd64_root: Path) -> None:
         command(SandboxSpec(amd64_root, ["/bin/true"], user="nobody-here"))
     with pytest.raises(SandboxError, match="no command"):
         command(SandboxSpec(amd64_root, []))
+
+
+@pytest.mark.parametrize("emulation", [True, False])
+def test_kill_right_after_start_stops_the_sandbox(amd64_root: Path, emulation: bool) -> None:
+    # bwrap's init binds itself to bwrap (--die-with-parent) only once its
+    # namespaces are set up: killing bwrap alone in those first milliseconds
+    # left the command running (the cause of a 60 s CI build that should have
+    # stopped at once). Kill at every delay through that window.
+    spec = SandboxSpec(amd64_root, ["/bin/sleep", "30"], network="none", emulation=emulation)
+    for step in range(30):
+        created: list[Path] = []
+        s = start(spec, created, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        assert s.child_pid is not None
+        time.sleep(step * 0.0003)
+        s.kill()
+        s.proc.wait(timeout=10)
+        assert s.proc.stdout is not None
+        # every writer of the pipe is gone: it reads as end-of-file at once
+        ready, _, _ = select.select([s.proc.stdout], [], [], 5)
+        assert ready and s.proc.stdout.read() == b"", f"the sandbox outlived a kill at step {step}"
+        s.proc.stdout.close()
+        assert _gone(s.child_pid)
+        remove_created(created)
+
+
+def _gone(pid: int) -> bool:
+    """``pid`` has exited (or is a zombie) within 5 s."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] in "ZX":
+                return True
+        except (OSError, IndexError):
+            return True
+        time.sleep(0.01)
+    return False

@@ -100,7 +100,7 @@ from manyarch.oci.reference import parse_any
 from manyarch.registry import RegistryClient, RegistryOptions
 from manyarch.run.rootfs import COMPLETE, View, cached_path, unpacked
 from manyarch.sandbox import emulation
-from manyarch.sandbox.bwrap import Bind, SandboxSpec, full_command, remove_created
+from manyarch.sandbox.bwrap import Bind, Sandboxed, SandboxSpec, remove_created, start
 from manyarch.sandbox.rootpath import resolve_in_root
 from manyarch.sandbox.users import resolve_user
 from manyarch.store import open_store, work_dir
@@ -307,7 +307,7 @@ class _Build:
         self.notes: list[str] = []
         self._lock = threading.Lock()
         self._client: RegistryClient | None = None
-        self._procs: set[subprocess.Popen[bytes]] = set()
+        self._procs: set[Sandboxed] = set()
         self.context = options.context.resolve()
         self.ignore = _dockerignore(self.context)
 
@@ -371,8 +371,7 @@ class _Build:
         self.cancelled.set()
         with self._lock:
             for p in self._procs:
-                if p.poll() is None:
-                    p.kill()
+                p.kill()
 
     def check(self) -> None:
         """Raise when another platform has failed."""
@@ -397,14 +396,19 @@ class _Build:
         own = [p for p in own if not (p.exists() or p.is_symlink())]
         after_create: dict[Path, int | None] = {}
         try:
-            cmd = full_command(spec, created)
-            after_create = {d: _mtime_ns(d) for d in parents}
             with self._lock:
                 self.check()
-                proc = subprocess.Popen(
-                    cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+                # under the lock: cancel() sees every sandbox once bwrap has named its init
+                sandboxed = start(
+                    spec,
+                    created,
+                    before_spawn=lambda: after_create.update({d: _mtime_ns(d) for d in parents}),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
                 )
-                self._procs.add(proc)
+                self._procs.add(sandboxed)
+            proc = sandboxed.proc
             try:
                 assert proc.stdout is not None
                 for raw in proc.stdout:
@@ -414,10 +418,10 @@ class _Build:
                 rc = proc.wait()
             finally:
                 if proc.poll() is None:
-                    proc.kill()
+                    sandboxed.kill()
                     proc.wait()
                 with self._lock:
-                    self._procs.discard(proc)
+                    self._procs.discard(sandboxed)
             self.check()
             return rc, list(tail)
         finally:

@@ -10,12 +10,15 @@ kernel itself answers ``Exec format error``.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from manyarch.errors import SandboxError, ToolMissing
@@ -179,6 +182,67 @@ def run(
         )
     finally:
         remove_created(created)
+
+
+class Sandboxed:
+    """A started sandbox: bwrap's process and the sandbox's init, which bwrap named.
+
+    Killing bwrap alone is not enough: bwrap's init binds itself to its parent
+    (``--die-with-parent``) only once its namespaces are set up, so a bwrap
+    killed in those first milliseconds leaves the command running, holding
+    its output pipe. :meth:`kill` kills the sandbox's init, which takes the
+    whole PID namespace with it.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], child_pid: int | None) -> None:
+        self.proc = proc
+        #: The sandbox's init in our PID namespace; None when bwrap failed before making it.
+        self.child_pid = child_pid
+
+    def kill(self) -> None:
+        """SIGKILL the sandbox and bwrap; harmless once they have exited."""
+        if self.proc.poll() is not None:
+            return
+        if self.child_pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.child_pid, signal.SIGKILL)
+        self.proc.kill()
+
+
+def start(
+    spec: SandboxSpec,
+    created: list[Path] | None = None,
+    *,
+    before_spawn: Callable[[], object] | None = None,
+    **kwargs: object,
+) -> Sandboxed:
+    """Start ``spec`` and return once bwrap has made the sandbox (or failed to).
+
+    ``before_spawn`` runs once the mount points are made, before bwrap starts;
+    ``kwargs`` go to :class:`subprocess.Popen`. The caller waits on ``.proc``
+    and removes ``created`` afterwards.
+    """
+    r, w = os.pipe()
+    try:
+        spec = replace(spec, bwrap_args=[*spec.bwrap_args, "--info-fd", str(w)])
+        cmd = full_command(spec, created)
+        if before_spawn is not None:
+            before_spawn()
+        proc: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
+            cmd, pass_fds=(w,), **kwargs
+        )
+    except BaseException:
+        os.close(r)
+        raise
+    finally:
+        os.close(w)
+    with os.fdopen(r, "rb") as info:
+        data = info.read()  # bwrap closes it once written, or exits
+    try:
+        child: int | None = int(json.loads(data)["child-pid"])
+    except (ValueError, KeyError, TypeError):
+        child = None
+    return Sandboxed(proc, child)
 
 
 def popen(spec: SandboxSpec, **kwargs: object) -> subprocess.Popen[bytes]:
