@@ -168,6 +168,18 @@ def test_the_exit_code_is_the_containers(demo_image: DemoImage, env: dict[str, s
     assert (r.returncode, r.stdout) == (7, "7\n")
 
 
+def test_the_images_user_is_that_user_on_the_host(
+    demo_image: DemoImage, env: dict[str, str]
+) -> None:
+    # USER 10001 runs as uid 10001 on the host: root's files stay root's (not
+    # the overflow uid) and out of its reach, as under runc
+    script = (
+        "id -u; stat -c %u:%g /etc/passwd; touch /etc/x 2>/dev/null && echo wrote || echo denied"
+    )
+    r = manyarch(env, "run", "--rm", demo_image.ref, "sh", "-c", script)
+    assert (r.returncode, r.stdout.split()) == (0, ["10001", "0:0", "denied"]), r.stderr
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_killing_run_leaves_nothing_behind(
     demo_image: DemoImage, env: dict[str, str], data_home: Path, sig: signal.Signals

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import select
 import subprocess
 import time
@@ -167,3 +168,26 @@ def _gone(pid: int) -> bool:
             return True
         time.sleep(0.01)
     return False
+
+
+@pytest.mark.parametrize("platform", ["linux/amd64", "linux/arm64"])
+def test_a_user_is_that_user_on_disk_and_root_stays_root(
+    tiny_base: TinyBase, tmp_path: Path, platform: str
+) -> None:
+    # the rootfs sits under a directory only root may enter, as a build's does
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    root = _rootfs(tiny_base, platform, private / "rootfs")
+    (root / "home/app/secret").mkdir(mode=0o700)
+    os.chown(root / "home/app/secret", 1000, 1000)
+    script = (
+        "touch /home/app/secret/mine && echo 1 > /tmp/t && "
+        "stat -c %u:%g /etc/passwd /home/app/secret && "
+        "(touch /etc/nope 2>/dev/null && echo wrote || echo denied)"
+    )
+    rc, out = _out(SandboxSpec(root, ["/bin/sh", "-c", script], user="app"))
+    assert rc == 0, out
+    assert out.splitlines() == ["0:0", "1000:1000", "denied"]
+    st = (root / "home/app/secret/mine").stat()
+    assert (st.st_uid, st.st_gid) == (1000, 1000)
+    assert not (root / "etc/nope").exists()

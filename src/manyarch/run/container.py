@@ -44,7 +44,7 @@ from manyarch.run import rootfs
 from manyarch.run.local import LocalImage
 from manyarch.run.network import PortMapping, allow_low_ports, start_forwarding
 from manyarch.sandbox import emulation
-from manyarch.sandbox.bwrap import DEFAULT_PATH, SandboxSpec, full_command
+from manyarch.sandbox.bwrap import DEFAULT_PATH, SandboxSpec, start
 from manyarch.sandbox.rootpath import resolve_in_root
 from manyarch.store import data_home, open_store
 
@@ -391,17 +391,16 @@ class Supervisor:
                 emulation=state.emulation,
                 bwrap_args=extra,
             )
-            cmd = full_command(spec)
             fds = [status_w] + ([block_r] if ports else [])
             try:
-                self._proc = subprocess.Popen(
-                    cmd,
+                self._proc = start(
+                    spec,
                     pass_fds=fds,
                     stdin=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
                     start_new_session=True,
                     preexec_fn=die_with_parent,
-                )
+                ).proc
             finally:
                 for fd in fds:
                     os.close(fd)

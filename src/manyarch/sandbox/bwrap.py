@@ -20,9 +20,10 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from manyarch.errors import SandboxError, ToolMissing
-from manyarch.sandbox.users import resolve_user
+from manyarch.sandbox.users import Ids, resolve_user
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -62,11 +63,15 @@ def bwrap_path() -> str:
     return path
 
 
-def command(spec: SandboxSpec, created: list[Path] | None = None) -> list[str]:
+def command(
+    spec: SandboxSpec, created: list[Path] | None = None, *, userns_block_fd: int | None = None
+) -> list[str]:
     """The bwrap command line for ``spec`` (without the emulation-off wrapper).
 
     Mount points it had to create in the rootfs are appended to ``created`` so
     the caller removes them afterwards (they must not end up in a layer).
+    ``userns_block_fd``: bwrap waits on it until the caller has written the
+    user namespace's maps (see :func:`start`).
     """
     if not spec.argv:
         raise SandboxError("no command to run", "give the image a CMD or ENTRYPOINT, or a command")
@@ -97,6 +102,8 @@ def command(spec: SandboxSpec, created: list[Path] | None = None) -> list[str]:
         args += ["--ro-bind" if b.readonly else "--bind", str(b.source), b.dest]
     if (ids.uid, ids.gid) != (0, 0) or os.geteuid() != 0:
         args += ["--unshare-user", "--uid", str(ids.uid), "--gid", str(ids.gid)]
+        if userns_block_fd is not None:
+            args += ["--userns-block-fd", str(userns_block_fd)]
     env = {"PATH": DEFAULT_PATH, "HOSTNAME": spec.hostname, "HOME": ids.home}
     env.update(spec.env)
     args.append("--clearenv")
@@ -120,10 +127,34 @@ def emulation_off_wrapper() -> list[str]:
     ]  # fmt: skip
 
 
-def full_command(spec: SandboxSpec, created: list[Path] | None = None) -> list[str]:
+def full_command(
+    spec: SandboxSpec, created: list[Path] | None = None, *, userns_block_fd: int | None = None
+) -> list[str]:
     """The command to spawn: bwrap, wrapped when emulation is off."""
-    cmd = command(spec, created)
+    cmd = command(spec, created, userns_block_fd=userns_block_fd)
     return [*emulation_off_wrapper(), *cmd] if not spec.emulation else cmd
+
+
+def host_identity(spec: SandboxSpec) -> Ids | None:
+    """The user a root caller runs a non-root sandbox as, on the host itself.
+
+    bwrap maps a sandbox's ``--uid`` onto its caller's uid: run by root, a
+    ``USER app`` process would be root on the host, unable to write app's own
+    files (owned by 1000, which that map leaves unmapped) and recording what
+    it writes as root's. Instead bwrap is started as the user (uid, gid and
+    supplementary groups), and :func:`start` gives its user namespace the
+    identity map, so uid 1000 inside is uid 1000 on disk and root's files
+    stay root's. bwrap still sets the sandbox up with its namespace's
+    capabilities, so a rootfs under root's private directories is reachable.
+    Not with emulation off, whose wrapper maps root alone.
+    """
+    if os.geteuid() != 0 or not spec.emulation or not spec.argv:
+        return None
+    ids = resolve_user(spec.rootfs.resolve(), spec.user)
+    return ids if (ids.uid, ids.gid) != (0, 0) else None
+
+
+_IDENTITY_MAP = "0 0 4294967295\n"
 
 
 def _ensure_mountpoint(
@@ -167,23 +198,6 @@ def remove_created(created: list[Path]) -> None:
     created.clear()
 
 
-def run(
-    spec: SandboxSpec,
-    *,
-    stdout: int | None = None,
-    stderr: int | None = None,
-    timeout: float | None = None,
-) -> subprocess.CompletedProcess[bytes]:
-    """Run to completion; the exit status is the sandboxed process's."""
-    created: list[Path] = []
-    try:
-        return subprocess.run(
-            full_command(spec, created), stdout=stdout, stderr=stderr, timeout=timeout, check=False
-        )
-    finally:
-        remove_created(created)
-
-
 class Sandboxed:
     """A started sandbox: bwrap's process and the sandbox's init, which bwrap named.
 
@@ -214,7 +228,8 @@ def start(
     created: list[Path] | None = None,
     *,
     before_spawn: Callable[[], object] | None = None,
-    **kwargs: object,
+    pass_fds: Sequence[int] = (),
+    **kwargs: Any,
 ) -> Sandboxed:
     """Start ``spec`` and return once bwrap has made the sandbox (or failed to).
 
@@ -222,29 +237,79 @@ def start(
     ``kwargs`` go to :class:`subprocess.Popen`. The caller waits on ``.proc``
     and removes ``created`` afterwards.
     """
-    r, w = os.pipe()
+    ids = host_identity(spec)
+    info_r, info_w = os.pipe()
+    block_r, block_w = os.pipe() if ids is not None else (-1, -1)
+    mine = [info_w] + ([block_r] if ids is not None else [])
     try:
-        spec = replace(spec, bwrap_args=[*spec.bwrap_args, "--info-fd", str(w)])
-        cmd = full_command(spec, created)
+        spec = replace(spec, bwrap_args=[*spec.bwrap_args, "--info-fd", str(info_w)])
+        cmd = full_command(spec, created, userns_block_fd=block_r if ids is not None else None)
         if before_spawn is not None:
             before_spawn()
-        proc: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
-            cmd, pass_fds=(w,), **kwargs
-        )
+        if ids is not None:
+            kwargs.update(user=ids.uid, group=ids.gid, extra_groups=list(ids.groups))
+        proc: subprocess.Popen[bytes] = subprocess.Popen(cmd, pass_fds=(*mine, *pass_fds), **kwargs)
     except BaseException:
-        os.close(r)
+        os.close(info_r)
+        if block_w != -1:
+            os.close(block_w)
         raise
     finally:
-        os.close(w)
-    with os.fdopen(r, "rb") as info:
+        for fd in mine:
+            os.close(fd)
+    with os.fdopen(info_r, "rb") as info:
         data = info.read()  # bwrap closes it once written, or exits
     try:
         child: int | None = int(json.loads(data)["child-pid"])
     except (ValueError, KeyError, TypeError):
         child = None
+    if ids is not None:
+        try:
+            if child is not None:
+                _write_identity_map(child)
+        finally:
+            # bwrap goes on (and fails cleanly if the maps could not be written)
+            with contextlib.suppress(OSError):
+                os.write(block_w, b"1")
+            os.close(block_w)
     return Sandboxed(proc, child)
 
 
-def popen(spec: SandboxSpec, **kwargs: object) -> subprocess.Popen[bytes]:
+def _write_identity_map(pid: int) -> None:
+    for name in ("uid_map", "gid_map"):
+        try:
+            Path(f"/proc/{pid}/{name}").write_text(_IDENTITY_MAP)
+        except ProcessLookupError:
+            return  # bwrap's child already gone: bwrap reports it
+        except OSError as e:
+            raise SandboxError(
+                f"cannot map the sandbox's users ({name} of process {pid}): {e.strerror}",
+                "running a non-root USER needs root (or sudo) for the build",
+            ) from None
+
+
+def run(
+    spec: SandboxSpec,
+    *,
+    stdout: int | None = None,
+    stderr: int | None = None,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run to completion; the exit status is the sandboxed process's."""
+    created: list[Path] = []
+    try:
+        s = start(spec, created, stdout=stdout, stderr=stderr)
+        try:
+            out, err = s.proc.communicate(timeout=timeout)
+        except BaseException:
+            s.kill()
+            s.proc.wait()
+            raise
+        return subprocess.CompletedProcess(s.proc.args, s.proc.returncode, out, err)
+    finally:
+        remove_created(created)
+
+
+def popen(spec: SandboxSpec, **kwargs: Any) -> subprocess.Popen[bytes]:
     """Start in the background (the caller waits and cleans up)."""
-    return subprocess.Popen(full_command(spec), **kwargs)  # type: ignore[call-overload,no-any-return]
+    return start(spec, **kwargs).proc

@@ -11,11 +11,13 @@ from manyarch.errors import SandboxError
 
 @dataclass(frozen=True)
 class Ids:
-    """A resolved user: uid, gid and home directory."""
+    """A resolved user: uid, gid, home directory and supplementary groups."""
 
     uid: int
     gid: int
     home: str = "/"
+    #: the other groups /etc/group lists the user in (only when no group was given, as runc)
+    groups: tuple[int, ...] = ()
 
 
 def _table(path: Path) -> list[list[str]]:
@@ -35,9 +37,10 @@ def resolve_user(rootfs: Path, spec: str) -> Ids:
     uid: int | None = None
     gid: int | None = None
     home = "/"
+    name = user
     for row in passwd:
         if len(row) >= 6 and (row[0] == user or (user.isdigit() and row[2] == user)):
-            uid, gid, home = int(row[2]), int(row[3]), row[5] or "/"
+            uid, gid, home, name = int(row[2]), int(row[3]), row[5] or "/", row[0]
             break
     if uid is None:
         if not user.isdigit():
@@ -58,4 +61,19 @@ def resolve_user(rootfs: Path, spec: str) -> Ids:
                 raise SandboxError(
                     f"unable to find group {group}: no matching entries in group file"
                 )
-    return Ids(uid, gid if gid is not None else uid, home)
+    gid = gid if gid is not None else uid
+    extra: tuple[int, ...] = ()
+    if not group:
+        extra = tuple(
+            sorted(
+                {
+                    int(row[2])
+                    for row in _table(rootfs / "etc/group")
+                    if len(row) >= 4
+                    and row[2].isdigit()
+                    and int(row[2]) != gid
+                    and name in row[3].split(",")
+                }
+            )
+        )
+    return Ids(uid, gid, home, extra)
