@@ -180,6 +180,57 @@ def test_the_images_user_is_that_user_on_the_host(
     assert (r.returncode, r.stdout.split()) == (0, ["10001", "0:0", "denied"]), r.stderr
 
 
+def test_interactive_feeds_stdin_and_tty_gives_the_terminal(
+    demo_image: DemoImage, env: dict[str, str]
+) -> None:
+    cat = [sys.executable, "-m", "manyarch", "run", "--rm"]
+    script = ["sh", "-c", "cat; echo end"]
+    r = subprocess.run(
+        [*cat, "-i", demo_image.ref, *script],
+        env=env,
+        input="hello\n",
+        capture_output=True,
+        text=True,
+    )
+    assert (r.returncode, r.stdout) == (0, "hello\nend\n"), r.stderr
+    # without -i the container's stdin is empty, as docker's
+    r = subprocess.run(
+        [*cat, demo_image.ref, *script], env=env, input="hello\n", capture_output=True, text=True
+    )
+    assert (r.returncode, r.stdout) == (0, "end\n"), r.stderr
+    # -t needs a terminal, as docker says
+    r = subprocess.run(
+        [*cat, "-it", demo_image.ref, "true"], env=env, input="", capture_output=True, text=True
+    )
+    assert r.returncode == 2 and "the input device is not a TTY" in r.stderr
+    # from a terminal, -it hands it over
+    probe = ["sh", "-c", "test -t 0 && test -t 1 && echo tty || echo notty"]
+    for flags, expected in ((["-it"], "tty"), ([], "notty")):
+        primary, secondary = os.openpty()
+        try:
+            proc = subprocess.Popen(
+                [*cat, *flags, demo_image.ref, *probe],
+                env=env,
+                stdin=secondary,
+                stdout=secondary,
+                stderr=subprocess.PIPE,
+            )
+            os.close(secondary)
+            out = b""
+            while True:
+                try:
+                    chunk = os.read(primary, 4096)
+                except OSError:  # EIO: every writer of the terminal is gone
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            assert proc.wait(timeout=60) == 0
+            assert out.decode().split() == [expected], flags
+        finally:
+            os.close(primary)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_killing_run_leaves_nothing_behind(
     demo_image: DemoImage, env: dict[str, str], data_home: Path, sig: signal.Signals

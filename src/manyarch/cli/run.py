@@ -30,6 +30,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument("-d", "--detach", action="store_true", help="run in the background, print id")
+    p.add_argument(
+        "-i", "--interactive", action="store_true", help="keep stdin open: the container reads it"
+    )
+    p.add_argument(
+        "-t", "--tty", action="store_true", help="give the container this terminal (with -i)"
+    )
     p.add_argument("--name", help="name the container")
     p.add_argument("--platform", help="run this platform of the image (e.g. linux/arm64)")
     p.add_argument(
@@ -105,7 +111,14 @@ def _run(args: argparse.Namespace) -> int:
         remove=args.rm,
         detach=args.detach,
         emulation=args.emulation == "on",
+        interactive=args.interactive,
+        tty=args.tty and os.isatty(0),
     )
+    if args.tty and args.interactive and not os.isatty(0):
+        raise UsageError(
+            "the input device is not a TTY",
+            "drop -t when stdin is a pipe or a file (keep -i to feed it to the container)",
+        )
     store = open_store()
     image = None if args.pull == "always" else find_local(store, store_name(ref), platform)
     if image is None:

@@ -86,6 +86,8 @@ class ContainerState:
     finished: str = ""
     exit_code: int | None = None
     detached: bool = False
+    interactive: bool = False
+    tty: bool = False
     exec_error: str = ""  # the program could not be started (the kernel's or runc's words)
 
     @property
@@ -135,6 +137,10 @@ class RunOptions:
     remove: bool = False
     detach: bool = False
     emulation: bool = True
+    #: -i: the container reads this process's stdin (else /dev/null)
+    interactive: bool = False
+    #: -t: the container gets this process's terminal (stdin must be one), no new session
+    tty: bool = False
 
 
 def _now() -> str:
@@ -224,6 +230,8 @@ def create(image: LocalImage, options: RunOptions) -> ContainerState:
         emulation=options.emulation,
         created=_now(),
         detached=options.detach,
+        interactive=options.interactive and not options.detach,
+        tty=options.tty and not options.detach,
     )
     state.directory.mkdir(parents=True)
     state.save()
@@ -390,13 +398,15 @@ class Supervisor:
                 hostname=state.id[:12],
                 emulation=state.emulation,
                 bwrap_args=extra,
+                # a new session would cut the container off its terminal
+                new_session=not state.tty,
             )
             fds = [status_w] + ([block_r] if ports else [])
             try:
                 self._proc = start(
                     spec,
                     pass_fds=fds,
-                    stdin=subprocess.DEVNULL,
+                    stdin=None if state.interactive or state.tty else subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
                     start_new_session=True,
                     preexec_fn=die_with_parent,

@@ -51,6 +51,8 @@ class SandboxSpec:
     hostname: str = "manyarch"
     emulation: bool = True
     resolv_conf: bool = True
+    #: setsid: a sandbox cannot reach its caller's terminal (off to give it one)
+    new_session: bool = True
     #: more bwrap options, placed before the command (e.g. --json-status-fd, --block-fd)
     bwrap_args: Sequence[str] = ()
 
@@ -76,7 +78,7 @@ def command(
     if not spec.argv:
         raise SandboxError("no command to run", "give the image a CMD or ENTRYPOINT, or a command")
     root = spec.rootfs.resolve()
-    ids = resolve_user(root, spec.user)
+    ids = resolve_user(root, spec.user, runtime=True)
     args = [
         bwrap_path(),
         "--bind", str(root), "/",
@@ -86,8 +88,9 @@ def command(
         "--unshare-pid", "--unshare-ipc", "--unshare-uts",
         "--hostname", spec.hostname,
         "--die-with-parent",
-        "--new-session",
     ]  # fmt: skip
+    if spec.new_session:
+        args.append("--new-session")
     if spec.network in ("none", "private"):
         args.append("--unshare-net")
     elif spec.network != "host":
@@ -150,7 +153,7 @@ def host_identity(spec: SandboxSpec) -> Ids | None:
     """
     if os.geteuid() != 0 or not spec.emulation or not spec.argv:
         return None
-    ids = resolve_user(spec.rootfs.resolve(), spec.user)
+    ids = resolve_user(spec.rootfs.resolve(), spec.user, runtime=True)
     return ids if (ids.uid, ids.gid) != (0, 0) else None
 
 

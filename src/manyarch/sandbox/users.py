@@ -28,8 +28,13 @@ def _table(path: Path) -> list[list[str]]:
     return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
 
-def resolve_user(rootfs: Path, spec: str) -> Ids:
-    """The uid/gid a ``User`` value means in ``rootfs``; raises when a name is unknown."""
+def resolve_user(rootfs: Path, spec: str, *, runtime: bool = False) -> Ids:
+    """The uid/gid a ``User`` value means in ``rootfs``; raises when a name is unknown.
+
+    A numeric uid /etc/passwd does not list gets that number as its gid, as
+    BuildKit's file operations (COPY --chown, WORKDIR) give it; for a process
+    (``runtime``) it gets gid 0, as runc gives it.
+    """
     if not spec:
         return Ids(0, 0, "/root")
     user, _, group = spec.partition(":")
@@ -48,7 +53,7 @@ def resolve_user(rootfs: Path, spec: str) -> Ids:
                 f"unable to find user {user}: no matching entries in passwd file",
                 "create the user in the image (e.g. RUN useradd) or give a numeric uid",
             )
-        uid, gid = int(user), int(user) if not group else 0
+        uid, gid = int(user), (0 if runtime else int(user))
     if group:
         if group.isdigit():
             gid = int(group)
