@@ -5,9 +5,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import random
 import shutil
 import subprocess
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from manyarch.layers import (
     write_layer,
     write_layer_from_dir,
 )
+from manyarch.layers import compress as lc
 from manyarch.oci import mediatypes
 
 EPOCH = 1_700_000_000
@@ -250,3 +253,76 @@ def test_special_files(tmp_path: Path) -> None:
     assert by_name["dev/null"].ischr() and by_name["dev/null"].devminor == 3
     assert by_name["dev/loop0"].isblk() and by_name["dev/loop0"].devmajor == 7
     assert by_name["run/fifo"].isfifo()
+
+
+def _threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == "layer-compress"]
+
+
+def test_compressing_thread_gives_the_one_thread_bytes(tmp_path: Path) -> None:
+    # many 1 MiB pieces, fed in order to the compressing thread: the blob is the
+    # one a plain loop over the same pieces makes, whatever the threads' timing
+    rng = random.Random(7)
+    for i in range(12):
+        text = b" ".join(rng.choice([b"alpha", b"beta", b"gamma\n"]) for _ in range(80_000))
+        (tmp_path / f"f{i}").write_bytes(text + rng.randbytes(100_000))
+    info, blob = _write(tmp_path, epoch=EPOCH)
+    plain = io.BytesIO()
+    write_layer_from_dir(tmp_path, plain, compression=None, epoch=EPOCH)
+    tar = plain.getvalue()
+    assert len(tar) > 5 * lc.CHUNK
+    one = lc.compressor("gzip")
+    expected = b"".join(one.compress(tar[i : i + lc.CHUNK]) for i in range(0, len(tar), lc.CHUNK))
+    expected += one.flush()
+    assert blob == expected
+    assert (str(info.digest), str(info.diff_id)) == (
+        "sha256:" + hashlib.sha256(expected).hexdigest(),
+        "sha256:" + hashlib.sha256(tar).hexdigest(),
+    )
+    assert gzip.decompress(blob) == tar
+    assert _threads() == []
+
+
+class _FullDisk(io.RawIOBase):
+    def __init__(self, room: int) -> None:
+        self.room = room
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        self.room -= len(b)
+        if self.room < 0:
+            raise OSError(28, "No space left on device")
+        return len(b)
+
+
+def test_failures_end_the_compressing_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(3)
+    for i in range(6):
+        (tmp_path / f"f{i}").write_bytes(rng.randbytes(1_500_000))
+    # the destination fails (its write runs in the caller's thread)
+    with pytest.raises(OSError, match="No space left"):
+        write_layer_from_dir(tmp_path, _FullDisk(2_000_000))  # type: ignore[arg-type]
+    assert _threads() == []
+    # a file shrinks while it is read
+    entries = [TarEntry(f"f{i}", size=1_500_000, source=tmp_path / f"f{i}") for i in range(6)]
+    (tmp_path / "f4").write_bytes(b"short")
+    with pytest.raises(LayerError, match="changed size"):
+        write_layer(entries, io.BytesIO())
+    assert _threads() == []
+
+    # the compressor itself fails, in the thread
+    class Broken:
+        def compress(self, data: bytes) -> bytes:
+            raise MemoryError("compressor out of memory")
+
+        def flush(self) -> bytes:
+            return b""
+
+    monkeypatch.setitem(lc._COMPRESSORS, "gzip", Broken)
+    with pytest.raises(MemoryError, match="compressor out of memory"):
+        write_layer(entries[:3], io.BytesIO())
+    assert _threads() == []

@@ -10,7 +10,9 @@ cut, so input is always fed in :data:`CHUNK`-byte pieces whatever the files).
 from __future__ import annotations
 
 import io
+import queue
 import struct
+import threading
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
@@ -102,7 +104,14 @@ def compressor(compression: str | None) -> _Compressor:
 
 
 class LayerSink:
-    """Takes the tar stream; hashes it, compresses it, hashes and writes the blob, in one pass."""
+    """Takes the tar stream; hashes it, compresses it, hashes and writes the blob, in one pass.
+
+    Compression runs in a second thread (isal releases the GIL), fed the same
+    :data:`CHUNK`-byte pieces in the same order, so the bytes are those of one
+    thread, sooner: the tar is read and hashed, and the compressed pieces
+    hashed and written, in the caller's thread while the next piece is
+    compressed. A sink must end with :meth:`close` or, on failure, :meth:`abort`.
+    """
 
     def __init__(self, dest: BinaryIO, compression: str | None) -> None:
         self._dest = dest
@@ -111,6 +120,15 @@ class LayerSink:
         self.diff = Hasher()
         self.blob = Hasher()
         self._buf = bytearray()
+        self._error: BaseException | None = None
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED)
+        #: compressed pieces, then None once the thread is done (unbounded: smaller than the input)
+        self._done: queue.Queue[bytes | None] = queue.Queue()
+        self._finished = False
+        self._thread: threading.Thread | None = None
+        if not self._plain:
+            self._thread = threading.Thread(target=self._work, name="layer-compress", daemon=True)
+            self._thread.start()
 
     def write(self, data: bytes | memoryview) -> None:
         """Append tar bytes."""
@@ -133,10 +151,37 @@ class LayerSink:
 
     def _process(self, piece: memoryview | bytes) -> None:
         self.diff.update(piece)
-        if self._plain:
+        if self._thread is None:
             self._emit(piece)
-        else:
-            self._emit(self._compressor.compress(piece))
+            return
+        if self._error is not None:
+            raise self._error
+        self._queue.put(bytes(piece))  # a copy: the caller's buffer moves on
+        self._drain(block=False)
+
+    def _drain(self, *, block: bool, emit: bool = True) -> None:
+        # hash and write, in this thread and in order, what has been compressed
+        while not self._finished:
+            try:
+                out = self._done.get(block=block)
+            except queue.Empty:
+                return
+            if out is None:
+                self._finished = True
+            elif emit:
+                self._emit(out)
+
+    def _work(self) -> None:
+        try:
+            while (piece := self._queue.get()) is not None:
+                self._done.put(self._compressor.compress(piece))
+            self._done.put(self._compressor.flush())
+        except BaseException as e:  # handed to the writing thread
+            self._error = e
+            while self._queue.get() is not None:  # never leave the writer blocked
+                pass
+        finally:
+            self._done.put(None)
 
     def _emit(self, out: bytes | memoryview) -> None:
         if out:
@@ -148,9 +193,25 @@ class LayerSink:
         if self._buf:
             self._process(bytes(self._buf))
             self._buf.clear()
-        if not self._plain:
-            self._emit(self._compressor.flush())
+        self._stop()
+        if self._error is not None:
+            raise self._error
         return self.blob.digest(), self.blob.size, self.diff.digest()
+
+    def abort(self) -> None:
+        """Stop the compressing thread after a failure, writing nothing more."""
+        self._stop(emit=False)
+
+    def _stop(self, *, emit: bool = True) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._drain(block=True, emit=emit)
+            self._thread.join()
+            self._thread = None
+
+
+#: Pieces waiting for the compressing thread (bounds the memory to a few MiB).
+_QUEUED = 4
 
 
 def sniff(head: bytes) -> str | None:

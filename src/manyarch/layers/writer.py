@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from manyarch.errors import LayerError
 from manyarch.layers import tarfmt
@@ -24,6 +24,8 @@ from manyarch.layers.entry import EntryType, TarEntry, clean_path
 from manyarch.oci import mediatypes
 from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Descriptor
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,14 @@ def write_layer(
     ordered = sorted(entries, key=lambda e: sort_key(e.path))
     _check(ordered)
     sink = LayerSink(dest, compression)
-    for entry in ordered:
-        _write_entry(sink, entry, epoch)
-    sink.write(tarfmt.END_OF_ARCHIVE)
-    digest, size, diff_id = sink.close()
+    try:
+        for entry in ordered:
+            _write_entry(sink, entry, epoch)
+        sink.write(tarfmt.END_OF_ARCHIVE)
+        digest, size, diff_id = sink.close()
+    except BaseException:
+        sink.abort()
+        raise
     return LayerInfo(digest, size, diff_id, media_type)
 
 
@@ -135,23 +141,31 @@ def _write_data(sink: LayerSink, entry: TarEntry) -> None:
         raise LayerError(f"layer entry {entry.path!r} has a size but no content")
     else:
         remaining = entry.size
+        fd = _reading(source, os.open, source, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            with open(source, "rb", buffering=0) as f:
-                while remaining:
-                    chunk = f.read(min(CHUNK, remaining))
-                    if not chunk:
-                        break
-                    sink.write(chunk)
-                    remaining -= len(chunk)
-                grew = bool(f.read(1))
-        except OSError as e:
-            raise LayerError(f"cannot read {source}: {e.strerror}") from e
+            while remaining:
+                chunk = _reading(source, os.read, fd, min(CHUNK, remaining))
+                if not chunk:
+                    break
+                sink.write(chunk)  # the destination's own errors are not "cannot read"
+                remaining -= len(chunk)
+            grew = bool(_reading(source, os.read, fd, 1))
+        finally:
+            os.close(fd)
         if remaining or grew:
             raise LayerError(
                 f"{source} changed size while it was written into a layer",
                 "do not modify files while a layer is built from them",
             )
     sink.write(tarfmt.padding(entry.size))
+
+
+def _reading(source: str | Path, call: Callable[..., _T], *args: object) -> _T:
+    """``call(*args)``, an OSError worded as a failure to read ``source``."""
+    try:
+        return call(*args)
+    except OSError as e:
+        raise LayerError(f"cannot read {source}: {e.strerror}") from e
 
 
 def entry_from_stat(
