@@ -17,6 +17,7 @@ ALLOWED = {
     "sandbox": {"errors", "oci"},
     "images": {"errors", "oci", "layout", "registry", "store"},
     "store": {"layout"},
+    "procs": set(),
     "build": {
         "__init__",
         "errors",
@@ -30,6 +31,7 @@ ALLOWED = {
         "inspect",
         "store",
         "run",
+        "procs",
     },
     # run/ never imports build/: the builder reuses run.rootfs, not the other way round
     "run": {
@@ -42,6 +44,7 @@ ALLOWED = {
         "sandbox",
         "images",
         "store",
+        "procs",
     },
 }
 # third-party modules the pure packages may use

@@ -59,7 +59,6 @@ import shutil
 import stat
 import subprocess
 import tarfile
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -70,6 +69,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal, TypeVar, cast
 
 from manyarch import dockerfile as df
+from manyarch.build.scratch import scratch
 from manyarch.errors import BuildError, DockerfileError, ManyarchError
 from manyarch.images import (
     LayoutSink,
@@ -103,7 +103,7 @@ from manyarch.sandbox import emulation
 from manyarch.sandbox.bwrap import Bind, Sandboxed, SandboxSpec, remove_created, start
 from manyarch.sandbox.rootpath import resolve_in_root
 from manyarch.sandbox.users import resolve_user
-from manyarch.store import open_store, work_dir
+from manyarch.store import open_store
 
 #: Host CA bundle made visible to RUN steps (never baked into a layer): the
 #: machines that build often sit behind a TLS-intercepting proxy.
@@ -248,8 +248,8 @@ def build(options: BuildOptions, progress: Progress | None = None) -> BuildResul
     store = open_store()
     with (
         store.lease(),
-        tempfile.TemporaryDirectory(prefix="manyarch-build-", dir=work_dir()) as tmp,
-        _Build(options, parsed, store, Path(tmp), progress) as b,
+        scratch() as tmp,
+        _Build(options, parsed, store, tmp, progress) as b,
     ):
         results = b.run_all()
         manifests = tuple(d for d, _ in results)

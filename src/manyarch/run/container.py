@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from manyarch import procs
 from manyarch.errors import ManyarchError, NotFound, SandboxError, UsageError
 from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Manifest
@@ -312,34 +313,6 @@ def die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def _proc_start(pid: int) -> str:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def _alive(pid: int, start: str) -> bool:
-    return pid > 0 and bool(start) and _proc_start(pid) == start
-
-
 @dataclass
 class Supervisor:
     """Runs one container to its end; the exit code is the container process's."""
@@ -372,7 +345,7 @@ class Supervisor:
         lower = rootfs.unpacked(store, digest, Manifest.parse(store.read_blob(digest)))
         view = rootfs.View(lower, state.directory)
         state.supervisor = os.getpid()
-        state.supervisor_start = _proc_start(os.getpid())
+        state.supervisor_start = procs.start_time(os.getpid())
         state.save()
         lifeline = start_reaper(state.directory)
         pasta: subprocess.Popen[bytes] | None = None
@@ -522,11 +495,11 @@ def reap(directory: Path) -> None:
     state = load_state(directory)
     if state is None or state.status == "exited":
         return
-    if state.pid and _running(state.pid):
+    if state.pid and procs.running(state.pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(state.pid, signal.SIGKILL)
         deadline = time.monotonic() + 5
-        while _running(state.pid) and time.monotonic() < deadline:
+        while procs.running(state.pid) and time.monotonic() < deadline:
             time.sleep(0.02)
     view = rootfs.View(rootfs.cached_path(Digest.parse(state.manifest_digest)), directory)
     if state.remove:
@@ -588,7 +561,7 @@ def start_detached(state: ContainerState, *, wait: float = 10.0) -> tuple[Contai
             # bwrap's child execs the program: its name changes from "bwrap" (by comm,
             # which a foreign mount namespace does not disguise as it does exe)
             if current.status == "running" and current.pid:
-                comm = _comm(current.pid)
+                comm = procs.comm(current.pid)
                 if comm and comm != "bwrap":
                     return current, b""
             time.sleep(0.02)
@@ -610,9 +583,9 @@ def _sweep(state: ContainerState) -> ContainerState | None:
     """A container whose supervisor died without cleaning up: clean up now."""
     if state.status == "exited" or not state.supervisor:
         return state
-    if _alive(state.supervisor, state.supervisor_start):
+    if procs.alive(state.supervisor, state.supervisor_start):
         return state
-    if state.pid and _running(state.pid):
+    if state.pid and procs.running(state.pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(state.pid, signal.SIGKILL)
     view = rootfs.View(rootfs.cached_path(Digest.parse(state.manifest_digest)), state.directory)
@@ -676,7 +649,7 @@ def _wait_exit(state: ContainerState, timeout: float) -> bool:
         current = load_state(state.directory)
         if current is None or current.status == "exited":
             return True
-        if not _alive(current.supervisor, current.supervisor_start):
+        if not procs.alive(current.supervisor, current.supervisor_start):
             _sweep(current)
             return True
         time.sleep(0.05)

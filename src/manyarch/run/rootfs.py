@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -184,6 +185,34 @@ class View:
 def _overlay_ok(lower: Path, directory: Path) -> bool:
     # overlayfs options are comma- and colon-separated: such paths cannot be given
     return not any(c in str(p) for p in (lower, directory) for c in ",:\\")
+
+
+def mounts_under(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> list[Path]:
+    """The mount points at or below ``path``, deepest first."""
+    try:
+        text = mountinfo.read_text()
+    except OSError:
+        return []
+    top = os.fspath(path.resolve())
+    found: list[Path] = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 5:
+            continue
+        # the kernel escapes space, tab, newline and backslash as octal
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+        if point == top or point.startswith(top.rstrip("/") + "/"):
+            found.append(Path(point))
+    return sorted(set(found), key=lambda p: len(p.parts), reverse=True)
+
+
+def unmount_under(path: Path) -> bool:
+    """Unmount everything mounted at or below ``path`` (lazily when busy); True when all went."""
+    for point in mounts_under(path):
+        r = subprocess.run(["umount", str(point)], capture_output=True)
+        if r.returncode != 0:
+            subprocess.run(["umount", "-l", str(point)], capture_output=True)
+    return not mounts_under(path)
 
 
 def is_mountpoint(path: Path) -> bool:
