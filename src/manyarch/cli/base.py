@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from manyarch.build import base
-from manyarch.build.publish import RegistryPublisher, parse_output
-from manyarch.cli.common import add_registry_flags, client_factory
+from manyarch.cli.common import add_registry_flags, client_factory, defer
 from manyarch.errors import UsageError
-from manyarch.layout import Layout
-from manyarch.oci.platform import Platform, host_platform, parse_platforms
-from manyarch.oci.reference import Reference
+
+if TYPE_CHECKING:
+    from manyarch.build import base
+    from manyarch.oci.platform import Platform
+    from manyarch.oci.reference import Reference
 
 
 def register(sub: Any) -> None:
@@ -34,6 +32,13 @@ def register(sub: Any) -> None:
         "image index. Reproducible with SOURCE_DATE_EPOCH and a snapshot mirror; reused "
         "from $XDG_CACHE_HOME/manyarch/base when built before with the same inputs.",
     )
+    defer(p, _flags)
+    p.set_defaults(func=run)
+
+
+def _flags(p: argparse.ArgumentParser) -> None:
+    from manyarch.build import base
+
     p.add_argument(
         "--platform",
         default="",
@@ -86,7 +91,6 @@ def register(sub: Any) -> None:
         help="where built platforms are kept (default $XDG_CACHE_HOME/manyarch/base)",
     )
     add_registry_flags(p)
-    p.set_defaults(func=run)
 
 
 def _epoch(args: argparse.Namespace) -> int | None:
@@ -105,6 +109,9 @@ def _epoch(args: argparse.Namespace) -> int | None:
 
 
 def _options(args: argparse.Namespace) -> base.BaseOptions:
+    from manyarch.build import base
+    from manyarch.oci.platform import Platform, host_platform, parse_platforms
+
     platforms = parse_platforms(args.platform) if args.platform else [host_platform()]
     include = tuple(p.strip() for item in args.include for p in item.split(",") if p.strip())
     kw: dict[str, Any] = {}
@@ -127,6 +134,9 @@ def _options(args: argparse.Namespace) -> base.BaseOptions:
 
 
 def _destinations(args: argparse.Namespace) -> tuple[list[Reference], list[tuple[Path, bool]]]:
+    from manyarch.build.publish import parse_output
+    from manyarch.oci.reference import Reference
+
     refs = [Reference.parse(t).tagged_or_latest() for t in args.tag]
     push = bool(args.push)
     layouts: list[tuple[Path, bool]] = []
@@ -162,6 +172,14 @@ def _progress(platform: Platform, step: str, seconds: float) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build (or reuse) the base, then write or push it."""
+    import logging
+    import tempfile
+
+    from manyarch.build import base
+    from manyarch.build.publish import RegistryPublisher
+    from manyarch.layout import Layout
+    from manyarch.oci.reference import Reference
+
     if getattr(args, "debug", False):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("debug: %(message)s"))
@@ -201,6 +219,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_archive(image: base.BaseImage, dest: Path, tag: str) -> None:
+    import tempfile
+
+    from manyarch.build import base
+    from manyarch.layout import Layout
+
     parent = dest.parent if str(dest.parent) else Path(".")
     with tempfile.TemporaryDirectory(prefix=".manyarch-", dir=parent) as tmp:
         layout = Layout.open(Path(tmp) / "layout", create=True)

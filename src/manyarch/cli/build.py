@@ -18,32 +18,16 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console, Group
-from rich.live import Live
-from rich.markup import escape
-from rich.text import Text
-
-from manyarch.build.builder import BuildOptions, Progress, StepEvent, build
-from manyarch.build.cache import build_hooks
-from manyarch.build.publish import (
-    DockerArchivePublisher,
-    LayoutPublisher,
-    OutputSpec,
-    Publisher,
-    RegistryPublisher,
-    parse_output,
-    write_metadata,
-)
 from manyarch.cli.common import add_registry_flags, client_factory, registry_options, stderr_is_tty
 from manyarch.errors import UsageError
-from manyarch.oci.manifest import Manifest
-from manyarch.oci.platform import host_platform, parse_platforms
-from manyarch.oci.reference import Reference
-from manyarch.store import open_store
+
+if TYPE_CHECKING:
+    from manyarch.build.builder import Progress, StepEvent
+    from manyarch.build.publish import OutputSpec, Publisher
+    from manyarch.oci.reference import Reference
 
 
 def register(sub: Any) -> None:
@@ -122,6 +106,9 @@ def media_types(outputs: list[OutputSpec]) -> bool:
 def _publishers(
     args: argparse.Namespace, outputs: list[OutputSpec], tags: list[Reference]
 ) -> list[Publisher]:
+    from manyarch.build.publish import DockerArchivePublisher, LayoutPublisher, RegistryPublisher
+    from manyarch.oci.reference import Reference
+
     pubs: list[Publisher] = []
     registry_out = [o for o in outputs if o.type in ("registry", "image")]
     for o in registry_out:
@@ -153,6 +140,16 @@ def _publishers(
 
 
 def _run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from manyarch.build.builder import BuildOptions, build
+    from manyarch.build.cache import build_hooks
+    from manyarch.build.publish import parse_output, write_metadata
+    from manyarch.oci.manifest import Manifest
+    from manyarch.oci.platform import host_platform, parse_platforms
+    from manyarch.oci.reference import Reference
+    from manyarch.store import open_store
+
     if args.load:
         raise UsageError(
             "--load needs a Docker daemon, and manyarch works without one",
@@ -304,6 +301,9 @@ class _LiveProgress:
     """
 
     def __init__(self, out: TextIO) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
         self.console = Console(file=out)
         self.lock = threading.Lock()
         self.running: dict[tuple[str, int], tuple[StepEvent, float, str]] = {}
@@ -317,6 +317,9 @@ class _LiveProgress:
         self.live.__exit__(*exc)
 
     def __rich__(self) -> Any:
+        from rich.console import Group
+        from rich.text import Text
+
         now = time.monotonic()
         with self.lock:
             rows = list(self.running.values())
@@ -351,4 +354,6 @@ class _LiveProgress:
 
 
 def _escape(text: str) -> str:
+    from rich.markup import escape
+
     return escape(text)

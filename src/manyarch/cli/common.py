@@ -1,16 +1,25 @@
-"""Flags shared by several commands, and how they become library options."""
+"""Flags shared by several commands, and how they become library options.
+
+Building the parser must stay cheap (``manyarch --version`` builds it): the
+command modules import the library where a command runs, not at the top.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from manyarch.errors import ManyarchError
-from manyarch.registry import RegistryClient, RegistryOptions
-from manyarch.registry.options import load_registry_hosts
+from manyarch.errors import ManyarchError, UsageError
+
+if TYPE_CHECKING:
+    from manyarch.registry import RegistryClient, RegistryOptions
+
+#: Adds flags to a parser; see :func:`defer`.
+AddFlags = Callable[[argparse.ArgumentParser], None]
 
 #: Where buildkitd.toml files are looked for when --config is not given (BuildKit's own
 #: places, then the current directory, where the seed keeps its buildkitd.toml).
@@ -20,6 +29,49 @@ BUILDKITD_CONFIGS = (
     Path("buildkitd.toml"),
 )
 DAEMON_JSON = Path("/etc/docker/daemon.json")
+
+
+class Parser(argparse.ArgumentParser):
+    """A parser whose errors are UsageErrors, and whose deferred flags are added when used."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.deferred: list[AddFlags] = []
+
+    def _complete(self) -> None:
+        while self.deferred:
+            self.deferred.pop(0)(self)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """Add the deferred flags, then parse."""
+        self._complete()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        """Add the deferred flags, then the usage line."""
+        self._complete()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        """Add the deferred flags, then the help."""
+        self._complete()
+        return super().format_help()
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """Raise the error instead of printing usage and exiting."""
+        raise UsageError(f"{self.prog}: {message}", f"see '{self.prog} --help'")
+
+
+def defer(parser: argparse.ArgumentParser, add: AddFlags) -> None:
+    """Run ``add(parser)`` only when the parser parses or shows help.
+
+    For flags whose defaults, choices or help come from a module too heavy to
+    import whenever the parser is built; their order in the help is kept.
+    """
+    if isinstance(parser, Parser):
+        parser.deferred.append(add)
+    else:
+        add(parser)
 
 
 def add_registry_flags(p: argparse.ArgumentParser) -> None:
@@ -52,6 +104,9 @@ def add_registry_flags(p: argparse.ArgumentParser) -> None:
 
 def registry_options(args: argparse.Namespace) -> RegistryOptions:
     """RegistryOptions from the shared flags and the configuration files."""
+    from manyarch.registry import RegistryOptions
+    from manyarch.registry.options import load_registry_hosts
+
     opts = RegistryOptions(
         insecure=frozenset(getattr(args, "insecure_registry", []) or []),
         jobs=getattr(args, "jobs", 4) or 4,
@@ -72,6 +127,8 @@ def registry_options(args: argparse.Namespace) -> RegistryOptions:
 
 def client_factory(args: argparse.Namespace) -> Any:
     """A lazy RegistryClient factory bound to the flags (one client per command)."""
+    from manyarch.registry import RegistryClient
+
     holder: list[RegistryClient] = []
 
     def make() -> RegistryClient:

@@ -7,12 +7,13 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from manyarch.cli.common import report
+from manyarch.cli.common import defer, report
 from manyarch.errors import ManyarchError
-from manyarch.run import container
-from manyarch.run.container import ContainerState, parse_time
+
+if TYPE_CHECKING:
+    from manyarch.run.container import ContainerState
 
 
 def register(sub: Any) -> None:
@@ -27,13 +28,19 @@ def register(sub: Any) -> None:
     lg.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
     lg.set_defaults(func=_logs)
     st = sub.add_parser("stop", help="stop running containers (SIGTERM, then SIGKILL)")
-    st.add_argument("containers", nargs="+", metavar="CONTAINER")
-    st.add_argument("-t", "--time", type=float, default=container.DEFAULT_STOP_TIMEOUT)
+    defer(st, _stop_flags)
     st.set_defaults(func=_stop)
     rm = sub.add_parser("rm", help="remove containers")
     rm.add_argument("containers", nargs="+", metavar="CONTAINER")
     rm.add_argument("-f", "--force", action="store_true", help="stop running ones first")
     rm.set_defaults(func=_rm)
+
+
+def _stop_flags(st: argparse.ArgumentParser) -> None:
+    from manyarch.run.container import DEFAULT_STOP_TIMEOUT
+
+    st.add_argument("containers", nargs="+", metavar="CONTAINER")
+    st.add_argument("-t", "--time", type=float, default=DEFAULT_STOP_TIMEOUT)
 
 
 def ago(when: datetime | None, now: datetime | None = None) -> str:
@@ -50,6 +57,8 @@ def ago(when: datetime | None, now: datetime | None = None) -> str:
 
 def status_of(s: ContainerState) -> str:
     """docker's STATUS column."""
+    from manyarch.run.container import parse_time
+
     if s.status == "running":
         return f"Up {ago(parse_time(s.started))}"
     if s.status == "exited":
@@ -58,6 +67,9 @@ def status_of(s: ContainerState) -> str:
 
 
 def _ps(args: argparse.Namespace) -> int:
+    from manyarch.run import container
+    from manyarch.run.container import parse_time
+
     states = container.list_containers(all_=args.all)
     if args.quiet:
         for s in states:
@@ -91,6 +103,8 @@ def _table(rows: Sequence[Sequence[str]]) -> None:
 
 
 def _logs(args: argparse.Namespace) -> int:
+    from manyarch.run import container
+
     s = container.find(args.container)
     try:
         f = open(s.log, "rb")  # noqa: SIM115
@@ -118,6 +132,8 @@ def _logs(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
+    from manyarch.run import container
+
     code = 0
     for word in args.containers:
         try:
@@ -131,6 +147,8 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def _rm(args: argparse.Namespace) -> int:
+    from manyarch.run import container
+
     code = 0
     for word in args.containers:
         try:

@@ -6,9 +6,6 @@ import argparse
 from typing import Any
 
 from manyarch.cli.common import add_registry_flags, client_factory
-from manyarch.images import copy, open_sink, open_source
-from manyarch.oci.platform import parse_platforms
-from manyarch.oci.reference import parse_any
 
 
 def register(sub: Any) -> None:
@@ -22,6 +19,10 @@ def register(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from manyarch.images import copy, open_sink, open_source
+    from manyarch.oci.platform import parse_platforms
+    from manyarch.oci.reference import parse_any
+
     client = client_factory(args)
     src = open_source(parse_any(args.source), client)
     sink, tag = open_sink(parse_any(args.destination), client)

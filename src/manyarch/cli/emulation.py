@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from manyarch.oci.platform import Platform, host_platform
-from manyarch.sandbox import emulation
-
 
 def register(sub: Any) -> None:
     """Add the ``emulation`` command."""
@@ -25,6 +22,9 @@ def register(sub: Any) -> None:
 
 
 def _arches(names: list[str]) -> list[str]:
+    from manyarch.oci.platform import Platform, host_platform
+    from manyarch.sandbox import emulation
+
     if "all" in names:
         host = host_platform()
         return [
@@ -36,6 +36,9 @@ def _arches(names: list[str]) -> list[str]:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from manyarch.oci.platform import Platform, host_platform
+    from manyarch.sandbox import emulation
+
     host = host_platform()
     print(f"host: {host}")
     for arch in emulation.QEMU_ARCH:
@@ -50,6 +53,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _install(args: argparse.Namespace) -> int:
+    from manyarch.sandbox import emulation
+
     for arch in _arches(args.arch):
         h = emulation.install(arch)
         print(f"{arch}: {h.name} -> {h.interpreter} (flags {h.flags})")
@@ -57,6 +62,8 @@ def _install(args: argparse.Namespace) -> int:
 
 
 def _uninstall(args: argparse.Namespace) -> int:
+    from manyarch.sandbox import emulation
+
     for arch in _arches(args.arch):
         removed = emulation.uninstall(arch)
         print(f"{arch}: {'removed' if removed else 'not registered'}")

@@ -9,10 +9,6 @@ from typing import Any
 from manyarch.cli.common import report
 from manyarch.cli.containers import ago
 from manyarch.errors import ManyarchError, UsageError
-from manyarch.oci.platform import Platform
-from manyarch.run import container, local, rootfs
-from manyarch.store import open_store
-from manyarch.units import human_size
 
 
 def register(sub: Any) -> None:
@@ -47,6 +43,10 @@ def register(sub: Any) -> None:
 
 
 def _images(args: argparse.Namespace) -> int:
+    from manyarch.run import container, local
+    from manyarch.store import open_store
+    from manyarch.units import human_size
+
     store = open_store()
     imgs = local.list_images(store)
     if args.quiet:
@@ -86,6 +86,9 @@ def _micro(created: str) -> str:
 
 
 def _rmi(args: argparse.Namespace) -> int:
+    from manyarch.run import container, local, rootfs
+    from manyarch.store import open_store
+
     store = open_store()
     used = container.in_use()
     code = 0
@@ -107,6 +110,10 @@ def _rmi(args: argparse.Namespace) -> int:
 
 
 def _save(args: argparse.Namespace) -> int:
+    from manyarch.oci.platform import Platform
+    from manyarch.run import local
+    from manyarch.store import open_store
+
     platform = Platform.parse(args.platform) if args.platform else None
     if not args.output.parent.is_dir():
         raise UsageError(
@@ -123,6 +130,9 @@ def _save(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> int:
+    from manyarch.run import local
+    from manyarch.store import open_store
+
     names = local.load(open_store(), args.input)
     if not args.quiet:
         for n in names:

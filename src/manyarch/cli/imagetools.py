@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from manyarch.cli.common import add_registry_flags, client_factory
 from manyarch.errors import UsageError
-from manyarch.images import Sink, Source, copy_blobs, open_sink, open_source, parse_top
-from manyarch.inspect import describe, format_sizes, format_template, format_text, sizes
-from manyarch.oci import mediatypes as mt
-from manyarch.oci.manifest import Descriptor, ImageConfig, Index, Manifest
-from manyarch.oci.reference import LayoutReference, Reference, parse_any
+
+if TYPE_CHECKING:
+    from manyarch.images import Sink, Source
+    from manyarch.oci.manifest import Descriptor, Manifest
+    from manyarch.oci.reference import LayoutReference, Reference
 
 
 def register(sub: Any) -> None:
@@ -38,12 +38,19 @@ def register(sub: Any) -> None:
 
 
 def _name(ref: Reference | LayoutReference) -> str:
+    from manyarch.oci.reference import Reference
+
     if isinstance(ref, Reference):
         return str(ref.tagged_or_latest())
     return str(ref)
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from manyarch.images import open_source
+    from manyarch.inspect import describe, format_sizes, format_template, format_text, sizes
+    from manyarch.oci.manifest import Index
+    from manyarch.oci.reference import parse_any
+
     ref = parse_any(args.name)
     source = open_source(ref, client_factory(args))
     if args.raw:
@@ -63,6 +70,9 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _entries(source: Source) -> list[tuple[Descriptor, Manifest | None]]:
     """The manifest descriptors a source contributes (with platforms)."""
+    from manyarch.images import parse_top
+    from manyarch.oci.manifest import Descriptor, ImageConfig, Index
+
     doc = source.root()
     top = parse_top(doc)
     if isinstance(top, Index):
@@ -72,6 +82,11 @@ def _entries(source: Source) -> list[tuple[Descriptor, Manifest | None]]:
 
 
 def _create(args: argparse.Namespace) -> int:
+    from manyarch.images import open_sink, open_source
+    from manyarch.oci import mediatypes as mt
+    from manyarch.oci.manifest import Index
+    from manyarch.oci.reference import parse_any
+
     if not args.tag and not args.dry_run:
         raise UsageError("imagetools create needs a target", "give one with -t REF")
     if not args.sources and not args.append:
@@ -115,6 +130,9 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _copy_child(src: Source, sink: Sink, desc: Descriptor) -> None:
+    from manyarch.images import copy_blobs, parse_top
+    from manyarch.oci.manifest import Manifest
+
     mdoc = src.document(desc)
     child = parse_top(mdoc)
     if isinstance(child, Manifest):

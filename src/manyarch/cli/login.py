@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import base64
-import getpass
 import json
 import os
 import sys
-import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from manyarch.cli.common import add_registry_flags, registry_options
 from manyarch.errors import AuthError, ManyarchError, NotFound, UsageError
-from manyarch.oci.reference import Reference
-from manyarch.registry import RegistryClient
-from manyarch.registry.credentials import docker_config_dir, server_key
 
 
 def register(sub: Any) -> None:
@@ -35,6 +28,8 @@ def register(sub: Any) -> None:
 
 
 def _config_path() -> Path:
+    from manyarch.registry.credentials import docker_config_dir
+
     return docker_config_dir() / "config.json"
 
 
@@ -52,6 +47,8 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def _save(path: Path, data: dict[str, Any]) -> None:
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.json.")
     with os.fdopen(fd, "w") as f:
@@ -62,6 +59,15 @@ def _save(path: Path, data: dict[str, Any]) -> None:
 
 
 def _login(args: argparse.Namespace) -> int:
+    import base64
+    import getpass
+    import tempfile
+    from dataclasses import replace
+
+    from manyarch.oci.reference import Reference
+    from manyarch.registry import RegistryClient
+    from manyarch.registry.credentials import server_key
+
     if args.password_stdin and args.password:
         raise UsageError("--password and --password-stdin are mutually exclusive")
     if not args.username and not sys.stdin.isatty():
@@ -103,6 +109,8 @@ def _login(args: argparse.Namespace) -> int:
 
 
 def _logout(args: argparse.Namespace) -> int:
+    from manyarch.registry.credentials import server_key
+
     path = _config_path()
     data = _load(path)
     key = server_key(args.server)

@@ -8,8 +8,8 @@ import sys
 from collections.abc import Sequence
 
 from manyarch import __version__
-from manyarch.cli.common import report
-from manyarch.errors import ManyarchError, UsageError
+from manyarch.cli.common import Parser, report
+from manyarch.errors import ManyarchError
 
 #: The order commands are listed in; any other module of manyarch.cli with a
 #: ``register(subparsers)`` function is found and listed after these.
@@ -36,20 +36,15 @@ def _command_modules() -> list[str]:
     return [c for c in COMMANDS if c in found] + sorted(found - set(COMMANDS))
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}", f"see '{self.prog} --help'")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, one sub-parser per command module."""
-    parser = _Parser(
+    parser = Parser(
         prog="manyarch",
         description="Multi-platform container images for Python applications, without Docker.",
     )
     parser.add_argument("--version", action="version", version=f"manyarch {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for every error")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in _command_modules():
         module = importlib.import_module(f"manyarch.cli.{name}")
         if hasattr(module, "register"):

@@ -6,10 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from manyarch.build.cache import DEFAULT_MAX_BYTES, buildcache_dir, parse_size, prune
-from manyarch.run import container, local, rootfs
-from manyarch.store import open_store
-from manyarch.units import human_size
+from manyarch.cli.common import defer
 
 
 def register(sub: Any) -> None:
@@ -17,8 +14,17 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "prune",
         help="remove build cache entries, least recently used first",
-        description="Drop build cache entries (and their layers) until the cache fits "
-        f"in --keep-storage (default {DEFAULT_MAX_BYTES // 1024**3}GB); --all drops every one.",
+    )
+    defer(p, _flags)
+    p.set_defaults(func=_run)
+
+
+def _flags(p: argparse.ArgumentParser) -> None:
+    from manyarch.build.cache import DEFAULT_MAX_BYTES
+
+    p.description = (
+        "Drop build cache entries (and their layers) until the cache fits "
+        f"in --keep-storage (default {DEFAULT_MAX_BYTES // 1024**3}GB); --all drops every one."
     )
     p.add_argument(
         "-a",
@@ -28,10 +34,14 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--keep-storage", metavar="SIZE", help="e.g. 5GB, 512MB")
     p.add_argument("-f", "--force", action="store_true", help="accepted for buildx compatibility")
-    p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from manyarch.build.cache import buildcache_dir, parse_size, prune
+    from manyarch.run import container, local, rootfs
+    from manyarch.store import open_store
+    from manyarch.units import human_size
+
     keep = parse_size(args.keep_storage) if args.keep_storage else None
     r = prune(keep_bytes=keep, all=args.all)
     print(

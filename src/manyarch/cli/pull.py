@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from manyarch.cli.common import add_registry_flags, client_factory
-from manyarch.oci.platform import Platform
-from manyarch.oci.reference import AnyReference, Reference
-from manyarch.run.local import PullResult, parse_image_ref, pull
-from manyarch.store import open_store
+
+if TYPE_CHECKING:
+    from manyarch.oci.platform import Platform
+    from manyarch.oci.reference import AnyReference
+    from manyarch.run.local import PullResult
 
 
 def register(sub: Any) -> None:
@@ -30,6 +31,8 @@ def register(sub: Any) -> None:
 
 def display(ref: AnyReference) -> str:
     """How docker names a reference in its messages."""
+    from manyarch.oci.reference import Reference
+
     return ref.familiar if isinstance(ref, Reference) else str(ref)
 
 
@@ -42,6 +45,10 @@ def pull_and_report(
     quiet: bool = False,
 ) -> PullResult:
     """Pull, printing what docker prints (to ``out``)."""
+    from manyarch.oci.reference import Reference
+    from manyarch.run.local import pull
+    from manyarch.store import open_store
+
     store = open_store()
     if not quiet:
         if isinstance(ref, Reference):
@@ -74,6 +81,10 @@ def pull_and_report(
 
 
 def _run(args: argparse.Namespace) -> int:
+    from manyarch.oci.platform import Platform
+    from manyarch.oci.reference import Reference
+    from manyarch.run.local import parse_image_ref
+
     ref = parse_image_ref(args.image)
     platform = Platform.parse(args.platform) if args.platform else None
     pull_and_report(args, ref, platform, sys.stdout, quiet=args.quiet)

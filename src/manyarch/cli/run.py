@@ -11,12 +11,6 @@ from typing import Any
 from manyarch.cli.common import add_registry_flags
 from manyarch.cli.pull import pull_and_report
 from manyarch.errors import NotFound, UsageError
-from manyarch.oci.platform import Platform, host_platform
-from manyarch.run import container
-from manyarch.run.container import RunOptions
-from manyarch.run.local import find_local, parse_image_ref, store_name
-from manyarch.run.network import PortMapping
-from manyarch.store import open_store
 
 
 def register(sub: Any) -> None:
@@ -97,6 +91,13 @@ def parse_env(items: list[str], files: list[Path]) -> dict[str, str]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from manyarch.oci.platform import Platform, host_platform
+    from manyarch.run import container
+    from manyarch.run.container import RunOptions
+    from manyarch.run.local import find_local, parse_image_ref, store_name
+    from manyarch.run.network import PortMapping
+    from manyarch.store import open_store
+
     ref = parse_image_ref(args.image)
     platform = Platform.parse(args.platform) if args.platform else None
     ports = [PortMapping.parse(p) for p in args.publish]
