@@ -13,7 +13,7 @@ import functools
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol, cast
+from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
 
 from manyarch.errors import InvalidDocument, PlatformNotFound
 from manyarch.layout import Layout
@@ -28,8 +28,10 @@ from manyarch.oci.manifest import (
 )
 from manyarch.oci.platform import Platform
 from manyarch.oci.reference import AnyReference, LayoutReference, Reference
-from manyarch.registry import RegistryClient, run_parallel
 from manyarch.store import work_dir
+
+if TYPE_CHECKING:  # the registry client (httpx) loads only when a registry is used
+    from manyarch.registry import RegistryClient
 
 Progress = Callable[[str], None]
 
@@ -318,6 +320,8 @@ def copy_blobs(
             sink.put_blob(desc, opener)
         if progress:
             progress(f"{desc.digest.short}: copied {desc.size} bytes")
+
+    from manyarch.registry import run_parallel
 
     run_parallel([functools.partial(one, d) for d in todo.values()], jobs=jobs)
 

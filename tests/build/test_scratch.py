@@ -91,3 +91,13 @@ def test_a_killed_builds_mounts_are_swept_by_the_next_build(
     r = subprocess.run(cmd2, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert not left.exists() and mounts_under(isolated_build) == []
+
+
+def test_prune_sweeps_killed_builds(isolated_build: Path) -> None:
+    dead = _owned(isolated_build, "dead", _dead_pid(), "12345")
+    r = subprocess.run(
+        [sys.executable, "-m", "manyarch", "prune"], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    assert "removed 1 scratch directories of builds that were killed" in r.stdout
+    assert not dead.exists()

@@ -101,3 +101,28 @@ def test_python_m_version(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout == f"manyarch {__version__}\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "codes"),
+    [
+        # argparse itself ignores a failed write of the help when stdout is unbuffered
+        (["--help"], {0, 141}),
+        (["emulation", "status"], {141}),
+    ],
+)
+def test_a_reader_that_goes_away_ends_the_command_quietly(args: list[str], codes: set[int]) -> None:
+    # `manyarch ... | head -1`: no BrokenPipeError traceback, SIGPIPE's status
+    r_fd, w_fd = os.pipe()
+    os.close(r_fd)  # nobody will read what the command prints
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "manyarch", *args],
+            stdout=w_fd,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(w_fd)
+    assert r.returncode in codes and r.stderr == ""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -54,7 +56,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit code."""
-    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        try:
+            return _run(list(sys.argv[1:] if argv is None else argv))
+        finally:  # here (also after argparse's --help), where a reader that went away is handled
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader went away (`manyarch images | head -1`): stop quietly, as
+        # a shell tool does, and keep Python from complaining at exit when it
+        # flushes stdout again
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+        return 128 + signal.SIGPIPE
+
+
+def _run(args_list: list[str]) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(args_list)

@@ -1,5 +1,6 @@
 """``manyarch prune [--all] [--keep-storage SIZE]``: trim the build cache (LRU);
-with ``--all`` also the unpacked image trees no image, container or build uses."""
+with ``--all`` also the unpacked image trees no image, container or build uses.
+Killed builds' scratch directories (and their mounts) go first, always."""
 
 from __future__ import annotations
 
@@ -38,10 +39,14 @@ def _flags(p: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from manyarch.build.cache import buildcache_dir, parse_size, prune
+    from manyarch.build.scratch import sweep
     from manyarch.run import container, local, rootfs
-    from manyarch.store import open_store
+    from manyarch.store import open_store, work_dir
     from manyarch.units import human_size
 
+    stale = sweep(work_dir())
+    if stale:
+        print(f"removed {len(stale)} scratch directories of builds that were killed")
     keep = parse_size(args.keep_storage) if args.keep_storage else None
     r = prune(keep_bytes=keep, all=args.all)
     print(

@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from manyarch import procs
 from manyarch.errors import ManyarchError, NotFound, SandboxError, UsageError
@@ -42,12 +42,14 @@ from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Manifest
 from manyarch.oci.platform import Platform, host_platform
 from manyarch.run import rootfs
-from manyarch.run.local import LocalImage
 from manyarch.run.network import PortMapping, allow_low_ports, start_forwarding
 from manyarch.sandbox import emulation
 from manyarch.sandbox.bwrap import DEFAULT_PATH, SandboxSpec, start
 from manyarch.sandbox.rootpath import resolve_in_root
 from manyarch.store import data_home, open_store
+
+if TYPE_CHECKING:
+    from manyarch.run.local import LocalImage
 
 STATE_FILE = "state.json"
 LOG_FILE = "container.log"

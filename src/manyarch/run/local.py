@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from manyarch.errors import InvalidReference, NotFound, PlatformNotFound, UsageError
 from manyarch.images import (
@@ -37,7 +38,9 @@ from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Descriptor, ImageConfig, Index, Manifest
 from manyarch.oci.platform import Platform, host_platform
 from manyarch.oci.reference import AnyReference, LayoutReference, Reference, parse_any
-from manyarch.registry import RegistryClient
+
+if TYPE_CHECKING:
+    from manyarch.registry import RegistryClient
 
 Progress = Callable[[str], None]
 
