@@ -123,6 +123,32 @@ def test_host_platform_serves_x86_64_then_ps_logs_stop(
     assert containers(data_home) == [] and mounts_under(data_home) == []
 
 
+def test_stop_sends_the_stop_signal(demo_image: DemoImage, env: dict[str, str]) -> None:
+    # a program that ignores SIGTERM but ends on SIGUSR1, as --stop-signal says
+    script = "trap '' TERM; trap 'echo got-usr1; exit 3' USR1; echo up; while :; do sleep 0.1; done"
+    r = manyarch(
+        env,
+        "run",
+        "-d",
+        "--name",
+        "usr1",
+        "--stop-signal",
+        "usr1",
+        demo_image.ref,
+        "sh",
+        "-c",
+        script,
+    )
+    assert r.returncode == 0, r.stderr
+    assert manyarch(env, "stop", "-t", "30", "usr1").returncode == 0
+    # 3 from the trap: a SIGTERM would have been ignored, then SIGKILLed (137)
+    assert "Exited (3)" in manyarch(env, "ps", "-a").stdout
+    assert manyarch(env, "logs", "usr1").stdout.split() == ["up", "got-usr1"]
+    assert manyarch(env, "rm", "usr1").returncode == 0
+    bad = manyarch(env, "run", "--stop-signal", "SIGNOPE", demo_image.ref)
+    assert bad.returncode == 2 and "invalid signal: SIGNOPE" in bad.stderr
+
+
 def test_arm64_runs_under_emulation(
     demo_image: DemoImage, env: dict[str, str], data_home: Path
 ) -> None:

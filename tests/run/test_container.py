@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -139,3 +141,37 @@ def test_emulation_hint(platform: str, on: bool, has_hint: bool) -> None:
     assert (hint is not None) == has_hint
     if hint:
         assert "manyarch emulation install arm64" in hint
+
+
+@pytest.mark.parametrize(
+    ("text", "sig"),
+    [
+        ("SIGQUIT", signal.SIGQUIT),
+        ("QUIT", signal.SIGQUIT),
+        (" quit ", signal.SIGQUIT),
+        ("3", signal.SIGQUIT),
+        ("sigusr1", signal.SIGUSR1),
+    ],
+)
+def test_signals_are_read_as_docker_reads_them(text: str, sig: signal.Signals) -> None:
+    assert container.parse_signal(text) is sig
+
+
+@pytest.mark.parametrize("text", ["", "SIGNOPE", "999", "-1"])
+def test_a_bad_signal_is_a_usage_error(text: str) -> None:
+    with pytest.raises(UsageError, match="invalid signal"):
+        container.parse_signal(text)
+
+
+def test_stop_signal_from_the_flag_then_the_image_then_sigterm() -> None:
+    plain = image(None, ("serve",))
+    quits = dataclasses.replace(
+        plain,
+        config=dataclasses.replace(
+            plain.config,
+            config=dataclasses.replace(plain.config.config, stop_signal="SIGQUIT"),
+        ),
+    )
+    assert container.stop_signal_of(plain, RunOptions()) == "SIGTERM"
+    assert container.stop_signal_of(quits, RunOptions()) == "SIGQUIT"
+    assert container.stop_signal_of(quits, RunOptions(stop_signal="usr1")) == "SIGUSR1"

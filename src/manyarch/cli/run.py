@@ -46,6 +46,9 @@ def register(sub: Any) -> None:
     p.add_argument("-u", "--user", help="USER[:GROUP] (names or numbers)")
     p.add_argument("--entrypoint", help="override the image's ENTRYPOINT")
     p.add_argument(
+        "--stop-signal", metavar="SIGNAL", help="what `stop` sends first (default: the image's)"
+    )
+    p.add_argument(
         "--emulation",
         choices=["on", "off"],
         default="on",
@@ -114,7 +117,10 @@ def _run(args: argparse.Namespace) -> int:
         emulation=args.emulation == "on",
         interactive=args.interactive,
         tty=args.tty and os.isatty(0),
+        stop_signal=args.stop_signal,
     )
+    if args.stop_signal:
+        container.parse_signal(args.stop_signal)  # a bad one fails before any pull
     if args.tty and args.interactive and not os.isatty(0):
         raise UsageError(
             "the input device is not a TTY",

@@ -91,6 +91,7 @@ class ContainerState:
     detached: bool = False
     interactive: bool = False
     tty: bool = False
+    stop_signal: str = "SIGTERM"  # what `stop` sends first
     exec_error: str = ""  # the program could not be started (the kernel's or runc's words)
 
     @property
@@ -144,6 +145,8 @@ class RunOptions:
     interactive: bool = False
     #: -t: the container gets this process's terminal (stdin must be one), no new session
     tty: bool = False
+    #: --stop-signal (else the image's StopSignal, else SIGTERM)
+    stop_signal: str | None = None
 
 
 def _now() -> str:
@@ -191,6 +194,25 @@ def environment(image: LocalImage, options: RunOptions) -> dict[str, str]:
     return env
 
 
+def stop_signal_of(image: LocalImage, options: RunOptions) -> str:
+    """``--stop-signal``, else the image's StopSignal, else SIGTERM, by name."""
+    text = options.stop_signal or image.config.config.stop_signal or "SIGTERM"
+    return parse_signal(text).name
+
+
+def parse_signal(text: str) -> signal.Signals:
+    """A signal as docker takes it: ``SIGQUIT``, ``QUIT``, ``quit`` or ``3``."""
+    word = text.strip().upper()
+    try:
+        if word.isdigit():
+            return signal.Signals(int(word))
+        return signal.Signals[word if word.startswith("SIG") else f"SIG{word}"]
+    except (KeyError, ValueError):
+        raise UsageError(
+            f"invalid signal: {text}", "give a name such as SIGTERM or QUIT, or a number"
+        ) from None
+
+
 def _unique_name(wanted: str | None) -> str:
     taken = {s.name for s in list_containers(all_=True)}
     if wanted:
@@ -233,6 +255,7 @@ def create(image: LocalImage, options: RunOptions) -> ContainerState:
         emulation=options.emulation,
         created=_now(),
         detached=options.detach,
+        stop_signal=stop_signal_of(image, options),
         interactive=options.interactive and not options.detach,
         tty=options.tty and not options.detach,
     )
@@ -634,11 +657,11 @@ def find(word: str) -> ContainerState:
 
 
 def stop(state: ContainerState, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
-    """SIGTERM to the process, SIGKILL after ``timeout``."""
+    """The stop signal (the image's, --stop-signal's, else SIGTERM); SIGKILL after ``timeout``."""
     if state.status != "running" or not state.pid:
         return
     with contextlib.suppress(ProcessLookupError):
-        os.kill(state.pid, signal.SIGTERM)
+        os.kill(state.pid, parse_signal(state.stop_signal or "SIGTERM"))
     if not _wait_exit(state, timeout):
         with contextlib.suppress(ProcessLookupError):
             os.kill(state.pid, signal.SIGKILL)
