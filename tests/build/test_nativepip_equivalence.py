@@ -7,7 +7,9 @@ under QEMU), then a fallback that must say why.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
+import marshal
 import tarfile
 from pathlib import Path
 
@@ -52,8 +54,24 @@ def pip_layer(built: Built) -> dict[str, tarfile.TarInfo]:
         return {m.name.rstrip("/"): m for m in tf.getmembers() if not _is_bytecode(m.name)}
 
 
-def records(built: Built) -> dict[str, set[str]]:
-    """dist-info directory -> the files its RECORD lists (without bytecode)."""
+def bytecode(built: Built) -> dict[str, bytes]:
+    """The last layer's pycs, by name."""
+    import gzip
+
+    desc = built.manifest("linux/arm64").layers[-1]
+    data = gzip.decompress(built.store.read_blob(desc.digest))
+    out = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        for m in tf.getmembers():
+            if m.isfile() and m.name.endswith(".pyc"):
+                f = tf.extractfile(m)
+                assert f is not None
+                out[m.name] = f.read()
+    return out
+
+
+def records(built: Built, *, with_bytecode: bool = False) -> dict[str, set[str]]:
+    """dist-info directory -> the files its RECORD lists (without bytecode unless asked)."""
     desc = built.manifest("linux/arm64").layers[-1]
     import gzip
 
@@ -66,7 +84,7 @@ def records(built: Built) -> dict[str, set[str]]:
                 assert f is not None
                 rows = csv.reader(io.StringIO(f.read().decode()))
                 out[m.name.rsplit("/", 2)[-2]] = {
-                    r[0] for r in rows if r and not _is_bytecode(r[0])
+                    r[0] for r in rows if r and (with_bytecode or not _is_bytecode(r[0]))
                 }
     return out
 
@@ -110,6 +128,21 @@ def test_native_equals_emulated_for_the_demo_requirements(
     assert head == b"#!/usr/bin/python3"
     for dist in er:
         assert f"usr/local/lib/python3.11/dist-packages/{dist}/INSTALLER" in n
+    # the modules are byte-compiled as pip compiles them under emulation, and listed
+    nb, eb = bytecode(native), bytecode(emulated)
+    assert len(eb) > 100 and sorted(nb) == sorted(eb)
+    assert records(native, with_bytecode=True) == records(emulated, with_bytecode=True)
+    # hash-checked (PEP 552: flags 0b11), valid whatever the mtimes the layer keeps,
+    # and naming the module's path in the image
+    name = next(k for k in nb if k.endswith("fastapi/__pycache__/__init__.cpython-311.pyc"))
+    pyc = nb[name]
+    assert int.from_bytes(pyc[4:8], "little") == 0b11
+    source = _read(native, name.replace("__pycache__/", "").replace(".cpython-311.pyc", ".py"))
+    assert pyc[8:16] == importlib.util.source_hash(source)
+    code = marshal.loads(pyc[16:])
+    assert code.co_filename == "/" + name.replace("__pycache__/", "").replace(
+        ".cpython-311.pyc", ".py"
+    )
 
 
 def _read(built: Built, name: str) -> bytes:
@@ -146,3 +179,22 @@ def test_sdist_only_requirement_falls_back_and_says_why(
     with pytest.raises(BuildError, match="exited with code"):
         run_build(ctx2, python_base.ref, ARM64, interceptors=[native_pip])
     assert any("no-such-dist-xyz" in r for r in native_pip.fallbacks)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "line",
+    ["pip install --no-compile idna==3.20", "PIP_NO_COMPILE=1 pip install idna==3.20"],
+)
+def test_no_compile_leaves_the_modules_uncompiled(
+    tmp_path: Path, python_base: PythonBase, line: str
+) -> None:
+    env, _, cmd = line.rpartition(" pip ")
+    dockerfile = "ARG BASE\nFROM ${BASE}\n"
+    dockerfile += f"ENV {env}\nRUN pip {cmd}\n" if env else f"RUN {line}\n"
+    ctx = make_context(tmp_path, dockerfile)
+    native_pip = NativePipInterceptor(tmp_path / "cache" / "manyarch")
+    built = run_build(ctx, python_base.ref, ARM64, interceptors=[native_pip])
+    assert native_pip.native == 1, native_pip.fallbacks
+    assert "usr/local/lib/python3.11/dist-packages/idna/core.py" in pip_layer(built)
+    assert bytecode(built) == {}

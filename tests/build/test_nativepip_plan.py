@@ -64,6 +64,8 @@ def sh(text: str, env: dict[str, str] | None = None) -> NativePip | Fallback:
             ),
         ),
         ("/usr/bin/python3 -m pip install idna", PipInstall("/usr/bin/python3", ("idna",))),
+        ("pip install --no-compile idna", PipInstall("pip", ("idna",), compile=False)),
+        ("pip install --compile idna", PipInstall("pip", ("idna",))),
     ],
 )
 def test_understood_lines(line: str, expected: PipInstall) -> None:

@@ -37,7 +37,6 @@ import re
 import shutil
 import ssl
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -50,6 +49,7 @@ from typing import IO, Any, BinaryIO, cast
 from urllib.parse import quote, urlsplit
 
 from manyarch import __version__
+from manyarch.build.bytecode import bytecode_magic, compile_tree, host_python
 from manyarch.errors import BuildError, InvalidInput, ManyarchError, ToolMissing, UsageError
 from manyarch.layers import write_layer_from_dir
 from manyarch.layout import Layout, walk
@@ -601,25 +601,6 @@ def setup_python(root: Path) -> list[str]:
     return removed
 
 
-def _bytecode_magic(lib: Path) -> int | None:
-    ext = lib / "importlib/_bootstrap_external.py"
-    if not ext.is_file():
-        return None
-    m = re.search(r"^MAGIC_NUMBER = \((\d+)\)\.to_bytes", ext.read_text("utf-8", "replace"), re.M)
-    return int(m.group(1)) if m else None
-
-
-def _host_python(version: str, magic: int) -> str | None:
-    probe = "import importlib.util as u; print(int.from_bytes(u.MAGIC_NUMBER[:2], 'little'))"
-    for candidate in dict.fromkeys(filter(None, (sys.executable, shutil.which(version)))):
-        proc = subprocess.run(
-            [candidate, "-I", "-c", probe], capture_output=True, text=True, check=False
-        )
-        if proc.returncode == 0 and proc.stdout.strip() == str(magic):
-            return candidate
-    return None
-
-
 def compile_python(root: Path) -> list[str]:
     """Byte-compile the image's Python modules, as python3's postinst (py3compile) would.
 
@@ -632,21 +613,17 @@ def compile_python(root: Path) -> list[str]:
     """
     done = []
     for lib in sorted((root / "usr/lib").glob("python3.*")):
-        magic = _bytecode_magic(lib)
+        magic = bytecode_magic(lib)
         if magic is None:
             continue
-        interp = _host_python(lib.name, magic)
+        interp = host_python(lib.name, magic)
         if interp is None:
             log.info("no host %s with bytecode magic %d: modules left uncompiled", lib.name, magic)
             continue
-        dirs = [str(lib)]
+        dirs = [lib]
         if (root / "usr/lib/python3/dist-packages").is_dir():
-            dirs.append(str(root / "usr/lib/python3/dist-packages"))
-        # Sets of constants are marshalled in hash order: the seed must be fixed.
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
-        cmd = [interp, "-I", "-m", "compileall", "-q", "-j", "1"]
-        cmd += ["--invalidation-mode", "checked-hash", "-s", str(root), "-p", "/", *dirs]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+            dirs.append(root / "usr/lib/python3/dist-packages")
+        proc = compile_tree(interp, root, dirs)
         if proc.returncode != 0:
             # A few files (test data written for other Python versions) never compile.
             log.debug("compileall %s: %s", lib.name, proc.stdout.strip()[-2000:])

@@ -26,18 +26,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from manyarch import dockerfile as df
 from manyarch.build.builder import RAN, StepContext, _Ran
+from manyarch.build.bytecode import bytecode_magic, compile_tree, host_python
 from manyarch.errors import BuildError, ManyarchError
 from manyarch.sandbox.rootpath import resolve_in_root
 
@@ -72,7 +74,6 @@ _NEUTRAL_OPTIONS: dict[str, bool] = {
     "--progress-bar": True,
     "--no-input": False,
     "--no-build-isolation": False,
-    "--no-compile": False,
     "--compile": False,
     "--no-color": False,
     "--only-binary": True,
@@ -203,6 +204,8 @@ class PipInstall:
     ignore_installed: bool = False
     user: bool = False
     prefix: str | None = None
+    #: byte-compile what is installed, as pip does unless --no-compile
+    compile: bool = True
 
 
 @dataclass(frozen=True)
@@ -324,6 +327,7 @@ def parse_pip_command(words: Sequence[str]) -> PipInstall | Fallback:
     cfiles: list[str] = []
     opts: list[str] = []
     upgrade = force = ignore = user = False
+    compile_ = True
     prefix: str | None = None
     i = 1
     args = rest
@@ -361,6 +365,8 @@ def parse_pip_command(words: Sequence[str]) -> PipInstall | Fallback:
             ignore = True
         elif a == "--user":
             user = True
+        elif a == "--no-compile":
+            compile_ = False
         elif flag == "--prefix":
             v = value()
             if v is None or not v.startswith("/"):
@@ -409,6 +415,7 @@ def parse_pip_command(words: Sequence[str]) -> PipInstall | Fallback:
         ignore_installed=ignore,
         user=user,
         prefix=prefix,
+        compile=compile_,
     )
 
 
@@ -644,12 +651,59 @@ def _execute_one(
         )
         _check_replacements(items, rootfs, scheme, facts, cmd)
         done: list[str] = []
+        installed: list[_Installed] = []
         for item, wheel in zip(items, wheels, strict=True):
             meta = item["metadata"]
             _uninstall(meta["name"], rootfs, scheme)
-            _install_wheel(wheel, rootfs, cmd, facts, meta["name"], bool(item.get("requested")))
+            installed.append(
+                _install_wheel(wheel, rootfs, cmd, facts, meta["name"], bool(item.get("requested")))
+            )
             done.append(f"{meta['name']}=={meta['version']}")
+    compile_off = run_env.get("PIP_NO_COMPILE", "").lower() in ("1", "true", "yes", "on")
+    if cmd.compile and not compile_off:
+        _compile(rootfs, facts, installed)
     return done
+
+
+@dataclass
+class _Installed:
+    """What one wheel put in the image: its RECORD and its modules (image paths)."""
+
+    record: str
+    site: str
+    modules: list[str] = field(default_factory=list)
+
+
+def _compile(rootfs: Path, facts: TargetFacts, installed: Sequence[_Installed]) -> None:
+    """Byte-compile the installed modules and list the pycs in each RECORD, as pip does.
+
+    Without a host interpreter of the target's bytecode, nothing is compiled
+    (Python compiles at first import, as with ``--no-compile``).
+    """
+    modules = [m for i in installed for m in i.modules]
+    if not modules:
+        return
+    magic = None
+    for entry in facts.path:
+        magic = bytecode_magic(resolve_in_root(rootfs, entry))
+        if magic is not None:
+            break
+    v = facts.version
+    interp = host_python(f"python{v[0]}.{v[1]}", magic) if magic is not None else None
+    if interp is None:
+        return
+    compile_tree(interp, rootfs, [resolve_in_root(rootfs, m) for m in modules])
+    tag = f"{facts.implementation}-{v[0]}{v[1]}"
+    for inst in installed:
+        rows = []
+        for m in inst.modules:
+            d, name = posixpath.split(m)
+            pyc = f"{d}/__pycache__/{name.removesuffix('.py')}.{tag}.pyc"
+            if resolve_in_root(rootfs, pyc).is_file():
+                rows.append(f"{posixpath.relpath(pyc, inst.site)},,\n")
+        if rows:
+            with open(resolve_in_root(rootfs, inst.record), "a", newline="") as f:
+                f.write("".join(rows))
 
 
 def _pip_failure(output: str) -> str:
@@ -789,13 +843,36 @@ def _uninstall(name: str, rootfs: Path, scheme: Mapping[str, str]) -> None:
 
 def _install_wheel(
     wheel: Path, rootfs: Path, cmd: PipInstall, facts: TargetFacts, name: str, requested: bool
-) -> None:
+) -> _Installed:
     from installer import install
     from installer.destinations import SchemeDictionaryDestination
+    from installer.records import RecordEntry
     from installer.sources import WheelFile
+    from installer.utils import Scheme
+
+    done = _Installed("", "")
+
+    class Destination(SchemeDictionaryDestination):
+        """Notes the RECORD and the modules written, for one compile of every wheel's."""
+
+        def finalize_installation(
+            self,
+            scheme: Scheme,
+            record_file_path: str,
+            records: Iterable[tuple[Scheme, RecordEntry]],
+        ) -> None:
+            entries = list(records)
+            done.site = self.scheme_dict[scheme]
+            done.record = f"{done.site}/{record_file_path}"
+            done.modules = [
+                posixpath.normpath(f"{self.scheme_dict[s]}/{r.path}")
+                for s, r in entries
+                if s in ("purelib", "platlib") and r.path.endswith(".py")
+            ]
+            super().finalize_installation(scheme, record_file_path, entries)
 
     scheme = _scheme_for(cmd, facts, name)
-    dest = SchemeDictionaryDestination(
+    dest = Destination(
         scheme,
         interpreter=facts.executable,
         script_kind="posix",
@@ -812,6 +889,7 @@ def _install_wheel(
             raise NativePipUnavailable(f"the image's {k} directory {v} is a symbolic link")
     with WheelFile.open(wheel) as source:
         install(source, dest, extra)
+    return done
 
 
 # -- the builder's hook --------------------------------------------------------

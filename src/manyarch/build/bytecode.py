@@ -1,0 +1,60 @@
+"""Bytecode for an image's Python, compiled by a host interpreter, reproducibly.
+
+Bytecode does not depend on the CPU: a host interpreter with the target's
+bytecode magic number compiles for every architecture, without emulation.
+The pycs are hash-checked (PEP 552), so they stay valid when a layer clamps
+mtimes; a fixed hash seed (sets of constants are marshalled in hash order)
+and a process per batch keep them byte-for-byte reproducible. Without such a
+host interpreter nothing is compiled and Python compiles at first import.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def bytecode_magic(lib: Path) -> int | None:
+    """The magic number of the Python whose standard library is ``lib``, from its source."""
+    ext = lib / "importlib/_bootstrap_external.py"
+    if not ext.is_file():
+        return None
+    m = re.search(r"^MAGIC_NUMBER = \((\d+)\)\.to_bytes", ext.read_text("utf-8", "replace"), re.M)
+    return int(m.group(1)) if m else None
+
+
+def host_python(version: str, magic: int) -> str | None:
+    """A host interpreter (ours, else ``version`` on PATH) whose bytecode has ``magic``."""
+    probe = "import importlib.util as u; print(int.from_bytes(u.MAGIC_NUMBER[:2], 'little'))"
+    for candidate in dict.fromkeys(filter(None, (sys.executable, shutil.which(version)))):
+        proc = subprocess.run(
+            [candidate, "-I", "-c", probe], capture_output=True, text=True, check=False
+        )
+        if proc.returncode == 0 and proc.stdout.strip() == str(magic):
+            return candidate
+    return None
+
+
+def compile_tree(
+    interp: str, root: Path, paths: Sequence[Path]
+) -> subprocess.CompletedProcess[str]:
+    """Compile the modules in ``paths`` (files or directories inside ``root``).
+
+    Each pyc records the module's path as the image sees it (``root`` stripped).
+    A file that does not compile (test data for another Python) is left as it is.
+    """
+    # Sets of constants are marshalled in hash order: the seed must be fixed.
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    with tempfile.NamedTemporaryFile("w", suffix=".list") as listing:
+        listing.write("".join(f"{p}\n" for p in paths))
+        listing.flush()
+        cmd = [interp, "-I", "-m", "compileall", "-q", "-j", "1"]
+        cmd += ["--invalidation-mode", "checked-hash", "-s", str(root), "-p", "/"]
+        cmd += ["-i", listing.name]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
