@@ -427,7 +427,7 @@ def build_hooks(
     cache_from: Sequence[str] = (),
 ) -> BuildHooks:
     """The interceptors and observers for one build, from the CLI's flags."""
-    from manyarch.build.nativepip import NativePipInterceptor
+    from manyarch.build.nativepip import OUTPUT_VERSION, NativePipInterceptor
 
     exports = [CacheSpec.parse(t, export=True) for t in cache_to]
     if len(exports) > 1:
@@ -438,7 +438,8 @@ def build_hooks(
         read=not no_cache,
         imports=imports,
         export=exports[0].path if exports else None,
-        salt="native-pip" if native_pip else "emulated",
+        # a step native pip did is only reused while native pip writes the same files
+        salt=f"native-pip/{OUTPUT_VERSION}" if native_pip else "emulated",
     )
     interceptors: list[Any] = [cache.interceptor]
     if native_pip:

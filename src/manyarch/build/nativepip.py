@@ -43,6 +43,10 @@ from manyarch.build.bytecode import bytecode_magic, compile_tree, host_python
 from manyarch.errors import BuildError, ManyarchError
 from manyarch.sandbox.rootpath import resolve_in_root
 
+#: What a native install writes, in the build cache's keys: bump it when that
+#: changes (2: modules byte-compiled), so no older result is reused.
+OUTPUT_VERSION = 2
+
 #: pip options taken over as they are (flag -> takes a value).
 _PASS_OPTIONS: dict[str, bool] = {
     "-i": True,
