@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -121,6 +122,22 @@ def test_host_platform_serves_x86_64_then_ps_logs_stop(
     assert "Exited (0)" in manyarch(env, "ps", "-a").stdout
     assert manyarch(env, "rm", "web").returncode == 0
     assert containers(data_home) == [] and mounts_under(data_home) == []
+
+
+def test_a_container_port_alone_gets_a_free_host_port(
+    demo_image: DemoImage, env: dict[str, str]
+) -> None:
+    r = manyarch(
+        env, "run", "-d", "--rm", "--name", "anyport", "-p", "127.0.0.1::80", demo_image.ref
+    )
+    assert r.returncode == 0, r.stderr
+    try:
+        line = manyarch(env, "ps").stdout.splitlines()[1]
+        m = re.search(r"127\.0\.0\.1:(\d+)->80/tcp", line)
+        assert m, line
+        assert get_arch(int(m.group(1)), 60) == {"architecture": "x86_64"}
+    finally:
+        assert manyarch(env, "stop", "anyport").returncode == 0
 
 
 def test_stop_sends_the_stop_signal(demo_image: DemoImage, env: dict[str, str]) -> None:

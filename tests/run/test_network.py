@@ -34,10 +34,28 @@ def test_port_mappings(text: str, mapping: PortMapping, spec: str) -> None:
     assert mapping.pasta_spec() == spec
 
 
-@pytest.mark.parametrize("text", ["80", "a:80", "8080:0", "70000:80", "8080:80/sctp", ""])
+@pytest.mark.parametrize("text", ["a:80", "8080:0", "0", "70000:80", "8080:80/sctp", ""])
 def test_bad_port_mappings(text: str) -> None:
     with pytest.raises(UsageError):
         PortMapping.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "family", "kind"),
+    [
+        ("80", socket.AF_INET, socket.SOCK_STREAM),
+        ("127.0.0.1::80", socket.AF_INET, socket.SOCK_STREAM),
+        ("53/udp", socket.AF_INET, socket.SOCK_DGRAM),
+    ],
+)
+def test_without_a_host_port_a_free_one_is_chosen(text: str, family: int, kind: int) -> None:
+    m = PortMapping.parse(text)
+    assert m.host_port == 0
+    chosen = m.with_host_port()
+    assert 0 < chosen.host_port < 65536 and chosen.container_port == m.container_port
+    with socket.socket(family, kind) as s:  # free: nothing holds it any more
+        s.bind((m.host_ip or "0.0.0.0", chosen.host_port))
+    assert PortMapping(8080, 80).with_host_port() == PortMapping(8080, 80)
 
 
 @given(st.integers(1, 65535), st.integers(1, 65535), st.sampled_from(["tcp", "udp"]))

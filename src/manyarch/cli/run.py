@@ -37,8 +37,8 @@ def register(sub: Any) -> None:
         "--publish",
         action="append",
         default=[],
-        metavar="HOST:CONTAINER",
-        help="forward a host port to the container; repeatable",
+        metavar="[IP:][HOST:]CONTAINER",
+        help="forward a host port (a free one when omitted) to the container; repeatable",
     )
     p.add_argument("-e", "--env", action="append", default=[], metavar="KEY[=VALUE]")
     p.add_argument("--env-file", action="append", default=[], type=Path, metavar="FILE")

@@ -250,7 +250,7 @@ def create(image: LocalImage, options: RunOptions) -> ContainerState:
         env=environment(image, options),
         cwd=options.workdir or cfg.working_dir or "/",
         user=options.user if options.user is not None else cfg.user,
-        ports=[p.to_json() for p in options.ports],
+        ports=[p.with_host_port().to_json() for p in options.ports],
         remove=options.remove,
         emulation=options.emulation,
         created=_now(),

@@ -18,17 +18,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from manyarch.errors import SandboxError, ToolMissing, UsageError
 
 _PORT = re.compile(
-    r"^(?:(?P<ip>\[[0-9A-Fa-f:.]+\]|\d+\.\d+\.\d+\.\d+):)?(?:(?P<host>\d+):)?(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$"
+    r"^(?:(?P<ip>\[[0-9A-Fa-f:.]+\]|\d+\.\d+\.\d+\.\d+):)?(?:(?P<host>\d*):)?(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$"
 )
 
 
@@ -43,19 +44,30 @@ class PortMapping:
 
     @classmethod
     def parse(cls, text: str) -> PortMapping:
-        """Parse docker's ``-p`` syntax (a host port is required: no random ports)."""
+        """Parse docker's ``-p`` syntax; without a host port (``-p 80``) it is 0: any free one."""
         m = _PORT.match(text.strip())
-        if not m or not m.group("host"):
+        if not m:
             raise UsageError(
                 f"invalid port mapping {text!r}",
                 "write -p HOST:CONTAINER (e.g. -p 8080:80), optionally IP: before and /udp after",
             )
-        host, ctr = int(m.group("host")), int(m.group("ctr"))
-        for p in (host, ctr):
+        host, ctr = int(m.group("host") or 0), int(m.group("ctr"))
+        for p in (host, ctr) if m.group("host") else (ctr,):
             if not 0 < p < 65536:
                 raise UsageError(f"invalid port {p} in {text!r}", "ports are 1 to 65535")
         ip = (m.group("ip") or "").strip("[]")
         return cls(host, ctr, m.group("proto") or "tcp", ip)
+
+    def with_host_port(self) -> PortMapping:
+        """This mapping with a free host port in place of 0 (the kernel's pick, as docker's)."""
+        if self.host_port:
+            return self
+        family = socket.AF_INET6 if ":" in self.host_ip else socket.AF_INET
+        kind = socket.SOCK_DGRAM if self.protocol == "udp" else socket.SOCK_STREAM
+        with socket.socket(family, kind) as s:
+            s.bind((self.host_ip or ("::" if family == socket.AF_INET6 else "0.0.0.0"), 0))
+            port = int(s.getsockname()[1])
+        return replace(self, host_port=port)
 
     def pasta_spec(self) -> str:
         """The ``-t``/``-u`` argument: ``[IP/]HOST:CONTAINER``."""
