@@ -32,6 +32,8 @@ echo "No working docker buildx here: running the same steps with manyarch."
 if [ -x .venv/bin/manyarch ]; then PATH="$PWD/.venv/bin:$PATH"; fi
 command -v manyarch >/dev/null || { echo "manyarch is not installed: run 'make demo' (or 'make venv')" >&2; exit 1; }
 BASE=${PYTHON_IMAGE:-localhost:5000/python:3.11-bookworm}
+manyarch rm "$BUILDER" >/dev/null 2>&1 || true
+run manyarch create --name "$BUILDER" --driver docker-container --config ./buildkitd.toml --use
 run scripts/registry.sh up
 run manyarch base --preset python --platform linux/amd64,linux/arm64 -t "$BASE" --push
 run manyarch build --platform linux/amd64,linux/arm64 \

@@ -18,6 +18,7 @@ ALLOWED = {
     "images": {"errors", "oci", "layout", "registry", "store"},
     "store": {"layout"},
     "procs": set(),
+    "builders": {"errors"},
     "build": {
         "__init__",
         "errors",

@@ -90,7 +90,7 @@ def add_registry_flags(p: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="BUILDKITD_TOML",
         help='read [registry."HOST:PORT"] http/insecure from this buildkitd.toml '
-        "(default: /etc/buildkit, ~/.config/buildkit, ./buildkitd.toml)",
+        "(default: the current builder's, /etc/buildkit, ~/.config/buildkit, ./buildkitd.toml)",
     )
     g.add_argument(
         "--daemon-config",
@@ -116,6 +116,11 @@ def registry_options(args: argparse.Namespace) -> RegistryOptions:
     if explicit is not None:
         configs.append(explicit)
     else:
+        from manyarch import builders
+
+        builder = builders.current()  # `create --config F --use`, as buildx keeps it
+        if builder is not None and builder.config is not None:
+            configs.append(builder.config)
         configs.extend(p for p in BUILDKITD_CONFIGS if p.is_file())
     daemon = getattr(args, "daemon_config", None)
     if daemon is None and DAEMON_JSON.is_file():

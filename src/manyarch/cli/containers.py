@@ -164,13 +164,24 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def _rm(args: argparse.Namespace) -> int:
+    from manyarch import builders
+    from manyarch.errors import NotFound
     from manyarch.run import container
 
     code = 0
     for word in args.containers:
         try:
-            s = container.find(word)
-            container.remove(s, force=args.force)
+            try:
+                s = container.find(word)
+            except NotFound:
+                if builders.find(word) is None:  # `docker buildx rm NAME` is a builder
+                    raise NotFound(
+                        f"no such container or builder: {word}",
+                        "list containers with `manyarch ps -a`",
+                    ) from None
+                builders.remove(word)
+            else:
+                container.remove(s, force=args.force)
             print(word)
         except ManyarchError as e:
             report(e)

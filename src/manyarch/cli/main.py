@@ -26,6 +26,7 @@ COMMANDS = (
     "base",
     "login",
     "emulation",
+    "builder",
 )
 
 
