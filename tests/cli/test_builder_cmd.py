@@ -33,7 +33,7 @@ def test_the_seeds_builder_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     env = dict(os.environ)
     assert manyarch(env, REPO, "version").stdout == f"manyarch {__version__}\n"
     r = manyarch(env, REPO, "rm", "multiarch-builder")
-    assert r.returncode == 1 and "no such container or builder: multiarch-builder" in r.stderr
+    assert r.returncode == 1 and "no such container: multiarch-builder" in r.stderr
     create = ["create", "--name", "multiarch-builder", "--driver", "docker-container"]
     r = manyarch(env, REPO, *create, "--config", "./buildkitd.toml", "--use")
     assert (r.returncode, r.stdout) == (0, "multiarch-builder\n"), r.stderr

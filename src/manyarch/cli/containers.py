@@ -174,12 +174,9 @@ def _rm(args: argparse.Namespace) -> int:
             try:
                 s = container.find(word)
             except NotFound:
-                if builders.find(word) is None:  # `docker buildx rm NAME` is a builder
-                    raise NotFound(
-                        f"no such container or builder: {word}",
-                        "list containers with `manyarch ps -a`",
-                    ) from None
-                builders.remove(word)
+                if builders.find(word) is None:
+                    raise
+                builders.remove(word)  # `docker buildx rm NAME`: a builder of that name
             else:
                 container.remove(s, force=args.force)
             print(word)
