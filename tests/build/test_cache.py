@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,13 +20,18 @@ from manyarch.build.cache import (
     parse_size,
     prune,
 )
-from manyarch.errors import UsageError
+from manyarch.errors import InvalidDocument, UsageError
+from manyarch.oci import mediatypes as mt
 from manyarch.oci.digest import Digest
-from manyarch.oci.manifest import Descriptor
+from manyarch.oci.document import Document
+from manyarch.oci.manifest import Descriptor, Manifest
 from manyarch.oci.platform import Platform
+from manyarch.oci.reference import Reference
+from manyarch.registry import RegistryClient, RegistryOptions
 from manyarch.store import open_store
 from tests.build.builder_helpers import Built, make_context, run_build
 from tests.helpers.base_fixture import PythonBase
+from tests.helpers.registry_server import RegistryServer
 
 AMD64 = (Platform.parse("linux/amd64"),)
 
@@ -113,6 +120,74 @@ def test_cache_to_and_from_a_directory(
     assert second.result.descriptor == first.result.descriptor
 
 
+@pytest.mark.slow
+def test_cache_to_and_from_a_registry(
+    tmp_path: Path,
+    python_base: PythonBase,
+    registry: RegistryServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ctx = make_context(tmp_path, DOCKERFILE, {"requirements.txt": "y\n", "app/a": "a\n"})
+    ref = f"{registry.host}/app:buildcache"
+    clients: list[RegistryClient] = []
+
+    def client() -> RegistryClient:
+        clients.append(RegistryClient(RegistryOptions()))  # loopback speaks plain http
+        return clients[-1]
+
+    # the first build of a pipeline: nothing to import yet, said, not fatal
+    hooks = build_hooks(
+        open_store(),
+        native_pip=False,
+        cache_from=[f"type=registry,ref={ref}"],
+        cache_to=[f"type=registry,ref={ref},mode=max"],
+        client=client,
+    )
+    assert hooks.warnings == [f"no build cache at {ref} yet: nothing imported from it"]
+    first = run_build(
+        ctx,
+        python_base.ref,
+        AMD64,
+        interceptors=hooks.interceptors,
+        observers=hooks.observers,
+        epoch=0,
+    )
+    hooks.finish()
+    assert hooks.scratch == []  # its directories are gone
+    # skopeo, a peer, reads what was pushed: one artifact whose layers are the cached ones
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    manifest = json.loads(raw)
+    assert manifest["config"]["mediaType"] == "application/vnd.manyarch.buildcache.v1+json"
+    built_layers = {d.digest for d in first.manifest("linux/amd64").layers}
+    assert {Digest.parse(d["digest"]) for d in manifest["layers"]} <= built_layers
+    assert len(manifest["layers"]) == 4
+
+    # another machine: empty local cache and store, only the registry
+    monkeypatch.setenv("MANYARCH_STORE", str(tmp_path / "store2"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache2"))
+    second, cache = cached_build(
+        ctx, python_base.ref, cache_from=[f"type=registry,ref={ref}"], client=client
+    )
+    assert (cache.hits, cache.misses) == (4, 0)
+    assert second.result.descriptor == first.result.descriptor
+    # an image is not a cache: a clear error before anything is built
+    image = Reference.parse(f"{registry.host}/app:latest")
+    config = Document(b"{}", mt.OCI_CONFIG)
+    c = client()
+    c.push_blob(image, Descriptor.of(config), lambda: io.BytesIO(config.data))
+    c.put_manifest(image, Manifest(Descriptor.of(config)).to_document())
+    with pytest.raises(InvalidDocument, match="is not a manyarch build cache"):
+        build_hooks(
+            open_store(), native_pip=False, cache_from=[f"type=registry,ref={image}"], client=client
+        )
+    for c in clients:
+        c.close()
+
+
 def _entry(root: Path, n: int, size: int, used: float) -> CacheEntry:
     blob = bytes([n]) * size
     d = Digest.of(blob)
@@ -154,8 +229,13 @@ def test_cache_spec(text: str, export: bool, expected: tuple[str, str]) -> None:
     assert (spec.type, str(spec.path)) == expected
 
 
+def test_registry_cache_spec() -> None:
+    spec = CacheSpec.parse("type=registry,ref=localhost:5000/app:buildcache,mode=max", export=True)
+    assert (spec.type, spec.ref, spec.path) == ("registry", "localhost:5000/app:buildcache", None)
+
+
 @pytest.mark.parametrize(
-    "text", ["type=registry,ref=x/y:cache", "type=local,src=/x", "type=gha", "type=local"]
+    "text", ["type=registry", "type=registry,ref=", "type=local,src=/x", "type=gha", "type=local"]
 )
 def test_cache_spec_errors(text: str) -> None:
     with pytest.raises(UsageError):

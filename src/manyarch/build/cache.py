@@ -16,6 +16,7 @@ their mtime is their last use, for :func:`prune` (LRU, bounded by the size of
 the layers they name). ``--cache-to type=local,dest=DIR`` writes the entries
 and blobs this build used to DIR as an OCI layout plus ``entries/``;
 ``--cache-from type=local,src=DIR`` looks there when the local cache misses.
+``type=registry,ref=REF`` does the same through a registry (:mod:`registrycache`).
 """
 
 from __future__ import annotations
@@ -23,24 +24,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import stat
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from manyarch import dockerfile as df
+from manyarch.build import registrycache
 from manyarch.build.builder import (
     CachedLayer,
     StepContext,
     _dockerignore,
     _expand_sources,
 )
-from manyarch.errors import UsageError
+from manyarch.errors import ManyarchError, UsageError
+from manyarch.images import LayoutSink, Source, copy_blobs
 from manyarch.layout import Layout
 from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Descriptor
+
+if TYPE_CHECKING:
+    from manyarch.registry import RegistryClient
 
 #: Bump when the key's recipe changes: old entries then simply miss.
 KEY_VERSION = 1
@@ -91,11 +98,14 @@ class CacheEntry:
 
 @dataclass(frozen=True)
 class CacheSpec:
-    """One ``--cache-to``/``--cache-from`` value: ``type=local,dest=DIR`` / ``src=DIR``."""
+    """One ``--cache-to``/``--cache-from``: ``type=local,dest=DIR``/``src=DIR`` or
+    ``type=registry,ref=REF`` (``mode=max`` and ``mode=min`` both export every
+    entry the build used)."""
 
     type: str
-    path: Path
+    path: Path | None = None
     attrs: Mapping[str, str] = field(default_factory=dict)
+    ref: str | None = None
 
     @classmethod
     def parse(cls, text: str, *, export: bool) -> CacheSpec:
@@ -104,13 +114,18 @@ class CacheSpec:
             return cls("local", Path(text))
         attrs = dict(kv.split("=", 1) for kv in text.split(",") if "=" in kv)
         kind = attrs.get("type", "local")
+        flag = "--cache-to" if export else "--cache-from"
+        if kind == "registry":
+            if not attrs.get("ref"):
+                raise UsageError(f"{flag} type=registry needs ref=REGISTRY/REPOSITORY:TAG")
+            return cls(kind, None, attrs, attrs["ref"])
         if kind != "local":
             raise UsageError(
-                f"cache type {kind!r} is not supported", "use type=local,dest=DIR / src=DIR"
+                f"cache type {kind!r} is not supported",
+                "use type=local,dest=DIR / src=DIR, or type=registry,ref=REF",
             )
         key = "dest" if export else "src"
         if key not in attrs:
-            flag = "--cache-to" if export else "--cache-from"
             raise UsageError(f"{flag} type=local needs {key}=DIR")
         return cls(kind, Path(attrs[key]), attrs)
 
@@ -230,6 +245,8 @@ class BuildCache:
         self.layout = Layout.open(self.root, create=True)
         self.read = read
         self.imports = list(imports)
+        #: where an import directory's blobs come from when it holds none (a registry cache)
+        self.remote: dict[Path, Source] = {}
         self.export = export
         self.salt = salt
         self.used: dict[str, CacheEntry] = {}
@@ -246,9 +263,15 @@ class BuildCache:
                 continue
             blob = src / "blobs" / entry.layer.digest.algorithm / entry.layer.digest.hex
             if not self.store.has_blob(entry.layer.digest):
-                if not blob.exists():
+                if blob.exists():
+                    _link_or_copy(blob, self.store, entry.layer.digest)
+                elif src in self.remote:
+                    try:
+                        copy_blobs(self.remote[src], LayoutSink(self.store), [entry.layer], jobs=1)
+                    except ManyarchError:
+                        continue  # a cache that cannot answer is a miss, not a failure
+                else:
                     continue
-                _link_or_copy(blob, self.store, entry.layer.digest)
             if src == self.root:
                 os.utime(path)
             else:
@@ -411,11 +434,28 @@ class BuildHooks:
     interceptors: list[Any]
     observers: list[Any]
     cache: BuildCache | None
+    #: what the CLI should tell (a registry cache not found yet)
+    warnings: list[str] = field(default_factory=list)
+    push_to: str | None = None
+    client: Callable[[], RegistryClient] | None = None
+    scratch: list[Path] = field(default_factory=list)
 
     def finish(self) -> None:
-        """After a successful build: write ``--cache-to``."""
-        if self.cache is not None:
-            self.cache.write_export()
+        """After a successful build: write ``--cache-to`` (and push it), then clean up."""
+        try:
+            if self.cache is not None:
+                self.cache.write_export()
+                if self.push_to is not None and self.cache.export is not None:
+                    assert self.client is not None
+                    registrycache.push(self.cache.export, self.push_to, self.client)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Remove the directories a registry cache needed (also after a failed build)."""
+        for d in self.scratch:
+            shutil.rmtree(d, ignore_errors=True)
+        self.scratch.clear()
 
 
 def build_hooks(
@@ -425,23 +465,58 @@ def build_hooks(
     native_pip: bool = True,
     cache_to: Sequence[str] = (),
     cache_from: Sequence[str] = (),
+    client: Callable[[], RegistryClient] | None = None,
 ) -> BuildHooks:
-    """The interceptors and observers for one build, from the CLI's flags."""
+    """The interceptors and observers for one build, from the CLI's flags.
+
+    A registry ``--cache-from`` is read here (its entries; blobs on a hit);
+    ``client`` is needed for a registry cache.
+    """
     from manyarch.build.nativepip import OUTPUT_VERSION, NativePipInterceptor
 
     exports = [CacheSpec.parse(t, export=True) for t in cache_to]
     if len(exports) > 1:
         raise UsageError("only one --cache-to is supported")
-    imports = [CacheSpec.parse(t, export=False).path for t in cache_from]
-    cache = BuildCache(
-        store,
-        read=not no_cache,
-        imports=imports,
-        export=exports[0].path if exports else None,
-        # a step native pip did is only reused while native pip writes the same files
-        salt=f"native-pip/{OUTPUT_VERSION}" if native_pip else "emulated",
-    )
-    interceptors: list[Any] = [cache.interceptor]
+    specs = [CacheSpec.parse(t, export=False) for t in cache_from]
+    if client is None and any(s.type == "registry" for s in [*exports, *specs]):
+        raise UsageError("a registry cache needs a registry client")
+    hooks = BuildHooks([], [], None, client=client)
+    try:
+        imports: list[Path] = []
+        remote: dict[Path, Source] = {}
+        for spec in specs:
+            if spec.path is not None:
+                imports.append(spec.path)
+                continue
+            assert spec.ref is not None and client is not None
+            d = registrycache.scratch_dir()
+            hooks.scratch.append(d)
+            source = registrycache.pull(spec.ref, client, d)
+            if source is None:
+                hooks.warnings.append(f"no build cache at {spec.ref} yet: nothing imported from it")
+                continue
+            imports.append(d)
+            remote[d] = source
+        export = exports[0].path if exports else None
+        if exports and exports[0].type == "registry":
+            export = registrycache.scratch_dir()
+            hooks.scratch.append(export)
+            hooks.push_to = exports[0].ref
+        cache = BuildCache(
+            store,
+            read=not no_cache,
+            imports=imports,
+            export=export,
+            # a step native pip did is only reused while native pip writes the same files
+            salt=f"native-pip/{OUTPUT_VERSION}" if native_pip else "emulated",
+        )
+    except BaseException:
+        hooks.close()
+        raise
+    cache.remote.update(remote)
+    hooks.cache = cache
+    hooks.interceptors.append(cache.interceptor)
     if native_pip:
-        interceptors.append(NativePipInterceptor(cache_home()))
-    return BuildHooks(interceptors, [cache.record], cache)
+        hooks.interceptors.append(NativePipInterceptor(cache_home()))
+    hooks.observers.append(cache.record)
+    return hooks

@@ -69,8 +69,20 @@ def register(sub: Any) -> None:
         action="store_true",
         help="run `pip install` lines under emulation too (as buildx does)",
     )
-    p.add_argument("--cache-to", action="append", default=[], metavar="type=local,dest=DIR")
-    p.add_argument("--cache-from", action="append", default=[], metavar="type=local,src=DIR")
+    p.add_argument(
+        "--cache-to",
+        action="append",
+        default=[],
+        metavar="CACHE",
+        help="export the cache this build used: type=local,dest=DIR or type=registry,ref=REF",
+    )
+    p.add_argument(
+        "--cache-from",
+        action="append",
+        default=[],
+        metavar="CACHE",
+        help="also look in: type=local,src=DIR or type=registry,ref=REF; repeatable",
+    )
     p.add_argument("--pull", action="store_true", help="always resolve the base again")
     p.add_argument("--builder", help="accepted for buildx compatibility; no effect")
     p.add_argument("--provenance", help="only false is accepted: manyarch adds no attestations yet")
@@ -189,25 +201,32 @@ def _run(args: argparse.Namespace) -> int:
         epoch=int(epoch_env) if epoch_env and epoch_env.isdigit() else None,
         registry=registry_options(args),
     )
+    mode = "quiet" if args.quiet else args.progress
+    if mode == "auto":
+        mode = "tty" if stderr_is_tty() else "plain"
+
+    def say(message: str) -> None:
+        if mode != "quiet":
+            print(message, file=sys.stderr)
+
     hooks = build_hooks(
         open_store(),
         no_cache=args.no_cache,
         native_pip=not args.no_native_pip,
         cache_to=args.cache_to,
         cache_from=args.cache_from,
+        client=client_factory(args),
     )
-    options = replace(options, interceptors=hooks.interceptors, observers=hooks.observers)
-    mode = "quiet" if args.quiet else args.progress
-    if mode == "auto":
-        mode = "tty" if stderr_is_tty() else "plain"
-    started = time.monotonic()
-    with progress_printer(mode, sys.stderr) as show:
-        result = build(options, show)
-    hooks.finish()
-
-    def say(message: str) -> None:
-        if mode != "quiet":
-            print(message, file=sys.stderr)
+    try:
+        for warning in hooks.warnings:
+            say(f"WARNING: {warning}")
+        options = replace(options, interceptors=hooks.interceptors, observers=hooks.observers)
+        started = time.monotonic()
+        with progress_printer(mode, sys.stderr) as show:
+            result = build(options, show)
+        hooks.finish()
+    finally:
+        hooks.close()
 
     for name in result.unused_build_args:
         say(f'WARNING: build-arg "{name}" was not consumed by the Dockerfile')
