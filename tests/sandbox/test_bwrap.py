@@ -15,6 +15,7 @@ from manyarch.images import LayoutSource, resolve_image
 from manyarch.layers import unpack
 from manyarch.layout import Layout
 from manyarch.oci.platform import Platform
+from manyarch.sandbox import bwrap
 from manyarch.sandbox.bwrap import Bind, SandboxSpec, command, remove_created, run, start
 from tests.helpers.tiny_base import TinyBase, tiny_base
 
@@ -191,3 +192,34 @@ def test_a_user_is_that_user_on_disk_and_root_stays_root(
     st = (root / "home/app/secret/mine").stat()
     assert (st.st_uid, st.st_gid) == (1000, 1000)
     assert not (root / "etc/nope").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the identity map is written by root")
+def test_a_user_map_that_cannot_be_written_leaves_no_sandbox(
+    amd64_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+
+    def refuse(pid: int) -> None:
+        seen.append(pid)
+        raise SandboxError("cannot map the sandbox's users")
+
+    monkeypatch.setattr(bwrap, "_write_identity_map", refuse)
+    spec = SandboxSpec(amd64_root, ["/bin/sleep", "30"], user="app", network="none")
+    r, w = os.pipe()
+    try:
+        with pytest.raises(SandboxError, match="cannot map"):
+            start(
+                spec,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                pass_fds=(w,),
+                preexec_fn=lambda: os.write(w, b"%d" % os.getpid()),  # bwrap's pid
+            )
+        bwrap_pid = int(os.read(r, 64))
+    finally:
+        os.close(r)
+        os.close(w)
+    # the sandbox is killed and bwrap reaped: not left running, nor a zombie
+    assert len(seen) == 1 and _gone(seen[0])
+    assert not Path(f"/proc/{bwrap_pid}").exists()

@@ -270,6 +270,10 @@ def start(
         try:
             if child is not None:
                 _write_identity_map(child)
+        except BaseException:
+            Sandboxed(proc, child).kill()  # nobody else would wait for it
+            proc.wait()
+            raise
         finally:
             # bwrap goes on (and fails cleanly if the maps could not be written)
             with contextlib.suppress(OSError):
