@@ -15,6 +15,7 @@ from manyarch import procs
 from manyarch.build.scratch import OWNER, PREFIX, scratch, sweep
 from manyarch.run.rootfs import mounts_under
 from tests.build.builder_helpers import make_context
+from tests.helpers.cli import manyarch
 from tests.helpers.isolation import isolated_build
 from tests.helpers.tiny_base import TinyBase, tiny_base
 
@@ -95,9 +96,7 @@ def test_a_killed_builds_mounts_are_swept_by_the_next_build(
 
 def test_prune_sweeps_killed_builds(isolated_build: Path) -> None:
     dead = _owned(isolated_build, "dead", _dead_pid(), "12345")
-    r = subprocess.run(
-        [sys.executable, "-m", "manyarch", "prune"], capture_output=True, text=True, timeout=120
-    )
+    r = manyarch(dict(os.environ), "prune", timeout=120)
     assert r.returncode == 0, r.stderr
     assert "removed 1 scratch directories of builds that were killed" in r.stdout
     assert not dead.exists()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.cli import manyarch
 from tests.helpers.demo_image import DemoImage
 from tests.helpers.registry_server import free_port
 
@@ -44,18 +45,6 @@ def env(data_home: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
 def containers(data_home: Path) -> list[Path]:
     d = data_home / "manyarch" / "containers"
     return sorted(d.iterdir()) if d.is_dir() else []
-
-
-def manyarch(
-    env: dict[str, str], *args: str, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "manyarch", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def get_arch(port: int, timeout: float) -> dict[str, str]:

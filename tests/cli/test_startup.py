@@ -103,21 +103,18 @@ def test_python_m_version(tmp_path: Path) -> None:
     assert out.stdout == f"manyarch {__version__}\n"
 
 
-@pytest.mark.parametrize(
-    ("args", "codes"),
-    [
-        # argparse itself ignores a failed write of the help when stdout is unbuffered
-        (["--help"], {0, 141}),
-        (["emulation", "status"], {141}),
-    ],
-)
-def test_a_reader_that_goes_away_ends_the_command_quietly(args: list[str], codes: set[int]) -> None:
-    # `manyarch ... | head -1`: no BrokenPipeError traceback, SIGPIPE's status
+@pytest.mark.parametrize("args", [["--help"], ["emulation", "status"]])
+def test_a_reader_that_goes_away_ends_the_command_quietly(args: list[str]) -> None:
+    # `manyarch ... | head -1`: no BrokenPipeError traceback, SIGPIPE's status. With
+    # stdout buffered, as in a user's shell: unbuffered, argparse would swallow the
+    # failed write of the help and the case would prove nothing.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     r_fd, w_fd = os.pipe()
     os.close(r_fd)  # nobody will read what the command prints
     try:
         r = subprocess.run(
             [sys.executable, "-m", "manyarch", *args],
+            env=env,
             stdout=w_fd,
             stderr=subprocess.PIPE,
             text=True,
@@ -125,4 +122,4 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(args: list[str], codes
         )
     finally:
         os.close(w_fd)
-    assert r.returncode in codes and r.stderr == ""
+    assert (r.returncode, r.stderr) == (141, "")

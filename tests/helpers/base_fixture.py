@@ -8,38 +8,27 @@ into a fresh OCI layout. Cold: ~30-60 s; cached: ~1 s.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 
 from manyarch.build.base import BaseImage, BaseOptions, build_base, save_layout
 from manyarch.layout import Layout
 from manyarch.oci.platform import Platform
+from tests.helpers.images import LayoutImage, tests_cache_dir
 
 BASE_PLATFORMS = (Platform.parse("linux/amd64"), Platform.parse("linux/arm64"))
 BASE_EPOCH = 1700000000
 BASE_TAG = "python-3.11-bookworm"
 
 
-class PythonBase(NamedTuple):
+class PythonBase(LayoutImage):
     """An OCI layout holding the python base index under ``tag``."""
-
-    layout: Path
-    tag: str
-
-    @property
-    def ref(self) -> str:
-        """``oci-layout://PATH:TAG``, as ``FROM`` or ``--build-context`` take it."""
-        return f"oci-layout://{self.layout}:{self.tag}"
 
 
 def base_cache_dir() -> Path:
     """Where test base images are cached between sessions."""
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    root = Path(xdg) / "manyarch-tests" if xdg else Path("/var/tmp/manyarch-tests")
-    return root / "base"
+    return tests_cache_dir("base")
 
 
 def python_base_options(**overrides: object) -> BaseOptions:

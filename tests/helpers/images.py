@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO, NamedTuple, cast
 
 from manyarch.layers import EntryType, TarEntry, write_layer
 from manyarch.layout import Layout
 from manyarch.oci import ContainerConfig, Descriptor, History, ImageConfig, Index, Manifest
 from manyarch.oci import mediatypes as mt
 from manyarch.oci.platform import Platform
+
+
+class LayoutImage(NamedTuple):
+    """An OCI layout holding an image (an index) under ``tag``."""
+
+    layout: Path
+    tag: str
+
+    @property
+    def ref(self) -> str:
+        """``oci-layout://PATH:TAG``, as ``FROM`` or ``--build-context`` take it."""
+        return f"oci-layout://{self.layout}:{self.tag}"
+
+
+def tests_cache_dir(name: str) -> Path:
+    """Where images the tests make are kept between sessions, under ``name``."""
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    root = Path(xdg) / "manyarch-tests" if xdg else Path("/var/tmp/manyarch-tests")
+    return root / name
 
 
 def image_for(

@@ -16,7 +16,7 @@ import tarfile
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO, NamedTuple, cast
+from typing import BinaryIO, cast
 
 import pytest
 
@@ -25,6 +25,7 @@ from manyarch.layout import Layout
 from manyarch.oci import mediatypes as mt
 from manyarch.oci.manifest import ContainerConfig, Descriptor, History, ImageConfig, Index, Manifest
 from manyarch.oci.platform import Platform
+from tests.helpers.images import LayoutImage, tests_cache_dir
 
 VERSION = "2"
 EPOCH = 1700000000
@@ -49,23 +50,8 @@ PASSWD = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n
 GROUP = "root:x:0:\napp:x:1000:\n"
 
 
-class TinyBase(NamedTuple):
+class TinyBase(LayoutImage):
     """An OCI layout holding the tiny base index under ``tag``."""
-
-    layout: Path
-    tag: str
-
-    @property
-    def ref(self) -> str:
-        """``oci-layout://PATH:TAG`` for ``FROM``."""
-        return f"oci-layout://{self.layout}:{self.tag}"
-
-
-def cache_root() -> Path:
-    """Where the tiny base is cached between sessions."""
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    root = Path(xdg) / "manyarch-tests" if xdg else Path("/var/tmp/manyarch-tests")
-    return root / "tiny"
 
 
 def _rootfs(platform: Platform, work: Path) -> Path:
@@ -142,7 +128,7 @@ def tiny_base() -> TinyBase:
     """The tiny dash+coreutils base for linux/amd64 and linux/arm64 (cached)."""
     if not shutil.which("mmdebstrap"):
         pytest.skip("mmdebstrap is not installed")
-    dest = cache_root() / f"v{VERSION}"
+    dest = tests_cache_dir("tiny") / f"v{VERSION}"
     if not (dest / "index.json").exists():
         dest.parent.mkdir(parents=True, exist_ok=True)
         build_tiny_base(dest)

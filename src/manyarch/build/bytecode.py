@@ -10,6 +10,7 @@ host interpreter nothing is compiled and Python compiles at first import.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -29,6 +30,7 @@ def bytecode_magic(lib: Path) -> int | None:
     return int(m.group(1)) if m else None
 
 
+@functools.cache  # asked for every pip line and base: the host does not change meanwhile
 def host_python(version: str, magic: int) -> str | None:
     """A host interpreter (ours, else ``version`` on PATH) whose bytecode has ``magic``."""
     probe = "import importlib.util as u; print(int.from_bytes(u.MAGIC_NUMBER[:2], 'little'))"

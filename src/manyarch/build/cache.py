@@ -447,7 +447,8 @@ class BuildHooks:
                 self.cache.write_export()
                 if self.push_to is not None and self.cache.export is not None:
                     assert self.client is not None
-                    registrycache.push(self.cache.export, self.push_to, self.client)
+                    entries = [e.to_json() for e in self.cache.used.values() if e.layer]
+                    registrycache.push(self.cache.export, entries, self.push_to, self.client)
         finally:
             self.close()
 
@@ -491,12 +492,14 @@ def build_hooks(
             assert spec.ref is not None and client is not None
             d = registrycache.scratch_dir()
             hooks.scratch.append(d)
-            source = registrycache.pull(spec.ref, client, d)
-            if source is None:
+            found = registrycache.pull(spec.ref, client)
+            if found is None:
                 hooks.warnings.append(f"no build cache at {spec.ref} yet: nothing imported from it")
                 continue
+            entries, remote[d] = found
+            for entry in entries:
+                _write_json(_entry_path(d, entry["key"]), entry)
             imports.append(d)
-            remote[d] = source
         export = exports[0].path if exports else None
         if exports and exports[0].type == "registry":
             export = registrycache.scratch_dir()

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from manyarch.errors import InvalidDocument, NotFound, RegistryError
 from manyarch.images import LayoutSource, Source, open_sink, open_source
@@ -34,23 +34,24 @@ _KEY = re.compile(r"[0-9a-f]{64}")
 TAG = "buildcache"
 
 
-def _entries_dir(root: Path) -> Path:
-    return root / "entries"
-
-
-def push(export_dir: Path, ref: str, client: Callable[[], RegistryClient]) -> Descriptor:
-    """Push a cache export directory (OCI layout + ``entries/``) to ``ref`` as one artifact."""
+def push(
+    blobs: Path,
+    entries: Sequence[Mapping[str, Any]],
+    ref: str,
+    client: Callable[[], RegistryClient],
+) -> Descriptor:
+    """Push ``entries`` (their layers' blobs in the OCI layout ``blobs``) to ``ref``."""
     from manyarch.images import copy
 
-    layout = Layout.open(export_dir)
-    entries = [json.loads(p.read_text()) for p in sorted(_entries_dir(export_dir).rglob("*.json"))]
+    layout = Layout.open(blobs)
     layers: dict[str, Descriptor] = {}
     for entry in entries:
         if entry.get("layer"):
             d = Descriptor.from_json(entry["layer"])
             layers.setdefault(str(d.digest), Descriptor(d.media_type, d.digest, d.size))
+    ordered = sorted(entries, key=lambda e: str(e["key"]))
     config = Document(
-        json.dumps({"entries": entries}, sort_keys=True, separators=(",", ":")).encode(),
+        json.dumps({"entries": ordered}, sort_keys=True, separators=(",", ":")).encode(),
         CONFIG_MEDIA_TYPE,
     )
     layout.put_document(config)
@@ -66,8 +67,10 @@ def push(export_dir: Path, ref: str, client: Callable[[], RegistryClient]) -> De
     return copy(LayoutSource(layout, TAG), sink, tag=tag)
 
 
-def pull(ref: str, client: Callable[[], RegistryClient], dest: Path) -> Source | None:
-    """Write the entries of the cache at ``ref`` to ``dest/entries``; the source for its blobs.
+def pull(
+    ref: str, client: Callable[[], RegistryClient]
+) -> tuple[list[dict[str, Any]], Source] | None:
+    """The entries of the cache at ``ref`` (keys checked), and the source of its blobs.
 
     None when there is no cache there yet (the first build of a pipeline).
     """
@@ -86,15 +89,12 @@ def pull(ref: str, client: Callable[[], RegistryClient], dest: Path) -> Source |
             f"{ref} is not a manyarch build cache (config {manifest.config.media_type})",
             "give --cache-from a ref that --cache-to type=registry wrote",
         )
-    data = json.loads(source.document(manifest.config).data)
-    for entry in data.get("entries", []):
+    entries = list(json.loads(source.document(manifest.config).data).get("entries", []))
+    for entry in entries:
         key = str(entry.get("key"))
-        if not _KEY.fullmatch(key):  # it names a file here
+        if not _KEY.fullmatch(key):  # a key names a file of the local cache
             raise InvalidDocument(f"{ref}: a cache entry has an invalid key {key[:80]!r}")
-        path = _entries_dir(dest) / key[:2] / f"{key}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(entry, sort_keys=True))
-    return source
+    return entries, source
 
 
 def scratch_dir() -> Path:

@@ -44,32 +44,12 @@ def _stop_flags(st: argparse.ArgumentParser) -> None:
 
 
 def ago(when: datetime | None, now: datetime | None = None) -> str:
-    """How long ago, worded as docker words it (go-units' HumanDuration)."""
+    """How long ago, worded as docker words it."""
+    from manyarch.units import human_duration
+
     if when is None:
         return "?"
-    seconds = ((now or datetime.now(UTC)) - when).total_seconds()
-    s, minutes, hours = int(seconds), int(seconds // 60), int(seconds / 3600 + 0.5)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds // 3600) // 24 // 365} years"
+    return human_duration(((now or datetime.now(UTC)) - when).total_seconds())
 
 
 def status_of(s: ContainerState) -> str:

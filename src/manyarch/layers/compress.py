@@ -116,7 +116,6 @@ class LayerSink:
     def __init__(self, dest: BinaryIO, compression: str | None) -> None:
         self._dest = dest
         self._compressor = compressor(compression)
-        self._plain = compression is None
         self.diff = Hasher()
         self.blob = Hasher()
         self._buf = bytearray()
@@ -126,7 +125,7 @@ class LayerSink:
         self._done: queue.Queue[bytes | None] = queue.Queue()
         self._finished = False
         self._thread: threading.Thread | None = None
-        if not self._plain:
+        if compression is not None:
             self._thread = threading.Thread(target=self._work, name="layer-compress", daemon=True)
             self._thread.start()
 

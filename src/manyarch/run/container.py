@@ -44,7 +44,7 @@ from manyarch.oci.platform import Platform, host_platform
 from manyarch.run import rootfs
 from manyarch.run.network import PortMapping, allow_low_ports, start_forwarding
 from manyarch.sandbox import emulation
-from manyarch.sandbox.bwrap import DEFAULT_PATH, SandboxSpec, start
+from manyarch.sandbox.bwrap import DEFAULT_PATH, Sandboxed, SandboxSpec, start
 from manyarch.sandbox.rootpath import resolve_in_root
 from manyarch.store import data_home, open_store
 
@@ -347,7 +347,7 @@ class Supervisor:
     on_started: Callable[[ContainerState], None] | None = None
     #: where the final state is written as JSON (the starter of a detached --rm container)
     result_fd: int = -1
-    _proc: subprocess.Popen[bytes] | None = None
+    _sandbox: Sandboxed | None = None
     _signals: int = 0
     _pending: int = 0
 
@@ -401,22 +401,23 @@ class Supervisor:
             )
             fds = [status_w] + ([block_r] if ports else [])
             try:
-                self._proc = start(
+                self._sandbox = start(
                     spec,
                     pass_fds=fds,
                     stdin=None if state.interactive or state.tty else subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
                     start_new_session=True,
                     preexec_fn=die_with_parent,
-                ).proc
+                )
             finally:
                 for fd in fds:
                     os.close(fd)
-            assert self._proc.stderr is not None
+            proc = self._sandbox.proc
+            assert proc.stderr is not None
             hint = emulation_hint(Platform.parse(state.platform), state.emulation)
             copier = threading.Thread(
                 target=_copy_stderr,
-                args=(self._proc.stderr, self.stderr_fd, hint, seen),
+                args=(proc.stderr, self.stderr_fd, hint, seen),
                 daemon=True,
             )
             copier.start()
@@ -446,7 +447,7 @@ class Supervisor:
                         os.kill(state.pid, self._pending)
                 if self.on_started is not None:
                     self.on_started(state)
-                code = self._proc.wait()
+                code = proc.wait()
         except ManyarchError as e:
             with contextlib.suppress(OSError):
                 os.write(self.stderr_fd, f"error: {e.message}\n".encode())
@@ -454,9 +455,9 @@ class Supervisor:
                     os.write(self.stderr_fd, f"hint: {e.hint}\n".encode())
             code = 127 if "executable file not found" in e.message else 125
             state.exec_error = e.message
-            if self._proc is not None and self._proc.poll() is None:
-                self._proc.kill()
-                self._proc.wait()
+            if self._sandbox is not None:
+                self._sandbox.kill()  # its init too: bwrap alone may leave it running
+                self._sandbox.proc.wait()
         finally:
             if pasta is not None:
                 pasta.terminate()

@@ -66,19 +66,24 @@ def bwrap_path() -> str:
 
 
 def command(
-    spec: SandboxSpec, created: list[Path] | None = None, *, userns_block_fd: int | None = None
+    spec: SandboxSpec,
+    created: list[Path] | None = None,
+    *,
+    ids: Ids | None = None,
+    userns_block_fd: int | None = None,
 ) -> list[str]:
     """The bwrap command line for ``spec`` (without the emulation-off wrapper).
 
     Mount points it had to create in the rootfs are appended to ``created`` so
     the caller removes them afterwards (they must not end up in a layer).
-    ``userns_block_fd``: bwrap waits on it until the caller has written the
-    user namespace's maps (see :func:`start`).
+    ``ids``: ``spec.user`` already resolved. ``userns_block_fd``: bwrap waits
+    on it until the caller has written the user namespace's maps (see :func:`start`).
     """
     if not spec.argv:
         raise SandboxError("no command to run", "give the image a CMD or ENTRYPOINT, or a command")
     root = spec.rootfs.resolve()
-    ids = resolve_user(root, spec.user, runtime=True)
+    if ids is None:
+        ids = resolve_user(root, spec.user, runtime=True)
     args = [
         bwrap_path(),
         "--bind", str(root), "/",
@@ -131,30 +136,31 @@ def emulation_off_wrapper() -> list[str]:
 
 
 def full_command(
-    spec: SandboxSpec, created: list[Path] | None = None, *, userns_block_fd: int | None = None
+    spec: SandboxSpec,
+    created: list[Path] | None = None,
+    *,
+    ids: Ids | None = None,
+    userns_block_fd: int | None = None,
 ) -> list[str]:
     """The command to spawn: bwrap, wrapped when emulation is off."""
-    cmd = command(spec, created, userns_block_fd=userns_block_fd)
+    cmd = command(spec, created, ids=ids, userns_block_fd=userns_block_fd)
     return [*emulation_off_wrapper(), *cmd] if not spec.emulation else cmd
 
 
-def host_identity(spec: SandboxSpec) -> Ids | None:
-    """The user a root caller runs a non-root sandbox as, on the host itself.
+def _on_host_as_user(spec: SandboxSpec, ids: Ids) -> bool:
+    """Whether a root caller runs this non-root sandbox as its user on the host itself.
 
     bwrap maps a sandbox's ``--uid`` onto its caller's uid: run by root, a
     ``USER app`` process would be root on the host, unable to write app's own
     files (owned by 1000, which that map leaves unmapped) and recording what
     it writes as root's. Instead bwrap is started as the user (uid, gid and
-    supplementary groups), and :func:`start` gives its user namespace the
-    identity map, so uid 1000 inside is uid 1000 on disk and root's files
+    supplementary groups), and :func:`start` writes the identity map into its
+    user namespace, so uid 1000 inside is uid 1000 on disk and root's files
     stay root's. bwrap still sets the sandbox up with its namespace's
     capabilities, so a rootfs under root's private directories is reachable.
     Not with emulation off, whose wrapper maps root alone.
     """
-    if os.geteuid() != 0 or not spec.emulation or not spec.argv:
-        return None
-    ids = resolve_user(spec.rootfs.resolve(), spec.user, runtime=True)
-    return ids if (ids.uid, ids.gid) != (0, 0) else None
+    return os.geteuid() == 0 and spec.emulation and (ids.uid, ids.gid) != (0, 0)
 
 
 _IDENTITY_MAP = "0 0 4294967295\n"
@@ -240,16 +246,18 @@ def start(
     ``kwargs`` go to :class:`subprocess.Popen`. The caller waits on ``.proc``
     and removes ``created`` afterwards.
     """
-    ids = host_identity(spec)
+    ids = resolve_user(spec.rootfs.resolve(), spec.user, runtime=True) if spec.argv else None
+    as_user = ids is not None and _on_host_as_user(spec, ids)
     info_r, info_w = os.pipe()
-    block_r, block_w = os.pipe() if ids is not None else (-1, -1)
-    mine = [info_w] + ([block_r] if ids is not None else [])
+    block_r, block_w = os.pipe() if as_user else (-1, -1)
+    mine = [info_w] + ([block_r] if as_user else [])
     try:
         spec = replace(spec, bwrap_args=[*spec.bwrap_args, "--info-fd", str(info_w)])
-        cmd = full_command(spec, created, userns_block_fd=block_r if ids is not None else None)
+        cmd = full_command(spec, created, ids=ids, userns_block_fd=block_r if as_user else None)
         if before_spawn is not None:
             before_spawn()
-        if ids is not None:
+        if as_user:
+            assert ids is not None
             kwargs.update(user=ids.uid, group=ids.gid, extra_groups=list(ids.groups))
         proc: subprocess.Popen[bytes] = subprocess.Popen(cmd, pass_fds=(*mine, *pass_fds), **kwargs)
     except BaseException:
@@ -266,7 +274,7 @@ def start(
         child: int | None = int(json.loads(data)["child-pid"])
     except (ValueError, KeyError, TypeError):
         child = None
-    if ids is not None:
+    if as_user:
         try:
             if child is not None:
                 _write_identity_map(child)
