@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from tests.helpers.base_fixture import BASE_TAG, python_base_options  # noqa: E402
 from tests.helpers.registry_server import start_registry  # noqa: E402
 
-from manyarch.build.base import build_base, save_layout  # noqa: E402
+from manyarch.imagebuild.base import build_base, save_layout  # noqa: E402
 from manyarch.layout import Layout  # noqa: E402
 
 MANYARCH = [str(ROOT / ".venv" / "bin" / "manyarch")]

@@ -19,7 +19,7 @@ ALLOWED = {
     "store": {"layout"},
     "procs": set(),
     "builders": {"errors"},
-    "build": {
+    "imagebuild": {
         "__init__",
         "errors",
         "oci",
@@ -31,10 +31,10 @@ ALLOWED = {
         "images",
         "inspect",
         "store",
-        "run",
+        "rootfs",
         "procs",
     },
-    # run/ never imports build/: the builder reuses run.rootfs, not the other way round
+    "rootfs": {"errors", "oci", "layers", "layout", "store", "procs"},
     "run": {
         "__init__",
         "errors",
@@ -45,6 +45,7 @@ ALLOWED = {
         "sandbox",
         "images",
         "store",
+        "rootfs",
         "procs",
     },
 }

@@ -14,7 +14,7 @@ import pytest
 
 from manyarch.cli.main import main
 from manyarch.oci import mediatypes as mt
-from tests.build.builder_helpers import make_context
+from tests.imagebuild.builder_helpers import make_context
 from tests.helpers.registry_server import RegistryServer
 from tests.helpers.tiny_base import TinyBase, tiny_base
 

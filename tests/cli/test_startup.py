@@ -18,7 +18,7 @@ from manyarch.cli.main import build_parser, main
 HEAVY = (
     "httpx",
     "rich",
-    "manyarch.build",
+    "manyarch.imagebuild",
     "manyarch.registry.client",
     "manyarch.run.container",
     "manyarch.dockerfile",
@@ -71,8 +71,8 @@ def _help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_deferred_flags_are_there_when_used(capsys: pytest.CaptureFixture[str]) -> None:
-    from manyarch.build.base import DEFAULT_MIRROR, DEFAULT_SUITE, PRESETS
-    from manyarch.build.cache import DEFAULT_MAX_BYTES
+    from manyarch.imagebuild.base import DEFAULT_MIRROR, DEFAULT_SUITE, PRESETS
+    from manyarch.imagebuild.cache import DEFAULT_MAX_BYTES
     from manyarch.run.container import DEFAULT_STOP_TIMEOUT
 
     parser = build_parser()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from manyarch.build.base import BaseImage, BaseOptions, build_base, save_layout
+from manyarch.imagebuild.base import BaseImage, BaseOptions, build_base, save_layout
 from manyarch.layout import Layout
 from manyarch.oci.platform import Platform
 from tests.helpers.images import LayoutImage, tests_cache_dir

@@ -17,7 +17,7 @@ from manyarch.cli.common import add_registry_flags, client_factory, defer
 from manyarch.errors import UsageError
 
 if TYPE_CHECKING:
-    from manyarch.build import base
+    from manyarch.imagebuild import base
     from manyarch.oci.platform import Platform
     from manyarch.oci.reference import Reference
 
@@ -37,7 +37,7 @@ def register(sub: Any) -> None:
 
 
 def _flags(p: argparse.ArgumentParser) -> None:
-    from manyarch.build import base
+    from manyarch.imagebuild import base
 
     p.add_argument(
         "--platform",
@@ -109,7 +109,7 @@ def _epoch(args: argparse.Namespace) -> int | None:
 
 
 def _options(args: argparse.Namespace) -> base.BaseOptions:
-    from manyarch.build import base
+    from manyarch.imagebuild import base
     from manyarch.oci.platform import Platform, host_platform, parse_platforms
 
     platforms = parse_platforms(args.platform) if args.platform else [host_platform()]
@@ -134,7 +134,7 @@ def _options(args: argparse.Namespace) -> base.BaseOptions:
 
 
 def _destinations(args: argparse.Namespace) -> tuple[list[Reference], list[tuple[Path, bool]]]:
-    from manyarch.build.publish import parse_output
+    from manyarch.imagebuild.publish import parse_output
     from manyarch.oci.reference import Reference
 
     refs = [Reference.parse(t).tagged_or_latest() for t in args.tag]
@@ -175,8 +175,8 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import tempfile
 
-    from manyarch.build import base
-    from manyarch.build.publish import RegistryPublisher
+    from manyarch.imagebuild import base
+    from manyarch.imagebuild.publish import RegistryPublisher
     from manyarch.layout import Layout
     from manyarch.oci.reference import Reference
 
@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
 def _write_archive(image: base.BaseImage, dest: Path, tag: str) -> None:
     import tempfile
 
-    from manyarch.build import base
+    from manyarch.imagebuild import base
     from manyarch.layout import Layout
 
     parent = dest.parent if str(dest.parent) else Path(".")

@@ -25,8 +25,8 @@ from manyarch.cli.common import add_registry_flags, client_factory, registry_opt
 from manyarch.errors import UsageError
 
 if TYPE_CHECKING:
-    from manyarch.build.builder import Progress, StepEvent
-    from manyarch.build.publish import OutputSpec, Publisher
+    from manyarch.imagebuild.builder import Progress, StepEvent
+    from manyarch.imagebuild.publish import OutputSpec, Publisher
     from manyarch.oci.reference import Reference
 
 
@@ -118,7 +118,7 @@ def media_types(outputs: list[OutputSpec]) -> bool:
 def _publishers(
     args: argparse.Namespace, outputs: list[OutputSpec], tags: list[Reference]
 ) -> list[Publisher]:
-    from manyarch.build.publish import DockerArchivePublisher, LayoutPublisher, RegistryPublisher
+    from manyarch.imagebuild.publish import DockerArchivePublisher, LayoutPublisher, RegistryPublisher
     from manyarch.oci.reference import Reference
 
     pubs: list[Publisher] = []
@@ -154,9 +154,9 @@ def _publishers(
 def _run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from manyarch.build.builder import BuildOptions, build
-    from manyarch.build.cache import build_hooks
-    from manyarch.build.publish import parse_output, write_metadata
+    from manyarch.imagebuild.builder import BuildOptions, build
+    from manyarch.imagebuild.cache import build_hooks
+    from manyarch.imagebuild.publish import parse_output, write_metadata
     from manyarch.oci.manifest import Manifest
     from manyarch.oci.platform import host_platform, parse_platforms
     from manyarch.oci.reference import Reference

@@ -86,7 +86,8 @@ def _micro(created: str) -> str:
 
 
 def _rmi(args: argparse.Namespace) -> int:
-    from manyarch.run import container, local, rootfs
+    from manyarch import rootfs
+    from manyarch.run import container, local
     from manyarch.store import open_store
 
     store = open_store()

@@ -21,7 +21,7 @@ def register(sub: Any) -> None:
 
 
 def _flags(p: argparse.ArgumentParser) -> None:
-    from manyarch.build.cache import DEFAULT_MAX_BYTES
+    from manyarch.imagebuild.cache import DEFAULT_MAX_BYTES
 
     p.description = (
         "Drop build cache entries (and their layers) until the cache fits "
@@ -38,9 +38,10 @@ def _flags(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from manyarch.build.cache import buildcache_dir, parse_size, prune
-    from manyarch.build.scratch import sweep
-    from manyarch.run import container, local, rootfs
+    from manyarch.imagebuild.cache import buildcache_dir, parse_size, prune
+    from manyarch.imagebuild.scratch import sweep
+    from manyarch import rootfs
+    from manyarch.run import container, local
     from manyarch.store import open_store, work_dir
     from manyarch.units import human_size
 

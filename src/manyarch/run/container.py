@@ -2,7 +2,7 @@
 
 A container is ``$XDG_DATA_HOME/manyarch/containers/<id>/``: ``state.json``, the
 log of a detached one, and its writable view of the image (see
-:mod:`manyarch.run.rootfs`). Its supervisor is the ``manyarch run`` process in
+:mod:`manyarch.rootfs`). Its supervisor is the ``manyarch run`` process in
 the foreground, or for ``-d`` a detached supervisor process (:mod:`manyarch.run.supervise`)
 writing into the log. The supervisor mounts the view, starts bwrap (the image's
 process is PID 1 of its namespace, as under Docker), wires ``-p`` ports with
@@ -41,7 +41,7 @@ from manyarch.errors import ManyarchError, NotFound, SandboxError, UsageError
 from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Manifest
 from manyarch.oci.platform import Platform, host_platform
-from manyarch.run import rootfs
+from manyarch import rootfs
 from manyarch.run.network import PortMapping, allow_low_ports, start_forwarding
 from manyarch.sandbox import emulation
 from manyarch.sandbox.bwrap import DEFAULT_PATH, Sandboxed, SandboxSpec, start

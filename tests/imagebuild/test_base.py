@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from manyarch.build import base
-from manyarch.build.base import BaseImage, BaseOptions, Package
+from manyarch.imagebuild import base
+from manyarch.imagebuild.base import BaseImage, BaseOptions, Package
 from manyarch.cli.main import main
 from manyarch.errors import BuildError, InvalidInput, ToolMissing, UsageError
 from manyarch.layout import Layout

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from manyarch.build.builder import BuildOptions, BuildResult, StepEvent, build
+from manyarch.imagebuild.builder import BuildOptions, BuildResult, StepEvent, build
 from manyarch.layout import Layout
 from manyarch.oci.manifest import Descriptor, ImageConfig, Index, Manifest
 from manyarch.oci.platform import Platform

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from manyarch.build.builder import RAN, BuildOptions, StepContext, build
+from manyarch.imagebuild.builder import RAN, BuildOptions, StepContext, build
 from manyarch.errors import (
     BuildError,
     DockerfileError,
@@ -24,7 +24,7 @@ from manyarch.oci import mediatypes as mt
 from manyarch.oci.manifest import BASE_DIGEST, BASE_NAME, CREATED, Index
 from manyarch.oci.platform import Platform
 from manyarch.sandbox import emulation
-from tests.build.builder_helpers import BOTH, index_of, make_context, run_build
+from tests.imagebuild.builder_helpers import BOTH, index_of, make_context, run_build
 from tests.helpers.tiny_base import TinyBase, tiny_base
 
 __all__ = ["tiny_base"]

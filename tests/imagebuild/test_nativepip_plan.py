@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from manyarch.build.nativepip import (
+from manyarch.imagebuild.nativepip import (
     Fallback,
     NativePip,
     PipInstall,

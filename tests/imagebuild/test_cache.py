@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from manyarch.build.builder import BuildOptions
-from manyarch.build.cache import (
+from manyarch.imagebuild.builder import BuildOptions
+from manyarch.imagebuild.cache import (
     BuildCache,
     CacheEntry,
     CacheSpec,
@@ -29,7 +29,7 @@ from manyarch.oci.platform import Platform
 from manyarch.oci.reference import Reference
 from manyarch.registry import RegistryClient, RegistryOptions
 from manyarch.store import open_store
-from tests.build.builder_helpers import Built, make_context, run_build
+from tests.imagebuild.builder_helpers import Built, make_context, run_build
 from tests.helpers.base_fixture import PythonBase
 from tests.helpers.registry_server import RegistryServer
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from manyarch.build.publish import (
+from manyarch.imagebuild.publish import (
     DockerArchivePublisher,
     LayoutPublisher,
     OutputSpec,

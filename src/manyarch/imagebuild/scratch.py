@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from manyarch import procs
-from manyarch.run.rootfs import unmount_under
+from manyarch.rootfs import unmount_under
 from manyarch.store import work_dir
 
 PREFIX = "manyarch-build-"

@@ -1,7 +1,7 @@
 """Execute a Dockerfile plan per target platform, platforms in parallel.
 
 A builder returns an index in the local store and touches no registry (ko's
-split between building and publishing): :mod:`manyarch.build.publish` takes
+split between building and publishing): :mod:`manyarch.imagebuild.publish` takes
 the result to a registry, an OCI layout or a tarball.
 
 Per platform and stage, the rootfs is lazy: while steps are cache hits
@@ -9,7 +9,7 @@ nothing is unpacked, the stage is only a list of layers. A step that needs
 the files (a RUN, a cache miss that cannot be written without them) makes
 the rootfs then: an overlayfs view whose lower directory is the base image
 unpacked once per manifest digest (shared with ``manyarch run``, see
-:mod:`manyarch.run.rootfs`; a ``cp -a --reflink=auto`` copy where overlayfs is
+:mod:`manyarch.rootfs`; a ``cp -a --reflink=auto`` copy where overlayfs is
 not possible), plus the layers above it. A COPY (or WORKDIR) on a stage that
 has no rootfs yet is written in a small scratch tree holding only the
 directories on the way to its destination, with their metadata read from the
@@ -69,7 +69,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal, TypeVar, cast
 
 from manyarch import dockerfile as df
-from manyarch.build.scratch import scratch
+from manyarch.imagebuild.scratch import scratch
 from manyarch.errors import BuildError, DockerfileError, ManyarchError
 from manyarch.images import (
     LayoutSink,
@@ -98,7 +98,7 @@ from manyarch.oci.manifest import (
 from manyarch.oci.platform import Platform, host_platform
 from manyarch.oci.reference import parse_any
 from manyarch.registry import RegistryClient, RegistryOptions
-from manyarch.run.rootfs import COMPLETE, View, cached_path, unpacked
+from manyarch.rootfs import COMPLETE, View, cached_path, unpacked
 from manyarch.sandbox import emulation
 from manyarch.sandbox.bwrap import Bind, Sandboxed, SandboxSpec, remove_created, start
 from manyarch.sandbox.rootpath import resolve_in_root

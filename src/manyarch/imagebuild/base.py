@@ -49,7 +49,7 @@ from typing import IO, Any, BinaryIO, cast
 from urllib.parse import quote, urlsplit
 
 from manyarch import __version__
-from manyarch.build.bytecode import bytecode_magic, compile_tree, host_python
+from manyarch.imagebuild.bytecode import bytecode_magic, compile_tree, host_python
 from manyarch.errors import BuildError, InvalidInput, ManyarchError, ToolMissing, UsageError
 from manyarch.layers import write_layer_from_dir
 from manyarch.layout import Layout, walk

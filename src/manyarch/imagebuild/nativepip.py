@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from manyarch import dockerfile as df
-from manyarch.build.builder import RAN, StepContext, _Ran
-from manyarch.build.bytecode import bytecode_magic, compile_tree, host_python
+from manyarch.imagebuild.builder import RAN, StepContext, _Ran
+from manyarch.imagebuild.bytecode import bytecode_magic, compile_tree, host_python
 from manyarch.errors import BuildError, ManyarchError
 from manyarch.sandbox.rootpath import resolve_in_root
 
@@ -107,7 +107,7 @@ _PYTHON_NAMES = ("python", "python3")
 _RUNNER = [
     sys.executable,
     "-c",
-    "import sys; from manyarch.build.nativepip import _runner; "
+    "import sys; from manyarch.imagebuild.nativepip import _runner; "
     "raise SystemExit(_runner(sys.argv[1:]))",
 ]
 #: Bump when the facts' shape changes, so old cache entries are ignored.

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from manyarch.build.nativepip import NativePipInterceptor
+from manyarch.imagebuild.nativepip import NativePipInterceptor
 from manyarch.errors import BuildError
 from manyarch.oci.platform import Platform
-from tests.build.builder_helpers import Built, make_context, run_build
+from tests.imagebuild.builder_helpers import Built, make_context, run_build
 from tests.helpers.base_fixture import PythonBase
 
 ARM64 = (Platform.parse("linux/arm64"),)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from manyarch.build.builder import StepContext
-from manyarch.build.cache import build_hooks
+from manyarch.imagebuild.builder import StepContext
+from manyarch.imagebuild.cache import build_hooks
 from manyarch.errors import BuildError
 from manyarch.oci.platform import Platform
-from manyarch.run.rootfs import is_mountpoint
+from manyarch.rootfs import is_mountpoint
 from manyarch.store import open_store
-from tests.build.builder_helpers import BOTH, Built, index_of, make_context, run_build
+from tests.imagebuild.builder_helpers import BOTH, Built, index_of, make_context, run_build
 from tests.helpers.tiny_base import EPOCH, TinyBase, tiny_base
 
 __all__ = ["tiny_base"]

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from manyarch import dockerfile as df
-from manyarch.build import registrycache
-from manyarch.build.builder import (
+from manyarch.imagebuild import registrycache
+from manyarch.imagebuild.builder import (
     CachedLayer,
     StepContext,
     _dockerignore,
@@ -473,7 +473,7 @@ def build_hooks(
     A registry ``--cache-from`` is read here (its entries; blobs on a hit);
     ``client`` is needed for a registry cache.
     """
-    from manyarch.build.nativepip import OUTPUT_VERSION, NativePipInterceptor
+    from manyarch.imagebuild.nativepip import OUTPUT_VERSION, NativePipInterceptor
 
     exports = [CacheSpec.parse(t, export=True) for t in cache_to]
     if len(exports) > 1:

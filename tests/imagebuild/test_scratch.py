@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from manyarch import procs
-from manyarch.build.scratch import OWNER, PREFIX, scratch, sweep
-from manyarch.run.rootfs import mounts_under
-from tests.build.builder_helpers import make_context
+from manyarch.imagebuild.scratch import OWNER, PREFIX, scratch, sweep
+from manyarch.rootfs import mounts_under
+from tests.imagebuild.builder_helpers import make_context
 from tests.helpers.cli import manyarch
 from tests.helpers.isolation import isolated_build
 from tests.helpers.tiny_base import TinyBase, tiny_base

@@ -1,1 +1,0 @@
-"""manyarch.build tests."""

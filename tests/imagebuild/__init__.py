@@ -1,0 +1,1 @@
+"""manyarch.imagebuild tests."""
