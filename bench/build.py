@@ -30,11 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.helpers
 sys.path.insert(0, str(ROOT / "src"))
 
+from manyarch.baseimage.image import build_base, save_layout  # noqa: E402
+from manyarch.layout import Layout  # noqa: E402
 from tests.helpers.base_fixture import BASE_TAG, python_base_options  # noqa: E402
 from tests.helpers.registry_server import start_registry  # noqa: E402
-
-from manyarch.imagebuild.base import build_base, save_layout  # noqa: E402
-from manyarch.layout import Layout  # noqa: E402
 
 MANYARCH = [str(ROOT / ".venv" / "bin" / "manyarch")]
 PLATFORMS = "linux/amd64,linux/arm64"

@@ -1,42 +1,63 @@
-"""Keep the direction of imports honest (like go-containerregistry's depcheck_test.go)."""
+"""Keep the house honest: which module may import which (go-containerregistry's
+``depcheck.AssertOnlyDependencies``), no import cycle, and nothing below ``cli/``
+that prints, writes to the terminal or exits.
+
+Every import is resolved: absolute (``from manyarch import build`` names the
+module ``manyarch.build`` when it is one), relative, and imports inside
+functions. A unit is a top-level module or package of ``manyarch``; a unit
+may import the units and the third-party distributions listed for it, and
+the standard library. A unit that is not listed fails.
+"""
+
+from __future__ import annotations
 
 import ast
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "manyarch"
 
-# package -> manyarch packages it may import (besides itself)
-ALLOWED = {
+_BASE = {"errors", "_version"}
+#: unit -> the manyarch units it may import (besides itself)
+ALLOWED: dict[str, set[str]] = {
+    "_version": set(),
+    "errors": set(),
+    "units": set(),
+    "procs": set(),
     "oci": {"errors"},
     "dockerfile": {"errors", "oci"},
     "layers": {"errors", "oci"},
     "layout": {"errors", "oci", "layers"},
-    "registry": {"errors", "oci", "__init__"},
+    "registry": {*_BASE, "oci"},
     "sandbox": {"errors", "oci"},
-    "images": {"errors", "oci", "layout", "registry", "store"},
+    "debian": {"errors", "oci"},
+    "bytecode": {"errors"},
     "store": {"layout"},
-    "procs": set(),
     "builders": {"errors"},
+    "images": {"errors", "oci", "layout", "registry", "store"},
+    "inspect": {"errors", "oci", "images", "units"},
+    "rootfs": {"errors", "oci", "layers", "layout", "store", "procs"},
     "imagebuild": {
-        "__init__",
-        "errors",
+        *_BASE,
         "oci",
         "dockerfile",
         "layers",
         "layout",
         "registry",
         "sandbox",
+        "debian",
+        "bytecode",
         "images",
-        "inspect",
         "store",
         "rootfs",
         "procs",
+        "units",
     },
-    "rootfs": {"errors", "oci", "layers", "layout", "store", "procs"},
+    "baseimage": {*_BASE, "oci", "layers", "layout", "debian", "bytecode", "units"},
     "run": {
-        "__init__",
         "errors",
         "oci",
         "layers",
@@ -47,73 +68,233 @@ ALLOWED = {
         "store",
         "rootfs",
         "procs",
+        "units",
     },
+    "__init__": {"_version"},
+    "cli": {
+        *_BASE,
+        "__init__",
+        "builders",
+        "oci",
+        "units",
+        "images",
+        "inspect",
+        "layout",
+        "registry",
+        "sandbox",
+        "store",
+        "rootfs",
+        "imagebuild",
+        "baseimage",
+        "run",
+        "debian",
+    },
+    "__main__": {"cli"},
 }
-# third-party modules the pure packages may use
-PURE_THIRD_PARTY = {"oci": set(), "dockerfile": {"dockerfile"}}
+#: unit -> the third-party distributions it may import (the standard library always)
+THIRD_PARTY: dict[str, set[str]] = {
+    "dockerfile": {"dockerfile"},
+    "layers": {"isal", "zstandard"},
+    "debian": {"zstandard"},
+    "registry": {"httpx", "httpcore"},
+    "imagebuild": {"installer", "packaging", "pip"},
+    "baseimage": {"httpx"},
+    "cli": {"rich"},
+}
 
 
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    out: set[str] = set()
-    for node in ast.walk(tree):
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {_module_name(p): p for p in SRC.rglob("*.py")}
+
+
+def _unit(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def imports(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line, module)`` for every import in ``path``, resolved to a full name."""
+    return imports_of(path.read_text(), _module_name(path), package=path.name == "__init__.py")
+
+
+def imports_of(text: str, me: str, *, package: bool = False) -> Iterator[tuple[int, str]]:
+    """``(line, module)`` for every import in the source of module ``me``."""
+    package_name = me if package else me.rpartition(".")[0]
+    for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.Import):
-            out.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            out.add(node.module)
-    return out
+            for a in node.names:
+                yield node.lineno, a.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package_name
+                for _ in range(node.level - 1):
+                    base = base.rpartition(".")[0]
+                target = f"{base}.{node.module}" if node.module else base
+            else:
+                target = node.module or ""
+            for a in node.names:
+                sub = f"{target}.{a.name}"
+                yield node.lineno, sub if sub in MODULES else target
 
 
-@pytest.mark.parametrize("package", sorted(ALLOWED))
-def test_import_direction(package: str) -> None:
-    pkg_dir = SRC / package
-    paths = list(pkg_dir.rglob("*.py")) if pkg_dir.is_dir() else [SRC / f"{package}.py"]
-    for path in paths:
-        for mod in _imports(path):
-            if mod == "manyarch" or mod.startswith("manyarch."):
-                parts = mod.split(".")
-                top = parts[1] if len(parts) > 1 else "__init__"
-                if top != package:
-                    assert top in ALLOWED[package], f"{path}: {package}/ must not import {mod}"
+def _internal(module: str) -> str | None:
+    """The manyarch module an import names (a package's ``__init__`` for a name in it)."""
+    if module != "manyarch" and not module.startswith("manyarch."):
+        return None
+    while module not in MODULES and "." in module:
+        module = module.rpartition(".")[0]
+    return module
 
 
-@pytest.mark.parametrize("package", sorted(PURE_THIRD_PARTY))
-def test_pure_packages_use_only_stdlib(package: str) -> None:
-    import sys
-
-    pkg_dir = SRC / package
-    if not pkg_dir.exists():
-        pytest.skip(f"{package} not written yet")
-    for path in pkg_dir.rglob("*.py"):
-        for mod in _imports(path):
-            top = mod.split(".")[0]
-            if top in ("manyarch", "__future__") or top in sys.stdlib_module_names:
-                continue
-            assert top in PURE_THIRD_PARTY[package], f"{path} imports {mod}"
+def test_every_unit_is_listed() -> None:
+    units = {_unit(m) for m in MODULES}
+    assert units - set(ALLOWED) == set(), "a new unit needs its line in ALLOWED"
+    assert set(ALLOWED) - units == set(), "ALLOWED names a unit that no longer exists"
 
 
-def test_nothing_below_cli_prints() -> None:
-    for path in SRC.rglob("*.py"):
-        rel = path.relative_to(SRC)
-        if rel.parts[0] in ("cli", "__main__.py"):
+@pytest.mark.parametrize("unit", sorted(ALLOWED))
+def test_only_allowed_dependencies(unit: str) -> None:
+    bad = []
+    for name, path in MODULES.items():
+        if _unit(name) != unit:
             continue
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-                assert node.func.id not in ("print", "exit", "input"), f"{rel}:{node.lineno}"
-            if (
-                isinstance(node, ast.Attribute)
-                and node.attr == "argv"
-                and isinstance(node.value, ast.Name)
-                and node.value.id == "sys"
+        for line, mod in imports(path):
+            top = mod.split(".")[0]
+            internal = _internal(mod)
+            if internal is not None:
+                other = _unit(internal)
+                if other != unit and other not in ALLOWED[unit]:
+                    bad.append(f"{path.relative_to(SRC)}:{line} imports {mod}")
+            elif top not in (*sys.stdlib_module_names, "__future__", *THIRD_PARTY.get(unit, ())):
+                bad.append(f"{path.relative_to(SRC)}:{line} imports {mod} (third party)")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_resolver_sees_every_spelling() -> None:
+    # the checks above are only as good as this: absolute, from-package, relative, nested
+    text = (
+        "from manyarch import cli\n"
+        "from . import executor\n"
+        "from ..run import container\n"
+        "def f():\n"
+        "    import manyarch.cli.main\n"
+    )
+    found = {m for _, m in imports_of(text, "manyarch.imagebuild.probe")}
+    assert found == {
+        "manyarch.cli",
+        "manyarch.imagebuild.executor",
+        "manyarch.run.container",
+        "manyarch.cli.main",
+    }
+
+
+def test_no_import_cycle() -> None:
+    graph = {
+        m: {i for _, mod in imports(p) if (i := _internal(mod)) is not None and i != m}
+        for m, p in MODULES.items()
+    }
+    # Tarjan's strongly connected components; any with more than one module is a cycle
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            # a package's __init__ is imported by its own modules' import machinery
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    assert cycles == []
+
+
+_STREAMS = {"stdout", "stderr", "stdin", "__stdout__", "__stderr__", "__stdin__", "exit", "argv"}
+
+
+def _terminal_uses(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("print", "exit", "quit", "input", "breakpoint")
+        ):
+            yield node.lineno, f"{node.func.id}()"
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "sys"
+            and node.attr in _STREAMS
+        ):
+            yield node.lineno, f"sys.{node.attr}"
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "os"
+            and node.func.attr in ("write", "_exit", "abort")
+        ):
+            first = node.args[0] if node.args else None
+            if node.func.attr != "write" or (
+                isinstance(first, ast.Constant) and first.value in (1, 2)
             ):
-                raise AssertionError(f"{rel}:{node.lineno} reads sys.argv")
+                yield node.lineno, f"os.{node.func.attr}"
+
+
+def test_nothing_below_cli_prints_or_exits() -> None:
+    bad = []
+    for name, path in MODULES.items():
+        if _unit(name) in ("cli", "__main__"):
+            continue
+        for line, what in _terminal_uses(ast.parse(path.read_text())):
+            bad.append(f"{path.relative_to(SRC)}:{line} uses {what}")
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "print('x')",
+        "import sys\nsys.exit(1)",
+        "import sys\nsys.stderr.write('x')",
+        "import os\nos.write(2, b'x')",
+        "import os\nos._exit(3)",
+        "import sys\nx = sys.argv",
+    ],
+)
+def test_terminal_uses_are_caught(code: str) -> None:
+    assert list(_terminal_uses(ast.parse(code)))
 
 
 def test_nothing_imports_the_cli() -> None:
-    for path in SRC.rglob("*.py"):
-        rel = path.relative_to(SRC)
-        if rel.parts[0] in ("cli", "__main__.py"):
+    for name, path in MODULES.items():
+        if _unit(name) in ("cli", "__main__"):
             continue
-        for mod in _imports(path):
-            assert not mod.startswith("manyarch.cli"), f"{rel} imports {mod}"
+        for line, mod in imports(path):
+            internal = _internal(mod)
+            assert internal is None or _unit(internal) != "cli", f"{path}:{line} imports {mod}"

@@ -1,3 +1,5 @@
 """manyarch: multi-platform container images for Python applications, without Docker."""
 
-__version__ = "0.1.0"
+from manyarch._version import __version__
+
+__all__ = ["__version__"]

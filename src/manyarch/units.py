@@ -1,6 +1,9 @@
-"""Sizes and durations as docker prints them (go-units)."""
+"""Sizes, durations and times as docker prints and reads them (go-units, RFC 3339)."""
 
 from __future__ import annotations
+
+import datetime
+import time
 
 
 def human_size(n: int) -> str:
@@ -37,3 +40,31 @@ def human_duration(seconds: float) -> str:
     if hours < 24 * 365 * 2:
         return f"{hours // 24 // 30} months"
     return f"{int(seconds // 3600) // 24 // 365} years"
+
+
+def rfc3339(epoch: int) -> str:
+    """Seconds since the epoch as the RFC 3339 time the OCI spec wants in ``created``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def parse_rfc3339(text: str | None) -> datetime.datetime | None:
+    """An RFC 3339 time of any precision (images often carry nanoseconds); None if unreadable."""
+    if not text:
+        return None
+    t = text.strip().replace("Z", "+00:00").replace("z", "+00:00")
+    # fromisoformat takes at most 6 digits of fraction
+    head, dot, rest = t.partition(".")
+    if dot:
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        t = head + ("." + rest[: min(digits, 6)] if digits else "") + rest[digits:]
+    try:
+        when = datetime.datetime.fromisoformat(t)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=datetime.UTC)
+
+
+def epoch_of(text: str | None) -> int:
+    """Seconds since the epoch of an RFC 3339 time (0 when absent, unreadable or before 1970)."""
+    when = parse_rfc3339(text)
+    return max(0, int(when.timestamp())) if when is not None else 0

@@ -71,7 +71,7 @@ def _help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_deferred_flags_are_there_when_used(capsys: pytest.CaptureFixture[str]) -> None:
-    from manyarch.imagebuild.base import DEFAULT_MIRROR, DEFAULT_SUITE, PRESETS
+    from manyarch.baseimage.options import DEFAULT_MIRROR, DEFAULT_SUITE, PRESETS
     from manyarch.imagebuild.cache import DEFAULT_MAX_BYTES
     from manyarch.run.container import DEFAULT_STOP_TIMEOUT
 

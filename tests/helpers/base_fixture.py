@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from manyarch.imagebuild.base import BaseImage, BaseOptions, build_base, save_layout
+from manyarch.baseimage.image import BaseImage, build_base, save_layout
+from manyarch.baseimage.options import BaseOptions
 from manyarch.layout import Layout
 from manyarch.oci.platform import Platform
 from tests.helpers.images import LayoutImage, tests_cache_dir

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from manyarch.imagebuild.builder import BuildOptions, BuildResult, StepEvent, build
+from manyarch.imagebuild.executor import build
+from manyarch.imagebuild.options import BuildOptions, BuildResult, StepEvent
 from manyarch.layout import Layout
 from manyarch.oci.manifest import Descriptor, ImageConfig, Index, Manifest
 from manyarch.oci.platform import Platform

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from manyarch.imagebuild.builder import BuildOptions
+from manyarch.errors import InvalidDocument, UsageError
 from manyarch.imagebuild.cache import (
     BuildCache,
     CacheEntry,
@@ -20,7 +20,7 @@ from manyarch.imagebuild.cache import (
     parse_size,
     prune,
 )
-from manyarch.errors import InvalidDocument, UsageError
+from manyarch.imagebuild.options import BuildOptions
 from manyarch.oci import mediatypes as mt
 from manyarch.oci.digest import Digest
 from manyarch.oci.document import Document
@@ -29,9 +29,9 @@ from manyarch.oci.platform import Platform
 from manyarch.oci.reference import Reference
 from manyarch.registry import RegistryClient, RegistryOptions
 from manyarch.store import open_store
-from tests.imagebuild.builder_helpers import Built, make_context, run_build
 from tests.helpers.base_fixture import PythonBase
 from tests.helpers.registry_server import RegistryServer
+from tests.imagebuild.builder_helpers import Built, make_context, run_build
 
 AMD64 = (Platform.parse("linux/amd64"),)
 
@@ -153,7 +153,7 @@ def test_cache_to_and_from_a_registry(
         epoch=0,
     )
     hooks.finish()
-    assert hooks.scratch == []  # its directories are gone
+    assert hooks.temp_dirs == []  # its directories are gone
     # skopeo, a peer, reads what was pushed: one artifact whose layers are the cached ones
     raw = subprocess.run(
         ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],

@@ -8,15 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from manyarch.imagebuild.nativepip import (
+from manyarch.imagebuild.nativepip.command import (
     Fallback,
     NativePip,
     PipInstall,
-    TargetFacts,
-    _requirement_file_problem,
-    interpreter_path,
     plan_run,
+    requirement_file_problem,
 )
+from manyarch.imagebuild.nativepip.target import TargetFacts, interpreter_path
 
 SH = ("/bin/sh", "-c")
 
@@ -152,7 +151,7 @@ def test_requirement_files(tmp_path: Path, content: str, problem: str | None) ->
     (tmp_path / "other.txt").write_text("idna\n")
     f = tmp_path / "req.txt"
     f.write_text(content)
-    got = _requirement_file_problem(f)
+    got = requirement_file_problem(f)
     if problem is None:
         assert got is None
     else:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from manyarch.errors import UsageError
 from manyarch.imagebuild.publish import (
     DockerArchivePublisher,
     LayoutPublisher,
@@ -17,7 +18,6 @@ from manyarch.imagebuild.publish import (
     parse_output,
     write_metadata,
 )
-from manyarch.errors import UsageError
 from manyarch.layout import Layout
 from manyarch.oci import mediatypes as mt
 from manyarch.oci.manifest import Index, Manifest

@@ -12,7 +12,7 @@ import pytest
 from layout_image import Image
 
 from manyarch.errors import DigestMismatch, LayoutError
-from manyarch.layout import Layout
+from manyarch.layout import Layout, export_tar, import_archive
 
 
 def _tree(layout: Layout) -> dict[str, bytes]:
@@ -28,14 +28,14 @@ def test_round_trip(image: Image, tmp_path: Path) -> None:
     layout.tag("multi", image.index)
     layout.tag("amd64", image.platforms["amd64"].manifest)
     archive = tmp_path / "image.tar"
-    layout.export_tar(archive)
+    export_tar(layout, archive)
 
-    copy = Layout.import_tar(archive, tmp_path / "copy")
+    copy = import_archive(archive, tmp_path / "copy")
     assert copy.tags() == layout.tags()
     assert _tree(copy) == _tree(layout)
     assert copy.verify() == []
     again = io.BytesIO()
-    copy.export_tar(again)
+    export_tar(copy, again)
     assert again.getvalue() == archive.read_bytes()
 
     # Importing into a layout that has other tags merges; same names are replaced.
@@ -46,7 +46,7 @@ def test_round_trip(image: Image, tmp_path: Path) -> None:
     other.tag("arm64", kept)
     other.tag("multi", kept)
     with open(archive, "rb") as f:
-        Layout.import_tar(f, other.path)
+        import_archive(f, other.path)
     assert dict(other.tags()) == {
         "arm64": kept,
         "multi": image.index,
@@ -59,9 +59,9 @@ def test_export_is_deterministic_and_sorted(image: Image, tmp_path: Path) -> Non
     image.layout.tag("multi", image.index)
     (image.layout.path / "blobs" / "sha256" / ".tmp-partial").write_bytes(b"x")
     first = tmp_path / "a.tar"
-    image.layout.export_tar(first)
+    export_tar(image.layout, first)
     buf = io.BytesIO()
-    image.layout.export_tar(buf)
+    export_tar(image.layout, buf)
     assert buf.getvalue() == first.read_bytes()
     with tarfile.open(first) as tar:
         members = tar.getmembers()
@@ -79,7 +79,7 @@ def test_export_refuses_a_corrupt_blob(image: Image, tmp_path: Path) -> None:
     image.layout.blob_path(image.platforms["amd64"].layer.digest).write_bytes(b"rot")
     dest = tmp_path / "out.tar"
     with pytest.raises(DigestMismatch):
-        image.layout.export_tar(dest)
+        export_tar(image.layout, dest)
     assert not dest.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
 
@@ -123,7 +123,7 @@ def test_import_refuses_a_bad_archive(
     tmp_path: Path, entries: dict[str, bytes], message: str
 ) -> None:
     with pytest.raises(LayoutError, match=message):
-        Layout.import_tar(_archive(entries), tmp_path / "dest")
+        import_archive(_archive(entries), tmp_path / "dest")
     assert Layout.open(tmp_path / "dest").tags() == []
 
 
@@ -131,14 +131,14 @@ def test_import_verifies_blobs_by_name(tmp_path: Path) -> None:
     wrong = "blobs/sha256/" + "0" * 64
     archive = _archive({"oci-layout": LAYOUT_MARKER, "index.json": EMPTY_INDEX, wrong: b"data"})
     with pytest.raises(DigestMismatch):
-        Layout.import_tar(archive, tmp_path / "dest")
+        import_archive(archive, tmp_path / "dest")
     assert list((tmp_path / "dest" / "blobs" / "sha256").iterdir()) == []
 
 
 def test_skopeo_reads_our_archive(image: Image, tmp_path: Path) -> None:
     image.layout.tag("multi", image.index)
     archive = tmp_path / "image.tar"
-    image.layout.export_tar(archive)
+    export_tar(image.layout, archive)
     raw = subprocess.run(
         ["skopeo", "inspect", "--raw", f"oci-archive:{archive}:multi"],
         check=True,

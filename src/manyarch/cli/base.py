@@ -17,7 +17,8 @@ from manyarch.cli.common import add_registry_flags, client_factory, defer
 from manyarch.errors import UsageError
 
 if TYPE_CHECKING:
-    from manyarch.imagebuild import base
+    from manyarch.baseimage import image as base_image
+    from manyarch.baseimage import options as base_options
     from manyarch.oci.platform import Platform
     from manyarch.oci.reference import Reference
 
@@ -37,24 +38,26 @@ def register(sub: Any) -> None:
 
 
 def _flags(p: argparse.ArgumentParser) -> None:
-    from manyarch.imagebuild import base
+    from manyarch.baseimage import options as base_options
 
     p.add_argument(
         "--platform",
         default="",
         help="comma-separated platforms, e.g. linux/amd64,linux/arm64 (default: this machine's)",
     )
-    p.add_argument("--suite", default=base.DEFAULT_SUITE, help="Debian suite (default %(default)s)")
+    p.add_argument(
+        "--suite", default=base_options.DEFAULT_SUITE, help="Debian suite (default %(default)s)"
+    )
     p.add_argument(
         "--mirror",
-        default=base.DEFAULT_MIRROR,
+        default=base_options.DEFAULT_MIRROR,
         help="Debian mirror URL; a snapshot.debian.org URL makes builds reproducible "
         "(default %(default)s)",
     )
     p.add_argument(
         "--preset",
         default="minimal",
-        choices=sorted(base.PRESETS),
+        choices=sorted(base_options.PRESETS),
         help="package set: python = python3, pip, venv, python command, /bin/sh, coreutils",
     )
     p.add_argument(
@@ -108,8 +111,8 @@ def _epoch(args: argparse.Namespace) -> int | None:
         ) from None
 
 
-def _options(args: argparse.Namespace) -> base.BaseOptions:
-    from manyarch.imagebuild import base
+def _options(args: argparse.Namespace) -> base_options.BaseOptions:
+    from manyarch.baseimage import options as base_options
     from manyarch.oci.platform import Platform, host_platform, parse_platforms
 
     platforms = parse_platforms(args.platform) if args.platform else [host_platform()]
@@ -117,7 +120,7 @@ def _options(args: argparse.Namespace) -> base.BaseOptions:
     kw: dict[str, Any] = {}
     if args.cache_dir is not None:
         kw["cache_dir"] = args.cache_dir
-    return base.BaseOptions(
+    return base_options.BaseOptions(
         # Debian's amd64 is the x86-64 baseline whatever this host's level (v2, v3).
         platforms=tuple(
             Platform.of(p.os, p.architecture, "" if p.architecture == "amd64" else p.variant)
@@ -175,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import tempfile
 
-    from manyarch.imagebuild import base
+    from manyarch.baseimage import image as base_image
+    from manyarch.baseimage import spdx
     from manyarch.imagebuild.publish import RegistryPublisher
     from manyarch.layout import Layout
     from manyarch.oci.reference import Reference
@@ -188,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         logger.setLevel(logging.DEBUG)
     opts = _options(args)
     refs, layouts = _destinations(args)
-    image = base.build_base(opts, progress=_progress)
+    image = base_image.build_base(opts, progress=_progress)
     for img in image.images:
         how = "cached" if img.cached else "built"
         print(f"{img.platform}: {img.manifest.digest} ({how}, {len(img.packages)} packages)")
@@ -199,35 +203,35 @@ def run(args: argparse.Namespace) -> int:
         if tar:
             _write_archive(image, dest, tag or "latest")
         else:
-            base.save_layout(image, Layout.open(dest, create=True), tag)
+            base_image.save_layout(image, Layout.open(dest, create=True), tag)
         print(f"wrote {dest}{'' if tar else f':{tag}'}")
     if refs:
         opts.cache_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".push-", dir=opts.cache_dir) as tmp:
             store = Layout.open(Path(tmp) / "layout", create=True)
-            desc = base.save_layout(image, store, None)
+            desc = base_image.save_layout(image, store, None)
             publisher = RegistryPublisher(refs, client_factory(args), jobs=args.jobs)
             for name in publisher.publish(store, desc):
                 print(f"pushed {name}")
     if args.sbom is not None:
         name = str(refs[0]) if refs else (args.tag[0] if args.tag else "manyarch-base")
-        doc = base.spdx_document(image, name)
+        doc = spdx.spdx_document(image, name)
         args.sbom.write_text(json.dumps(doc, indent=2) + "\n")
         print(f"wrote SBOM {args.sbom} ({len(doc['packages'])} packages)")
     print(image.digest)
     return 0
 
 
-def _write_archive(image: base.BaseImage, dest: Path, tag: str) -> None:
+def _write_archive(image: base_image.BaseImage, dest: Path, tag: str) -> None:
     import tempfile
 
-    from manyarch.imagebuild import base
-    from manyarch.layout import Layout
+    from manyarch.baseimage import image as base_image
+    from manyarch.layout import Layout, export_tar
 
     parent = dest.parent if str(dest.parent) else Path(".")
     with tempfile.TemporaryDirectory(prefix=".manyarch-", dir=parent) as tmp:
         layout = Layout.open(Path(tmp) / "layout", create=True)
-        base.save_layout(image, layout, tag)
+        base_image.save_layout(image, layout, tag)
         partial = Path(tmp) / "archive.tar"
-        layout.export_tar(partial)
+        export_tar(layout, partial)
         partial.replace(dest)

@@ -25,7 +25,7 @@ from manyarch.cli.common import add_registry_flags, client_factory, registry_opt
 from manyarch.errors import UsageError
 
 if TYPE_CHECKING:
-    from manyarch.imagebuild.builder import Progress, StepEvent
+    from manyarch.imagebuild.options import StepEvent, StepProgress
     from manyarch.imagebuild.publish import OutputSpec, Publisher
     from manyarch.oci.reference import Reference
 
@@ -118,7 +118,11 @@ def media_types(outputs: list[OutputSpec]) -> bool:
 def _publishers(
     args: argparse.Namespace, outputs: list[OutputSpec], tags: list[Reference]
 ) -> list[Publisher]:
-    from manyarch.imagebuild.publish import DockerArchivePublisher, LayoutPublisher, RegistryPublisher
+    from manyarch.imagebuild.publish import (
+        DockerArchivePublisher,
+        LayoutPublisher,
+        RegistryPublisher,
+    )
     from manyarch.oci.reference import Reference
 
     pubs: list[Publisher] = []
@@ -154,8 +158,9 @@ def _publishers(
 def _run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from manyarch.imagebuild.builder import BuildOptions, build
     from manyarch.imagebuild.cache import build_hooks
+    from manyarch.imagebuild.executor import build
+    from manyarch.imagebuild.options import BuildOptions
     from manyarch.imagebuild.publish import parse_output, write_metadata
     from manyarch.oci.manifest import Manifest
     from manyarch.oci.platform import host_platform, parse_platforms
@@ -251,7 +256,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def progress_printer(mode: str, out: TextIO) -> Iterator[Progress | None]:
+def progress_printer(mode: str, out: TextIO) -> Iterator[StepProgress | None]:
     """A progress callback for ``--progress`` (tty: live view; plain: buildx's lines)."""
     if mode == "quiet":
         yield None

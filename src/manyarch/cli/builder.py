@@ -35,7 +35,7 @@ def register(sub: Any) -> None:
 
 
 def _version(args: argparse.Namespace) -> int:
-    from manyarch import __version__
+    from manyarch._version import __version__
 
     print(f"manyarch {__version__}")
     return 0

@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from manyarch import __version__
+from manyarch._version import __version__
 from manyarch.cli.common import Parser, report
 from manyarch.errors import ManyarchError
 

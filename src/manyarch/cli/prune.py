@@ -38,9 +38,9 @@ def _flags(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from manyarch.imagebuild.cache import buildcache_dir, parse_size, prune
-    from manyarch.imagebuild.scratch import sweep
     from manyarch import rootfs
+    from manyarch.imagebuild.cache import buildcache_dir, parse_size, prune
+    from manyarch.imagebuild.workdirs import sweep
     from manyarch.run import container, local
     from manyarch.store import open_store, work_dir
     from manyarch.units import human_size

@@ -33,14 +33,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from manyarch import dockerfile as df
-from manyarch.imagebuild import registrycache
-from manyarch.imagebuild.builder import (
-    CachedLayer,
-    StepContext,
-    _dockerignore,
-    _expand_sources,
-)
 from manyarch.errors import ManyarchError, UsageError
+from manyarch.imagebuild import registrycache
+from manyarch.imagebuild.copying import expand_sources, read_dockerignore
+from manyarch.imagebuild.options import CachedLayer, StepContext
 from manyarch.images import LayoutSink, Source, copy_blobs
 from manyarch.layout import Layout
 from manyarch.oci.digest import Digest
@@ -183,9 +179,9 @@ def step_key(ctx: StepContext, extra: Mapping[str, Any] | None = None) -> str | 
 
 def context_digest(context: Path, step: df.CopyStep) -> str:
     """sha256 over the context files a COPY selects: names, modes, contents, link targets."""
-    ignore = _dockerignore(context)
+    ignore = read_dockerignore(context)
     h = hashlib.sha256()
-    for src, rel in _expand_sources(context, step, ignore, "Dockerfile"):
+    for src, rel in expand_sources(context, step, ignore, "Dockerfile"):
         for path, name in _walk(src, rel, ignore):
             st = path.lstat()
             h.update(f"{name}\0{st.st_mode:o}\0".encode())
@@ -438,7 +434,7 @@ class BuildHooks:
     warnings: list[str] = field(default_factory=list)
     push_to: str | None = None
     client: Callable[[], RegistryClient] | None = None
-    scratch: list[Path] = field(default_factory=list)
+    temp_dirs: list[Path] = field(default_factory=list)
 
     def finish(self) -> None:
         """After a successful build: write ``--cache-to`` (and push it), then clean up."""
@@ -454,9 +450,9 @@ class BuildHooks:
 
     def close(self) -> None:
         """Remove the directories a registry cache needed (also after a failed build)."""
-        for d in self.scratch:
+        for d in self.temp_dirs:
             shutil.rmtree(d, ignore_errors=True)
-        self.scratch.clear()
+        self.temp_dirs.clear()
 
 
 def build_hooks(
@@ -473,7 +469,7 @@ def build_hooks(
     A registry ``--cache-from`` is read here (its entries; blobs on a hit);
     ``client`` is needed for a registry cache.
     """
-    from manyarch.imagebuild.nativepip import OUTPUT_VERSION, NativePipInterceptor
+    from manyarch.imagebuild.nativepip.interceptor import OUTPUT_VERSION, NativePipInterceptor
 
     exports = [CacheSpec.parse(t, export=True) for t in cache_to]
     if len(exports) > 1:
@@ -490,8 +486,8 @@ def build_hooks(
                 imports.append(spec.path)
                 continue
             assert spec.ref is not None and client is not None
-            d = registrycache.scratch_dir()
-            hooks.scratch.append(d)
+            d = registrycache.temp_dir()
+            hooks.temp_dirs.append(d)
             found = registrycache.pull(spec.ref, client)
             if found is None:
                 hooks.warnings.append(f"no build cache at {spec.ref} yet: nothing imported from it")
@@ -502,8 +498,8 @@ def build_hooks(
             imports.append(d)
         export = exports[0].path if exports else None
         if exports and exports[0].type == "registry":
-            export = registrycache.scratch_dir()
-            hooks.scratch.append(export)
+            export = registrycache.temp_dir()
+            hooks.temp_dirs.append(export)
             hooks.push_to = exports[0].ref
         cache = BuildCache(
             store,

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from manyarch.errors import UsageError
 from manyarch.images import LayoutSink, LayoutSource, Progress, RegistrySink, copy, parse_top
-from manyarch.layout import Layout
+from manyarch.layout import Layout, export_tar
 from manyarch.oci.manifest import Descriptor, Index, Manifest
 from manyarch.oci.reference import Reference
 from manyarch.registry import RegistryClient
@@ -67,7 +67,7 @@ class LayoutPublisher:
                 layout = Layout.open(Path(tmp) / "layout", create=True)
                 copy(source, LayoutSink(layout), tag=self.tag)
                 partial = self.dest.with_name(self.dest.name + ".partial")
-                layout.export_tar(partial)
+                export_tar(layout, partial)
                 partial.replace(self.dest)
             return [str(self.dest)]
         layout = Layout.open(self.dest, create=True)

@@ -97,6 +97,6 @@ def pull(
     return entries, source
 
 
-def scratch_dir() -> Path:
+def temp_dir() -> Path:
     """A directory for one registry cache's entries or export."""
     return Path(tempfile.mkdtemp(prefix="manyarch-cache-", dir=work_dir()))

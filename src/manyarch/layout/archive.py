@@ -193,3 +193,11 @@ def import_tar(layout: Layout, src: Path | BinaryIO) -> None:
             "nothing was tagged; write the archive again",
         )
     layout._merge_index(incoming)
+
+
+def import_archive(src: Path | BinaryIO, dest: Path) -> Layout:
+    """Read an ``oci-archive`` tar into the layout at ``dest`` (made if needed)."""
+    layout = Layout.open(dest, create=True)
+    with layout.lease():
+        import_tar(layout, src)
+    return layout

@@ -689,24 +689,6 @@ class Layout:
             check(entry, f"tag {name!r}" if name else INDEX_FILE)
         return problems
 
-    # -- archives -----------------------------------------------------------
-
-    def export_tar(self, dest: Path | BinaryIO) -> None:
-        """Write the layout as an ``oci-archive`` tar: sorted entries, mtime 0, owner 0."""
-        from manyarch.layout.archive import export_tar
-
-        export_tar(self, dest)
-
-    @classmethod
-    def import_tar(cls, src: Path | BinaryIO, dest: Path) -> Layout:
-        """Read an ``oci-archive`` tar into the layout at ``dest`` (made if needed)."""
-        from manyarch.layout.archive import import_tar
-
-        layout = cls.open(dest, create=True)
-        with layout.lease():
-            import_tar(layout, src)
-        return layout
-
     def _merge_index(self, incoming: Index) -> None:
         """Add ``incoming``'s entries: tags replace tags of the same name."""
 

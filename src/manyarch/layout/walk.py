@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from manyarch.oci import mediatypes as mt
 from manyarch.oci.digest import Digest
+from manyarch.oci.document import Document
 from manyarch.oci.manifest import Descriptor, Index, Manifest
 
-if TYPE_CHECKING:
-    from manyarch.layout.layout import Layout
+
+class Layout(Protocol):
+    """What a walk reads of a layout: documents, and whether a blob is there."""
+
+    def read_document(self, desc: Descriptor) -> Document:
+        """The verified document ``desc`` names."""
+        ...
+
+    def has_blob(self, digest: Digest) -> bool:
+        """Whether the blob is present."""
+        ...
 
 
 def children(layout: Layout, desc: Descriptor) -> list[Descriptor]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from manyarch import __version__
+from manyarch._version import __version__
 from manyarch.errors import InvalidInput, ManyarchError, UsageError
 
 #: The host that ``docker.io`` references are pulled from.

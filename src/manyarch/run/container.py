@@ -28,6 +28,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -36,12 +37,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from manyarch import procs
+from manyarch import procs, rootfs
 from manyarch.errors import ManyarchError, NotFound, SandboxError, UsageError
 from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Manifest
 from manyarch.oci.platform import Platform, host_platform
-from manyarch import rootfs
 from manyarch.run.network import PortMapping, allow_low_ports, start_forwarding
 from manyarch.sandbox import emulation
 from manyarch.sandbox.bwrap import DEFAULT_PATH, Sandboxed, SandboxSpec, start
@@ -488,10 +488,9 @@ class Supervisor:
 
 
 def supervise_command(*args: str) -> list[str]:
-    """The command of a supervisor (or reaper) process: :mod:`manyarch.run.supervise`."""
-    from manyarch.run.supervise import command
-
-    return command(*args)
+    """The command of a supervisor (or reaper) process: :func:`manyarch.run.supervise.main`."""
+    boot = "import sys; from manyarch.run.supervise import main; sys.exit(main(sys.argv[1:]))"
+    return [sys.executable, "-c", boot, *args]
 
 
 def start_reaper(directory: Path) -> int:

@@ -32,7 +32,7 @@ from manyarch.images import (
     parse_top,
     resolve_image,
 )
-from manyarch.layout import Layout
+from manyarch.layout import Layout, export_tar
 from manyarch.oci import mediatypes as mt
 from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Descriptor, ImageConfig, Index, Manifest
@@ -323,7 +323,7 @@ def save(
                 source = LayoutSource(store, name)
                 copy(source, sink, tag=name, platforms=[i.platform for i in imgs])
             names.append(name)
-        out.export_tar(dest)
+        export_tar(out, dest)
         if docker:
             with tarfile.open(dest, "a") as tar:
                 data = json.dumps(entries, separators=(",", ":")).encode()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,9 +29,3 @@ def main(argv: Sequence[str]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda s, _f: sup.forward(s))
     return sup.run()
-
-
-def command(*args: str) -> list[str]:
-    """The command line that runs :func:`main` with ``args`` in a new Python process."""
-    boot = "import sys; from manyarch.run.supervise import main; sys.exit(main(sys.argv[1:]))"
-    return [sys.executable, "-c", boot, *args]

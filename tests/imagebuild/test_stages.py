@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from manyarch.imagebuild.builder import StepContext
-from manyarch.imagebuild.cache import build_hooks
 from manyarch.errors import BuildError
+from manyarch.imagebuild.cache import build_hooks
+from manyarch.imagebuild.options import StepContext
 from manyarch.oci.platform import Platform
 from manyarch.rootfs import is_mountpoint
 from manyarch.store import open_store
-from tests.imagebuild.builder_helpers import BOTH, Built, index_of, make_context, run_build
 from tests.helpers.tiny_base import EPOCH, TinyBase, tiny_base
+from tests.imagebuild.builder_helpers import BOTH, Built, index_of, make_context, run_build
 
 __all__ = ["tiny_base"]
 

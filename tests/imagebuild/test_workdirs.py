@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from manyarch import procs
-from manyarch.imagebuild.scratch import OWNER, PREFIX, scratch, sweep
+from manyarch.imagebuild.workdirs import OWNER, PREFIX, build_dir, sweep
 from manyarch.rootfs import mounts_under
-from tests.imagebuild.builder_helpers import make_context
 from tests.helpers.cli import manyarch
 from tests.helpers.isolation import isolated_build
 from tests.helpers.tiny_base import TinyBase, tiny_base
+from tests.imagebuild.builder_helpers import make_context
 
 __all__ = ["isolated_build", "tiny_base"]
 
@@ -61,7 +61,7 @@ def test_sweep_takes_only_dead_builds(tmp_path: Path) -> None:
 
 
 def test_scratch_names_its_owner_and_leaves_nothing(isolated_build: Path) -> None:
-    with scratch() as d:
+    with build_dir() as d:
         pid, start = (d / OWNER).read_text().split()
         assert procs.alive(int(pid), start) and d.parent == isolated_build
     assert list(isolated_build.iterdir()) == []

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from manyarch.imagebuild.builder import RAN, BuildOptions, StepContext, build
 from manyarch.errors import (
     BuildError,
     DockerfileError,
@@ -19,13 +18,15 @@ from manyarch.errors import (
     ManyarchError,
     PlatformNotFound,
 )
+from manyarch.imagebuild.executor import build
+from manyarch.imagebuild.options import RAN, BuildOptions, StepContext
 from manyarch.layout import Layout
 from manyarch.oci import mediatypes as mt
 from manyarch.oci.manifest import BASE_DIGEST, BASE_NAME, CREATED, Index
 from manyarch.oci.platform import Platform
 from manyarch.sandbox import emulation
-from tests.imagebuild.builder_helpers import BOTH, index_of, make_context, run_build
 from tests.helpers.tiny_base import TinyBase, tiny_base
+from tests.imagebuild.builder_helpers import BOTH, index_of, make_context, run_build
 
 __all__ = ["tiny_base"]
 

@@ -24,9 +24,15 @@ from pathlib import Path
 
 import pytest
 
-from manyarch.imagebuild import base
-from manyarch.imagebuild.base import BaseImage, BaseOptions, Package
+from manyarch import units
+from manyarch.baseimage import finish, mmdebstrap, spdx
+from manyarch.baseimage import image as base_image
+from manyarch.baseimage import options as base_options
+from manyarch.baseimage.image import BaseImage
+from manyarch.baseimage.options import BaseOptions
 from manyarch.cli.main import main
+from manyarch.debian import archs, deb
+from manyarch.debian.deb import Package
 from manyarch.errors import BuildError, InvalidInput, ToolMissing, UsageError
 from manyarch.layout import Layout
 from manyarch.oci.manifest import ImageConfig, Index, Manifest
@@ -64,13 +70,13 @@ needs_root = pytest.mark.skipif(not IS_ROOT, reason="mmdebstrap --mode=root and 
     ],
 )
 def test_debian_arch(platform: str, arch: str) -> None:
-    assert base.debian_arch(Platform.parse(platform)) == arch
+    assert archs.debian_arch(Platform.parse(platform)) == arch
 
 
 @pytest.mark.parametrize("platform", ["windows/amd64", "linux/arm64/v9", "linux/mips"])
 def test_debian_arch_unknown(platform: str) -> None:
     with pytest.raises(InvalidInput, match="Debian has no architecture") as e:
-        base.debian_arch(Platform.parse(platform))
+        archs.debian_arch(Platform.parse(platform))
     assert e.value.hint and "linux/arm64" in e.value.hint
 
 
@@ -98,7 +104,14 @@ def test_packages_always_include_the_basics(tmp_path: Path) -> None:
     opts = BaseOptions((AMD64,), preset="python", include=("curl", "tzdata"), cache_dir=tmp_path)
     pkgs = opts.packages
     assert list(pkgs) == sorted(set(pkgs))
-    for name in (*base.ALWAYS, "python3", "python3-pip", "python-is-python3", "dash", "curl"):
+    for name in (
+        *base_options.ALWAYS,
+        "python3",
+        "python3-pip",
+        "python-is-python3",
+        "dash",
+        "curl",
+    ):
         assert name in pkgs
 
 
@@ -127,14 +140,14 @@ def test_cache_key_follows_every_input(tmp_path: Path, change: dict[str, object]
     [(0, "1970-01-01T00:00:00Z"), (1700000000, "2023-11-14T22:13:20Z")],
 )
 def test_epoch_rfc3339(epoch: int, text: str) -> None:
-    assert base.epoch_rfc3339(epoch) == text
+    assert units.rfc3339(epoch) == text
 
 
 def test_mmdebstrap_command_has_no_emulation_and_keeps_debs(tmp_path: Path) -> None:
     opts = BaseOptions(
         (ARM64,), include=("curl",), cache_dir=tmp_path, mirror="http://snapshot.debian.org/x"
     )
-    cmd = base.mmdebstrap_command(opts, ARM64, tmp_path / "root")
+    cmd = mmdebstrap.mmdebstrap_command(opts, ARM64, tmp_path / "root")
     assert "--variant=extract" in cmd
     assert "--arch=arm64" in cmd
     assert "--skip=cleanup/apt/cache" in cmd
@@ -178,7 +191,7 @@ def test_mmdebstrap_command_has_no_emulation_and_keeps_debs(tmp_path: Path) -> N
 )
 def test_mmdebstrap_errors(tmp_path: Path, stderr: str, match: str, hint: str) -> None:
     opts = BaseOptions((ARM64,), cache_dir=tmp_path)
-    err = base._mmdebstrap_error(opts, ARM64, stderr)
+    err = mmdebstrap._mmdebstrap_error(opts, ARM64, stderr)
     assert isinstance(err, BuildError)
     assert re.search(match, err.message), err.message
     assert err.hint and hint in err.hint
@@ -235,19 +248,19 @@ def make_deb(
 
 
 def test_read_deb(tmp_path: Path) -> None:
-    deb = base.read_deb(make_deb(tmp_path, "hello"))
-    assert deb.get("Package") == "hello"
-    assert deb.get("version") == "1:1.0-1+b1"
-    assert deb.get("Description").splitlines()[1:] == [
+    ctl = deb.read_deb(make_deb(tmp_path, "hello"))
+    assert ctl.get("Package") == "hello"
+    assert ctl.get("version") == "1:1.0-1+b1"
+    assert ctl.get("Description").splitlines()[1:] == [
         " with a long description",
         " .",
         " over several lines",
     ]
-    assert deb.conffiles == ("/etc/hello.conf",)
-    assert b"usr/bin/hello" in deb.md5sums
-    assert "/." in deb.files and "/usr/bin/hello" in deb.files
-    assert "/usr/bin/hello-link" in deb.files and "/etc/hello.conf" in deb.files
-    assert deb.package == Package(
+    assert ctl.conffiles == ("/etc/hello.conf",)
+    assert b"usr/bin/hello" in ctl.md5sums
+    assert "/." in ctl.files and "/usr/bin/hello" in ctl.files
+    assert "/usr/bin/hello-link" in ctl.files and "/etc/hello.conf" in ctl.files
+    assert ctl.package == Package(
         "hello",
         "1:1.0-1+b1",
         "arm64",
@@ -255,15 +268,15 @@ def test_read_deb(tmp_path: Path) -> None:
         "Test <test@example.org>",
         "https://example.org/hello",
     )
-    assert deb.package.source_name == "hello-src"
-    assert deb.info_name == "hello"
+    assert ctl.package.source_name == "hello-src"
+    assert ctl.info_name == "hello"
 
 
 def test_read_deb_refuses_what_is_not_a_deb(tmp_path: Path) -> None:
     bad = tmp_path / "bad.deb"
     bad.write_bytes(b"PK\x03\x04 not an ar archive")
     with pytest.raises(InvalidInput, match="not a Debian package"):
-        base.read_deb(bad)
+        deb.read_deb(bad)
 
 
 @pytest.mark.parametrize(
@@ -275,13 +288,13 @@ def test_read_deb_refuses_what_is_not_a_deb(tmp_path: Path) -> None:
     ],
 )
 def test_parse_control(text: str, fields: tuple[tuple[str, str], ...]) -> None:
-    assert base.parse_control(text) == fields
+    assert deb.parse_control(text) == fields
 
 
 @pytest.mark.parametrize("text", [" leading continuation\n", "no colon here\n"])
 def test_parse_control_refuses(text: str) -> None:
     with pytest.raises(InvalidInput):
-        base.parse_control(text)
+        deb.parse_control(text)
 
 
 def dpkg_query(root: Path, *args: str) -> str:
@@ -310,7 +323,7 @@ def test_dpkg_database_is_what_dpkg_reads(tmp_path: Path) -> None:
         "Architecture: all\nDescription: fake\n"
     )
     (admin / "status-old").write_text("")
-    base.write_dpkg_database(root, [base.read_deb(d) for d in debs])
+    deb.write_dpkg_database(root, [deb.read_deb(d) for d in debs])
 
     listing = dpkg_query(
         root, "-W", "-f=${Package} ${Version} ${Architecture} ${db:Status-Abbrev}\n"
@@ -326,7 +339,7 @@ def test_dpkg_database_is_what_dpkg_reads(tmp_path: Path) -> None:
     md5 = hashlib.md5(b"setting = 1\n").hexdigest()
     assert conffiles == ["/etc/alpha.conf", md5]
     assert not (admin / "status-old").exists()
-    assert [p.name for p in base.read_dpkg_status(root)] == ["alpha", "libbeta1", "usr-is-merged"]
+    assert [p.name for p in deb.read_dpkg_status(root)] == ["alpha", "libbeta1", "usr-is-merged"]
 
 
 # -- what maintainer scripts would have done ----------------------------------------
@@ -339,8 +352,8 @@ def test_setup_users(tmp_path: Path) -> None:
         "root:*:0:0:root:/root:/bin/bash\ndaemon:*:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
     )
     (master / "group.master").write_text("root:*:0:\ndaemon:*:1:\n")
-    base.setup_users(tmp_path)
-    base.setup_users(tmp_path)  # twice: still one nonroot
+    finish.setup_users(tmp_path)
+    finish.setup_users(tmp_path)  # twice: still one nonroot
     passwd = (tmp_path / "etc/passwd").read_text().splitlines()
     group = (tmp_path / "etc/group").read_text().splitlines()
     assert passwd[0] == "root:*:0:0:root:/root:/bin/sh"  # no bash in the image
@@ -359,7 +372,7 @@ def test_setup_ca_certificates(tmp_path: Path) -> None:
     share.mkdir(parents=True)
     for c in certs:
         shutil.copy(c, share)
-    assert base.setup_ca_certificates(tmp_path) == len(certs)
+    assert finish.setup_ca_certificates(tmp_path) == len(certs)
     bundle = tmp_path / "etc/ssl/certs/ca-certificates.crt"
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(cafile=str(bundle))
@@ -380,7 +393,7 @@ def test_setup_python_removes_the_pep668_marker(tmp_path: Path) -> None:
     lib = tmp_path / "usr/lib/python3.11"
     lib.mkdir(parents=True)
     (lib / "EXTERNALLY-MANAGED").write_text("[externally-managed]\n")
-    assert base.setup_python(tmp_path) == ["/usr/lib/python3.11/EXTERNALLY-MANAGED"]
+    assert finish.setup_python(tmp_path) == ["/usr/lib/python3.11/EXTERNALLY-MANAGED"]
     assert not (lib / "EXTERNALLY-MANAGED").exists()
 
 
@@ -403,7 +416,7 @@ def test_spdx_document(tmp_path: Path) -> None:
     image = BaseImage(
         opts,
         (
-            base.PlatformImage(
+            base_image.PlatformImage(
                 AMD64,
                 "k1",
                 tmp_path,
@@ -412,12 +425,12 @@ def test_spdx_document(tmp_path: Path) -> None:
                 osr,
                 False,
             ),
-            base.PlatformImage(
+            base_image.PlatformImage(
                 ARM64, "k2", tmp_path, fake.with_platform(ARM64), (libc["arm64"], tz), osr, False
             ),
         ),
     )
-    doc = base.spdx_document(image, "localhost:5000/python:3.11")
+    doc = spdx.spdx_document(image, "localhost:5000/python:3.11")
     assert doc["spdxVersion"] == "SPDX-2.3"
     assert doc["creationInfo"]["created"] == "2023-11-14T22:13:20Z"
     assert doc["documentNamespace"].endswith(image.digest.hex)
@@ -526,7 +539,7 @@ def test_unknown_suite_through_mmdebstrap(tmp_path: Path) -> None:
     """Without the mirror check, mmdebstrap's own message is made readable."""
     opts = BaseOptions((ARM64,), suite="nosuchsuite", cache_dir=tmp_path)
     with pytest.raises(BuildError, match="suite 'nosuchsuite' not found"):
-        base.prepare_rootfs(opts, ARM64, tmp_path / "root")
+        mmdebstrap.prepare_rootfs(opts, ARM64, tmp_path / "root")
 
 
 def test_cli_without_mmdebstrap(
@@ -554,7 +567,7 @@ def test_cli_without_mmdebstrap(
     assert "hint: install it: sudo apt-get install mmdebstrap" in err
     assert not out.exists()
     with pytest.raises(ToolMissing):
-        base.mmdebstrap_path()
+        mmdebstrap.mmdebstrap_path()
 
 
 @pytest.mark.parametrize(
@@ -605,7 +618,7 @@ def chroot(
     root: Path, *argv: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` in ``root`` (foreign binaries through the binfmt handler's F flag)."""
-    environ = {"PATH": base.DEFAULT_PATH, "LANG": "C.UTF-8", "HOME": "/root", **(env or {})}
+    environ = {"PATH": base_options.DEFAULT_PATH, "LANG": "C.UTF-8", "HOME": "/root", **(env or {})}
     return subprocess.run(
         ["chroot", str(root), *argv], capture_output=True, text=True, env=environ, timeout=120
     )
@@ -623,14 +636,14 @@ def test_python_base_index(python_base: PythonBase) -> None:
         assert config.platform == desc.platform
         assert config.created == "2023-11-14T22:13:20Z"
         env = config.config.env_dict()
-        assert env["PATH"] == base.DEFAULT_PATH
+        assert env["PATH"] == base_options.DEFAULT_PATH
         assert env["LANG"] == "C.UTF-8"
         assert env["SSL_CERT_FILE"] == "/etc/ssl/certs/ca-certificates.crt"
         assert env["PYTHON_VERSION"].startswith("3.")
         assert config.config.cmd == ("python3",)
         labels = config.config.labels
         assert labels["dev.manyarch.base.suite"] == "bookworm"
-        assert labels["dev.manyarch.base.mirror"] == base.DEFAULT_MIRROR
+        assert labels["dev.manyarch.base.mirror"] == base_options.DEFAULT_MIRROR
         assert [h.created for h in config.history] == ["2023-11-14T22:13:20Z"]
         assert len(config.diff_ids) == 1
     assert layout.verify() == []
@@ -736,7 +749,7 @@ def test_python_base_dpkg_status_is_valid(python_base: PythonBase, rootfs_dir: P
 @pytest.mark.slow
 @needs_root
 def test_python_base_is_cached(python_base_image: BaseImage) -> None:
-    again = base.build_base(python_base_options())
+    again = base_image.build_base(python_base_options())
     assert all(i.cached for i in again.images)
     assert again.digest == python_base_image.digest
 
@@ -744,7 +757,7 @@ def test_python_base_is_cached(python_base_image: BaseImage) -> None:
 @pytest.mark.slow
 @needs_root
 def test_two_cold_builds_give_the_same_digest(python_base_image: BaseImage, tmp_path: Path) -> None:
-    fresh = base.build_base(python_base_options(cache_dir=tmp_path, use_cache=False))
+    fresh = base_image.build_base(python_base_options(cache_dir=tmp_path, use_cache=False))
     assert not any(i.cached for i in fresh.images)
     assert fresh.digest == python_base_image.digest
 
@@ -834,7 +847,9 @@ def test_compile_python_with_the_host_interpreter(tmp_path: Path) -> None:
     pycs = []
     for name in ("one", "two"):
         lib = fake_python_lib(tmp_path / name, magic)
-        assert base.compile_python(tmp_path / name) == ["/" + str(lib.relative_to(tmp_path / name))]
+        assert finish.compile_python(tmp_path / name) == [
+            "/" + str(lib.relative_to(tmp_path / name))
+        ]
         pyc = lib / "__pycache__" / f"probe.{sys.implementation.cache_tag}.pyc"
         pycs.append(pyc.read_bytes())
     data = pycs[0]
@@ -847,7 +862,7 @@ def test_compile_python_with_the_host_interpreter(tmp_path: Path) -> None:
 
 def test_compile_python_skips_another_bytecode_version(tmp_path: Path) -> None:
     lib = fake_python_lib(tmp_path, 1)
-    assert base.compile_python(tmp_path) == []
+    assert finish.compile_python(tmp_path) == []
     assert not (lib / "__pycache__").exists()
 
 
@@ -868,4 +883,4 @@ def test_compile_python_skips_another_bytecode_version(tmp_path: Path) -> None:
     ],
 )
 def test_spdx_supplier(maintainer: str, supplier: str) -> None:
-    assert base._spdx_supplier(maintainer) == supplier
+    assert spdx._spdx_supplier(maintainer) == supplier

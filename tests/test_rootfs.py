@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from manyarch import rootfs
 from manyarch.oci.digest import Digest
-from manyarch.run import rootfs
 
 
 def _tree(name: bytes) -> Digest:

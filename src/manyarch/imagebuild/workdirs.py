@@ -1,4 +1,4 @@
-"""A build's scratch directory, and the sweep of those a killed build left behind.
+"""A build's working directory, and the sweep of those a killed build left behind.
 
 A build unpacks and mounts overlay views under ``<work_dir>/manyarch-build-*``.
 A build killed with SIGKILL (a cancelled CI job) cannot clean up: its views
@@ -25,8 +25,8 @@ OWNER = ".owner"
 
 
 @contextmanager
-def scratch() -> Iterator[Path]:
-    """A fresh scratch directory for one build, swept of dead builds' first; removed at the end."""
+def build_dir() -> Iterator[Path]:
+    """A fresh working directory for one build, swept of dead builds' first; removed at the end."""
     base = work_dir()
     sweep(base)
     path = Path(tempfile.mkdtemp(prefix=PREFIX, dir=base))
@@ -38,7 +38,7 @@ def scratch() -> Iterator[Path]:
 
 
 def sweep(base: Path) -> list[Path]:
-    """Remove the scratch directories under ``base`` whose build is gone; returns them."""
+    """Remove the working directories under ``base`` whose build is gone; returns them."""
     removed = []
     for d in sorted(base.glob(PREFIX + "*")):
         try:

@@ -7,7 +7,7 @@ import marshal
 import sys
 from pathlib import Path
 
-from manyarch.imagebuild.bytecode import bytecode_magic, compile_tree, host_python
+from manyarch.bytecode import bytecode_magic, compile_tree, host_python
 
 MAGIC = int.from_bytes(importlib.util.MAGIC_NUMBER[:2], "little")
 TAG = sys.implementation.cache_tag

@@ -1,0 +1,1 @@
+"""Debian: architectures, .deb files and the dpkg database, read and written as dpkg does."""

@@ -1,0 +1,142 @@
+"""What a build is asked, what it reports while it runs, and what it returns.
+
+The values shared by the executor (:mod:`manyarch.imagebuild.executor`) and
+the hooks that take steps over (the build cache, native pip): a step's
+:class:`StepContext`, an :data:`Interceptor`'s answers (:data:`RAN`, a
+:class:`CachedLayer`), the :class:`StepEvent` s of the progress.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from manyarch import dockerfile as df
+from manyarch.errors import BuildError
+from manyarch.layout import Layout
+from manyarch.oci.digest import Digest
+from manyarch.oci.manifest import Descriptor, ImageConfig
+from manyarch.oci.platform import Platform
+from manyarch.registry import RegistryOptions
+from manyarch.sandbox.bwrap import SandboxSpec
+
+Status = Literal["start", "log", "done", "cached", "error"]
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """Progress of one step, as buildx shows it (``[linux/arm64 3/6] RUN ...``).
+
+    ``start`` opens the step, ``log`` carries one line of a RUN's output,
+    ``done``/``cached`` close it with ``seconds``; ``error`` closes it with
+    the last lines of its output in ``output``.
+    """
+
+    platform: Platform
+    index: int
+    total: int
+    text: str
+    status: Status = "start"
+    seconds: float | None = None
+    output: str = ""
+
+    @property
+    def name(self) -> str:
+        """``[linux/arm64 3/6] RUN ...``."""
+        return f"[{self.platform} {self.index}/{self.total}] {self.text}"
+
+
+#: Receives every step's events (the CLI draws them as buildx does).
+StepProgress = Callable[[StepEvent], None]
+
+
+class Ran:
+    """The interceptor did the step's work in the rootfs; the builder diffs it."""
+
+    def __repr__(self) -> str:
+        return "RAN"
+
+
+RAN = Ran()
+
+
+@dataclass(frozen=True)
+class CachedLayer:
+    """A layer already in the store is the step's result; the builder applies it when needed."""
+
+    descriptor: Descriptor
+    diff_id: Digest
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What an :class:`Interceptor` sees of a RUN or COPY step about to run."""
+
+    step: df.RunStep | df.CopyStep
+    platform: Platform
+    #: Makes (once) and returns the stage's rootfs: see :attr:`rootfs`.
+    open_rootfs: Callable[[], Path]
+    config: ImageConfig
+    layers: tuple[Descriptor, ...]
+    options: BuildOptions
+    store: Layout
+    #: For RUN: the sandbox the builder would run (env, user, binds, network).
+    sandbox: SandboxSpec | None
+    #: Shows a line of output under the step.
+    log: Callable[[str], None]
+
+    @property
+    def rootfs(self) -> Path:
+        """The stage's files before the step; made on first use (a cache hit never needs it)."""
+        return self.open_rootfs()
+
+
+#: Returns None to let the builder run the step, else :data:`RAN` or a :class:`CachedLayer`.
+Interceptor = Callable[[StepContext], "Ran | CachedLayer | None"]
+#: Told of every RUN/COPY the builder (or an interceptor's RAN) did, with its
+#: layer and diff_id (None, None when it changed nothing): the build cache records it.
+Observer = Callable[[StepContext, Descriptor | None, Digest | None], None]
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Everything ``manyarch build`` was asked, defaults in one place."""
+
+    context: Path
+    dockerfile: Path
+    platforms: Sequence[Platform]
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    target: str | None = None
+    network: str = "default"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    docker_media_types: bool = True
+    epoch: int | None = None
+    registry: RegistryOptions = field(default_factory=RegistryOptions)
+    interceptors: Sequence[Interceptor] = ()
+    observers: Sequence[Observer] = ()
+
+    def __post_init__(self) -> None:
+        if not self.platforms:
+            raise BuildError("no platform to build", "give --platform linux/amd64,linux/arm64")
+        if self.network not in ("default", "host", "none"):
+            raise BuildError(f"unsupported --network {self.network!r}", "use default, host or none")
+        seen = set()
+        for p in self.platforms:
+            if str(p) in seen:
+                raise BuildError(f"platform {p} is given twice")
+            seen.add(str(p))
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a build produced in the local store."""
+
+    store: Layout
+    descriptor: Descriptor  # the index (or the manifest for one platform)
+    manifests: tuple[Descriptor, ...]
+    unused_build_args: tuple[str, ...] = ()
+    #: What making rootfs trees cost this build (base unpacked, layers applied).
+    rootfs_work: tuple[str, ...] = ()

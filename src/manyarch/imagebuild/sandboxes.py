@@ -1,0 +1,187 @@
+"""RUN steps in their sandboxes: the spec a step runs in, and the runs a cancel must kill."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import stat
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from manyarch import dockerfile as df
+from manyarch.layers import Snapshot
+from manyarch.layers.snapshot import FileState
+from manyarch.oci.manifest import ImageConfig
+from manyarch.sandbox.bwrap import Bind, Sandboxed, SandboxSpec, remove_created, start
+
+#: Host CA bundle made visible to RUN steps (never baked into a layer): the
+#: machines that build often sit behind a TLS-intercepting proxy.
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+SANDBOX_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+#: Lines of a failed RUN's output kept for the error report.
+OUTPUT_TAIL = 200
+
+
+class Cancelled(Exception):
+    """Another platform failed; this one stopped."""
+
+
+def run_spec(
+    step: df.RunStep, config: ImageConfig, rootfs: Path, *, epoch: int | None, network: str
+) -> SandboxSpec:
+    """The sandbox a RUN step runs in: the image's Env, WorkingDir and User."""
+    cfg = config.config
+    env = {"PATH": df.DEFAULT_PATH, **cfg.env_dict(), **dict(step.env)}
+    binds: list[Bind] = []
+    if HOST_CA_BUNDLE.exists():
+        binds.append(Bind(HOST_CA_BUNDLE, SANDBOX_CA_BUNDLE))
+        env.setdefault("SSL_CERT_FILE", SANDBOX_CA_BUNDLE)
+        env.setdefault("PIP_CERT", SANDBOX_CA_BUNDLE)
+        env.setdefault("REQUESTS_CA_BUNDLE", SANDBOX_CA_BUNDLE)
+    # tools that honour it (Python's .pyc: hash-checked) agree with the clamped mtimes
+    env.setdefault("SOURCE_DATE_EPOCH", str(epoch or 0))
+    network = step.network if step.network not in ("", "default") else network
+    return SandboxSpec(
+        rootfs=rootfs,
+        argv=list(step.argv),
+        env=env,
+        cwd=cfg.working_dir or "/",
+        user=cfg.user,
+        network="none" if network == "none" else "host",
+        binds=binds,
+        hostname="buildkitsandbox",
+    )
+
+
+class StepSandboxes:
+    """The sandboxes of one build's RUN steps, so that a failure elsewhere kills them all."""
+
+    def __init__(self) -> None:
+        self.cancelled = threading.Event()
+        self._lock = threading.Lock()
+        self._procs: set[Sandboxed] = set()
+
+    def cancel(self) -> None:
+        """Stop every platform: no new step starts, running sandboxes are killed."""
+        self.cancelled.set()
+        with self._lock:
+            for p in self._procs:
+                p.kill()
+
+    def check(self) -> None:
+        """Raise :class:`Cancelled` when another platform has failed."""
+        if self.cancelled.is_set():
+            raise Cancelled()
+
+    def run(
+        self, spec: SandboxSpec, log: Callable[[str], None], restored: list[Path] | None = None
+    ) -> tuple[int, list[str]]:
+        """Run ``spec``, each output line to ``log``; returns the status and the last lines.
+
+        The mount points bwrap needs are created in the rootfs and removed
+        afterwards; the directories they were made in get their mtime back
+        (unless the command itself changed it) and are added to ``restored``.
+        """
+        created: list[Path] = []
+        tail: collections.deque[str] = collections.deque(maxlen=OUTPUT_TAIL)
+        parents = _mountpoint_parents(spec)
+        original = {d: _mtime_ns(d) for d in parents}
+        # bwrap makes these itself when the image has none; no layer should carry them
+        own = [spec.rootfs / n for n in ("proc", "dev", "tmp")]
+        own = [p for p in own if not (p.exists() or p.is_symlink())]
+        after_create: dict[Path, int | None] = {}
+        try:
+            with self._lock:
+                self.check()
+                # under the lock: cancel() sees every sandbox once bwrap has named its init
+                sandboxed = start(
+                    spec,
+                    created,
+                    before_spawn=lambda: after_create.update({d: _mtime_ns(d) for d in parents}),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                )
+                self._procs.add(sandboxed)
+            proc = sandboxed.proc
+            try:
+                assert proc.stdout is not None
+                for raw in proc.stdout:
+                    line = raw.decode(errors="replace").rstrip("\r\n")
+                    tail.append(line)
+                    log(line)
+                rc = proc.wait()
+            finally:
+                if proc.poll() is None:
+                    sandboxed.kill()
+                    proc.wait()
+                with self._lock:
+                    self._procs.discard(sandboxed)
+            self.check()
+            return rc, list(tail)
+        finally:
+            for p in own:
+                with contextlib.suppress(OSError):
+                    p.rmdir()
+            if created:
+                before_removal = {d: _mtime_ns(d) for d in parents}
+                remove_created(created)
+                for d in parents:
+                    now, orig = before_removal[d], original[d]
+                    if now is None or orig is None or now == orig:
+                        continue
+                    # the command did not touch it since the mount points were made
+                    t = orig if now == after_create.get(d) else now
+                    os.utime(d, ns=(t, t), follow_symlinks=False)
+                    if restored is not None:
+                        restored.append(d)
+
+
+def _mountpoint_parents(spec: SandboxSpec) -> list[Path]:
+    """The existing directories in the rootfs where bwrap may have to create a mount point."""
+    root = spec.rootfs
+    out: list[Path] = []
+    for dest in ["/etc/resolv.conf", *(b.dest for b in spec.binds)]:
+        p = root / dest.lstrip("/")
+        while p != root:
+            p = p.parent
+            if p.is_symlink():
+                break
+            if p.is_dir():
+                if p not in out:
+                    out.append(p)
+                break
+    return out
+
+
+def _mtime_ns(p: Path) -> int | None:
+    try:
+        return p.lstat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def forget_restored(before: Snapshot, root: Path, restored: Sequence[Path]) -> None:
+    """Directories whose mtime was put back after the sandbox's mount points: not changed.
+
+    Making and removing a mount point changes its directory's ctime, which
+    no layer records: without this, a RUN would carry a bare ``etc/`` entry.
+    """
+    for d in restored:
+        rel = os.path.relpath(d, root)
+        old = before.states.get(rel)
+        if old is None:
+            continue
+        try:
+            st = d.lstat()
+        except OSError:
+            continue
+        now = FileState(
+            stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
+            0, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, None,
+        )  # fmt: skip
+        if now._replace(ctime_ns=old.ctime_ns) == old:
+            before.states[rel] = now

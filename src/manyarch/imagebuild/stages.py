@@ -1,0 +1,253 @@
+"""The files of a platform's stages, made only when a step needs them.
+
+A stage is a list of layers until a step needs its files: then its rootfs is
+an overlayfs view whose lower directory is the base image unpacked once per
+manifest digest (:mod:`manyarch.rootfs`, shared with ``manyarch run``), with
+the layers above it applied. Until then a COPY or WORKDIR is written in a
+*sparse* tree holding only the directories on the way to its destination,
+their metadata read from the base tree and the layer headers
+(:func:`layer_index`): the layer is the same bytes, and a rebuild after an
+edit of the app unpacks nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from manyarch.images import ResolvedImage
+from manyarch.layers import unpack
+from manyarch.layers.compress import open_decompressed
+from manyarch.layout import Layout
+from manyarch.oci.manifest import Descriptor, ImageConfig
+from manyarch.oci.platform import Platform
+from manyarch.rootfs import COMPLETE, View, cached_path, unpacked
+
+
+@dataclass
+class StageState:
+    """One stage of one platform: its config and layers, and its rootfs once made."""
+
+    directory: Path
+    config: ImageConfig
+    layers: list[Descriptor]
+    base_name: str = ""
+    base_digest: str = ""
+    #: The base image whose unpacked tree is the bottom of the rootfs (None: scratch).
+    image: ResolvedImage | None = None
+    #: How many of ``layers`` that tree holds.
+    base_layers: int = 0
+    #: The rootfs, once made; ``applied`` of ``layers`` are in it.
+    made: bool = False
+    applied: int = 0
+
+    @property
+    def rootfs(self) -> Path:
+        """Where the rootfs is (once made)."""
+        return self.directory / "rootfs"
+
+
+class NeedRootfs(Exception):
+    """The step cannot be written without the stage's rootfs."""
+
+
+@dataclass(frozen=True)
+class PathMeta:
+    """What a layer header (or the base tree) says of one path."""
+
+    kind: str  # "dir", "symlink" or "other"
+    mode: int
+    uid: int
+    gid: int
+    mtime: int
+
+
+@dataclass
+class LayerIndex:
+    """The paths of one layer blob: entries, whiteouts, opaque directories."""
+
+    entries: dict[str, PathMeta] = field(default_factory=dict)
+    hidden: set[str] = field(default_factory=set)
+    opaque: set[str] = field(default_factory=set)
+
+
+_index_memo: dict[str, LayerIndex] = {}
+_index_lock = threading.Lock()
+
+
+def layer_index(store: Layout, desc: Descriptor) -> LayerIndex:
+    """Read a layer's headers (once per digest in this process)."""
+    key = str(desc.digest)
+    with _index_lock:
+        if key in _index_memo:
+            return _index_memo[key]
+    idx = LayerIndex()
+    with (
+        open(store.blob_path(desc.digest), "rb") as f,
+        open_decompressed(f) as stream,
+        tarfile.open(fileobj=stream, mode="r|") as tf,
+    ):
+        for m in tf:
+            name = posixpath.normpath("/" + m.name).lstrip("/")
+            if not name:
+                continue
+            parent, base = posixpath.split(name)
+            if base == ".wh..wh..opq":
+                idx.opaque.add(parent)
+            elif base.startswith(".wh."):
+                idx.hidden.add(posixpath.join(parent, base[4:]))
+            else:
+                kind = "dir" if m.isdir() else "symlink" if m.issym() else "other"
+                idx.entries[name] = PathMeta(kind, m.mode & 0o7777, m.uid, m.gid, int(m.mtime))
+    with _index_lock:
+        _index_memo[key] = idx
+    return idx
+
+
+def ancestors(path: str) -> list[str]:
+    """``a/b/c`` -> ``["a", "a/b"]``."""
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def image_path(path: str) -> str:
+    """An absolute image path as a relative one; :class:`NeedRootfs` if it has ``..``."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts or not parts:
+        raise NeedRootfs()
+    return "/".join(parts)
+
+
+class StageTrees:
+    """Makes the rootfs of one platform's stages, and sparse trees before one is needed."""
+
+    def __init__(
+        self, store: Layout, directory: Path, platform: Platform, note: Callable[[str], None]
+    ) -> None:
+        self.store = store
+        self.dir = directory
+        self.platform = platform
+        #: Records rootfs work (:attr:`BuildResult.rootfs_work`).
+        self.note = note
+        self.views: list[View] = []
+        self._sparse = 0
+
+    def close(self) -> None:
+        """Unmount every view made for this platform (also after a failure)."""
+        for v in self.views:
+            v.remove()
+        self.views.clear()
+
+    def rootfs(self, state: StageState) -> Path:
+        """The stage's rootfs with every layer so far: made (and brought up to date) here.
+
+        What it did is noted in ``BuildResult.rootfs_work`` (a rebuild that
+        only changed the last COPY should have nothing there).
+        """
+        path = state.rootfs
+        if not state.made:
+            state.directory.mkdir(parents=True, exist_ok=True)
+            if state.image is None:
+                path.mkdir()
+            else:
+                digest = state.image.descriptor.digest
+                if not (cached_path(digest) / COMPLETE).exists():
+                    self.note(f"{self.platform}: base {digest} unpacked (kept for later builds)")
+                self.note(f"{self.platform}: rootfs of stage {state.directory.name} made")
+                lower = unpacked(self.store, digest, state.image.manifest)
+                view = View(lower, state.directory)
+                self.views.append(view)
+                _prepare_upper(lower, state.directory / "upper")
+                view.mount()
+            state.made = True
+            state.applied = state.base_layers
+        pending = state.layers[state.applied :]
+        if pending:
+            self.note(f"{self.platform}: {len(pending)} layer(s) applied to the rootfs")
+            blobs = [(str(d.digest), self.store.blob_path(d.digest), d.media_type) for d in pending]
+            unpack(path, blobs)
+            state.applied = len(state.layers)
+        return path
+
+    def lookup(self, state: StageState, path: str) -> PathMeta | None:
+        """What ``path`` (relative) is in the stage's image so far, without its rootfs."""
+        if state.made:
+            raise NeedRootfs()
+        for desc in reversed(state.layers[state.base_layers :]):
+            idx = layer_index(self.store, desc)
+            if path in idx.entries:
+                return idx.entries[path]
+            above = [path, *ancestors(path)]
+            if any(a in idx.hidden for a in above) or any(a in idx.opaque for a in above[1:]):
+                return None
+        if state.image is None:
+            return None
+        tree = unpacked(self.store, state.image.descriptor.digest, state.image.manifest)
+        try:
+            st = os.lstat(tree / path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        kind = "dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode) else ""
+        if not kind:
+            kind = "other"
+        if kind == "dir" and os.listxattr(tree / path, follow_symlinks=False):
+            raise NeedRootfs()  # kept simple: the layer writer does not carry xattrs anyway
+        return PathMeta(kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, int(st.st_mtime))
+
+    @contextmanager
+    def sparse_root(self, state: StageState, targets: Sequence[str]) -> Iterator[Path]:
+        """A tree of only the existing directories on the way to ``targets`` (which must not exist).
+
+        Raises :class:`NeedRootfs` when that is not enough to write the step
+        exactly (a target exists, a symlink or a file on the way, ``..``).
+        """
+        dirs: dict[str, PathMeta] = {}
+        for t in targets:
+            rel = image_path(t)
+            if self.lookup(state, rel) is not None:
+                raise NeedRootfs()
+            for a in ancestors(rel):
+                if a in dirs:
+                    continue
+                meta = self.lookup(state, a)
+                if meta is None:
+                    break
+                if meta.kind != "dir":
+                    raise NeedRootfs()
+                dirs[a] = meta
+        self._sparse += 1
+        root = self.dir / f"sparse{self._sparse}"
+        root.mkdir()
+        try:
+            for a in sorted(dirs):
+                d = root / a
+                d.mkdir()
+                os.lchown(d, dirs[a].uid, dirs[a].gid)
+                os.chmod(d, dirs[a].mode)
+            # deepest first: a child's mkdir touches its parent
+            for a in sorted(dirs, reverse=True):
+                ns = dirs[a].mtime * 10**9
+                os.utime(root / a, ns=(ns, ns), follow_symlinks=False)
+            yield root
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _prepare_upper(lower: Path, upper: Path) -> None:
+    """The overlay's upper directory: the root's metadata, and the cache marker hidden."""
+    upper.mkdir(parents=True, exist_ok=True)
+    st = lower.lstat()
+    os.chmod(upper, stat.S_IMODE(st.st_mode))
+    if os.geteuid() == 0:
+        os.lchown(upper, st.st_uid, st.st_gid)
+        # a whiteout: the tree's completion marker is not part of the image
+        os.mknod(upper / COMPLETE, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+    os.utime(upper, ns=(st.st_mtime_ns, st.st_mtime_ns))
