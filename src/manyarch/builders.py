@@ -18,7 +18,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from manyarch.errors import InvalidInput, NotFound, UsageError
+from manyarch.errors import InvalidArgument, InvalidInput, NotFound
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 CONFIG = "buildkitd.toml"
@@ -61,10 +61,12 @@ def create(
     """Record a builder (refused when the name is taken); with ``use`` it becomes current."""
     name = name or f"builder-{secrets.token_hex(4)}"
     if not _NAME.match(name):
-        raise UsageError(f"invalid builder name {name!r}", "use letters, digits, '_', '.' and '-'")
+        raise InvalidArgument(
+            f"invalid builder name {name!r}", "use letters, digits, '_', '.' and '-'"
+        )
     builder = Builder(name, driver)
     if builder.directory.exists():
-        raise UsageError(f'existing instance for "{name}"', f"remove it first (manyarch rm {name})")
+        raise InvalidArgument(f'existing instance for "{name}"', "remove it first")
     data = None
     if config is not None:
         try:

@@ -1,8 +1,10 @@
 """Execute a Dockerfile plan per target platform, platforms in parallel.
 
-A builder returns an index in the local store and touches no registry (ko's
-split between building and publishing): :mod:`manyarch.imagebuild.publish` takes
-the result to a registry, an OCI layout or a tarball.
+A build returns an index in the local store, with OCI media types, and
+pushes nothing (ko's split between building and publishing): it reads its
+bases through the registry client it is given, and :mod:`manyarch.publish`
+takes the result to a registry, an OCI layout or a tarball, in the media
+types each wants.
 
 Per platform and stage, the rootfs is lazy: while steps are cache hits
 nothing is unpacked, the stage is only a list of layers. A step that needs
@@ -55,7 +57,7 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar, cast
 
 from manyarch import dockerfile as df
-from manyarch.errors import BuildError, DockerfileError, ManyarchError
+from manyarch.errors import BuildError, DockerfileError, ManyarchError, StepFailed
 from manyarch.imagebuild.copying import (
     copy_into,
     copy_targets,
@@ -120,36 +122,37 @@ _T = TypeVar("_T")
 _ANNOTATION_KINDS = frozenset({"index", "manifest", "index-descriptor", "manifest-descriptor"})
 
 
-def build(options: BuildOptions, progress: StepProgress | None = None) -> BuildResult:
-    """Build every platform (in parallel) and assemble one index in the store."""
+def build(
+    options: BuildOptions,
+    progress: StepProgress | None = None,
+    *,
+    store: Layout | None = None,
+    client: RegistryClient | None = None,
+) -> BuildResult:
+    """Build every platform (in parallel) and assemble one index in ``store``.
+
+    ``store`` is the local store by default; ``client`` reads the bases that
+    live in a registry (a build FROM layouts only needs none).
+    """
     text = _read_dockerfile(options.dockerfile)
     parsed = df.parse(text, file=str(options.dockerfile))
     for p in options.platforms:
         emulation.require(p)
-    store = open_store()
-    with (
-        store.lease(),
-        build_dir() as tmp,
-        _Build(options, parsed, store, tmp, progress) as b,
-    ):
+    store = store if store is not None else open_store()
+    with store.lease(), build_dir() as tmp:
+        b = _Build(options, parsed, store, tmp, progress, client)
         results = b.run_all()
         manifests = tuple(d for d, _ in results)
         unused = tuple(sorted(set(results[0][1])))
         if len(manifests) == 1:
             top = manifests[0]
         else:
-            index = Index(
-                manifests,
-                mt.DOCKER_MANIFEST_LIST if options.docker_media_types else mt.OCI_INDEX,
-                annotations=_index_annotations(options),
-            )
+            index = Index(manifests, mt.OCI_INDEX, annotations=_index_annotations(options))
             top = store.put_document(index.to_document())
     return BuildResult(store, top, manifests, unused, tuple(b.notes))
 
 
 def _index_annotations(options: BuildOptions) -> dict[str, str]:
-    if options.docker_media_types:
-        return {}  # a Docker manifest list has no annotations
     # buildx: KEY alone goes to the manifests, index:KEY to the index
     return {k[6:]: v for k, v in options.annotations.items() if k.startswith("index:")}
 
@@ -157,12 +160,12 @@ def _index_annotations(options: BuildOptions) -> dict[str, str]:
 def _read_dockerfile(path: Path) -> str:
     try:
         return path.read_text()
-    except FileNotFoundError:
+    except FileNotFoundError as e:
         raise DockerfileError(
-            "no such file", file=str(path), line=None, hint="give the Dockerfile with -f PATH"
-        ) from None
+            "no such file", file=str(path), line=None, hint="check the Dockerfile's path"
+        ) from e
     except OSError as e:
-        raise DockerfileError(str(e), file=str(path), line=None) from None
+        raise DockerfileError(str(e), file=str(path), line=None) from e
 
 
 class _Build:
@@ -175,6 +178,7 @@ class _Build:
         store: Layout,
         tmp: Path,
         progress: StepProgress | None,
+        client: RegistryClient | None,
     ) -> None:
         self.options = options
         self.parsed = parsed
@@ -187,23 +191,9 @@ class _Build:
         self.sandboxes = StepSandboxes()
         self.notes: list[str] = []
         self._lock = threading.Lock()
-        self._client: RegistryClient | None = None
+        self.client = client
         self.context = options.context.resolve()
         self.ignore = read_dockerignore(self.context)
-
-    def __enter__(self) -> _Build:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._client is not None:
-            self._client.close()
-
-    def client(self) -> RegistryClient:
-        """The registry client, made on first use (a build FROM a layout needs none)."""
-        with self._lock:
-            if self._client is None:
-                self._client = RegistryClient(self.options.registry)
-            return self._client
 
     def note(self, text: str) -> None:
         """Record rootfs work for :attr:`BuildResult.rootfs_work`."""
@@ -356,16 +346,24 @@ class _PlatformBuild:
             out = work()
         except Cancelled:
             raise
-        except ManyarchError as e:
+        except StepFailed:
             self.b.emit(replace(ev, status="error", output="\n".join(self._log_tail)))
-            if line is not None and not e.message.startswith(f"{self.file}:"):
-                e.message = f"{self.file}:{line}: {text}: {e.message}"
-                e.args = (e.message,)
             raise
-        except OSError as e:
-            self.b.emit(replace(ev, status="error"))
-            where = f"{self.file}:{line}: " if line is not None else ""
-            raise BuildError(f"{where}{text}: {e}") from None
+        except (ManyarchError, OSError) as e:
+            self.b.emit(replace(ev, status="error", output="\n".join(self._log_tail)))
+            if line is None:  # FROM: the base's own error says it all
+                if isinstance(e, ManyarchError):
+                    raise
+                raise BuildError(f"{text}: {e}") from e
+            raise StepFailed(
+                e.message if isinstance(e, ManyarchError) else str(e),
+                file=self.file,
+                line=line,
+                platform=str(self.platform),
+                step=text,
+                output=self._log_tail,
+                hint=e.hint if isinstance(e, ManyarchError) else None,
+            ) from e
         status: Status = "cached" if self._cached else "done"
         self._cached = False
         self.b.emit(replace(ev, status=status, seconds=time.monotonic() - t0))
@@ -570,7 +568,6 @@ class _PlatformBuild:
                 cast(BinaryIO, w),
                 compression="gzip",
                 epoch=self.options.epoch,
-                docker=self.options.docker_media_types,
             )
             if info is None:
                 if not isinstance(step, df.ConfigStep):
@@ -590,8 +587,8 @@ class _PlatformBuild:
                 src_root = self.trees.rootfs(self.states[int(step.from_.split(":", 1)[1])])
             else:
                 src_root = self.image_root(step.from_)
-            return expand_sources(src_root, step, None, self.file)
-        return expand_sources(self.b.context, step, self.b.ignore, self.file)
+            return expand_sources(src_root, step, None)
+        return expand_sources(self.b.context, step, self.b.ignore)
 
     def copy(self, step: df.CopyStep, rootfs: Path) -> None:
         """COPY/ADD into ``rootfs`` from the context, a stage or an image, never reading outside."""
@@ -627,9 +624,15 @@ class _PlatformBuild:
 
         rc, _ = self.b.sandboxes.run(spec, keep, restored)
         if rc != 0:
-            raise BuildError(
-                f"{self.file}:{step.line}: {step.text}: exited with code {rc}",
-                "the command failed in the build sandbox; its output is shown above",
+            raise StepFailed(
+                f"exited with code {rc}",
+                file=self.file,
+                line=step.line,
+                platform=str(self.platform),
+                step=step.text,
+                exit_code=rc,
+                output=tail,
+                hint="the command failed in the build sandbox; its output is shown above",
             )
 
     # -- COPY and ADD ---------------------------------------------------------------
@@ -640,42 +643,37 @@ class _PlatformBuild:
         cfg = state.config
         labels = {**cfg.config.labels, **options.labels}
         created = self.created
-        docker = options.docker_media_types
         cfg = replace(
             cfg.with_config(replace(cfg.config, labels=labels)),
             architecture=platform.architecture,
             os=platform.os,
             variant=platform.variant,
             created=created,
-            media_type=mt.DOCKER_CONFIG if docker else mt.OCI_CONFIG,
+            media_type=mt.OCI_CONFIG,
         )
         cdesc = self.store.put_document(cfg.to_document())
-        annotations: dict[str, str] = {}
-        if not docker:  # a Docker manifest has no annotations
-            annotations[CREATED] = created
-            if state.base_name:
-                annotations[BASE_NAME] = state.base_name
-                annotations[BASE_DIGEST] = state.base_digest
-            for k, v in options.annotations.items():
-                kind, sep, key = k.partition(":")
-                if not sep or kind not in _ANNOTATION_KINDS:
-                    annotations[k] = v
-                elif kind == "manifest":
-                    annotations[key] = v
+        annotations: dict[str, str] = {CREATED: created}
+        if state.base_name:
+            annotations[BASE_NAME] = state.base_name
+            annotations[BASE_DIGEST] = state.base_digest
+        for k, v in options.annotations.items():
+            kind, sep, key = k.partition(":")
+            if not sep or kind not in _ANNOTATION_KINDS:
+                annotations[k] = v
+            elif kind == "manifest":
+                annotations[key] = v
         manifest = Manifest(
             config=Descriptor(cdesc.media_type, cdesc.digest, cdesc.size),
-            layers=tuple(_layer_type(d, docker) for d in state.layers),
-            media_type=mt.DOCKER_MANIFEST if docker else mt.OCI_MANIFEST,
+            layers=tuple(_oci_layer(d) for d in state.layers),
+            media_type=mt.OCI_MANIFEST,
             annotations=annotations,
         )
         mdesc = self.store.put_document(manifest.to_document())
         return mdesc.with_platform(platform)
 
 
-def _layer_type(d: Descriptor, docker: bool) -> Descriptor:
-    comp = mt.compression(d.media_type)
-    if docker and comp == "gzip":
-        return replace(d, media_type=mt.DOCKER_LAYER, annotations={})
-    if not docker and d.media_type == mt.DOCKER_LAYER:
+def _oci_layer(d: Descriptor) -> Descriptor:
+    """A layer descriptor with its OCI media type (a Docker base's layers are gzip tars)."""
+    if d.media_type == mt.DOCKER_LAYER:
         return replace(d, media_type=mt.OCI_LAYER_GZIP)
     return d

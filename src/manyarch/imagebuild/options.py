@@ -19,7 +19,6 @@ from manyarch.layout import Layout
 from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Descriptor, ImageConfig
 from manyarch.oci.platform import Platform
-from manyarch.registry import RegistryOptions
 from manyarch.sandbox.bwrap import SandboxSpec
 
 Status = Literal["start", "log", "done", "cached", "error"]
@@ -102,7 +101,7 @@ Observer = Callable[[StepContext, Descriptor | None, Digest | None], None]
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """Everything ``manyarch build`` was asked, defaults in one place."""
+    """Everything a build is asked, defaults in one place."""
 
     context: Path
     dockerfile: Path
@@ -112,17 +111,15 @@ class BuildOptions:
     network: str = "default"
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
-    docker_media_types: bool = True
     epoch: int | None = None
-    registry: RegistryOptions = field(default_factory=RegistryOptions)
     interceptors: Sequence[Interceptor] = ()
     observers: Sequence[Observer] = ()
 
     def __post_init__(self) -> None:
         if not self.platforms:
-            raise BuildError("no platform to build", "give --platform linux/amd64,linux/arm64")
+            raise BuildError("no platform to build", "give one or more, e.g. linux/amd64")
         if self.network not in ("default", "host", "none"):
-            raise BuildError(f"unsupported --network {self.network!r}", "use default, host or none")
+            raise BuildError(f"unsupported network {self.network!r}", "use default, host or none")
         seen = set()
         for p in self.platforms:
             if str(p) in seen:
@@ -140,3 +137,8 @@ class BuildResult:
     unused_build_args: tuple[str, ...] = ()
     #: What making rootfs trees cost this build (base unpacked, layers applied).
     rootfs_work: tuple[str, ...] = ()
+    #: The media types it was made with: ``docker``, ``oci``, or None (OCI ones,
+    #: and each destination it is published to takes its own; see manyarch.publish).
+    media_types: Literal["docker", "oci"] | None = None
+    #: What the build wants said that is not an error (a cache not found, an ARG not used).
+    warnings: tuple[str, ...] = ()

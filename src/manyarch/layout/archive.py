@@ -1,5 +1,6 @@
-"""``oci-archive``: an OCI image layout as one tar (what ``--output type=oci,dest=x.tar``
-and ``manyarch save`` write, and what skopeo's ``oci-archive:`` transport reads)."""
+"""``oci-archive``: an OCI image layout as one tar (what a build published as an OCI
+archive and ``save`` write, and what skopeo's ``oci-archive:`` transport reads);
+with ``manifest.json`` added, ``docker save``'s format (:mod:`.dockerarchive`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import os
 import tarfile
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -56,7 +58,7 @@ def _info(name: str, size: int = 0, *, directory: bool = False) -> tarfile.TarIn
     return info
 
 
-def _write(layout: Layout, out: IO[bytes]) -> None:
+def _write(layout: Layout, out: IO[bytes], extra: Mapping[str, bytes]) -> None:
     # A shared lock keeps gc from deleting a blob the index snapshot names.
     with layout._lock(shared=True):
         index_bytes = (layout.path / INDEX_FILE).read_bytes()
@@ -72,6 +74,7 @@ def _write(layout: Layout, out: IO[bytes]) -> None:
             *((name, p, d) for name, p, d in blobs),
             (INDEX_FILE, index_bytes, None),
             (LAYOUT_FILE, canonical_json({"imageLayoutVersion": LAYOUT_VERSION}), None),
+            *((name, data, None) for name, data in extra.items()),
         ]
         entries.sort(key=lambda e: e[0])
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
@@ -94,16 +97,22 @@ def _write(layout: Layout, out: IO[bytes]) -> None:
                         raise err
 
 
-def export_tar(layout: Layout, dest: Path | BinaryIO) -> None:
-    """Write ``layout`` as a deterministic tar to a path (atomically) or a binary stream."""
+def export_tar(
+    layout: Layout, dest: Path | BinaryIO, *, extra: Mapping[str, bytes] | None = None
+) -> None:
+    """Write ``layout`` as a deterministic tar to a path (atomically) or a binary stream.
+
+    ``extra`` files (name -> bytes) go into the tar's root beside ``index.json``.
+    """
+    extra = dict(extra or {})
     if not isinstance(dest, (str, os.PathLike)):
-        _write(layout, dest)
+        _write(layout, dest, extra)
         return
     dest = Path(dest)
     fd, tmp = tempfile.mkstemp(prefix=f"{_fs.TEMP_PREFIX}{dest.name}-", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as out:
-            _write(layout, out)
+            _write(layout, out, extra)
             out.flush()
             os.fchmod(out.fileno(), _fs.FILE_MODE)
             os.fsync(out.fileno())
