@@ -93,10 +93,18 @@ class DockerfileError(InvalidInput):
 class DigestMismatch(ManyarchError):
     """Content does not hash to the digest (or size) it was announced with."""
 
-    def __init__(self, expected: str, actual: str, what: str = "content") -> None:
+    def __init__(
+        self,
+        expected: str,
+        actual: str,
+        what: str = "content",
+        *,
+        message: str | None = None,
+        hint: str | None = None,
+    ) -> None:
         super().__init__(
-            f"{what} has digest {actual}, expected {expected}",
-            "the source is corrupt or was changed while read; nothing was stored",
+            message or f"{what} has digest {actual}, expected {expected}",
+            hint or "the source is corrupt or was changed while read; nothing was stored",
         )
         self.expected = expected
         self.actual = actual

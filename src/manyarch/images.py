@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Literal, Protocol, cast
@@ -101,12 +102,14 @@ class RegistrySource:
         self.ref = ref
         self.name = str(ref)
         self._root: Document | None = None
+        self._lock = threading.Lock()
 
     def root(self) -> Document:
         """GET the manifest or index the reference names (cached)."""
-        if self._root is None:
-            self._root = self.client.get_manifest(self.ref)
-        return self._root
+        with self._lock:  # the platforms of a build resolve a base at once
+            if self._root is None:
+                self._root = self.client.get_manifest(self.ref)
+            return self._root
 
     def document(self, desc: Descriptor) -> Document:
         """A manifest or index by digest, or a config blob."""

@@ -19,7 +19,7 @@ from manyarch.dockerfile import (
     plan,
     stage_base_config,
 )
-from manyarch.dockerfile.planner import parse_duration, parse_port_spec, resolve_dest
+from manyarch.dockerfile.values import parse_duration, parse_port_spec, resolve_dest
 from manyarch.errors import DockerfileError
 from manyarch.oci import ContainerConfig, Platform
 

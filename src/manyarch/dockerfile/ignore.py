@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from manyarch.dockerfile.planner import go_clean
+from manyarch.dockerfile.values import go_clean
 from manyarch.errors import DockerfileError
 
 _ESCAPED = frozenset(".+()|{}$")

@@ -234,6 +234,8 @@ class _ShellWord:
         return "", False
 
     def process_dollar(self) -> str:
+        # Long on purpose: BuildKit's processDollar (shell/lex.go) case by case, as
+        # upstream has it, so that the two can be compared line by line.
         self.next()
         if self.peek() != "{":
             name = self.process_name()

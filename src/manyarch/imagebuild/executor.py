@@ -29,20 +29,8 @@ how (:data:`RAN`: it changed ``ctx.rootfs``, diff it; a :class:`CachedLayer`:
 a layer already in the store, the builder applies it when the files are
 needed). Reading ``ctx.rootfs`` is what makes the rootfs.
 
-Reproducible by default. The build's epoch is SOURCE_DATE_EPOCH when given;
-else the newest ``created`` among the base images of every target platform
-(0 when none has one: scratch). It is the config's and the history's
-``created``, the mtime of the directories the builder creates, the clamp of
-every mtime in the layers written, and SOURCE_DATE_EPOCH in the RUN
-environment (so that Python writes hash-checked .pyc files, which stay valid
-once mtimes are clamped). Same inputs then give the same index digest on two
-runs and two machines. One exception, without SOURCE_DATE_EPOCH: a platform
-where a RUN ran under emulation (QEMU) gets the wall-clock time as the
-``created`` of its config and of the history from that step on (what such a
-step writes is not reproducible anyway); its layers are still clamped. A COPY
-leaves the mtimes of the directories it writes into as they were: so the
-layer of ``COPY app/ /app`` is the same bytes on every platform, stored and
-pushed once.
+Reproducible by default: see :mod:`manyarch.imagebuild.image`, which also
+writes what the image says (its config, manifest and index).
 """
 
 from __future__ import annotations
@@ -51,7 +39,6 @@ import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO, TypeVar, cast
@@ -65,6 +52,7 @@ from manyarch.imagebuild.copying import (
     mkdirs,
     read_dockerignore,
 )
+from manyarch.imagebuild.image import history, index_annotations, write_image
 from manyarch.imagebuild.options import (
     RAN,
     BuildOptions,
@@ -80,6 +68,7 @@ from manyarch.imagebuild.sandboxes import (
     Cancelled,
     StepSandboxes,
     forget_restored,
+    in_parallel,
     run_spec,
 )
 from manyarch.imagebuild.stages import NeedRootfs, StageState, StageTrees, image_path
@@ -96,14 +85,10 @@ from manyarch.layers import Snapshot, unpack, write_diff_layer
 from manyarch.layout import Layout
 from manyarch.oci import mediatypes as mt
 from manyarch.oci.manifest import (
-    BASE_DIGEST,
-    BASE_NAME,
-    CREATED,
     Descriptor,
     History,
     ImageConfig,
     Index,
-    Manifest,
 )
 from manyarch.oci.platform import Platform, host_platform
 from manyarch.oci.reference import parse_any
@@ -114,12 +99,7 @@ from manyarch.sandbox.users import resolve_user
 from manyarch.store import open_store
 from manyarch.units import epoch_of, rfc3339
 
-#: BuildKit's history comment on every Dockerfile step.
-HISTORY_COMMENT = "buildkit.dockerfile.v0"
-
 _T = TypeVar("_T")
-#: buildx's --annotation prefixes (KEY alone means manifest:KEY).
-_ANNOTATION_KINDS = frozenset({"index", "manifest", "index-descriptor", "manifest-descriptor"})
 
 
 def build(
@@ -147,14 +127,9 @@ def build(
         if len(manifests) == 1:
             top = manifests[0]
         else:
-            index = Index(manifests, mt.OCI_INDEX, annotations=_index_annotations(options))
+            index = Index(manifests, mt.OCI_INDEX, annotations=index_annotations(options))
             top = store.put_document(index.to_document())
     return BuildResult(store, top, manifests, unused, tuple(b.notes))
-
-
-def _index_annotations(options: BuildOptions) -> dict[str, str]:
-    # buildx: KEY alone goes to the manifests, index:KEY to the index
-    return {k[6:]: v for k, v in options.annotations.items() if k.startswith("index:")}
 
 
 def _read_dockerfile(path: Path) -> str:
@@ -192,8 +167,16 @@ class _Build:
         self.notes: list[str] = []
         self._lock = threading.Lock()
         self.client = client
+        self._sources: dict[str, Source] = {}
         self.context = options.context.resolve()
         self.ignore = read_dockerignore(self.context)
+
+    def source(self, ref: str) -> Source:
+        """Where a base is read from, shared by the platforms (its root is read once)."""
+        with self._lock:
+            if ref not in self._sources:
+                self._sources[ref] = open_source(parse_any(ref), self.client)
+            return self._sources[ref]
 
     def note(self, text: str) -> None:
         """Record rootfs work for :attr:`BuildResult.rootfs_work`."""
@@ -224,17 +207,7 @@ class _Build:
 
     def parallel(self, work: Sequence[Callable[[], _T]]) -> list[_T]:
         """Run ``work`` in threads (inline for one); the first failure cancels the rest."""
-        if len(work) == 1:
-            return [work[0]()]
-        with ThreadPoolExecutor(max_workers=len(work)) as pool:
-            futures = [pool.submit(w) for w in work]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [f for f in done if f.exception() is not None]
-            if failed:
-                self.cancel()
-                wait(futures)
-                raise _first_error(failed, futures)
-            return [f.result() for f in futures]
+        return in_parallel(work, self.sandboxes)
 
     def cancel(self) -> None:
         """Stop every platform: no new step starts, running sandboxes are killed."""
@@ -243,17 +216,6 @@ class _Build:
     def check(self) -> None:
         """Raise when another platform has failed."""
         self.sandboxes.check()
-
-
-def _first_error(failed: Sequence[Future[_T]], order: Sequence[Future[_T]]) -> BaseException:
-    # a platform that stopped because another failed is not the error to report
-    real = [f.exception() for f in order if f.exception() is not None]
-    for e in real:
-        if not isinstance(e, Cancelled) and e is not None:
-            return e
-    e0 = failed[0].exception()
-    assert e0 is not None
-    return e0
 
 
 class _PlatformBuild:
@@ -383,7 +345,7 @@ class _PlatformBuild:
         """A base image resolved for ``plat`` (once per reference and platform)."""
         key = (ref, str(plat))
         if key not in self._bases:
-            source = open_source(parse_any(ref), self.b.client)
+            source = self.b.source(ref)
             self._bases[key] = (source, resolve_image(source, plat))
         return self._bases[key]
 
@@ -544,15 +506,8 @@ class _PlatformBuild:
         state.config = state.config.with_config(new).with_history(self.history(step, layer=False))
 
     def history(self, step: df.Step, *, layer: bool = True) -> History:
-        """A history entry as BuildKit writes it (``RUN /bin/sh -c ... # buildkit``)."""
-        text = step.text
-        if isinstance(step, df.RunStep):
-            args = " ".join(f"{k}={v}" for k, v in step.env if k not in df.PROXY_BUILD_ARGS)
-            prefix = f"|{len(args.split())} {args} " if args else ""
-            text = f"RUN {prefix}{' '.join(step.argv)}"
-        if layer:
-            text += " # buildkit"
-        return History(created=self.created, created_by=text, comment=HISTORY_COMMENT)
+        """A history entry as BuildKit writes it, at this platform's ``created``."""
+        return history(step, self.created, layer=layer)
 
     def commit(self, state: StageState, step: df.Step, before: Snapshot, root: Path) -> bool:
         """The diff of ``root`` since ``before`` as one layer; False when nothing changed.
@@ -635,45 +590,6 @@ class _PlatformBuild:
                 hint="the command failed in the build sandbox; its output is shown above",
             )
 
-    # -- COPY and ADD ---------------------------------------------------------------
-
     def write_image(self, state: StageState) -> Descriptor:
         """The final stage's config and manifest, in the store."""
-        options, platform = self.options, self.platform
-        cfg = state.config
-        labels = {**cfg.config.labels, **options.labels}
-        created = self.created
-        cfg = replace(
-            cfg.with_config(replace(cfg.config, labels=labels)),
-            architecture=platform.architecture,
-            os=platform.os,
-            variant=platform.variant,
-            created=created,
-            media_type=mt.OCI_CONFIG,
-        )
-        cdesc = self.store.put_document(cfg.to_document())
-        annotations: dict[str, str] = {CREATED: created}
-        if state.base_name:
-            annotations[BASE_NAME] = state.base_name
-            annotations[BASE_DIGEST] = state.base_digest
-        for k, v in options.annotations.items():
-            kind, sep, key = k.partition(":")
-            if not sep or kind not in _ANNOTATION_KINDS:
-                annotations[k] = v
-            elif kind == "manifest":
-                annotations[key] = v
-        manifest = Manifest(
-            config=Descriptor(cdesc.media_type, cdesc.digest, cdesc.size),
-            layers=tuple(_oci_layer(d) for d in state.layers),
-            media_type=mt.OCI_MANIFEST,
-            annotations=annotations,
-        )
-        mdesc = self.store.put_document(manifest.to_document())
-        return mdesc.with_platform(platform)
-
-
-def _oci_layer(d: Descriptor) -> Descriptor:
-    """A layer descriptor with its OCI media type (a Docker base's layers are gzip tars)."""
-    if d.media_type == mt.DOCKER_LAYER:
-        return replace(d, media_type=mt.OCI_LAYER_GZIP)
-    return d
+        return write_image(self.store, state, self.options, self.platform, self.created)

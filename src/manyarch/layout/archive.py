@@ -16,8 +16,8 @@ from typing import IO, BinaryIO
 
 from manyarch.errors import DigestMismatch, InvalidDigest, InvalidDocument, LayoutError
 from manyarch.layout import _fs
+from manyarch.layout.blobs import BLOBS_DIR
 from manyarch.layout.layout import (
-    BLOBS_DIR,
     INDEX_FILE,
     LAYOUT_FILE,
     LAYOUT_VERSION,
@@ -90,11 +90,12 @@ def _write(layout: Layout, out: IO[bytes], extra: Mapping[str, bytes]) -> None:
                         reader = _HashingReader(f, digest.algorithm)
                         tar.addfile(_info(name, size), reader)
                     if reader.hasher.digest() != digest:
-                        err = DigestMismatch(
-                            str(digest), str(reader.hasher.digest()), f"blob {digest}"
+                        raise DigestMismatch(
+                            str(digest),
+                            str(reader.hasher.digest()),
+                            f"blob {digest}",
+                            hint="the layout is corrupt (run verify); the archive is incomplete",
                         )
-                        err.hint = "the layout is corrupt (run verify); the archive is incomplete"
-                        raise err
 
 
 def export_tar(

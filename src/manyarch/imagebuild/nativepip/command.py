@@ -158,6 +158,8 @@ def _split_shell(text: str) -> list[list[str]] | Fallback:
 
 def parse_pip_command(words: Sequence[str]) -> PipInstall | Fallback:
     """``pip install ...`` words (after the shell) as a :class:`PipInstall`, or why not."""
+    # Long on purpose: one branch per pip option, as pip reads them; a table would hide
+    # which ones make native pip fall back to emulation.
     if not words:
         return Fallback("empty command")
     exe = words[0]

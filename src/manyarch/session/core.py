@@ -23,96 +23,34 @@ call imports what it runs.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from manyarch import config
-from manyarch.errors import InvalidArgument, ManyarchError
+from manyarch.errors import InvalidArgument
+from manyarch.session.local import LocalCalls
+from manyarch.session.values import BaseResult, platform_of, platforms_of, shown_name
 
 if TYPE_CHECKING:
-    from manyarch.baseimage.image import BaseImage
     from manyarch.baseimage.options import BaseProgress
-    from manyarch.imagebuild.cache import CacheSpec, PruneResult
+    from manyarch.imagebuild.cache import BuildHooks, CacheSpec
     from manyarch.imagebuild.options import BuildResult, StepProgress
     from manyarch.images import TransferProgress
     from manyarch.inspect import Inspection
     from manyarch.layout import Layout
-    from manyarch.oci.digest import Digest
     from manyarch.oci.document import Document
     from manyarch.oci.manifest import Descriptor
     from manyarch.oci.platform import Platform
     from manyarch.oci.reference import AnyReference
     from manyarch.publish import Destination, MediaTypes, Stored
     from manyarch.registry import RegistryClient, RegistryOptions
-    from manyarch.run.container import ContainerState, RunOptions
-    from manyarch.run.local import LocalImage, PullPolicy, PullResult
+    from manyarch.run.local import PullResult
 
 
-@dataclass(frozen=True)
-class BaseResult:
-    """A base image built (or taken from the base cache) and put in the local store."""
-
-    store: Layout
-    descriptor: Descriptor
-    manifests: tuple[Descriptor, ...]
-    image: BaseImage
-    #: Bases are OCI images wherever they go.
-    media_types: MediaTypes | None = "oci"
-
-    def sbom(self, name: str) -> dict[str, Any]:
-        """The packages of every platform as an SPDX 2.3 JSON document."""
-        from manyarch.baseimage import spdx
-
-        return spdx.spdx_document(self.image, name)
-
-
-@dataclass(frozen=True)
-class Container:
-    """A container created from an image, not started yet."""
-
-    state: ContainerState
-    image: LocalImage
-    #: What docker would warn about (an image of another platform than this host's).
-    warnings: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Started:
-    """A container started: its state, and once it has ended its exit code and
-    (detached) what it wrote meanwhile."""
-
-    state: ContainerState
-    exit_code: int | None = None
-    output: bytes = b""
-
-
-@dataclass(frozen=True)
-class RmiResult:
-    """What ``rmi`` did, image by image (in the order given)."""
-
-    untagged: Mapping[str, list[LocalImage]] = field(default_factory=dict)
-    errors: Mapping[str, ManyarchError] = field(default_factory=dict)
-    #: Blobs deleted (with ``prune``).
-    deleted: list[Digest] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class PruneReport:
-    """What ``prune`` removed."""
-
-    #: Working directories of builds that were killed.
-    swept: int
-    cache: PruneResult
-    cache_dir: Path
-    #: Unpacked image trees nothing used (with ``all``; None otherwise).
-    trees: list[Digest] | None
-    trees_dir: Path
-
-
-class Session:
+class Session(LocalCalls):
     """One registry client, the local store and the build cache, and every call on them.
 
     ``insecure_registries`` may use plain http and unverified TLS (docker's
@@ -235,7 +173,6 @@ class Session:
         records). ``native_pip`` runs ``pip install`` lines natively for the
         target's wheels. ``progress`` receives every step's events.
         """
-        from manyarch.imagebuild.cache import CacheSpec, build_hooks
         from manyarch.imagebuild.executor import build as execute
         from manyarch.imagebuild.options import BuildOptions
         from manyarch.publish import check_media_types, in_media_types
@@ -247,7 +184,7 @@ class Session:
         options = BuildOptions(
             context=where,
             dockerfile=Path(dockerfile) if dockerfile is not None else where / "Dockerfile",
-            platforms=_platforms(platforms),
+            platforms=platforms_of(platforms),
             build_args=dict(build_args or {}),
             target=target,
             network=network,
@@ -255,31 +192,15 @@ class Session:
             annotations=dict(annotations or {}),
             epoch=epoch if epoch is not None else config.source_date_epoch(),
         )
-        export = CacheSpec.parse(cache_to, export=True) if isinstance(cache_to, str) else cache_to
-        imports = [
-            CacheSpec.parse(c, export=False) if isinstance(c, str) else c for c in cache_from
-        ]
-        registry_cache = any(c.type == "registry" for c in [*imports, export] if c is not None)
         store = self.store
-        with build_hooks(
-            store,
-            no_cache=no_cache,
-            native_pip=native_pip,
-            cache_to=export,
-            cache_from=imports,
-            client=self.registry if registry_cache else None,
-        ) as hooks:
+        with self._hooks(no_cache, native_pip, cache_to, cache_from) as hooks:
             options = replace(options, interceptors=hooks.interceptors, observers=hooks.observers)
             result = execute(options, progress, store=store, client=self.registry)
             hooks.finish()
-        warnings = [
-            *hooks.warnings,
-            *(
-                f'build-arg "{n}" was not consumed by the Dockerfile'
-                for n in result.unused_build_args
-            ),
-        ]
-        result = replace(result, media_types=wanted, warnings=tuple(warnings))
+        unused = (
+            f'build-arg "{n}" was not consumed by the Dockerfile' for n in result.unused_build_args
+        )
+        result = replace(result, media_types=wanted, warnings=(*hooks.warnings, *unused))
         if wanted == "docker":
             with store.lease():
                 result = replace(
@@ -288,6 +209,30 @@ class Session:
                     manifests=tuple(in_media_types(store, m, "docker") for m in result.manifests),
                 )
         return result
+
+    def _hooks(
+        self,
+        no_cache: bool,
+        native_pip: bool,
+        cache_to: str | CacheSpec | None,
+        cache_from: Sequence[str | CacheSpec],
+    ) -> BuildHooks:
+        """The build cache (and where it travels) and native pip, for one build."""
+        from manyarch.imagebuild.cache import CacheSpec, build_hooks
+
+        export = CacheSpec.parse(cache_to, export=True) if isinstance(cache_to, str) else cache_to
+        imports = [
+            CacheSpec.parse(c, export=False) if isinstance(c, str) else c for c in cache_from
+        ]
+        registry_cache = any(c.type == "registry" for c in [*imports, export] if c is not None)
+        return build_hooks(
+            self.store,
+            no_cache=no_cache,
+            native_pip=native_pip,
+            cache_to=export,
+            cache_from=imports,
+            client=self.registry if registry_cache else None,
+        )
 
     def publish(
         self,
@@ -340,7 +285,7 @@ class Session:
         src_ref, dst_ref = parse_any(source), parse_any(destination)
         src = open_source(src_ref, self._client_for(src_ref))
         sink, tag = open_sink(dst_ref, self._client_for(dst_ref))
-        chosen = _platforms(platforms) if platforms else None
+        chosen = platforms_of(platforms) if platforms else None
         return copy(src, sink, tag=tag, platforms=chosen, jobs=self.jobs, progress=progress)
 
     def inspect(self, ref: str) -> Inspection:
@@ -350,7 +295,7 @@ class Session:
         from manyarch.oci.reference import parse_any
 
         parsed = parse_any(ref)
-        return Inspection(_shown_name(parsed), open_source(parsed, self._client_for(parsed)))
+        return Inspection(shown_name(parsed), open_source(parsed, self._client_for(parsed)))
 
     def create_index(
         self,
@@ -398,7 +343,7 @@ class Session:
         return pull(
             parsed,
             self._client_for(parsed),
-            platform=_platform(platform),
+            platform=platform_of(platform),
             store=self.store,
             jobs=self.jobs,
             progress=progress,
@@ -427,7 +372,7 @@ class Session:
         from manyarch.images import LayoutSink, LayoutSource, put_index
         from manyarch.oci.platform import Platform
 
-        chosen = _platforms(platforms)
+        chosen = platforms_of(platforms)
         kw: dict[str, Any] = {}
         if cache_dir is not None:
             kw["cache_dir"] = Path(cache_dir)
@@ -471,214 +416,3 @@ class Session:
         from manyarch.registry.login import logout
 
         return logout(server)
-
-    # -- the local side: images -------------------------------------------------------
-
-    def images(self) -> list[LocalImage]:
-        """Every image in the local store, as ``images`` lists them."""
-        from manyarch.run.local import list_images
-
-        return list_images(self.store)
-
-    def rmi(self, *images: str, prune: bool = False) -> RmiResult:
-        """Untag images (by name or id); the unpacked trees nothing uses go too.
-
-        An image that cannot be removed is an entry of ``errors``, not an
-        exception: the others still go. ``prune`` then deletes every blob no
-        image refers to (the build's results included).
-        """
-        from manyarch import rootfs
-        from manyarch.run import container, local
-
-        store = self.store
-        untagged: dict[str, list[LocalImage]] = {}
-        errors: dict[str, ManyarchError] = {}
-        for word in images:
-            try:
-                untagged[word] = local.remove(store, word)
-            except ManyarchError as e:
-                errors[word] = e
-        still = {str(i.descriptor.digest) for i in local.list_images(store)} | container.in_use()
-        for digest in rootfs.cached_digests():
-            if str(digest) not in still:
-                rootfs.remove_cached(digest)
-        deleted = local.prune(store) if prune else []
-        return RmiResult(untagged, errors, deleted)
-
-    def save(
-        self,
-        images: Sequence[str],
-        dest: str | Path,
-        *,
-        platform: str | Platform | None = None,
-        format: str = "oci",
-    ) -> list[str]:
-        """Write images of the local store to an OCI archive (``format="docker"``: docker's)."""
-        from manyarch.run.local import save
-
-        if format not in ("oci", "docker"):
-            raise InvalidArgument(f"unknown archive format {format!r}", "use oci or docker")
-        return save(
-            self.store, images, Path(dest), platform=_platform(platform), docker=format == "docker"
-        )
-
-    def load(self, archive: str | Path) -> list[str]:
-        """Read images from an OCI archive (``save``'s, or ``docker save``'s); returns the names."""
-        from manyarch.run.local import load
-
-        return load(self.store, Path(archive))
-
-    def prune(self, *, all: bool = False, keep_storage: int | str | None = None) -> PruneReport:
-        """Trim the build cache to ``keep_storage`` (LRU; ``all``: empty it and drop the
-        unpacked trees nothing uses); killed builds' working directories always go."""
-        from manyarch import rootfs
-        from manyarch.imagebuild.cache import buildcache_dir, parse_size, prune
-        from manyarch.imagebuild.workdirs import sweep
-        from manyarch.run import container, local
-        from manyarch.store import work_dir
-
-        keep = parse_size(keep_storage) if isinstance(keep_storage, str) else keep_storage
-        swept = sweep(work_dir())
-        cache = prune(keep_bytes=keep, all=all)
-        trees = None
-        if all:
-            used = {str(i.descriptor.digest) for i in local.list_images(self.store)}
-            trees = rootfs.prune_unused(used | container.in_use())
-        return PruneReport(len(swept), cache, buildcache_dir(), trees, rootfs.cache_dir())
-
-    # -- the local side: containers ---------------------------------------------------
-
-    def create(
-        self,
-        image: str,
-        options: RunOptions | None = None,
-        *,
-        platform: str | Platform | None = None,
-        pull: PullPolicy = "missing",
-        progress: TransferProgress | None = None,
-    ) -> Container:
-        """A container of ``image`` (pulled as ``pull`` says), ready to :meth:`start`."""
-        from manyarch.oci.platform import host_platform
-        from manyarch.run import container
-        from manyarch.run.container import RunOptions
-        from manyarch.run.local import image_for_run, parse_image_ref
-
-        options = options or RunOptions()
-        if options.stop_signal:
-            container.parse_signal(options.stop_signal)  # a bad one fails before any pull
-        parsed = parse_image_ref(image)
-        wanted = _platform(platform)
-        local_image = image_for_run(
-            parsed,
-            self._client_for(parsed),
-            platform=wanted,
-            store=self.store,
-            policy=pull,
-            jobs=self.jobs,
-            progress=progress,
-        )
-        host = host_platform()
-        warnings: list[str] = []
-        if wanted is None and not any(p.same(local_image.platform) for p in host.fallbacks()):
-            warnings.append(
-                f"The requested image's platform ({local_image.platform}) does not match the "
-                f"detected host platform ({host}) and no specific platform was requested"
-            )
-        return Container(container.create(local_image, options), local_image, tuple(warnings))
-
-    def start(self, created: Container, *, detach: bool = False) -> Started:
-        """Run a created container: supervised here until it ends (its exit code in the
-        state), or (``detach``) by a supervisor of its own, returning once it runs."""
-        from manyarch.run import supervisor
-
-        if not detach:
-            code = supervisor.run_foreground(created.state)
-            return Started(created.state, code)
-        state, output = supervisor.start_detached(created.state)
-        return Started(state, state.exit_code if state.status == "exited" else None, output)
-
-    def run(
-        self,
-        image: str,
-        options: RunOptions | None = None,
-        *,
-        platform: str | Platform | None = None,
-        pull: PullPolicy = "missing",
-        progress: TransferProgress | None = None,
-    ) -> Started:
-        """:meth:`create`, then :meth:`start` (``options.detach`` says how)."""
-        created = self.create(image, options, platform=platform, pull=pull, progress=progress)
-        return self.start(created, detach=created.state.detached)
-
-    def ps(self, *, all: bool = False) -> list[ContainerState]:
-        """The running containers (``all``: the stopped ones too), newest first."""
-        from manyarch.run import container
-
-        return container.list_containers(all_=all)
-
-    def container(self, word: str) -> ContainerState:
-        """A container by name, id or id prefix."""
-        from manyarch.run import container
-
-        return container.find(word)
-
-    def logs(self, word: str, *, follow: bool = False) -> Iterator[bytes]:
-        """What a detached container wrote; ``follow``: until it ends."""
-        from manyarch.run import container
-
-        return container.read_log(container.find(word), follow=follow)
-
-    def stop(self, word: str, *, timeout: float | None = None) -> ContainerState:
-        """Send the stop signal, then SIGKILL after ``timeout`` seconds."""
-        from manyarch.run import container
-
-        state = container.find(word)
-        container.stop(state, container.DEFAULT_STOP_TIMEOUT if timeout is None else timeout)
-        return state
-
-    def rm(self, word: str, *, force: bool = False) -> None:
-        """Remove a stopped container (``force``: stop it first).
-
-        As ``docker buildx rm NAME`` and ``docker rm NAME`` share a command
-        line, a builder of that name goes when no container has it.
-        """
-        from manyarch import builders
-        from manyarch.errors import NotFound
-        from manyarch.run import container
-
-        try:
-            state = container.find(word)
-        except NotFound:
-            if builders.find(word) is None:
-                raise
-            builders.remove(word)
-            return
-        container.remove(state, force=force)
-
-
-def _platform(value: str | Platform | None) -> Platform | None:
-    from manyarch.oci.platform import Platform
-
-    if value is None or isinstance(value, Platform):
-        return value
-    return Platform.parse(value)
-
-
-def _platforms(values: Sequence[str | Platform]) -> list[Platform]:
-    """Platforms from values or strings (``"linux/amd64,linux/arm64"`` counts as two);
-    this host's when none."""
-    from manyarch.oci.platform import Platform, host_platform, parse_platforms
-
-    if isinstance(values, str):
-        values = [values]
-    out: list[Platform] = []
-    for v in values:
-        out.extend([v] if isinstance(v, Platform) else parse_platforms([v]))
-    return out or [host_platform()]
-
-
-def _shown_name(ref: AnyReference) -> str:
-    """How ``imagetools inspect`` names a reference (a registry one with its tag)."""
-    from manyarch.oci.reference import Reference
-
-    return str(ref.tagged_or_latest()) if isinstance(ref, Reference) else str(ref)
