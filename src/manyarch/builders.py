@@ -73,9 +73,9 @@ def create(
             data = config.read_bytes()
             tomllib.loads(data.decode("utf-8"))
         except OSError as e:
-            raise InvalidInput(f"cannot read {config}: {e.strerror}") from None
+            raise InvalidInput(f"cannot read {config}: {e.strerror}") from e
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise InvalidInput(f"{config} is not valid TOML: {e}") from None
+            raise InvalidInput(f"{config} is not valid TOML: {e}") from e
     tmp = builders_dir() / f".{name}.{os.getpid()}"
     tmp.mkdir(parents=True)
     try:

@@ -17,6 +17,7 @@ from manyarch.errors import (
     EmulationError,
     ManyarchError,
     PlatformNotFound,
+    StepFailed,
 )
 from manyarch.imagebuild.executor import build
 from manyarch.imagebuild.options import RAN, BuildOptions, StepContext
@@ -242,6 +243,32 @@ def test_errors_name_file_and_line(
         run_build(ctx, tiny_base.ref)
     assert str(e.value).startswith(f"{ctx}/Dockerfile:{line}:")
     assert words.lower() in str(e.value).lower()
+
+
+def test_a_failed_step_carries_its_context(
+    tmp_path: Path, tiny_base: TinyBase, isolated: Path
+) -> None:
+    df = "ARG BASE\nFROM $BASE\nCOPY app/ /app/\nRUN echo one && echo two && exit 4\n"
+    ctx = make_context(tmp_path, df, {"app/a": "a"})
+    with pytest.raises(StepFailed) as e:
+        run_build(ctx, tiny_base.ref, AMD64)
+    failed = e.value
+    assert (failed.file, failed.line, failed.platform) == (
+        str(ctx / "Dockerfile"),
+        4,
+        "linux/amd64",
+    )
+    assert (failed.step, failed.exit_code) == ("RUN echo one && echo two && exit 4", 4)
+    assert failed.output[-2:] == ("one", "two") and failed.reason == "exited with code 4"
+    # a step that failed on an error of its own keeps it as the cause, message unchanged
+    (ctx / "Dockerfile").write_text("ARG BASE\nFROM $BASE\nCOPY missing.txt /x\n")
+    with pytest.raises(StepFailed) as e:
+        run_build(ctx, tiny_base.ref, AMD64)
+    cause = e.value.__cause__
+    assert isinstance(cause, BuildError) and not isinstance(cause, StepFailed)
+    assert e.value.exit_code is None and e.value.reason == cause.message
+    assert cause.message == "COPY source 'missing.txt': not found in the build context"
+    assert e.value.hint == cause.hint
 
 
 # -- COPY and ADD --------------------------------------------------------------------

@@ -121,13 +121,13 @@ class _Planner:
         try:
             return self.lex.process_word(word, env)
         except ShellLexError as e:
-            raise self.error(e.message, line) from None
+            raise self.error(e.message, line) from e
 
     def expand_words(self, word: str, env: Mapping[str, str], line: int) -> list[str]:
         try:
             return self.lex.process_words(word, env)
         except ShellLexError as e:
-            raise self.error(e.message, line) from None
+            raise self.error(e.message, line) from e
 
     @staticmethod
     def arg_pairs(ins: Instruction) -> list[tuple[str, str | None]]:
@@ -163,7 +163,7 @@ class _Planner:
             try:
                 platform = Platform.parse(text)
             except InvalidInput as e:
-                raise self.error(f"FROM --platform: {e.message}", st.line, e.hint) from None
+                raise self.error(f"FROM --platform: {e.message}", st.line, e.hint) from e
         for earlier in self.df.stages[: st.index]:
             if earlier.name is not None and earlier.name == base:
                 return f"stage:{earlier.index}", platform
@@ -177,7 +177,7 @@ class _Planner:
             parse_any(ref)
         except InvalidInput as e:
             raise self.error(f"{what} {ref!r} is not a valid image reference: {e.message}",
-                             line, e.hint) from None  # fmt: skip
+                             line, e.hint) from e  # fmt: skip
 
     def copy_from(self, value: str, st: StageSource, line: int) -> str:
         """``"stage:<i>"`` or an image reference for ``COPY --from=value``."""
@@ -367,7 +367,7 @@ class _Planner:
                 try:
                     ports.extend(parse_port_spec(word))
                 except ValueError as e:
-                    raise self.error(f"EXPOSE {word}: {e}", ins.line) from None
+                    raise self.error(f"EXPOSE {word}: {e}", ins.line) from e
         return ConfigStep(ins.line, ins.text, exposed_ports=tuple(sorted(set(ports))))
 
     def do_volume(self, ins: Instruction, state: _State) -> Step:
@@ -429,7 +429,7 @@ class _Planner:
                 try:
                     ns = parse_duration(value)
                 except ValueError as e:
-                    raise self.error(f"HEALTHCHECK --{flag}: {e}", ins.line) from None
+                    raise self.error(f"HEALTHCHECK --{flag}: {e}", ins.line) from e
                 if 0 < ns < 1_000_000:
                     raise self.error(f"HEALTHCHECK --{flag} cannot be less than 1ms", ins.line)
                 if ns:

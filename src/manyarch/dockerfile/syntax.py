@@ -341,8 +341,8 @@ def parse(text: str, *, file: str = "Dockerfile") -> Dockerfile:
         message = str(e)
         if message == "file with no instructions":
             raise DockerfileError("the Dockerfile has no instructions", file=file,
-                                  line=None) from None  # fmt: skip
-        raise DockerfileError(message, file=file, line=_error_line(text, message)) from None
+                                  line=None) from e  # fmt: skip
+        raise DockerfileError(message, file=file, line=_error_line(text, message)) from e
 
     global_args: list[Instruction] = []
     stages: list[StageSource] = []

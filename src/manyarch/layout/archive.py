@@ -130,10 +130,10 @@ def _open_tar(src: Path | BinaryIO) -> tarfile.TarFile:
         if isinstance(src, (str, os.PathLike)):
             return tarfile.open(Path(src), mode="r|*")
         return tarfile.open(fileobj=src, mode="r|*")
-    except FileNotFoundError:
-        raise LayoutError(f"{src} does not exist", "check the archive's path") from None
+    except FileNotFoundError as e:
+        raise LayoutError(f"{src} does not exist", "check the archive's path") from e
     except tarfile.TarError as e:
-        raise LayoutError(f"{src} is not a tar archive: {e}") from None
+        raise LayoutError(f"{src} is not a tar archive: {e}") from e
 
 
 def import_tar(layout: Layout, src: Path | BinaryIO) -> None:
@@ -171,14 +171,14 @@ def import_tar(layout: Layout, src: Path | BinaryIO) -> None:
                 elif len(parts) == 3 and parts[0] == BLOBS_DIR:
                     try:
                         digest = Digest(parts[1], parts[2])
-                    except InvalidDigest:
-                        raise LayoutError(f"{where}: {name} is not named by a digest") from None
+                    except InvalidDigest as e:
+                        raise LayoutError(f"{where}: {name} is not named by a digest") from e
                     path = layout.blob_path(digest)
                     if path.is_file() and path.stat().st_size == member.size:
                         continue
                     layout.put_stream(f, digest, member.size)
     except tarfile.TarError as e:
-        raise LayoutError(f"{where} is a broken tar archive: {e}") from None
+        raise LayoutError(f"{where} is a broken tar archive: {e}") from e
     if marker is None:
         raise LayoutError(
             f"{where} is not an OCI archive (no {LAYOUT_FILE})",
@@ -195,7 +195,7 @@ def import_tar(layout: Layout, src: Path | BinaryIO) -> None:
     try:
         incoming = Index.parse(index_data)
     except InvalidDocument as e:
-        raise LayoutError(f"{where}: index.json is not a valid image index: {e.message}") from None
+        raise LayoutError(f"{where}: index.json is not a valid image index: {e.message}") from e
     missing = [str(d.digest) for d in incoming.manifests if not layout.has_blob(d.digest)]
     if missing:
         raise LayoutError(

@@ -150,7 +150,7 @@ class Layout:
             raise LayoutError(
                 f"{marker} is unreadable or not JSON: {e}",
                 f'it should hold {{"imageLayoutVersion": "{LAYOUT_VERSION}"}}',
-            ) from None
+            ) from e
         version = obj.get("imageLayoutVersion") if isinstance(obj, dict) else None
         if not isinstance(version, str) or version.split(".")[0] != "1":
             raise LayoutError(
@@ -192,15 +192,15 @@ class Layout:
         """The blob opened for reading; not verified (hash while you read if you care)."""
         try:
             return open(self.blob_path(digest), "rb")
-        except FileNotFoundError:
-            raise self._missing(digest) from None
+        except FileNotFoundError as e:
+            raise self._missing(digest) from e
 
     def read_blob(self, digest: Digest) -> bytes:
         """The blob's bytes, verified against its digest."""
         try:
             data = self.blob_path(digest).read_bytes()
-        except FileNotFoundError:
-            raise self._missing(digest) from None
+        except FileNotFoundError as e:
+            raise self._missing(digest) from e
         actual = Digest.of(data, digest.algorithm)
         if actual != digest:
             raise DigestMismatch(
@@ -313,18 +313,18 @@ class Layout:
         path = self.path / INDEX_FILE
         try:
             data = path.read_bytes()
-        except FileNotFoundError:
+        except FileNotFoundError as e:
             raise LayoutError(
                 f"{self.path} is an incomplete OCI image layout (no {INDEX_FILE})",
                 "the layout was not written completely; write the image there again",
-            ) from None
+            ) from e
         try:
             return Index.parse(data)
         except InvalidDocument as e:
             raise LayoutError(
                 f"{path} is not a valid image index: {e.message}",
                 "the file was edited or written by a broken tool; restore or rewrite it",
-            ) from None
+            ) from e
 
     def _write_index(self, index: Index) -> None:
         # index.json is always an OCI index, whatever a foreign tool wrote.
@@ -424,10 +424,10 @@ class Layout:
             doc = Document(self.read_blob(digest), "")
             try:
                 parsed = parse_manifest_or_index(doc)
-            except InvalidDocument:
+            except InvalidDocument as e:
                 raise NotFound(
                     f"{digest} in the layout {self.path} is not an image manifest or index"
-                ) from None
+                ) from e
             return Descriptor(parsed.media_type, digest, doc.size)
         raise self._missing(digest, "image")
 
@@ -471,7 +471,7 @@ class Layout:
                 raise LayoutError(
                     f"cannot collect garbage in {self.path}: {e.message}",
                     "nothing was removed; run verify and repair the layout first",
-                ) from None
+                ) from e
             removed: list[Digest] = []
             touched: set[Path] = set()
             for path, digest in list(self._blob_files()):

@@ -62,9 +62,9 @@ class Descriptor:
             digest = Digest.parse(obj["digest"])
             size = obj["size"]
         except KeyError as e:
-            raise InvalidDocument(f"descriptor lacks {e.args[0]!r}") from None
+            raise InvalidDocument(f"descriptor lacks {e.args[0]!r}") from e
         except InvalidInput as e:
-            raise InvalidDocument(f"descriptor has a bad digest: {e}") from None
+            raise InvalidDocument(f"descriptor has a bad digest: {e}") from e
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise InvalidDocument(f"descriptor {digest} has an invalid size {size!r}")
         plat = obj.get("platform")
@@ -461,7 +461,7 @@ class ImageConfig:
         try:
             diff_ids = tuple(Digest.parse(d) for d in rootfs.get("diff_ids") or ())
         except InvalidInput as e:
-            raise InvalidDocument(f"image config has a bad diff_id: {e}") from None
+            raise InvalidDocument(f"image config has a bad diff_id: {e}") from e
         return cls(
             architecture=str(obj.get("architecture") or ""),
             os=str(obj.get("os") or ""),

@@ -182,14 +182,14 @@ def _read(path: Path, what: str) -> bytes:
     try:
         return path.read_bytes()
     except OSError as e:
-        raise InvalidInput(f"cannot read {what} {path}: {e.strerror}") from None
+        raise InvalidInput(f"cannot read {what} {path}: {e.strerror}") from e
 
 
 def _registry_tables(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(_read(path, "buildkitd.toml").decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise InvalidInput(f"{path} is not valid TOML: {e}") from None
+        raise InvalidInput(f"{path} is not valid TOML: {e}") from e
     registries = data.get("registry", {})
     if not isinstance(registries, dict):
         raise InvalidInput(f"{path}: [registry] is not a table")
@@ -214,7 +214,7 @@ def load_registry_hosts(
         try:
             data = json.loads(_read(daemon_json, "daemon.json"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InvalidInput(f"{daemon_json} is not valid JSON: {e}") from None
+            raise InvalidInput(f"{daemon_json} is not valid JSON: {e}") from e
         entries = data.get("insecure-registries", []) if isinstance(data, dict) else None
         if not isinstance(entries, list) or not all(isinstance(x, str) for x in entries):
             raise InvalidInput(f"{daemon_json}: insecure-registries is not a list of strings")

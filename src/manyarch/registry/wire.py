@@ -67,8 +67,8 @@ def sniff_media_type(data: bytes, where: str) -> str:
     """The media type a manifest says it has, for a registry that did not say."""
     try:
         obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidDocument(f"the manifest of {where} is not JSON") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidDocument(f"the manifest of {where} is not JSON") from e
     if not isinstance(obj, dict):
         raise InvalidDocument(f"the manifest of {where} is not a JSON object")
     declared = obj.get("mediaType")

@@ -107,7 +107,7 @@ class ContainerState:
         try:
             obj = json.loads((directory / STATE_FILE).read_text())
         except (OSError, json.JSONDecodeError) as e:
-            raise NotFound(f"no container state in {directory}: {e}") from None
+            raise NotFound(f"no container state in {directory}: {e}") from e
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in obj.items() if k in known})
 
@@ -192,10 +192,10 @@ def parse_signal(text: str) -> signal.Signals:
         if word.isdigit():
             return signal.Signals(int(word))
         return signal.Signals[word if word.startswith("SIG") else f"SIG{word}"]
-    except (KeyError, ValueError):
+    except (KeyError, ValueError) as e:
         raise InvalidArgument(
             f"invalid signal: {text}", "give a name such as SIGTERM or QUIT, or a number"
-        ) from None
+        ) from e
 
 
 def _unique_name(wanted: str | None) -> str:
