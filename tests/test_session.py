@@ -22,7 +22,7 @@ from tests.helpers.cli import manyarch as manyarch_cli
 from tests.helpers.faults import FaultProxy
 from tests.helpers.registry_server import RegistryServer, TLSRegistry
 from tests.helpers.tiny_base import TinyBase, tiny_base
-from tests.imagebuild.builder_helpers import make_context
+from tests.imagebuild.build_helpers import make_context
 
 __all__ = ["tiny_base"]
 

@@ -48,7 +48,7 @@ PYTHON_BASE = ContainerConfig(
 
 
 def base_config(ref: str, platform: Platform) -> ContainerConfig:
-    """A stand-in for the builder's image resolver."""
+    """A stand-in for the executor's image resolver."""
     if ref.startswith("python"):
         return PYTHON_BASE
     if ref.startswith("golang"):

@@ -31,7 +31,7 @@ from manyarch.registry import RegistryClient, RegistryOptions
 from manyarch.store import open_store
 from tests.helpers.base_fixture import PythonBase
 from tests.helpers.registry_server import RegistryServer
-from tests.imagebuild.builder_helpers import Built, make_context, run_build
+from tests.imagebuild.build_helpers import Built, make_context, run_build
 
 AMD64 = (Platform.parse("linux/amd64"),)
 

@@ -1,4 +1,4 @@
-"""The builder on a tiny two-platform Debian base: stages, RUN, COPY/ADD, layers, config."""
+"""The executor on a tiny two-platform Debian base: stages, RUN, COPY/ADD, layers, config."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from manyarch.oci.manifest import BASE_DIGEST, BASE_NAME, CREATED, Index
 from manyarch.oci.platform import Platform
 from manyarch.sandbox import emulation
 from tests.helpers.tiny_base import TinyBase, tiny_base
-from tests.imagebuild.builder_helpers import BOTH, index_of, make_context, run_build
+from tests.imagebuild.build_helpers import BOTH, index_of, make_context, run_build
 
 __all__ = ["tiny_base"]
 

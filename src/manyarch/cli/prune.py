@@ -1,6 +1,6 @@
 """``manyarch prune [--all] [--keep-storage SIZE]``: trim the build cache (LRU);
 with ``--all`` also the unpacked image trees no image, container or build uses.
-Killed builds' scratch directories (and their mounts) go first, always."""
+Killed builds' working directories (and their mounts) go first, always."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def _run(args: argparse.Namespace) -> int:
     with session(args) as s:
         done = s.prune(all=args.all, keep_storage=args.keep_storage)
     if done.swept:
-        print(f"removed {done.swept} scratch directories of builds that were killed")
+        print(f"removed {done.swept} working directories of builds that were killed")
     r = done.cache
     print(
         f"removed {r.removed} entries, {human_size(r.freed)} freed; "

@@ -11,7 +11,7 @@ ARG values reach RUN as environment variables but are not kept in the image.
 The planner does no I/O. What it cannot know — the base image's config
 (Env for ``WORKDIR $HOME``, WorkingDir for relative WORKDIRs and COPY
 destinations, Shell for shell forms) — comes from the ``base_config``
-callback the builder passes (it resolves the image); without it a base
+callback the executor passes (it resolves the image); without it a base
 image is taken to have an empty config.
 """
 

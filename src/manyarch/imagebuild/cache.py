@@ -7,7 +7,7 @@ instruction and its expanded arguments, the target platform, the layer
 options (epoch, native pip or not) and, for COPY, the digests of
 the context files it selects (after ``.dockerignore``). An entry maps the key
 to the layer's descriptor and diff_id; the blob itself lives in the local
-store. On a hit the layer is used as is; the builder unpacks it only when a
+store. On a hit the layer is used as is; the executor unpacks it only when a
 later step needs the stage's files (a rebuild where every step up to the last
 COPY hits unpacks nothing).
 
@@ -295,10 +295,10 @@ class BuildCache:
                 _link_or_copy(self.store.blob_path(entry.layer.digest), dest, entry.layer.digest)
             _write_json(_entry_path(self.export, entry.key), entry.to_json())
 
-    # -- the builder's hooks ---------------------------------------------------
+    # -- the executor's hooks ---------------------------------------------------
 
     def interceptor(self, ctx: StepContext) -> CachedLayer | None:
-        """Before a step: the cached layer when the key is known (the builder applies it)."""
+        """Before a step: the cached layer when the key is known (the executor applies it)."""
         if not self.read:
             return None
         key = self.key(ctx)

@@ -26,7 +26,7 @@ Every step goes through :meth:`_PlatformBuild.run_step`. RUN and COPY steps
 are first offered to the :class:`Interceptor` s of :class:`BuildOptions`
 (a build cache, a native-pip fast path): one may do the work itself and say
 how (:data:`RAN`: it changed ``ctx.rootfs``, diff it; a :class:`CachedLayer`:
-a layer already in the store, the builder applies it when the files are
+a layer already in the store, the executor applies it when the files are
 needed). Reading ``ctx.rootfs`` is what makes the rootfs.
 
 Reproducible by default: see :mod:`manyarch.imagebuild.image`, which also
@@ -407,7 +407,7 @@ class _PlatformBuild:
     # -- steps --------------------------------------------------------------------
 
     def run_step(self, step: df.Step, state: StageState) -> None:
-        """Execute one step: interceptors first for RUN/COPY, then the builder's own way."""
+        """Execute one step: interceptors first for RUN/COPY, then the executor's own way."""
         if isinstance(step, df.ConfigStep):
             self.config_step(step, state)
             return

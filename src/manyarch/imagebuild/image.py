@@ -4,7 +4,7 @@ writes it, and the times in them.
 Reproducible by default. The build's epoch is SOURCE_DATE_EPOCH when given;
 else the newest ``created`` among the base images of every target platform
 (0 when none has one: scratch). It is the config's and the history's
-``created``, the mtime of the directories the builder creates, the clamp of
+``created``, the mtime of the directories the build creates, the clamp of
 every mtime in the layers written, and SOURCE_DATE_EPOCH in the RUN
 environment (so that Python writes hash-checked .pyc files, which stay valid
 once mtimes are clamped). Same inputs then give the same index digest on two

@@ -52,7 +52,7 @@ StepProgress = Callable[[StepEvent], None]
 
 
 class Ran:
-    """The interceptor did the step's work in the rootfs; the builder diffs it."""
+    """The interceptor did the step's work in the rootfs; the executor diffs it."""
 
     def __repr__(self) -> str:
         return "RAN"
@@ -63,7 +63,7 @@ RAN = Ran()
 
 @dataclass(frozen=True)
 class CachedLayer:
-    """A layer already in the store is the step's result; the builder applies it when needed."""
+    """A layer already in the store is the step's result; the executor applies it when needed."""
 
     descriptor: Descriptor
     diff_id: Digest
@@ -81,7 +81,7 @@ class StepContext:
     layers: tuple[Descriptor, ...]
     options: BuildOptions
     store: Layout
-    #: For RUN: the sandbox the builder would run (env, user, binds, network).
+    #: For RUN: the sandbox the executor would run (env, user, binds, network).
     sandbox: SandboxSpec | None
     #: Shows a line of output under the step.
     log: Callable[[str], None]
@@ -92,9 +92,9 @@ class StepContext:
         return self.open_rootfs()
 
 
-#: Returns None to let the builder run the step, else :data:`RAN` or a :class:`CachedLayer`.
+#: Returns None to let the executor run the step, else :data:`RAN` or a :class:`CachedLayer`.
 Interceptor = Callable[[StepContext], "Ran | CachedLayer | None"]
-#: Told of every RUN/COPY the builder (or an interceptor's RAN) did, with its
+#: Told of every RUN/COPY the executor (or an interceptor's RAN) did, with its
 #: layer and diff_id (None, None when it changed nothing): the build cache records it.
 Observer = Callable[[StepContext, Descriptor | None, Digest | None], None]
 

@@ -313,7 +313,7 @@ def remove(store: Layout, text: str) -> list[LocalImage]:
 
 
 def prune(store: Layout) -> list[Digest]:
-    """Remove blobs no tag reaches (the builder's cache included)."""
+    """Remove blobs no tag reaches (the build cache's layers in the store included)."""
     return store.gc()
 
 
