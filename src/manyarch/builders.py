@@ -105,7 +105,7 @@ def find(name: str) -> Builder | None:
 def select(name: str) -> None:
     """Make ``name`` the current builder."""
     if find(name) is None:
-        raise NotFound(f"no builder {name!r} found", "create it: manyarch create --name NAME")
+        raise NotFound(f"no builder {name!r} found", "create it first")
     path = builders_dir() / CURRENT
     tmp = path.with_name(f".{CURRENT}.{os.getpid()}")
     tmp.write_text(name + "\n")

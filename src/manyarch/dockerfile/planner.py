@@ -153,7 +153,7 @@ class _Planner:
         if not base:
             raise self.error(
                 f"base name ({st.base}) should not be blank", st.line,
-                "give the ARG a default or pass it with --build-arg",
+                "give the ARG a default or pass it as a build argument",
             )  # fmt: skip
         platform: Platform | None = None
         if st.platform is not None:
