@@ -277,7 +277,7 @@ def copy(
     root = source.root()
     top = parse_top(root)
     if isinstance(top, Manifest) or not platforms:
-        _copy_document(source, sink, root, tag, jobs, progress)
+        copy_document(source, sink, root, tag=tag, jobs=jobs, progress=progress)
         return Descriptor.of(root)
     chosen: list[Descriptor] = []
     for p in platforms:
@@ -309,17 +309,19 @@ def copy_tree(
     the index, and ``tag`` (when given) last, so that no tag ever points at
     something incomplete. Nested indexes are copied as they are.
     """
-    _copy_document(source, sink, source.document(desc), tag, jobs, progress)
+    copy_document(source, sink, source.document(desc), tag=tag, jobs=jobs, progress=progress)
 
 
-def _copy_document(
+def copy_document(
     source: Source,
     sink: Sink,
     doc: Document,
-    tag: str | None,
-    jobs: int,
-    progress: TransferProgress | None,
+    *,
+    tag: str | None = None,
+    jobs: int = 4,
+    progress: TransferProgress | None = None,
 ) -> None:
+    """:func:`copy_tree` for a manifest or index already read (``doc``, from ``source``)."""
     top = parse_top(doc)
     if isinstance(top, Manifest):
         copy_blobs(source, sink, [top.config, *top.layers], jobs=jobs, progress=progress)

@@ -77,7 +77,7 @@ from manyarch.images import (
     LayoutSink,
     ResolvedImage,
     Source,
-    copy_blobs,
+    copy_document,
     open_source,
     resolve_image,
 )
@@ -352,8 +352,7 @@ class _PlatformBuild:
     def fetch(self, ref: str, plat: Platform) -> tuple[Source, ResolvedImage]:
         """Resolve a base and bring its blobs into the store."""
         source, image = self.base_image(ref, plat)
-        copy_blobs(source, LayoutSink(self.store), [image.manifest.config, *image.manifest.layers])
-        self.store.put_document(image.manifest_doc)
+        copy_document(source, LayoutSink(self.store), image.manifest_doc)
         return source, image
 
     def unpack_into(self, rootfs: Path, image: ResolvedImage) -> None:
