@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from manyarch._version import __version__
 from manyarch.baseimage.image import BaseImage
-from manyarch.debian.deb import Package
+from manyarch.debian.deb import Package, spdx_supplier
 from manyarch.units import rfc3339
 
 
@@ -19,16 +19,6 @@ def _purl(p: Package, distro: str) -> str:
     if p.source and p.source_name != p.name:
         out += f"&upstream={quote(p.source_name, safe='')}"
     return out + (f"&distro={distro}" if distro else "")
-
-
-def _spdx_supplier(maintainer: str) -> str:
-    # SPDX writes "Name (email)"; Debian's teams and lists are organisations.
-    m = re.fullmatch(r"\s*(.*?)\s*<([^>]*)>\s*", maintainer)
-    name, email = (m.group(1), m.group(2)) if m else (maintainer.strip(), "")
-    if not name:
-        return "NOASSERTION"
-    kind = "Organization" if re.search(r"team|maintainers|@lists\.", maintainer, re.I) else "Person"
-    return f"{kind}: {name} ({email})" if email else f"{kind}: {name}"
 
 
 def spdx_document(image: BaseImage, name: str, created: str | None = None) -> dict[str, Any]:
@@ -54,7 +44,7 @@ def spdx_document(image: BaseImage, name: str, created: str | None = None) -> di
                 "SPDXID": spdx_id,
                 "name": p.name,
                 "versionInfo": p.version,
-                "supplier": _spdx_supplier(p.maintainer),
+                "supplier": spdx_supplier(p.maintainer),
                 "downloadLocation": "NOASSERTION",
                 "filesAnalyzed": False,
                 "licenseConcluded": "NOASSERTION",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import tarfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -236,12 +237,19 @@ def write_dpkg_database(root: Path, debs: Sequence[DebControl]) -> None:
 def read_dpkg_status(root: Path) -> list[Package]:
     """The installed packages of a rootfs, from ``/var/lib/dpkg/status``."""
     status = root / "var/lib/dpkg/status"
+    return dpkg_packages(status.read_text("utf-8", "replace").split("\n\n"))
+
+
+def dpkg_packages(paragraphs: Iterable[str], *, assume_installed: bool = False) -> list[Package]:
+    """The installed packages of dpkg status paragraphs (``Status: ... installed``);
+    ``assume_installed`` for paragraphs without a Status (distroless ``status.d/`` files)."""
     out: list[Package] = []
-    for para in status.read_text("utf-8", "replace").split("\n\n"):
+    for para in paragraphs:
         if not para.strip():
             continue
         f = dict(parse_control(para))
-        if f.get("Status", "").endswith(" installed"):
+        status = f.get("Status", "install ok installed" if assume_installed else "")
+        if status.endswith(" installed"):
             out.append(
                 Package(
                     name=f.get("Package", ""),
@@ -253,3 +261,14 @@ def read_dpkg_status(root: Path) -> list[Package]:
                 )
             )
     return sorted(out, key=lambda p: (p.name, p.architecture))
+
+
+def spdx_supplier(maintainer: str) -> str:
+    """A Debian ``Maintainer`` as SPDX's supplier: ``Person: Name (email)``, teams and lists
+    as ``Organization``, NOASSERTION when empty."""
+    m = re.fullmatch(r"\s*(.*?)\s*<([^>]*)>\s*", maintainer)
+    name, email = (m.group(1), m.group(2)) if m else (maintainer.strip(), "")
+    if not name:
+        return "NOASSERTION"
+    kind = "Organization" if re.search(r"team|maintainers|@lists\.", maintainer, re.I) else "Person"
+    return f"{kind}: {name} ({email})" if email else f"{kind}: {name}"
