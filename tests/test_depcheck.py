@@ -59,6 +59,8 @@ ALLOWED: dict[str, set[str]] = {
     "baseimage": {*_BASE, "oci", "layers", "layout", "debian", "bytecode", "units"},
     # attestations read what an image holds from its layers (dpkg's database: debian)
     "attest": {*_BASE, "oci", "layers", "layout", "debian"},
+    # the Dockerfile frontend's subrequests (--check, --call outline|targets): pure
+    "subrequests": {"errors", "oci", "dockerfile"},
     "run": {
         "errors",
         "oci",
