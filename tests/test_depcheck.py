@@ -59,6 +59,8 @@ ALLOWED: dict[str, set[str]] = {
     "baseimage": {*_BASE, "oci", "layers", "layout", "debian", "bytecode", "units"},
     # attestations read what an image holds from its layers (dpkg's database: debian)
     "attest": {*_BASE, "oci", "layers", "layout", "debian"},
+    # BuildKit's image exporter: media types, compression, annotations, attestations
+    "export": {"errors", "oci", "layers", "layout", "attest", "publish"},
     # the Dockerfile frontend's subrequests (--check, --call outline|targets): pure
     "subrequests": {"errors", "oci", "dockerfile"},
     "run": {
@@ -93,6 +95,10 @@ ALLOWED: dict[str, set[str]] = {
         "imagebuild",
         "baseimage",
         "run",
+        "attest",
+        "export",
+        "subrequests",
+        "units",
     },
     # the package exports the session, the error tree and the values calls return
     "__init__": {
@@ -121,6 +127,9 @@ ALLOWED: dict[str, set[str]] = {
         "imagebuild",
         "baseimage",
         "run",
+        "subrequests",
+        "attest",
+        "export",
     },
     "__main__": {"cli"},
 }

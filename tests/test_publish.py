@@ -158,7 +158,8 @@ def test_metadata_file_like_buildx(tmp_path: Path) -> None:
     }  # fmt: skip
     assert meta["image.name"] == "r/x:1,r/x:2"
     assert set(meta) == {"containerimage.digest", "containerimage.descriptor", "image.name"}
-    # a platform manifest: the descriptor written is plain (no platform), the config named
+    # a platform manifest: the descriptor as BuildKit's export returns it (its platform:
+    # moby/buildkit exporter/containerimage/export.go), the config named
     child = Index.parse(layout.read_document(desc)).manifests[0]
     assert child.platform is not None
     config = Manifest.parse(layout.read_document(child)).config.digest
@@ -167,6 +168,7 @@ def test_metadata_file_like_buildx(tmp_path: Path) -> None:
     assert meta == {
         "containerimage.descriptor": {
             "mediaType": mt.OCI_MANIFEST, "digest": str(child.digest), "size": child.size,
+            "platform": child.platform.to_json(),
         },
         "containerimage.digest": str(child.digest),
         "containerimage.config.digest": str(config),

@@ -358,14 +358,18 @@ def entries_of(source: Source) -> list[Descriptor]:
 
 
 def merge(
-    sources: Sequence[Source], annotations: Mapping[str, str] | None = None
+    sources: Sequence[Source],
+    annotations: Mapping[str, str] | None = None,
+    descriptor_annotations: Callable[[Platform | None], Mapping[str, str]] | None = None,
 ) -> tuple[Document, list[tuple[Source, Descriptor]]]:
     """One index over the images of ``sources`` (``imagetools create``), and where each comes from.
 
-    Entries keep the sources' order; a digest given twice is kept once; two
-    images of the same platform are refused. The index is a Docker manifest
-    list when every entry is a Docker manifest and there are no annotations
-    (``index:KEY`` or ``KEY``, both go to the index), else an OCI index.
+    Entries keep the sources' order (an index's attestation manifests kept
+    with it); a digest given twice is kept once; two images of the same
+    platform are refused. ``annotations`` go to the index;
+    ``descriptor_annotations`` gives each image entry's (by its platform).
+    The index is a Docker manifest list when every entry is a Docker manifest
+    and there are no annotations, else an OCI index.
     """
     collected: list[tuple[Source, Descriptor]] = []
     for src in sources:
@@ -379,9 +383,14 @@ def merge(
                             f"two sources give {desc.platform}: {d.digest} and {desc.digest}",
                             "combine images of different platforms",
                         )
+            if descriptor_annotations is not None and not desc.is_attestation:
+                extra = descriptor_annotations(desc.platform)
+                desc = desc.with_annotations(**extra) if extra else desc
             collected.append((src, desc))
     docker = all(mt.is_docker(d.media_type) for _, d in collected)
-    notes = {k.removeprefix("index:"): v for k, v in (annotations or {}).items()}
+    notes = dict(annotations or {})
+    if any(d.annotations for _, d in collected if not d.is_attestation):
+        docker = False
     index = Index(
         tuple(d for _, d in collected),
         mt.DOCKER_MANIFEST_LIST if docker and not notes else mt.OCI_INDEX,

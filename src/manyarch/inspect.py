@@ -13,7 +13,7 @@ from typing import Any
 from manyarch.errors import InvalidArgument, PlatformNotFound
 from manyarch.images import Source, parse_top
 from manyarch.oci.digest import Digest
-from manyarch.oci.manifest import Descriptor, ImageConfig, Index, Manifest
+from manyarch.oci.manifest import REFERENCE_DIGEST, Descriptor, ImageConfig, Index, Manifest
 from manyarch.units import human_size
 
 _PFX = "  "
@@ -74,56 +74,180 @@ def describe(source: Source) -> tuple[Descriptor, Index | Manifest]:
     return Descriptor.of(doc), parse_top(doc)
 
 
-_FORMAT = re.compile(
-    r"^\{\{\s*json\s+(?:\(\s*index\s+)?\.(?P<field>Manifest|Image|Name)"
-    r'(?:\s+"(?P<platform>[^"]+)")?\s*\)?\s*\}\}$'
+#: ``{{json EXPR}}`` or ``{{EXPR}}``; EXPR is ``.``, ``.Field.Sub``, ``(index .Field "KEY").Sub``
+#: or manyarch's older ``.Image "linux/arm64"``
+_TEMPLATE = re.compile(r"^\{\{\s*(?P<json>json\s+)?(?P<expr>.+?)\s*\}\}$")
+_INDEX = re.compile(
+    r'^\(\s*index\s+(?P<path>\.[A-Za-z.]*)\s+"(?P<key>[^"]+)"\s*\)(?P<rest>(\.[A-Za-z]+)*)$'
+)
+_PATH = re.compile(r'^(?P<path>\.(?:[A-Za-z]+(?:\.[A-Za-z]+)*)?)(?:\s+"(?P<key>[^"]+)")?$')
+_HINT = (
+    "use {{json .Manifest}}, {{json .Image}}, {{json .SBOM}}, {{json .Provenance}}, {{json .}}, "
+    '{{.Manifest}}, {{.Name}} or {{json (index .Image "linux/arm64")}}'
 )
 
 
-def format_template(fmt: str, name: str, source: Source) -> str:
-    """The subset of buildx's Go templates buildx users rely on.
+def go_json(obj: Any, *, sort: bool = True) -> str:
+    """Go's ``json.MarshalIndent(v, "", "  ")`` of decoded JSON (maps sorted, <>& escaped)."""
+    text = json.dumps(obj, indent=2, sort_keys=sort, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
-    ``{{json .Manifest}}``, ``{{json .Image}}``, ``{{json .Image "linux/arm64"}}``
-    (or ``{{json (index .Image "linux/arm64")}}``) and ``{{.Name}}``.
+
+def _manifest_json(desc: Descriptor, top: Index | Manifest) -> dict[str, Any]:
+    if isinstance(top, Index):
+        obj: dict[str, Any] = {
+            "schemaVersion": 2,
+            "mediaType": top.media_type,
+            "digest": str(desc.digest),
+            "size": desc.size,
+            "manifests": [d.to_json() for d in top.manifests],
+        }
+        if top.annotations:
+            obj["annotations"] = dict(top.annotations)
+        return obj
+    return desc.to_json()
+
+
+def format_template(fmt: str, name: str, source: Source) -> str:
+    """The Go templates of buildx's ``imagetools inspect --format``.
+
+    ``.Name``, ``.Manifest`` (``{{.Manifest}}`` alone is the text layout), ``.Image``,
+    ``.SBOM`` and ``.Provenance`` (per platform when the image has several, as
+    buildx's loader gives them: ``{"SPDX": ...}``, ``{"SLSA": ...}``), ``.``;
+    ``(index .Image "linux/arm64")`` picks one platform, ``.SBOM.SPDX`` a field.
     """
-    if fmt.strip() in ("{{.Name}}", "{{ .Name }}"):
+    m = _TEMPLATE.match(fmt.strip())
+    if m is None:
+        raise InvalidArgument(f"unsupported template {fmt!r}", _HINT)
+    expr, as_json = m.group("expr").strip(), bool(m.group("json"))
+    if expr == ".Name" and not as_json:
         return name + "\n"
-    m = _FORMAT.match(fmt.strip())
-    if not m:
-        raise InvalidArgument(
-            f"unsupported template {fmt!r}",
-            'use {{json .Manifest}}, {{json .Image}} or {{json .Image "linux/arm64"}}',
-        )
     desc, top = describe(source)
-    fld = m.group("field")
-    if fld == "Name":
-        return _json(name)
-    if fld == "Manifest":
-        if isinstance(top, Index):
-            obj: dict[str, Any] = {
-                "schemaVersion": 2,
-                "mediaType": top.media_type,
-                "digest": str(desc.digest),
-                "size": desc.size,
-                "manifests": [d.to_json() for d in top.manifests],
-            }
-            if top.annotations:
-                obj["annotations"] = dict(top.annotations)
-            return _json(obj)
-        return _json(desc.to_json())
-    configs = image_configs(source, top)
-    wanted = m.group("platform")
-    if wanted is not None:
+    if expr == ".Manifest" and not as_json:
+        return format_text(name, desc, top if isinstance(top, Index) else None)
+    if not as_json:
+        raise InvalidArgument(f"unsupported template {fmt!r}", _HINT)
+    path, key, rest = _parse_expr(expr, fmt)
+    fields = path.strip(".").split(".") if path != "." else []
+    loader = _Loader(name, source, desc, top)
+    sorted_keys = bool(fields) and fields[0] in ("SBOM", "Provenance")
+    if key is not None:
+        if len(fields) != 1:
+            raise InvalidArgument(f"unsupported template {fmt!r}", _HINT)
+        value: Any = loader.pick(key, fields[0], name)
+    else:
+        value = loader.root() if not fields else loader.field(fields[0])
+        rest = fields[1:]
+    for f in rest:
+        value = _attr(value, f, fmt)
+    return go_json(value, sort=sorted_keys) + "\n"
+
+
+def _parse_expr(expr: str, fmt: str) -> tuple[str, str | None, list[str]]:
+    m = _INDEX.match(expr)
+    if m is not None:
+        rest = [r for r in m.group("rest").split(".") if r]
+        return m.group("path"), m.group("key"), rest
+    m = _PATH.match(expr)
+    if m is None:
+        raise InvalidArgument(f"unsupported template {fmt!r}", _HINT)
+    return m.group("path"), m.group("key"), []
+
+
+def _attr(value: Any, field: str, fmt: str) -> Any:
+    if isinstance(value, dict) and field in value:
+        return value[field]
+    if isinstance(value, dict) and not value:
+        return None
+    raise InvalidArgument(f"unsupported template {fmt!r}: no field {field}", _HINT)
+
+
+class _Loader:
+    """What the templates see of one image (buildx's ``loader``): read when asked."""
+
+    def __init__(self, name: str, source: Source, desc: Descriptor, top: Index | Manifest) -> None:
+        self.name, self.source, self.desc, self.top = name, source, desc, top
+
+    def field(self, name: str) -> Any:
+        if name == "Name":
+            return self.name
+        if name == "Manifest":
+            return _manifest_json(self.desc, self.top)
+        if name == "Image":
+            return self.single(image_configs(self.source, self.top))
+        if name in ("SBOM", "Provenance"):
+            return self.single(attestations(self.source, self.top, name))
+        raise InvalidArgument(f"unsupported template field .{name}", _HINT)
+
+    def single(self, per_platform: dict[str, Any]) -> Any:
+        """buildx: one platform's value alone, several by platform (``{}`` when none)."""
+        if isinstance(self.top, Manifest) or len(self.platforms()) <= 1:
+            return next(iter(per_platform.values()), {})
+        return per_platform
+
+    def platforms(self) -> list[str]:
+        if isinstance(self.top, Manifest):
+            return []
+        return [str(d.platform) for d in self.top.images() if d.platform is not None]
+
+    def root(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "manifest": _manifest_json(self.desc, self.top),
+            "image": self.field("Image"),
+        }
+
+    def pick(self, key: str, field: str, where: str) -> Any:
+        """``(index .FIELD "PLATFORM")``: one platform's value."""
         from manyarch.oci.platform import Platform
 
-        p = Platform.parse(wanted)
-        for key, cfg in configs.items():
-            if Platform.parse(key).same(p):
-                return _json(cfg)
-        raise PlatformNotFound(wanted, list(configs), where=name)
-    if isinstance(top, Manifest) or len(configs) == 1:
-        return _json(next(iter(configs.values())))
-    return _json(configs)
+        if field == "Image":
+            per = image_configs(self.source, self.top)
+        elif field in ("SBOM", "Provenance"):
+            per = attestations(self.source, self.top, field)
+        else:
+            raise InvalidArgument(f"cannot index .{field or 'the image'} by platform", _HINT)
+        wanted = Platform.parse(key)
+        for k, v in per.items():
+            if Platform.parse(k).same(wanted):
+                return v
+        if field != "Image":
+            return {}
+        raise PlatformNotFound(key, list(per), where=where)
+
+
+def attestations(source: Source, top: Index | Manifest, kind: str) -> dict[str, Any]:
+    """Per platform, buildx's ``{"SPDX": ..., "AdditionalSPDXs": [...]}`` (``kind`` SBOM)
+    or ``{"SLSA": ...}`` (Provenance), from the attestation manifests of an index."""
+    out: dict[str, Any] = {}
+    if isinstance(top, Manifest):
+        return out
+    by_subject: dict[str, list[Descriptor]] = {}
+    for d in top.manifests:
+        subject = d.annotations.get(REFERENCE_DIGEST) or d.annotations.get(
+            "com.docker.reference.digest"
+        )
+        if d.is_attestation and subject:
+            by_subject.setdefault(subject, []).append(d)
+    for image in top.images():
+        found: dict[str, Any] = {}
+        for att in by_subject.get(str(image.digest), []):
+            manifest = Manifest.parse(source.document(att))
+            for layer in manifest.layers:
+                kind_of = layer.annotations.get("in-toto.io/predicate-type", "")
+                if kind == "SBOM" and kind_of == "https://spdx.dev/Document":
+                    pred = json.loads(source.document(layer).data).get("predicate")
+                    if "SPDX" in found:
+                        found.setdefault("AdditionalSPDXs", []).append(pred)
+                    else:
+                        found["SPDX"] = pred
+                elif kind == "Provenance" and kind_of.startswith("https://slsa.dev/provenance/"):
+                    found.setdefault(
+                        "SLSA", json.loads(source.document(layer).data).get("predicate")
+                    )
+        if found and image.platform is not None:
+            out[str(image.platform)] = found
+    return out
 
 
 def image_configs(source: Source, top: Index | Manifest) -> dict[str, Any]:

@@ -55,9 +55,11 @@ DOCKER_ARCHIVE_SCHEME = "docker-archive://"
 
 @dataclass(frozen=True)
 class RegistryDestination:
-    """A tag (or digest) in a registry."""
+    """A tag (or digest) in a registry; ``by_digest``: pushed without a tag (buildx's
+    ``push-by-digest=true``), the repository alone named."""
 
     ref: Reference
+    by_digest: bool = False
 
     def __str__(self) -> str:
         return str(self.ref)
@@ -202,17 +204,28 @@ def publish(
             raise InvalidArgument(f"{dest} is in a registry, and no registry client was given")
         ref = dest.ref
         tag = ref.tag or ("latest" if ref.digest is None else None)
+        if dest.by_digest:
+            if ref.tag is not None or ref.digest is not None:
+                raise InvalidArgument(
+                    f"can't push tagged ref {ref} by digest",
+                    f"name the repository alone: {ref.name}",
+                )
+            tag = None
         copy_tree(source, RegistrySink(client, ref), desc, tag=tag, jobs=jobs, progress=progress)
         return f"{ref.name}:{tag}@{desc.digest}" if tag else f"{ref.name}@{desc.digest}"
     if isinstance(dest, LayoutDestination):
         layout = Layout.open(dest.path, create=True)
         copy_tree(source, LayoutSink(layout), desc, tag=dest.tag, progress=progress)
+        if desc.annotations:  # index-descriptor annotations: index.json's entry (BuildKit's)
+            layout.tag(dest.tag, desc)
         return f"{LAYOUT_SCHEME}{dest.path}:{dest.tag}@{desc.digest}"
     parent = dest.path.parent if str(dest.path.parent) else Path(".")
     with tempfile.TemporaryDirectory(prefix=".manyarch-", dir=parent) as tmp:
         layout = Layout.open(Path(tmp) / "layout", create=True)
         if isinstance(dest, OciArchive):
             copy_tree(source, LayoutSink(layout), desc, tag=dest.tag, progress=progress)
+            if desc.annotations:
+                layout.tag(dest.tag, desc)
             export_tar(layout, dest.path)
             return f"{OCI_ARCHIVE_SCHEME}{dest.path}:{dest.tag}@{desc.digest}"
         image = _one_platform(store, desc)
@@ -241,23 +254,39 @@ def _one_platform(store: Layout, desc: Descriptor) -> Descriptor:
 
 
 def metadata(
-    desc: Descriptor, names: Sequence[str], config: object | None = None
+    desc: Descriptor,
+    names: Sequence[str],
+    config: object | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """What buildx writes to ``--metadata-file`` about a built image."""
-    plain = Descriptor(desc.media_type, desc.digest, desc.size)
+    """What buildx writes to ``--metadata-file`` about a built image: BuildKit's exporter
+    response (the descriptor as the export returned it: a single platform's manifest with
+    its platform, an index with its index-descriptor annotations) and ``extra`` keys
+    (``buildx.build.ref``, ``buildx.build.provenance``...), keys sorted as Go writes a map."""
     data: dict[str, Any] = {
-        "containerimage.descriptor": plain.to_json(),
+        "containerimage.descriptor": desc.to_json(),
         "containerimage.digest": str(desc.digest),
     }
     if config is not None:
         data["containerimage.config.digest"] = str(config)
     if names:
         data["image.name"] = ",".join(names)
-    return data
+    data.update(extra)
+    return dict(sorted(data.items()))
 
 
 def write_metadata(
-    path: Path, desc: Descriptor, names: Sequence[str], config: object | None = None
+    path: Path,
+    desc: Descriptor,
+    names: Sequence[str],
+    config: object | None = None,
+    **extra: Any,
 ) -> None:
-    """:func:`metadata` as buildx writes it to a file."""
-    path.write_text(json.dumps(metadata(desc, names, config), indent=2) + "\n")
+    """:func:`metadata` as buildx writes it to a file (indented, no final newline)."""
+    path.write_text(json.dumps(metadata(desc, names, config, **extra), indent=2))
+
+
+def image_id(desc: Descriptor, config: object | None = None) -> str:
+    """What buildx writes to ``--iidfile``: the config's digest for one manifest, else the
+    index's digest."""
+    return str(config) if config is not None else str(desc.digest)

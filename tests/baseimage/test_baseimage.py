@@ -32,7 +32,7 @@ from manyarch.baseimage.image import BaseImage
 from manyarch.baseimage.options import BaseOptions
 from manyarch.cli.main import main
 from manyarch.debian import archs, deb
-from manyarch.debian.deb import Package
+from manyarch.debian.deb import Package, spdx_supplier
 from manyarch.errors import BuildError, InvalidArgument, InvalidInput, ToolMissing
 from manyarch.layout import Layout
 from manyarch.oci.manifest import ImageConfig, Index, Manifest
@@ -883,4 +883,4 @@ def test_compile_python_skips_another_bytecode_version(tmp_path: Path) -> None:
     ],
 )
 def test_spdx_supplier(maintainer: str, supplier: str) -> None:
-    assert spdx._spdx_supplier(maintainer) == supplier
+    assert spdx_supplier(maintainer) == supplier  # moved to debian.deb, shared with attest

@@ -207,7 +207,17 @@ def test_outputs_oci_layout_archive_and_docker(
         ["--platform", "linux/amd64,linux/arm64", "-o", "type=docker,dest=x.tar"],
         ["--push"],  # no -t
         ["-o", "type=oci"],  # no dest
-        ["--provenance=true"],
+        ["--provenance=mode=medium"],  # --provenance=true is accepted: tests/cli/test_ci_flags.py
+        ["--attest", "mode=max"],  # no type=
+        ["--attest", "type=sbom,generator=example/scanner"],
+        ["--annotation", "bogus[linux/amd64]:k=v"],
+        ["-o", "type=registry,compression=lzma", "-t", "r/x"],
+        ["-o", "type=registry,compression-level=high", "-t", "r/x"],
+        ["-o", "type=image,name=r/x:1,push=true,push-by-digest=true"],
+        ["--call", "lint,colour=red"],
+        ["--ulimit", "nofiles=1"],
+        ["--add-host", "nohost"],
+        ["--cache-to", "type=gha"],  # no GitHub Actions runtime here
         ["-o", "type=nope"],
         ["-o", "type=local,dest=out"],  # a filesystem export, not an image
         ["-o", "type=tar,dest=out.tar"],  # likewise: an OCI archive is type=oci

@@ -170,14 +170,24 @@ def test_cache_to_and_from_a_registry(
     )
     assert (cache.hits, cache.misses) == (4, 0)
     assert second.result.descriptor == first.result.descriptor
-    # an image is not a cache: a clear error before anything is built
+    # an image is read for its inline cache (BuildKit's --cache-from an image): without one,
+    # nothing is imported and the build says so
     image = Reference.parse(f"{registry.host}/app:latest")
     config = Document(b"{}", mt.OCI_CONFIG)
     client.push_blob(image, Descriptor.of(config), lambda: io.BytesIO(config.data))
     client.put_manifest(image, Manifest(Descriptor.of(config)).to_document())
+    with build_hooks(
+        open_store(), native_pip=False, cache_from=[f"type=registry,ref={image}"], client=client
+    ) as hooks:
+        assert hooks.warnings == [f"no build cache at {image} yet: nothing imported from it"]
+    # an artifact that is neither a cache nor an image: a clear error before anything is built
+    other = Reference.parse(f"{registry.host}/other:latest")
+    odd = Document(b"{}", "application/vnd.example.thing+json")
+    client.push_blob(other, Descriptor.of(odd), lambda: io.BytesIO(odd.data))
+    client.put_manifest(other, Manifest(Descriptor.of(odd)).to_document())
     with pytest.raises(InvalidDocument, match="is not a manyarch build cache"):
         build_hooks(
-            open_store(), native_pip=False, cache_from=[f"type=registry,ref={image}"], client=client
+            open_store(), native_pip=False, cache_from=[f"type=registry,ref={other}"], client=client
         )
     client.close()
 

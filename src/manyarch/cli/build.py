@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -53,39 +54,83 @@ def register(sub: Any) -> None:
     p.add_argument("--build-arg", action="append", default=[], metavar="KEY[=VALUE]")
     p.add_argument("--target", help="build this stage")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--annotation", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--network", default="default", choices=["default", "host", "none"])
-    p.add_argument("--metadata-file", type=Path)
+    _add_image_flags(p)
+    _add_ci_flags(p)
     p.add_argument(
         "--progress", default="auto", choices=["auto", "tty", "plain", "quiet", "rawjson"]
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print only the digest")
     p.add_argument("--no-cache", action="store_true", help="do not use the build cache")
     p.add_argument(
+        "--no-cache-filter", action="append", default=[], metavar="STAGE", help="no cache for STAGE"
+    )
+    p.add_argument(
         "--no-native-pip",
         action="store_true",
         help="run `pip install` lines under emulation too (as buildx does)",
     )
+    _add_cache_flags(p)
+    p.add_argument("--pull", action="store_true", help="always resolve the base again")
+    p.add_argument("--builder", help="accepted for buildx compatibility; no effect")
+    add_registry_flags(p)
+    p.set_defaults(func=_run)
+
+
+def _add_image_flags(p: argparse.ArgumentParser) -> None:
+    """What the image carries besides its files: annotations, attestations."""
+    p.add_argument(
+        "--annotation",
+        action="append",
+        default=[],
+        metavar="[TYPE:]KEY=VALUE",
+        help="TYPE: index, index-descriptor, manifest, manifest-descriptor, "
+        "optionally [os/arch]; none: every manifest",
+    )
+    p.add_argument(
+        "--attest",
+        action="append",
+        default=[],
+        metavar="type=sbom|provenance,...",
+        help="add an attestation (none unless asked: see docs/ci.md)",
+    )
+    p.add_argument("--provenance", help="true, false, or mode=min|max[,version=v1]")
+    p.add_argument("--sbom", help="true or false")
+
+
+def _add_ci_flags(p: argparse.ArgumentParser) -> None:
+    """The flags build-push-action passes: metadata, RUN sandboxes' hosts and limits, --call."""
+    p.add_argument("--network", default="default", choices=["default", "host", "none"])
+    p.add_argument("--metadata-file", type=Path, help="write buildx's build metadata (JSON)")
+    p.add_argument("--iidfile", type=Path, help="write the image ID (config or index digest)")
+    p.add_argument("--add-host", action="append", default=[], metavar="HOST:IP")
+    p.add_argument("--shm-size", metavar="SIZE", help="/dev/shm of RUN steps, e.g. 128m")
+    p.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]")
+    p.add_argument(
+        "--call",
+        metavar="METHOD",
+        help="check | outline | targets | build, [,format=json][,ignorestatus=true]",
+    )
+    p.add_argument("--check", action="store_true", help="same as --call=check")
+
+
+def _add_cache_flags(p: argparse.ArgumentParser) -> None:
+    """Where the build cache travels."""
     p.add_argument(
         "--cache-to",
         action="append",
         default=[],
         metavar="CACHE",
-        help="export the cache this build used: type=local,dest=DIR or type=registry,ref=REF",
+        help="export the cache this build used: type=local,dest=DIR, type=registry,ref=REF, "
+        "type=inline, type=gha",
     )
     p.add_argument(
         "--cache-from",
         action="append",
         default=[],
         metavar="CACHE",
-        help="also look in: type=local,src=DIR or type=registry,ref=REF; repeatable",
+        help="also look in: type=local,src=DIR, type=registry,ref=REF (a cache, or an image "
+        "with an inline cache), type=gha; repeatable",
     )
-    p.add_argument("--pull", action="store_true", help="always resolve the base again")
-    p.add_argument("--builder", help="accepted for buildx compatibility; no effect")
-    p.add_argument("--provenance", help="only false is accepted: manyarch adds no attestations yet")
-    p.add_argument("--sbom", help="only false is accepted: manyarch adds no attestations yet")
-    add_registry_flags(p)
-    p.set_defaults(func=_run)
 
 
 def _kv(items: list[str], what: str, from_env: bool = False) -> dict[str, str]:
@@ -109,12 +154,29 @@ def _refuse(args: argparse.Namespace) -> None:
             "--load needs a Docker daemon, and manyarch works without one",
             "use --push, or --output type=docker,dest=FILE.tar and `docker load -i FILE.tar`",
         )
-    for flag in ("provenance", "sbom"):
-        value = getattr(args, flag)
-        if value not in (None, "false", "0"):
-            raise UsageError(f"--{flag}={value} is not supported yet", f"use --{flag}=false")
-    if len(args.cache_to) > 1:
-        raise UsageError("only one --cache-to is supported")
+    if len([c for c in args.cache_to if "type=inline" not in c.split(",")]) > 1:
+        raise UsageError("only one --cache-to besides type=inline is supported")
+    _check_flags(args)
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """Flags the library would refuse, refused before anything runs (as usage errors)."""
+    from manyarch.attest.options import attestations
+    from manyarch.errors import InvalidArgument
+    from manyarch.export.annotations import parse_annotations
+    from manyarch.imagebuild.cache import CacheSpec
+    from manyarch.imagebuild.runflags import RunFlags
+
+    try:
+        attestations(args.attest, sbom=args.sbom, provenance=args.provenance)
+        parse_annotations(args.annotation)
+        RunFlags.parse(tuple(args.add_host), args.shm_size, tuple(args.ulimit))
+        for c in args.cache_to:
+            CacheSpec.parse(c, export=True)
+        for c in args.cache_from:
+            CacheSpec.parse(c, export=False)
+    except InvalidArgument as e:
+        raise UsageError(e.message, e.hint) from e
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -123,7 +185,10 @@ def _run(args: argparse.Namespace) -> int:
     from manyarch.publish import DockerArchive, media_types_for
 
     _refuse(args)
+    call = _call(args)
     platforms = parse_platforms(args.platform) if args.platform else []
+    if call is not None and call.name != "build":
+        return _subrequest(args, call)
     outs = outputs(args.output, args.tag, push=args.push)
     if len(platforms) > 1 and any(isinstance(d, DockerArchive) for d in outs.destinations):
         raise UsageError(
@@ -150,11 +215,22 @@ def _run(args: argparse.Namespace) -> int:
                 target=args.target,
                 network=args.network,
                 labels=_kv(args.label, "--label"),
-                annotations=_kv(args.annotation, "--annotation"),
+                annotations=[*outs.annotations, *args.annotation],
                 media_types=outs.media_types or media_types_for(outs.destinations),
+                compression=outs.compression,
+                compression_level=outs.compression_level,
+                force_compression=outs.force_compression,
+                attest=args.attest,
+                sbom=args.sbom,
+                provenance=args.provenance,
+                names=outs.texts,
+                add_hosts=args.add_host,
+                shm_size=args.shm_size,
+                ulimits=args.ulimit,
                 no_cache=args.no_cache,
+                no_cache_filter=[f for v in args.no_cache_filter for f in v.split(",") if f],
                 cache_from=args.cache_from,
-                cache_to=args.cache_to[0] if args.cache_to else None,
+                cache_to=args.cache_to,
                 native_pip=not args.no_native_pip,
                 progress=show,
             )
@@ -163,8 +239,7 @@ def _run(args: argparse.Namespace) -> int:
         if not outs.destinations:
             say("WARNING: no output specified; the result is only in the local store")
         names = [s.publish(result, d) for d in outs.destinations]
-    if args.metadata_file:
-        _write_metadata(args.metadata_file, result, [str(n) for n in outs.names])
+    _write_files(args, result, outs.texts)
     if mode == "quiet":
         print(result.descriptor.digest)
     else:
@@ -174,14 +249,89 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_metadata(path: Path, result: BuildResult, names: list[str]) -> None:
-    from manyarch.oci.manifest import Manifest
-    from manyarch.publish import write_metadata
+@dataclass(frozen=True)
+class CallFunc:
+    """buildx's ``--call NAME[,format=json][,ignorestatus=BOOL]`` (``check`` is ``lint``)."""
 
-    config = None
-    if len(result.manifests) == 1:
-        config = Manifest.parse(result.store.read_document(result.manifests[0])).config.digest
-    write_metadata(path, result.descriptor, names, config)
+    name: str
+    format: str = ""
+    ignore_status: bool = False
+
+
+def _call(args: argparse.Namespace) -> CallFunc | None:
+    """``--call`` / ``--check`` as buildx's ``ParseCallFunc`` reads them."""
+    text = "check" if args.check else (args.call or "")
+    if args.check and args.call:
+        raise UsageError("--check is --call=check: give one of them")
+    if not text:
+        return None
+    name, fmt, ignore = "", "", False
+    for field_ in text.split(","):
+        key, sep, value = field_.partition("=")
+        if not sep:
+            if name:
+                raise UsageError(f"invalid print value: {text}")
+            name = key
+        elif key == "format":
+            fmt = value
+        elif key == "ignorestatus":
+            ignore = value.lower() in ("1", "t", "true")
+        else:
+            raise UsageError(f"invalid print field: {field_}")
+    if name not in ("check", "lint", "outline", "targets", "build"):
+        raise UsageError(f"unknown --call {name!r}", "use check, outline, targets or build")
+    return CallFunc("lint" if name == "check" else name, fmt, ignore)
+
+
+def _subrequest(args: argparse.Namespace, call: CallFunc) -> int:
+    """Print a subrequest's answer as buildx does; the exit status of ``check``."""
+    from manyarch.subrequests.lint import results_json, source_lines
+    from manyarch.subrequests.outline import print_outline, print_targets
+
+    with session(args) as s:
+        if call.name == "outline":
+            got = s.outline(args.context, dockerfile=args.file, target=args.target)
+            print(
+                json.dumps(got, indent=2) if call.format == "json" else print_outline(got), end=""
+            )
+            return 0
+        if call.name == "targets":
+            listed = s.targets(args.context, dockerfile=args.file)
+            print(
+                json.dumps(listed, indent=2) if call.format == "json" else print_targets(listed),
+                end="",
+            )
+            return 0
+        platform = args.platform[0].split(",")[0] if args.platform else None
+        found = s.check(
+            args.context,
+            dockerfile=args.file,
+            build_args=_kv(args.build_arg, "--build-arg", from_env=True),
+            platform=platform,
+        )
+    file = args.file or "Dockerfile"
+    if call.format == "json":
+        print(json.dumps(results_json(found.warnings, str(file), found.text), indent=2))
+    elif found.warnings:
+        n = len(found.warnings)
+        print(f"Check complete, {'1 warning has' if n == 1 else f'{n} warnings have'} been found!")
+        for w in found.warnings:
+            print(f"\nWARNING: {w.rule} - {w.url}\n{w.detail}")
+            print(source_lines(found.text, Path(file).name, w.line, w.end_line), end="")
+    else:
+        print("Check complete, no warnings found.")
+    return 1 if found.warnings and not call.ignore_status else 0
+
+
+def _write_files(args: argparse.Namespace, result: BuildResult, names: list[str]) -> None:
+    """``--metadata-file`` and ``--iidfile``, as buildx writes them."""
+    from manyarch.cli.metadata import build_metadata
+    from manyarch.publish import image_id
+
+    if args.metadata_file:
+        args.metadata_file.write_text(json.dumps(build_metadata(result, names), indent=2))
+    if args.iidfile:
+        args.iidfile.write_text(image_id(result.descriptor, result.config))
 
 
 @contextmanager

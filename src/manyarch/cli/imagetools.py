@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from manyarch.cli.common import UsageError, add_registry_flags, session
@@ -19,7 +20,11 @@ def register(sub: Any) -> None:
     i = s.add_parser("inspect", help="show an image or index (buildx's layout)")
     i.add_argument("name", help="REF or oci-layout://PATH[:TAG]")
     i.add_argument("--raw", action="store_true", help="print the exact bytes")
-    i.add_argument("--format", help="Go template subset: {{json .Manifest}}, {{json .Image}}")
+    i.add_argument(
+        "--format",
+        help="Go template: {{json .Manifest}}, {{json .Image}}, {{json .SBOM}}, "
+        "{{json .Provenance}}, {{json .}}, {{.Manifest}}",
+    )
     i.add_argument("--sizes", action="store_true", help="per platform: size, layers, shared")
     add_registry_flags(i)
     i.set_defaults(func=_inspect)
@@ -28,7 +33,14 @@ def register(sub: Any) -> None:
     c.add_argument("-t", "--tag", action="append", default=[], help="target REF; repeatable")
     c.add_argument("--append", action="store_true", help="keep the target's existing manifests")
     c.add_argument("--dry-run", action="store_true", help="print the index, push nothing")
-    c.add_argument("--annotation", action="append", default=[], metavar="KEY=VALUE")
+    c.add_argument(
+        "--annotation",
+        action="append",
+        default=[],
+        metavar="TYPE:KEY=VALUE",
+        help="index:KEY=VALUE, or manifest-descriptor[os/arch]:KEY=VALUE",
+    )
+    c.add_argument("--metadata-file", type=Path, help="write the index's descriptor (JSON)")
     add_registry_flags(c)
     c.set_defaults(func=_create)
 
@@ -59,18 +71,26 @@ def _create(args: argparse.Namespace) -> int:
         raise UsageError("imagetools create needs a target", "give one with -t REF")
     if not args.sources and not args.append:
         raise UsageError("no source image given", "name the images to combine")
-    annotations = dict(a.partition("=")[::2] for a in args.annotation)
     with session(args) as s:
         doc = s.create_index(
             args.sources,
             args.tag,
             append=args.append,
-            annotations=annotations,
+            annotations=args.annotation,
             push=not args.dry_run,
         )
     if args.dry_run:
         print(json.dumps(json.loads(doc.data), indent=2))
         return 0
+    if args.metadata_file:
+        names = sorted({t.name for t in map(parse_any, args.tag) if isinstance(t, Reference)})
+        meta = {
+            "containerimage.descriptor": {
+                "mediaType": doc.media_type, "digest": str(doc.digest), "size": doc.size,
+            },
+            "image.name": ",".join(names),
+        }  # fmt: skip
+        args.metadata_file.write_text(json.dumps(meta, indent=2))
     for target in map(parse_any, args.tag):
         name = str(target.tagged_or_latest()) if isinstance(target, Reference) else str(target)
         print(f"{name}@{doc.digest}", file=sys.stderr)

@@ -35,13 +35,14 @@ from typing import TYPE_CHECKING, Any
 
 from manyarch import dockerfile as df
 from manyarch.errors import InvalidArgument, ManyarchError
-from manyarch.imagebuild import registrycache
+from manyarch.imagebuild import ghacache, registrycache
 from manyarch.imagebuild.copying import expand_sources, read_dockerignore
 from manyarch.imagebuild.options import CachedLayer, StepContext
 from manyarch.images import LayoutSink, Source, copy_blobs
 from manyarch.layout import Layout
 from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Descriptor
+from manyarch.units import rfc3339
 
 if TYPE_CHECKING:
     from manyarch.registry import RegistryClient
@@ -97,8 +98,11 @@ class CacheEntry:
 @dataclass(frozen=True)
 class CacheSpec:
     """Where a build cache is exported to or imported from, as buildx writes it:
-    ``type=local,dest=DIR`` / ``src=DIR`` or ``type=registry,ref=REF``
-    (``mode=max`` and ``mode=min`` both export every entry the build used)."""
+    ``type=local,dest=DIR`` / ``src=DIR``, ``type=registry,ref=REF`` (a manyarch
+    cache, or an image with an inline cache), ``type=inline`` (an export into the
+    image's configs) or ``type=gha`` (GitHub Actions' cache service, see
+    :mod:`manyarch.imagebuild.ghacache`); ``mode=max`` and ``mode=min`` both
+    export every entry the build used."""
 
     type: str
     path: Path | None = None
@@ -106,8 +110,14 @@ class CacheSpec:
     ref: str | None = None
 
     @classmethod
-    def parse(cls, text: str, *, export: bool) -> CacheSpec:
-        """Parse buildx's spelling (a bare path means ``type=local``); ``export``: a destination."""
+    def parse(cls, text: str, *, export: bool, env: Mapping[str, str] | None = None) -> CacheSpec:
+        """Parse buildx's spelling (a bare path means ``type=local``); ``export``: a destination.
+
+        ``type=gha`` takes its url and token from the environment as buildx
+        does (``ACTIONS_CACHE_URL`` or ``ACTIONS_RESULTS_URL``,
+        ``ACTIONS_RUNTIME_TOKEN``); buildx drops the entry silently when they
+        are missing, manyarch refuses it.
+        """
         if "=" not in text:
             return cls("local", Path(text))
         attrs = dict(kv.split("=", 1) for kv in text.split(",") if "=" in kv)
@@ -118,10 +128,21 @@ class CacheSpec:
                     f"cache {text!r}: type=registry needs ref=REGISTRY/REPOSITORY:TAG"
                 )
             return cls(kind, None, attrs, attrs["ref"])
+        if kind == "inline":
+            if not export:
+                raise InvalidArgument(
+                    "--cache-from type=inline: an inline cache is read from the image",
+                    "use --cache-from type=registry,ref=IMAGE",
+                )
+            return cls(kind, None, attrs)
+        if kind == "gha":
+            from manyarch.imagebuild.ghacache import gha_attrs
+
+            return cls(kind, None, gha_attrs(attrs, os.environ if env is None else env))
         if kind != "local":
             raise InvalidArgument(
                 f"cache type {kind!r} is not supported",
-                "use type=local,dest=DIR / src=DIR, or type=registry,ref=REF",
+                "use type=local,dest=DIR / src=DIR, type=registry,ref=REF, type=inline or type=gha",
             )
         key = "dest" if export else "src"
         if key not in attrs:
@@ -248,6 +269,8 @@ class BuildCache:
         self.export = export
         self.salt = salt
         self.used: dict[str, CacheEntry] = {}
+        #: what the inline cache names: see :mod:`manyarch.imagebuild.inlinecache`
+        self.chains: dict[tuple[str, tuple[str, ...]], tuple[str, str]] = {}
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -298,8 +321,12 @@ class BuildCache:
     # -- the executor's hooks ---------------------------------------------------
 
     def interceptor(self, ctx: StepContext) -> CachedLayer | None:
-        """Before a step: the cached layer when the key is known (the executor applies it)."""
-        if not self.read:
+        """Before a step: the cached layer when the key is known (the executor applies it).
+
+        Not for a stage ``--no-cache-filter`` names (by name or index), as BuildKit.
+        """
+        skip = {s.lower() for s in ctx.options.no_cache_filter}
+        if not self.read or skip.intersection(s.lower() for s in ctx.stage):
             return None
         key = self.key(ctx)
         if key is None:
@@ -312,6 +339,7 @@ class BuildCache:
         with self._lock:
             self.hits += 1
             self.used[key] = entry
+            self._chain(ctx, key, entry.layer)
         return CachedLayer(entry.layer, Digest.parse(entry.diff_id))
 
     def record(self, ctx: StepContext, layer: Descriptor | None, diff_id: Digest | None) -> None:
@@ -325,6 +353,11 @@ class BuildCache:
         self._keep(entry, self.store.blob_path(layer.digest))
         with self._lock:
             self.used[key] = entry
+            self._chain(ctx, key, layer)
+
+    def _chain(self, ctx: StepContext, key: str, layer: Descriptor) -> None:
+        chain = (*(str(d.digest) for d in ctx.layers), str(layer.digest))
+        self.chains[(str(ctx.platform), chain)] = (key, rfc3339(ctx.options.epoch or 0))
 
     def key(self, ctx: StepContext) -> str | None:
         """The step's key (None: not cacheable)."""
@@ -436,6 +469,8 @@ class BuildHooks:
     #: what the build should tell (a registry cache not found yet)
     warnings: list[str] = field(default_factory=list)
     push_to: str | None = None
+    #: a ``type=gha`` export's attributes
+    gha_to: Mapping[str, str] | None = None
     client: RegistryClient | None = None
     temp_dirs: list[Path] = field(default_factory=list)
 
@@ -450,10 +485,12 @@ class BuildHooks:
         try:
             if self.cache is not None:
                 self.cache.write_export()
+                entries = [e.to_json() for e in self.cache.used.values() if e.layer]
                 if self.push_to is not None and self.cache.export is not None:
                     assert self.client is not None
-                    entries = [e.to_json() for e in self.cache.used.values() if e.layer]
                     registrycache.push(self.cache.export, entries, self.push_to, self.client)
+                if self.gha_to is not None and self.cache.export is not None:
+                    ghacache.push(self.cache.export, entries, self.gha_to)
         finally:
             self.close()
 
@@ -495,22 +532,31 @@ def build_hooks(
             if spec.path is not None:
                 imports.append(spec.path)
                 continue
-            assert spec.ref is not None and client is not None
             d = registrycache.temp_dir()
             hooks.temp_dirs.append(d)
-            found = registrycache.pull(spec.ref, client)
-            if found is None:
-                hooks.warnings.append(f"no build cache at {spec.ref} yet: nothing imported from it")
+            found: tuple[list[dict[str, Any]], Source] | None
+            if spec.type == "gha":
+                found = ghacache.pull(spec.attrs)
+                where = f"GitHub Actions' cache (scope {spec.attrs.get('scope', 'buildkit')})"
+            else:
+                assert spec.ref is not None and client is not None
+                found = registrycache.pull(spec.ref, client)
+                where = spec.ref
+            if found is None or not found[0]:  # none yet, or an image without an inline cache
+                hooks.warnings.append(f"no build cache at {where} yet: nothing imported from it")
                 continue
             entries, remote[d] = found
             for entry in entries:
                 _write_json(_entry_path(d, entry["key"]), entry)
             imports.append(d)
         export = export_spec.path if export_spec is not None else None
-        if export_spec is not None and export_spec.type == "registry":
+        if export_spec is not None and export_spec.type in ("registry", "gha"):
             export = registrycache.temp_dir()
             hooks.temp_dirs.append(export)
-            hooks.push_to = export_spec.ref
+            if export_spec.type == "gha":
+                hooks.gha_to = export_spec.attrs
+            else:
+                hooks.push_to = export_spec.ref
         cache = BuildCache(
             store,
             read=not no_cache,

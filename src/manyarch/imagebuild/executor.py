@@ -52,9 +52,10 @@ from manyarch.imagebuild.copying import (
     mkdirs,
     read_dockerignore,
 )
-from manyarch.imagebuild.image import history, index_annotations, write_image
+from manyarch.imagebuild.image import history, write_image
 from manyarch.imagebuild.options import (
     RAN,
+    BaseUse,
     BuildOptions,
     BuildResult,
     CachedLayer,
@@ -127,9 +128,9 @@ def build(
         if len(manifests) == 1:
             top = manifests[0]
         else:
-            index = Index(manifests, mt.OCI_INDEX, annotations=index_annotations(options))
+            index = Index(manifests, mt.OCI_INDEX)
             top = store.put_document(index.to_document())
-    return BuildResult(store, top, manifests, unused, tuple(b.notes))
+    return BuildResult(store, top, manifests, unused, tuple(b.notes), bases=tuple(b.bases))
 
 
 def _read_dockerfile(path: Path) -> str:
@@ -168,6 +169,8 @@ class _Build:
         self._lock = threading.Lock()
         self.client = client
         self._sources: dict[str, Source] = {}
+        #: every image a platform read, as (target platform, reference, its platform, root digest)
+        self.bases: list[BaseUse] = []
         self.context = options.context.resolve()
         self.ignore = read_dockerignore(self.context)
 
@@ -234,6 +237,7 @@ class _PlatformBuild:
         self._image_roots: dict[tuple[str, str], Path] = {}
         self.counter = 0
         self.total = 0
+        self.stage: tuple[str, ...] = ()
         self._cached = False
         self._log_tail: list[str] = []
         self.plan: df.BuildPlan | None = None
@@ -283,6 +287,7 @@ class _PlatformBuild:
         assert plan is not None
         try:
             for stage in plan.stages:
+                self.stage = (str(stage.index), *([stage.name] if stage.name else []))
                 state = self.timed(f"FROM {stage.base}", functools.partial(self.stage_base, stage))
                 self.states[stage.index] = state
                 for step in stage.steps:
@@ -347,6 +352,9 @@ class _PlatformBuild:
         if key not in self._bases:
             source = self.b.source(ref)
             self._bases[key] = (source, resolve_image(source, plat))
+            with self.b._lock:
+                image = self._bases[key][1].descriptor.digest
+                self.b.bases.append(BaseUse(self.platform, ref, plat, source.root().digest, image))
         return self._bases[key]
 
     def fetch(self, ref: str, plat: Platform) -> tuple[Source, ResolvedImage]:
@@ -422,7 +430,7 @@ class _PlatformBuild:
 
         ctx = StepContext(
             step, self.platform, live, state.config, tuple(state.layers),
-            self.options, self.store, spec, log,
+            self.options, self.store, spec, log, self.stage,
         )  # fmt: skip
         for intercept in self.options.interceptors:
             outcome = intercept(ctx)
@@ -552,12 +560,9 @@ class _PlatformBuild:
 
     def run_spec(self, step: df.RunStep, state: StageState) -> SandboxSpec:
         """The sandbox a RUN step runs in: the image's Env, WorkingDir and User."""
+        o = self.options
         return run_spec(
-            step,
-            state.config,
-            state.rootfs,
-            epoch=self.options.epoch,
-            network=self.options.network,
+            step, state.config, state.rootfs, epoch=o.epoch, network=o.network, flags=o.run_flags
         )
 
     def exec_run(

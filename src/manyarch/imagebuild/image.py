@@ -31,8 +31,6 @@ from manyarch.oci.platform import Platform
 
 #: BuildKit's history comment on every Dockerfile step.
 HISTORY_COMMENT = "buildkit.dockerfile.v0"
-#: buildx's annotation prefixes (KEY alone means manifest:KEY).
-_ANNOTATION_KINDS = frozenset({"index", "manifest", "index-descriptor", "manifest-descriptor"})
 
 
 def history(step: df.Step, created: str, *, layer: bool = True) -> History:
@@ -47,15 +45,13 @@ def history(step: df.Step, created: str, *, layer: bool = True) -> History:
     return History(created=created, created_by=text, comment=HISTORY_COMMENT)
 
 
-def index_annotations(options: BuildOptions) -> dict[str, str]:
-    """The index's annotations: buildx's ``index:KEY`` ones (``KEY`` alone goes to manifests)."""
-    return {k[6:]: v for k, v in options.annotations.items() if k.startswith("index:")}
-
-
 def write_image(
     store: Layout, state: StageState, options: BuildOptions, platform: Platform, created: str
 ) -> Descriptor:
-    """A final stage's config and manifest (OCI media types), in the store."""
+    """A final stage's config and manifest (OCI media types), in the store.
+
+    The user's annotations are the exporter's (:mod:`manyarch.export`); these are manyarch's own.
+    """
     cfg = state.config
     labels = {**cfg.config.labels, **options.labels}
     cfg = replace(
@@ -71,12 +67,6 @@ def write_image(
     if state.base_name:
         annotations[BASE_NAME] = state.base_name
         annotations[BASE_DIGEST] = state.base_digest
-    for k, v in options.annotations.items():
-        kind, sep, key = k.partition(":")
-        if not sep or kind not in _ANNOTATION_KINDS:
-            annotations[k] = v
-        elif kind == "manifest":
-            annotations[key] = v
     manifest = Manifest(
         config=Descriptor(cdesc.media_type, cdesc.digest, cdesc.size),
         layers=tuple(_oci_layer(d) for d in state.layers),

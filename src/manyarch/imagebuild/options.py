@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from manyarch import dockerfile as df
 from manyarch.errors import BuildError
+from manyarch.imagebuild.runflags import RunFlags
 from manyarch.layout import Layout
 from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Descriptor, ImageConfig
@@ -85,6 +86,8 @@ class StepContext:
     sandbox: SandboxSpec | None
     #: Shows a line of output under the step.
     log: Callable[[str], None]
+    #: The names the step's stage answers to (its name and its index), for --no-cache-filter.
+    stage: tuple[str, ...] = ()
 
     @property
     def rootfs(self) -> Path:
@@ -110,8 +113,11 @@ class BuildOptions:
     target: str | None = None
     network: str = "default"
     labels: Mapping[str, str] = field(default_factory=dict)
-    annotations: Mapping[str, str] = field(default_factory=dict)
     epoch: int | None = None
+    #: ``--add-host``, ``--shm-size``, ``--ulimit``: the RUN sandboxes'
+    run_flags: RunFlags = field(default_factory=RunFlags)
+    #: ``--no-cache-filter``: the stages (by name or index) no cache is read for
+    no_cache_filter: tuple[str, ...] = ()
     interceptors: Sequence[Interceptor] = ()
     observers: Sequence[Observer] = ()
 
@@ -125,6 +131,20 @@ class BuildOptions:
             if str(p) in seen:
                 raise BuildError(f"platform {p} is given twice")
             seen.add(str(p))
+
+
+@dataclass(frozen=True)
+class BaseUse:
+    """An image a platform's build read (a FROM or a COPY --from), as provenance lists it."""
+
+    platform: Platform
+    ref: str
+    #: the platform it was resolved for (a stage's ``FROM --platform``)
+    resolved_for: Platform
+    #: the digest the reference resolved to
+    digest: Digest
+    #: the manifest chosen for the platform
+    manifest: Digest | None = None
 
 
 @dataclass(frozen=True)
@@ -142,3 +162,9 @@ class BuildResult:
     media_types: Literal["docker", "oci"] | None = None
     #: What the build wants said that is not an error (a cache not found, an ARG not used).
     warnings: tuple[str, ...] = ()
+    #: The images the build read, per platform (provenance's materials).
+    bases: tuple[BaseUse, ...] = ()
+    #: The config's digest when the result is one manifest (``containerimage.config.digest``).
+    config: Digest | None = None
+    #: Per platform, the provenance buildx's metadata file records (``buildx.build.provenance``).
+    provenance: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

@@ -6,6 +6,8 @@ diff_id) and its layers are the entries' layer blobs, so the registry keeps
 them alive and pushes mount what the registry already has. Importing reads
 the manifest and the config only; a layer comes down when its entry is hit.
 It is manyarch's own format: buildx cannot read it, nor manyarch buildx's.
+An image pushed with an inline cache (``--cache-to type=inline``) is read too:
+its configs' records (:mod:`manyarch.imagebuild.inlinecache`).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from manyarch.errors import InvalidDocument, NotFound, RegistryError
+from manyarch.imagebuild import inlinecache
 from manyarch.images import LayoutSource, Source, open_sink, open_source
 from manyarch.layout import Layout
 from manyarch.oci import mediatypes as mt
 from manyarch.oci.document import Document
-from manyarch.oci.manifest import Descriptor, Manifest
+from manyarch.oci.manifest import Descriptor, Index, Manifest, parse_manifest_or_index
 from manyarch.oci.reference import parse_any
 from manyarch.store import work_dir
 
@@ -81,13 +84,16 @@ def pull(ref: str, client: RegistryClient) -> tuple[list[dict[str, Any]], Source
         if e.status == 404:  # MANIFEST_UNKNOWN, NAME_UNKNOWN
             return None
         raise
-    manifest = Manifest.parse(root)
-    if manifest.config.media_type != CONFIG_MEDIA_TYPE:
+    top = parse_manifest_or_index(root)
+    if isinstance(top, Manifest) and top.config.media_type == CONFIG_MEDIA_TYPE:
+        entries = list(json.loads(source.document(top.config).data).get("entries", []))
+    elif isinstance(top, Index) or mt.is_config(top.config.media_type):
+        entries = inlinecache.entries_of_image(source, top)  # an image: its inline cache
+    else:
         raise InvalidDocument(
-            f"{ref} is not a manyarch build cache (config {manifest.config.media_type})",
-            "import a cache that a registry export wrote",
+            f"{ref} is not a manyarch build cache (config {top.config.media_type})",
+            "import a cache that a registry export wrote, or an image with an inline cache",
         )
-    entries = list(json.loads(source.document(manifest.config).data).get("entries", []))
     for entry in entries:
         key = str(entry.get("key"))
         if not _KEY.fullmatch(key):  # a key names a file of the local cache

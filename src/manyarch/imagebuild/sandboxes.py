@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from manyarch import dockerfile as df
+from manyarch.imagebuild.runflags import RunFlags
 from manyarch.layers import Snapshot
 from manyarch.layers.snapshot import FileState
 from manyarch.oci.manifest import ImageConfig
@@ -33,9 +34,17 @@ class Cancelled(Exception):
 
 
 def run_spec(
-    step: df.RunStep, config: ImageConfig, rootfs: Path, *, epoch: int | None, network: str
+    step: df.RunStep,
+    config: ImageConfig,
+    rootfs: Path,
+    *,
+    epoch: int | None,
+    network: str,
+    flags: RunFlags | None = None,
 ) -> SandboxSpec:
-    """The sandbox a RUN step runs in: the image's Env, WorkingDir and User."""
+    """The sandbox a RUN step runs in: the image's Env, WorkingDir and User, and the
+    build's ``--add-host``, ``--shm-size`` and ``--ulimit``."""
+    flags = flags or RunFlags()
     cfg = config.config
     env = {"PATH": df.DEFAULT_PATH, **cfg.env_dict(), **dict(step.env)}
     binds: list[Bind] = []
@@ -56,6 +65,9 @@ def run_spec(
         network="none" if network == "none" else "host",
         binds=binds,
         hostname="buildkitsandbox",
+        hosts=flags.hosts("buildkitsandbox"),
+        bwrap_args=flags.bwrap_args(),
+        prlimit=tuple(u.prlimit_arg() for u in flags.ulimits),
     )
 
 

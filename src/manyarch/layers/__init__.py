@@ -3,9 +3,10 @@
 write_layer / write_layer_from_dir   entries or a tree -> one blob, LayerInfo
 unpack                               a stack of blobs -> a rootfs, nothing outside it
 Snapshot / write_diff_layer          what a step changed -> a layer with whiteouts
+recompress                           a blob in another compression, the same tar
 """
 
-from manyarch.layers.compress import GZIP_LEVEL, ZSTD_LEVEL, open_decompressed
+from manyarch.layers.compress import GZIP_LEVEL, ZSTD_LEVEL, open_decompressed, recompress
 from manyarch.layers.entry import OPAQUE_MARKER, WHITEOUT_PREFIX, EntryType, TarEntry
 from manyarch.layers.snapshot import Changes, FileState, Snapshot, write_diff_layer
 from manyarch.layers.unpack import LayerSource, unpack
@@ -32,6 +33,7 @@ __all__ = [
     "entries_from_dir",
     "entries_from_paths",
     "open_decompressed",
+    "recompress",
     "unpack",
     "write_diff_layer",
     "write_layer",

@@ -13,8 +13,9 @@ import io
 import queue
 import struct
 import threading
+import zlib
 from collections.abc import Callable
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from isal import isal_zlib
 
@@ -51,10 +52,20 @@ class _Identity:
 
 
 class _Gzip:
-    """A single gzip member with a fixed header, around isal raw deflate."""
+    """A single gzip member with a fixed header, around isal raw deflate.
 
-    def __init__(self) -> None:
-        self._deflate = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, -15, GZIP_MEM_LEVEL)
+    With a ``level`` (BuildKit's ``compression-level``, 0-9 as Go's gzip takes
+    it) the deflater is zlib's, whose levels mean what Go's mean; isal has four.
+    """
+
+    def __init__(self, level: int | None = None) -> None:
+        self._deflate: Any
+        if level is None:
+            self._deflate = isal_zlib.compressobj(
+                GZIP_LEVEL, isal_zlib.DEFLATED, -15, GZIP_MEM_LEVEL
+            )
+        else:
+            self._deflate = zlib.compressobj(level, zlib.DEFLATED, -15, GZIP_MEM_LEVEL)
         self._crc = 0
         self._size = 0
         self._started = False
@@ -75,32 +86,46 @@ class _Gzip:
         return head + tail + struct.pack("<II", self._crc, self._size & 0xFFFFFFFF)
 
 
-def _zstd() -> _Compressor:
+def _zstd(level: int | None = None) -> _Compressor:
     try:
         import zstandard
     except ImportError as e:  # pragma: no cover - zstandard is a dependency
         raise LayerError("zstd layers need the zstandard package", "pip install zstandard") from e
     c: _Compressor = zstandard.ZstdCompressor(
-        level=ZSTD_LEVEL, threads=0, write_checksum=True
+        level=ZSTD_LEVEL if level is None else level, threads=0, write_checksum=True
     ).compressobj()
     return c
 
 
-_COMPRESSORS: dict[str | None, Callable[[], _Compressor]] = {
-    None: _Identity,
+def _identity(level: int | None = None) -> _Compressor:
+    return _Identity()
+
+
+#: compression -> its compressor's maker (called with a level only when one is asked)
+_COMPRESSORS: dict[str | None, Callable[..., _Compressor]] = {
+    None: _identity,
     "gzip": _Gzip,
     "zstd": _zstd,
 }
+#: The levels each compression takes (BuildKit's ranges: gzip 0-9, zstd 0-22).
+LEVELS = {"gzip": range(10), "zstd": range(23)}
 
 
-def compressor(compression: str | None) -> _Compressor:
-    """A fresh compressor for ``"gzip"``, ``"zstd"`` or ``None`` (plain tar)."""
+def compressor(compression: str | None, level: int | None = None) -> _Compressor:
+    """A fresh compressor for ``"gzip"``, ``"zstd"`` or ``None`` (plain tar).
+
+    ``level`` None is manyarch's pinned default (:data:`GZIP_LEVEL`, :data:`ZSTD_LEVEL`).
+    """
     try:
-        return _COMPRESSORS[compression]()
+        make = _COMPRESSORS[compression]
     except KeyError as e:
         raise LayerError(
             f"unknown layer compression {compression!r}", "use gzip, zstd or none"
         ) from e
+    if level is not None and compression is not None and level not in LEVELS[compression]:
+        top = LEVELS[compression][-1]
+        raise LayerError(f"{compression} compression level {level} is out of range 0-{top}")
+    return make(level) if level is not None else make()
 
 
 class LayerSink:
@@ -113,9 +138,9 @@ class LayerSink:
     compressed. A sink must end with :meth:`close` or, on failure, :meth:`abort`.
     """
 
-    def __init__(self, dest: BinaryIO, compression: str | None) -> None:
+    def __init__(self, dest: BinaryIO, compression: str | None, level: int | None = None) -> None:
         self._dest = dest
-        self._compressor = compressor(compression)
+        self._compressor = compressor(compression, level)
         self.diff = Hasher()
         self.blob = Hasher()
         self._buf = bytearray()
@@ -259,3 +284,18 @@ def open_decompressed(stream: BinaryIO) -> BinaryIO:
         reader: BinaryIO = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
         return reader
     return raw
+
+
+def recompress(
+    src: BinaryIO, dest: BinaryIO, compression: str | None, level: int | None = None
+) -> tuple[Digest, int, Digest]:
+    """A layer blob in another compression (the same tar); returns (digest, size, diff_id)."""
+    sink = LayerSink(dest, compression, level)
+    try:
+        tar = open_decompressed(src)
+        while chunk := tar.read(CHUNK):
+            sink.write(chunk)
+    except BaseException:
+        sink.abort()
+        raise
+    return sink.close()

@@ -16,9 +16,14 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+#: Plain tar and zstd layers in Docker's family: BuildKit writes these (no Docker spec names them).
+DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
+DOCKER_LAYER_ZSTD = "application/vnd.docker.image.rootfs.diff.tar.zstd"
 DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 
 IN_TOTO = "application/vnd.in-toto+json"
+#: The artifactType BuildKit gives attestation manifests (referrers API).
+ATTESTATION_MANIFEST = "application/vnd.docker.attestation.manifest.v1+json"
 
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
 MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
@@ -31,6 +36,8 @@ LAYER_TYPES = frozenset(
         OCI_LAYER_NONDIST,
         OCI_LAYER_NONDIST_GZIP,
         DOCKER_LAYER,
+        DOCKER_LAYER_TAR,
+        DOCKER_LAYER_ZSTD,
         DOCKER_FOREIGN_LAYER,
     }
 )
@@ -67,7 +74,7 @@ def compression(media_type: str) -> str | None:
     """``"gzip"``, ``"zstd"`` or ``None`` (plain tar) for a layer media type."""
     if media_type.endswith("+gzip") or media_type in (DOCKER_LAYER, DOCKER_FOREIGN_LAYER):
         return "gzip"
-    if media_type.endswith("+zstd"):
+    if media_type.endswith(("+zstd", ".zstd")):
         return "zstd"
     return None
 
@@ -79,3 +86,13 @@ def layer_type(compression: str | None, docker: bool = False) -> str:
             raise ValueError("docker schema 2 layers are gzip-compressed")
         return DOCKER_LAYER
     return {None: OCI_LAYER, "gzip": OCI_LAYER_GZIP, "zstd": OCI_LAYER_ZSTD}[compression]
+
+
+def exported_layer_type(compression: str | None, docker: bool) -> str:
+    """The layer media type BuildKit's image exporter writes (Docker's family has tar and zstd
+    too: ``...diff.tar``, ``...diff.tar.zstd``, which no Docker spec names)."""
+    if docker:
+        return {None: DOCKER_LAYER_TAR, "gzip": DOCKER_LAYER, "zstd": DOCKER_LAYER_ZSTD}[
+            compression
+        ]
+    return layer_type(compression)

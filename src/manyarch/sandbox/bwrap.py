@@ -49,12 +49,16 @@ class SandboxSpec:
     network: str = "host"  # "host" (shared), "none", or "private" (own netns, wired by the caller)
     binds: Sequence[Bind] = ()
     hostname: str = "manyarch"
+    #: /etc/hosts to show (None: the rootfs's own)
+    hosts: str | None = None
     emulation: bool = True
     resolv_conf: bool = True
     #: setsid: a sandbox cannot reach its caller's terminal (off to give it one)
     new_session: bool = True
     #: more bwrap options, placed before the command (e.g. --json-status-fd, --block-fd)
     bwrap_args: Sequence[str] = ()
+    #: resource limits as prlimit(1) sets them before bwrap starts (``--nofile=1024:2048``)
+    prlimit: Sequence[str] = ()
 
 
 def bwrap_path() -> str:
@@ -144,6 +148,11 @@ def full_command(
 ) -> list[str]:
     """The command to spawn: bwrap, wrapped when emulation is off."""
     cmd = command(spec, created, ids=ids, userns_block_fd=userns_block_fd)
+    if spec.prlimit:
+        prlimit = shutil.which("prlimit")
+        if not prlimit:
+            raise ToolMissing("prlimit", "util-linux")
+        cmd = [prlimit, *spec.prlimit, "--", *cmd]
     return [*emulation_off_wrapper(), *cmd] if not spec.emulation else cmd
 
 
@@ -252,7 +261,15 @@ def start(
     block_r, block_w = os.pipe() if as_user else (-1, -1)
     mine = [info_w] + ([block_r] if as_user else [])
     try:
-        spec = replace(spec, bwrap_args=[*spec.bwrap_args, "--info-fd", str(info_w)])
+        extra = ["--info-fd", str(info_w)]
+        if spec.hosts is not None:  # a memfd bwrap copies to /etc/hosts (nothing on disk)
+            hosts_fd = os.memfd_create("hosts")
+            mine.append(hosts_fd)
+            os.write(hosts_fd, spec.hosts.encode())
+            os.lseek(hosts_fd, 0, os.SEEK_SET)
+            _ensure_mountpoint(spec.rootfs.resolve(), "etc/hosts", directory=False, created=created)
+            extra = ["--ro-bind-data", str(hosts_fd), "/etc/hosts", *extra]
+        spec = replace(spec, bwrap_args=[*spec.bwrap_args, *extra])
         cmd = full_command(spec, created, ids=ids, userns_block_fd=block_r if as_user else None)
         if before_spawn is not None:
             before_spawn()

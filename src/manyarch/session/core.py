@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from manyarch import config
 from manyarch.errors import InvalidArgument
+from manyarch.session.frontend import FrontendCalls
 from manyarch.session.local import LocalCalls
 from manyarch.session.values import BaseResult, platform_of, platforms_of, shown_name
 
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
     from manyarch.run.local import PullResult
 
 
-class Session(LocalCalls):
+class Session(FrontendCalls, LocalCalls):
     """One registry client, the local store and the build cache, and every call on them.
 
     ``insecure_registries`` may use plain http and unverified TLS (docker's
@@ -152,13 +153,24 @@ class Session(LocalCalls):
         build_args: Mapping[str, str] | None = None,
         target: str | None = None,
         labels: Mapping[str, str] | None = None,
-        annotations: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | Sequence[str] | None = None,
         network: str = "default",
         media_types: MediaTypes | None = None,
+        compression: str = "gzip",
+        compression_level: int | None = None,
+        force_compression: bool = False,
+        attest: Sequence[str] = (),
+        sbom: str | None = None,
+        provenance: str | None = None,
+        names: Sequence[str] = (),
+        add_hosts: Sequence[str] = (),
+        shm_size: str | int | None = None,
+        ulimits: Sequence[str] = (),
         epoch: int | None = None,
         no_cache: bool = False,
+        no_cache_filter: Sequence[str] = (),
         cache_from: Sequence[str | CacheSpec] = (),
-        cache_to: str | CacheSpec | None = None,
+        cache_to: str | CacheSpec | Sequence[str | CacheSpec] | None = None,
         native_pip: bool = True,
         progress: StepProgress | None = None,
     ) -> BuildResult:
@@ -166,49 +178,51 @@ class Session(LocalCalls):
 
         ``platforms`` default to this host's; ``dockerfile`` to CONTEXT/Dockerfile;
         ``epoch`` to ``SOURCE_DATE_EPOCH``, else the newest base's ``created``.
-        ``media_types`` (``docker`` or ``oci``) fixes the form of the result;
-        None leaves it to each :meth:`publish` (OCI in the store). ``cache_from``
-        and ``cache_to`` are buildx's ``type=local,src=DIR`` / ``dest=DIR`` or
-        ``type=registry,ref=REF``; ``no_cache`` reads no cache (and still
-        records). ``native_pip`` runs ``pip install`` lines natively for the
-        target's wheels. ``progress`` receives every step's events.
+        ``media_types`` (``docker`` or ``oci``) fixes the result's form; None leaves
+        it to each :meth:`publish` (attestations and annotations make it OCI, as
+        BuildKit does). ``annotations``, ``compression*``, ``attest``/``sbom``/
+        ``provenance`` (none unless asked), ``add_hosts``, ``shm_size``, ``ulimits``,
+        ``no_cache_filter``, ``cache_from`` and ``cache_to`` are buildx's flags,
+        spelled as buildx spells them (``docs/api.md``); ``names`` are the image's
+        names (its attestations' subjects). ``native_pip`` runs ``pip install``
+        lines natively for the target's wheels; ``progress`` gets every step's events.
         """
+        from manyarch.export.image import ExportOptions
+        from manyarch.imagebuild.cache import cache_home
         from manyarch.imagebuild.executor import build as execute
-        from manyarch.imagebuild.options import BuildOptions
-        from manyarch.publish import check_media_types, in_media_types
+        from manyarch.publish import check_media_types
+        from manyarch.session.building import (
+            BuildTimes,
+            build_options,
+            cache_exports,
+            finish_build,
+            now,
+        )
 
         wanted = check_media_types(media_types)
-        where = Path(context)
-        if not where.is_dir():
-            raise InvalidArgument(f"build context {str(context)!r} is not a directory")
-        options = BuildOptions(
-            context=where,
-            dockerfile=Path(dockerfile) if dockerfile is not None else where / "Dockerfile",
-            platforms=platforms_of(platforms),
-            build_args=dict(build_args or {}),
-            target=target,
-            network=network,
-            labels=dict(labels or {}),
-            annotations=dict(annotations or {}),
-            epoch=epoch if epoch is not None else config.source_date_epoch(),
-        )
-        store = self.store
-        with self._hooks(no_cache, native_pip, cache_to, cache_from) as hooks:
+        sde = config.source_date_epoch()
+        options = build_options(
+            context, dockerfile, platforms_of(platforms), build_args, target, network, labels,
+            epoch=epoch if epoch is not None else sde, add_hosts=add_hosts, shm_size=shm_size,
+            ulimits=ulimits, no_cache_filter=no_cache_filter,
+        )  # fmt: skip
+        cache_export, inline = cache_exports(cache_to, options.build_args)
+        export_options = ExportOptions.of(
+            media_types=wanted, compression=compression, compression_level=compression_level,
+            force_compression=force_compression, annotations=annotations, attest=attest,
+            sbom=sbom, provenance=provenance, names=names, inline_cache=inline,
+        )  # fmt: skip
+        started = now()
+        with self._hooks(no_cache, native_pip, cache_export, cache_from) as hooks:
             options = replace(options, interceptors=hooks.interceptors, observers=hooks.observers)
-            result = execute(options, progress, store=store, client=self.registry)
+            result = execute(options, progress, store=self.store, client=self.registry)
             hooks.finish()
-        unused = (
-            f'build-arg "{n}" was not consumed by the Dockerfile' for n in result.unused_build_args
-        )
-        result = replace(result, media_types=wanted, warnings=(*hooks.warnings, *unused))
-        if wanted == "docker":
-            with store.lease():
-                result = replace(
-                    result,
-                    descriptor=in_media_types(store, result.descriptor, "docker"),
-                    manifests=tuple(in_media_types(store, m, "docker") for m in result.manifests),
-                )
-        return result
+        result = replace(result, media_types=wanted, warnings=tuple(hooks.warnings))
+        return finish_build(
+            result, options, export_options, times=BuildTimes(started, now()),
+            source_date_epoch=epoch if epoch is not None else sde, cache=hooks.cache,
+            wheels=cache_home() / "wheels",
+        )  # fmt: skip
 
     def _hooks(
         self,
@@ -303,26 +317,32 @@ class Session(LocalCalls):
         targets: Sequence[str] = (),
         *,
         append: bool = False,
-        annotations: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | Sequence[str] | None = None,
         push: bool = True,
     ) -> Document:
         """One index over the images of ``sources`` (``imagetools create``), written to ``targets``.
 
+        A source is a reference (an index brings its attestation manifests
+        along), ``REPO@sha256:...``, or a bare ``sha256:...`` found in the
+        one repository the targets and other sources name, as buildx does.
         ``append`` keeps what the first target already holds, first.
-        ``annotations`` go to the index (``index:KEY`` or ``KEY``). Two
-        images of one platform are refused. With ``push`` False nothing is
-        written: the index is only returned.
+        ``annotations`` are buildx's ``index:KEY=VALUE`` and
+        ``manifest-descriptor[PLATFORM]:KEY=VALUE``. Two images of one
+        platform are refused. With ``push`` False nothing is written: the
+        index is only returned.
         """
         from manyarch.images import merge, open_sink, open_source, put_index
         from manyarch.oci.reference import parse_any
+        from manyarch.session.indexes import create_annotations, resolve_sources
 
         if not sources and not append:
             raise InvalidArgument("no source image given", "name the images to combine")
         refs = [parse_any(t) for t in targets]
-        opened = [open_source(r, self._client_for(r)) for r in map(parse_any, sources)]
+        opened = [open_source(r, self._client_for(r)) for r in resolve_sources(sources, targets)]
         if append and refs:
             opened.insert(0, open_source(refs[0], self._client_for(refs[0])))
-        doc, entries = merge(opened, annotations)
+        index_notes, entry_notes = create_annotations(annotations)
+        doc, entries = merge(opened, index_notes, entry_notes)
         if push:
             for ref in refs:
                 sink, tag = open_sink(ref, self._client_for(ref))
