@@ -113,9 +113,9 @@ def _epoch(args: argparse.Namespace) -> int | None:
 
 def _options(args: argparse.Namespace) -> base_options.BaseOptions:
     from manyarch.baseimage import options as base_options
-    from manyarch.oci.platform import Platform, host_platform, parse_platforms
+    from manyarch.oci.platform import Platform, default_platform, parse_platforms
 
-    platforms = parse_platforms(args.platform) if args.platform else [host_platform()]
+    platforms = parse_platforms(args.platform) if args.platform else [default_platform()]
     include = tuple(p.strip() for item in args.include for p in item.split(",") if p.strip())
     kw: dict[str, Any] = {}
     if args.cache_dir is not None:

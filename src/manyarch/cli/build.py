@@ -163,7 +163,7 @@ def _run(args: argparse.Namespace) -> int:
     from manyarch.imagebuild.options import BuildOptions
     from manyarch.imagebuild.publish import parse_output, write_metadata
     from manyarch.oci.manifest import Manifest
-    from manyarch.oci.platform import host_platform, parse_platforms
+    from manyarch.oci.platform import default_platform, parse_platforms
     from manyarch.oci.reference import Reference
     from manyarch.store import open_store
 
@@ -180,7 +180,7 @@ def _run(args: argparse.Namespace) -> int:
     if not context.is_dir():
         raise UsageError(f"build context {args.context!r} is not a directory")
     dockerfile = Path(args.file) if args.file else context / "Dockerfile"
-    platforms = parse_platforms(args.platform) if args.platform else [host_platform()]
+    platforms = parse_platforms(args.platform) if args.platform else [default_platform()]
     tags = [Reference.parse(t) for t in args.tag]
     outputs = [parse_output(o) for o in args.output]
     if args.push:
