@@ -26,6 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "_version": set(),
     "errors": set(),
     "units": set(),
+    "gotemplate": {"errors"},
     "procs": set(),
     "oci": {"errors"},
     "dockerfile": {"errors", "oci"},
@@ -38,7 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "store": {"layout"},
     "builders": {"errors"},
     "images": {"errors", "oci", "layout", "registry", "store"},
-    "inspect": {"errors", "oci", "images", "units"},
+    "inspect": {"errors", "oci", "images", "units", "gotemplate"},
     "rootfs": {"errors", "oci", "layers", "layout", "store", "procs"},
     "imagebuild": {
         *_BASE,
@@ -69,6 +70,7 @@ ALLOWED: dict[str, set[str]] = {
         "rootfs",
         "procs",
         "units",
+        "gotemplate",
     },
     "__init__": {"_version"},
     "cli": {
@@ -88,6 +90,7 @@ ALLOWED: dict[str, set[str]] = {
         "baseimage",
         "run",
         "debian",
+        "gotemplate",
     },
     "__main__": {"cli"},
 }

@@ -14,7 +14,7 @@ from manyarch.oci import ContainerConfig, Descriptor, ImageConfig, Manifest
 from manyarch.oci import mediatypes as mt
 from manyarch.oci.digest import Digest
 from manyarch.oci.platform import Platform
-from manyarch.run import container
+from manyarch.run import container, supervisor
 from manyarch.run.container import RunOptions
 from manyarch.run.local import LocalImage
 
@@ -121,15 +121,20 @@ def test_a_link_cannot_climb_out_of_the_root(tmp_path: Path) -> None:
 def test_exec_errors_are_worded_as_runc_words_them(
     tmp_path: Path, first: bytes, expected: str, error: list[str]
 ) -> None:
+    # the supervisor rewords the first line of the output only: bwrap's, when it failed
     r, w = os.pipe()
     out = tmp_path / "out"
+    state = container.ContainerState(
+        "c" * 64, "n", "img", "sha256:" + "0" * 64, "linux/amd64", ["x"], {}, "/", ""
+    )
+    (tmp_path / "c").mkdir()
+    sup = supervisor.Supervisor(state, stdout_fd=-1)
     with open(out, "wb") as dest, os.fdopen(r, "rb") as src:
         os.write(w, first + b"bwrap: execvp later lines are the program's\n")
         os.close(w)
-        seen: list[str] = []
-        container._copy_stderr(src, dest.fileno(), "HINT", seen)
+        sup._copier(src, "stderr", dest.fileno(), "HINT").join()
     assert out.read_text() == expected + "bwrap: execvp later lines are the program's\n"
-    assert seen == error  # what the supervisor records as the exec error
+    assert sup._seen == error  # what the supervisor records as the exec error
 
 
 @pytest.mark.parametrize(
@@ -137,7 +142,7 @@ def test_exec_errors_are_worded_as_runc_words_them(
     [("linux/amd64", True, False), ("linux/arm64", True, True), ("linux/arm64", False, True)],
 )
 def test_emulation_hint(platform: str, on: bool, has_hint: bool) -> None:
-    hint = container.emulation_hint(Platform.parse(platform), on)
+    hint = supervisor.emulation_hint(Platform.parse(platform), on)
     assert (hint is not None) == has_hint
     if hint:
         assert "manyarch emulation install arm64" in hint

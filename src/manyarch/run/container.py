@@ -20,31 +20,29 @@ got it, reformatted; for a foreign architecture a hint names the fix.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import re
 import secrets
 import shutil
 import signal
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from manyarch import procs, rootfs
-from manyarch.errors import ManyarchError, NotFound, SandboxError, UsageError
+from manyarch.errors import NotFound, SandboxError, UsageError
 from manyarch.oci.digest import Digest
-from manyarch.oci.manifest import Manifest
-from manyarch.oci.platform import Platform, host_platform
-from manyarch.run.network import PortMapping, allow_low_ports, start_forwarding
+from manyarch.run import cgroups, health
+from manyarch.run.cgroups import Cgroup, Limits
+from manyarch.run.health import Healthcheck
+from manyarch.run.mounts import Mount, check_targets, remove_volume, with_anonymous_names
+from manyarch.run.network import PortMapping
 from manyarch.sandbox import emulation
-from manyarch.sandbox.bwrap import DEFAULT_PATH, Sandboxed, SandboxSpec, start
+from manyarch.sandbox.bwrap import DEFAULT_PATH
 from manyarch.sandbox.rootpath import resolve_in_root
 from manyarch.store import data_home, open_store
 
@@ -52,6 +50,8 @@ if TYPE_CHECKING:
     from manyarch.run.local import LocalImage
 
 STATE_FILE = "state.json"
+#: Left by ``stop``/``kill`` so that ``--restart`` does not start the program again.
+STOPPED_MARK = "stopped"
 LOG_FILE = "container.log"
 DEFAULT_STOP_TIMEOUT = 10.0
 
@@ -93,6 +93,26 @@ class ContainerState:
     tty: bool = False
     stop_signal: str = "SIGTERM"  # what `stop` sends first
     exec_error: str = ""  # the program could not be started (the kernel's or runc's words)
+    #: the image's id (its config digest), and Entrypoint / Cmd as given (for inspect)
+    image_id: str = ""
+    entrypoint: list[str] = field(default_factory=list)
+    cmd: list[str] = field(default_factory=list)
+    init: bool = False
+    hostname: str = ""
+    extra_hosts: list[list[str]] = field(default_factory=list)
+    mounts: list[dict[str, Any]] = field(default_factory=list)
+    read_only: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    restart: str = "no"  # no, always, unless-stopped, on-failure[:N]
+    restart_count: int = 0
+    memory: int = 0
+    cpus: float = 0.0
+    pids_limit: int = 0
+    oom_killed: bool = False
+    healthcheck: dict[str, Any] | None = None
+    stop_timeout: float | None = None
+    term: str = ""  # -t: the caller's TERM
+    cgroups: list[str] = field(default_factory=list)  # the cgroup directories, while it runs
 
     @property
     def directory(self) -> Path:
@@ -108,6 +128,21 @@ class ContainerState:
     def port_mappings(self) -> list[PortMapping]:
         """The ``-p`` mappings."""
         return [PortMapping.from_json(p) for p in self.ports]
+
+    @property
+    def mount_list(self) -> list[Mount]:
+        """``-v``, ``--mount`` and ``--tmpfs``, and the image's volumes."""
+        return [Mount.from_json(m) for m in self.mounts]
+
+    @property
+    def limits(self) -> Limits:
+        """``-m``, ``--cpus``, ``--pids-limit``."""
+        return Limits(self.memory, self.cpus, self.pids_limit)
+
+    @property
+    def health(self) -> Healthcheck | None:
+        """The health check in force (None: none)."""
+        return Healthcheck.from_config(self.healthcheck)
 
     def save(self) -> None:
         """Write ``state.json`` atomically."""
@@ -147,9 +182,24 @@ class RunOptions:
     tty: bool = False
     #: --stop-signal (else the image's StopSignal, else SIGTERM)
     stop_signal: str | None = None
+    #: --init; None: on when the image runs under emulation (so that signals behave)
+    init: bool | None = None
+    hostname: str | None = None
+    extra_hosts: Sequence[tuple[str, str]] = ()
+    #: -v, --mount, --tmpfs
+    mounts: Sequence[Mount] = ()
+    read_only: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+    restart: str = "no"
+    limits: Limits = field(default_factory=Limits)
+    #: --health-cmd, --health-interval, ... as :func:`manyarch.run.health.from_flags` takes them
+    health_flags: Mapping[str, Any] = field(default_factory=dict)
+    no_healthcheck: bool = False
+    stop_timeout: float | None = None
 
 
-def _now() -> str:
+def now() -> str:
+    """A timestamp as ``state.json`` keeps them."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -235,29 +285,90 @@ def _unique_name(wanted: str | None) -> str:
             return name
 
 
+def parse_restart(text: str) -> str:
+    """``--restart no|always|unless-stopped|on-failure[:N]``, checked."""
+    name, _, count = text.partition(":")
+    if name not in ("no", "always", "unless-stopped", "on-failure") or (
+        count and (name != "on-failure" or not count.isdigit())
+    ):
+        raise UsageError(
+            f"invalid restart policy {text!r}",
+            "use no, always, unless-stopped or on-failure[:MAX-RETRIES]",
+        )
+    return text
+
+
+def _mounts(image: LocalImage, options: RunOptions) -> list[Mount]:
+    """The mounts asked for, then an anonymous volume for each VOLUME of the image not covered."""
+    mounts = list(options.mounts)
+    check_targets(mounts)
+    taken = {m.target for m in mounts}
+    for target in image.config.config.volumes:
+        t = target.rstrip("/") or "/"
+        if t not in taken and t != "/":
+            mounts.append(Mount("volume", t))
+    return with_anonymous_names(mounts)
+
+
 def create(image: LocalImage, options: RunOptions) -> ContainerState:
     """Unpack the image (cached) and write the state of a new container."""
+    restart = parse_restart(options.restart)
+    if restart != "no" and options.remove:
+        raise UsageError("conflicting options: --restart and --rm", "give only one of them")
+    cgroups.check(options.limits)
+    check = health.from_flags(
+        Healthcheck.from_config(image.config.config.healthcheck),
+        disabled=options.no_healthcheck,
+        **options.health_flags,
+    )
     store = open_store()
     rootfs.unpacked(store, image.descriptor.digest, image.manifest)
     cfg = image.config.config
+    env = environment(image, options)
+    term = ""
+    if options.tty:
+        term = env.get("TERM") or os.environ.get("TERM") or "xterm"
+        env.setdefault("TERM", term)
+    ident = secrets.token_hex(32)
     state = ContainerState(
-        id=secrets.token_hex(32),
+        id=ident,
         name=_unique_name(options.name),
         image=image.name,
         manifest_digest=str(image.descriptor.digest),
         platform=str(image.platform),
         argv=command_of(image, options),
-        env=environment(image, options),
+        env=env,
         cwd=options.workdir or cfg.working_dir or "/",
         user=options.user if options.user is not None else cfg.user,
         ports=[p.with_host_port().to_json() for p in options.ports],
         remove=options.remove,
         emulation=options.emulation,
-        created=_now(),
+        created=now(),
         detached=options.detach,
         stop_signal=stop_signal_of(image, options),
         interactive=options.interactive and not options.detach,
-        tty=options.tty and not options.detach,
+        tty=options.tty,
+        image_id=str(image.id),
+        entrypoint=[options.entrypoint]
+        if options.entrypoint
+        else ([] if options.entrypoint == "" else list(cfg.entrypoint or ())),
+        cmd=list(options.command)
+        or ([] if options.entrypoint is not None else list(cfg.cmd or ())),
+        init=options.init
+        if options.init is not None
+        else options.emulation and not emulation.runs_natively(image.platform),
+        hostname=options.hostname or ident[:12],
+        extra_hosts=[[n, ip] for n, ip in options.extra_hosts],
+        mounts=[m.to_json() for m in _mounts(image, options)],
+        read_only=options.read_only,
+        labels={**cfg.labels, **options.labels},
+        restart=restart,
+        memory=options.limits.memory,
+        cpus=options.limits.cpus,
+        pids_limit=options.limits.pids,
+        healthcheck=check.to_config() if check is not None else None,
+        stop_timeout=options.stop_timeout,
+        term=term,
     )
     state.directory.mkdir(parents=True)
     state.save()
@@ -291,306 +402,37 @@ def resolve_command(root: Path, argv: Sequence[str], path_env: str) -> list[str]
     raise SandboxError(f'exec: "{prog}": executable file not found in $PATH')
 
 
-# -- errors as runc words them ----------------------------------------------------
-
-_EXECVP = re.compile(rb"^bwrap: execvp (?P<path>.*): (?P<error>[^\n]*)\n?$")
-
-
-def emulation_hint(platform: Platform, emulation_on: bool) -> str | None:
-    """What to do when the kernel refused a foreign binary (None when it is native)."""
-    if emulation.runs_natively(platform):
-        return None
-    fix = f"manyarch emulation install {platform.architecture}"
-    if not emulation_on:
-        return (
-            f"emulation was turned off for this run (--emulation=off); "
-            f"{platform} programs need it on this {host_platform()} host ({fix})"
-        )
-    return f"{platform} programs need emulation on this {host_platform()} host: {fix}"
-
-
-def _copy_stderr(src: BinaryIO, dest: int, hint: str | None, seen: list[str]) -> None:
-    """Copy the sandbox's stderr, rewording bwrap's exec failure (the first line only)."""
-    first = True
-    for line in iter(src.readline, b""):
-        if first:
-            first = False
-            m = _EXECVP.match(line)
-            if m:
-                error = m.group("error").decode(errors="replace")
-                text = f"exec {m.group('path').decode(errors='replace')}: {error.lower()}\n"
-                seen.append(error)
-                if hint and error.lower() == "exec format error":
-                    text += f"hint: {hint}\n"
-                line = text.encode()
-        with contextlib.suppress(OSError):
-            os.write(dest, line)
-
-
-# -- supervision -----------------------------------------------------------------
-
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """(preexec) SIGKILL this child when the process that started it dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-@dataclass
-class Supervisor:
-    """Runs one container to its end; the exit code is the container process's."""
-
-    state: ContainerState
-    stderr_fd: int = 2
-    on_started: Callable[[ContainerState], None] | None = None
-    #: where the final state is written as JSON (the starter of a detached --rm container)
-    result_fd: int = -1
-    _sandbox: Sandboxed | None = None
-    _signals: int = 0
-    _pending: int = 0
-
-    def forward(self, signum: int) -> None:
-        """Pass a signal to the container's process; the second one kills it."""
-        self._signals += 1
-        pid = self.state.pid
-        if pid <= 0:
-            self._pending = signum
-            return
-        sig = signum if self._signals == 1 else signal.SIGKILL
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-
-    def run(self) -> int:
-        """Mount, start, wire, wait, clean up."""
-        state = self.state
-        store = open_store()
-        digest = Digest.parse(state.manifest_digest)
-        lower = rootfs.unpacked(store, digest, Manifest.parse(store.read_blob(digest)))
-        view = rootfs.View(lower, state.directory)
-        state.supervisor = os.getpid()
-        state.supervisor_start = procs.start_time(os.getpid())
-        state.save()
-        lifeline = start_reaper(state.directory)
-        pasta: subprocess.Popen[bytes] | None = None
-        copier: threading.Thread | None = None
-        code = 125
-        seen: list[str] = []
-        try:
-            view.mount()
-            argv = resolve_command(view.path, state.argv, state.env.get("PATH", DEFAULT_PATH))
-            ports = state.port_mappings
-            status_r, status_w = os.pipe()
-            block_r, block_w = os.pipe() if ports else (-1, -1)
-            extra = ["--as-pid-1", "--json-status-fd", str(status_w)]
-            if ports:
-                extra += ["--block-fd", str(block_r)]
-            spec = SandboxSpec(
-                rootfs=view.path,
-                argv=argv,
-                env=state.env,
-                cwd=state.cwd,
-                user=state.user,
-                network="private" if ports else "host",
-                hostname=state.id[:12],
-                emulation=state.emulation,
-                bwrap_args=extra,
-                # a new session would cut the container off its terminal
-                new_session=not state.tty,
-            )
-            fds = [status_w] + ([block_r] if ports else [])
-            try:
-                self._sandbox = start(
-                    spec,
-                    pass_fds=fds,
-                    stdin=None if state.interactive or state.tty else subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                    start_new_session=True,
-                    preexec_fn=die_with_parent,
-                )
-            finally:
-                for fd in fds:
-                    os.close(fd)
-            proc = self._sandbox.proc
-            assert proc.stderr is not None
-            hint = emulation_hint(Platform.parse(state.platform), state.emulation)
-            copier = threading.Thread(
-                target=_copy_stderr,
-                args=(proc.stderr, self.stderr_fd, hint, seen),
-                daemon=True,
-            )
-            copier.start()
-            with os.fdopen(status_r, "rb") as status:
-                first = status.readline()
-                try:
-                    state.pid = int(json.loads(first)["child-pid"])
-                except (ValueError, KeyError):
-                    state.pid = 0
-                state.status = "running"
-                state.started = _now()
-                state.save()
-                if ports and state.pid:
-                    try:
-                        allow_low_ports(state.pid)
-                        pasta = start_forwarding(
-                            state.pid,
-                            ports,
-                            state.directory / "pasta.log",
-                            preexec=die_with_parent,
-                        )
-                    finally:
-                        os.write(block_w, b"1")
-                        os.close(block_w)
-                if self._pending and state.pid:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(state.pid, self._pending)
-                if self.on_started is not None:
-                    self.on_started(state)
-                code = proc.wait()
-        except ManyarchError as e:
-            with contextlib.suppress(OSError):
-                os.write(self.stderr_fd, f"error: {e.message}\n".encode())
-                if e.hint:
-                    os.write(self.stderr_fd, f"hint: {e.hint}\n".encode())
-            code = 127 if "executable file not found" in e.message else 125
-            state.exec_error = e.message
-            if self._sandbox is not None:
-                self._sandbox.kill()  # its init too: bwrap alone may leave it running
-                self._sandbox.proc.wait()
-        finally:
-            if pasta is not None:
-                pasta.terminate()
-                try:
-                    pasta.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pasta.kill()
-                    pasta.wait()
-            if copier is not None:
-                copier.join(timeout=5)
-                if seen:
-                    state.exec_error = seen[0]
-            state.status = "exited"
-            state.exit_code = code
-            state.finished = _now()
-            if state.remove:
-                view.remove()
-                shutil.rmtree(state.directory, ignore_errors=True)
-            else:
-                view.unmount()
-                state.save()
-            if self.result_fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.write(self.result_fd, json.dumps(asdict(state)).encode())
-                    os.close(self.result_fd)
-            os.close(lifeline)
-        return code
-
-
-def supervise_command(*args: str) -> list[str]:
-    """The command of a supervisor (or reaper) process: :func:`manyarch.run.supervise.main`."""
-    boot = "import sys; from manyarch.run.supervise import main; sys.exit(main(sys.argv[1:]))"
-    return [sys.executable, "-c", boot, *args]
-
-
-def start_reaper(directory: Path) -> int:
-    """Start the process that cleans up if the supervisor dies; returns the supervisor's end.
-
-    The reaper waits for EOF on a pipe only the supervisor holds open, so it wakes
-    however the supervisor ends (SIGKILL included), and finds nothing to do when
-    the supervisor cleaned up itself.
-    """
-    r, w = os.pipe()
-    try:
-        subprocess.Popen(
-            supervise_command("--reap", str(directory), str(r)),
-            pass_fds=(r,),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    finally:
-        os.close(r)
-    return w
-
-
-def reap(directory: Path) -> None:
-    """Clean up after a supervisor that died: kill, unmount, and with ``--rm`` delete."""
-    state = load_state(directory)
-    if state is None or state.status == "exited":
-        return
+def _clean_after_death(state: ContainerState) -> ContainerState | None:
+    """A supervisor died without cleaning up: kill, uncgroup, unmount, delete with ``--rm``."""
     if state.pid and procs.running(state.pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(state.pid, signal.SIGKILL)
         deadline = time.monotonic() + 5
         while procs.running(state.pid) and time.monotonic() < deadline:
             time.sleep(0.02)
-    view = rootfs.View(rootfs.cached_path(Digest.parse(state.manifest_digest)), directory)
+    Cgroup([Path(p) for p in state.cgroups], 0).remove()
+    view = rootfs.View(rootfs.cached_path(Digest.parse(state.manifest_digest)), state.directory)
     if state.remove:
         view.remove()
-        shutil.rmtree(directory, ignore_errors=True)
-        return
+        shutil.rmtree(state.directory, ignore_errors=True)
+        return None
     view.unmount()
     state.status = "exited"
-    state.exit_code = 137
-    state.finished = _now()
+    state.exit_code = 137 if state.exit_code is None else state.exit_code
+    state.finished = state.finished or now()
+    state.pid = 0
     state.save()
+    return state
 
 
-def run_foreground(state: ContainerState) -> int:
-    """Supervise in this process; SIGINT, SIGTERM and SIGHUP go to the container."""
-    sup = Supervisor(state)
-    old: dict[int, Any] = {}
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            old[sig] = signal.signal(sig, lambda s, _f: sup.forward(s))
-        return sup.run()
-    finally:
-        for signum, handler in old.items():
-            signal.signal(signum, handler)
-
-
-def start_detached(state: ContainerState, *, wait: float = 10.0) -> tuple[ContainerState, bytes]:
-    """Start a detached supervisor; returns once the program runs (or has already ended).
-
-    The bytes are what the container wrote meanwhile when it has ended (read even when
-    ``--rm`` already deleted its log).
-    """
-    log = open(state.log, "ab")  # noqa: SIM115 - handed to the child
-    reader = open(state.log, "rb")  # noqa: SIM115 - survives the log's removal
-    result_r, result_w = os.pipe()
-    with log, reader, os.fdopen(result_r, "rb") as result:
-        try:
-            proc = subprocess.Popen(
-                supervise_command(str(state.directory), str(result_w)),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                pass_fds=(result_w,),
-            )
-        finally:
-            os.close(result_w)
-        deadline = time.monotonic() + wait
-        current: ContainerState | None = state
-        while time.monotonic() < deadline:
-            current = load_state(state.directory)
-            if current is None or current.status == "exited" or proc.poll() is not None:
-                proc.wait()
-                try:
-                    final = ContainerState(**json.loads(result.read()))
-                except (ValueError, TypeError):
-                    final = replace(state, status="exited", exit_code=proc.returncode)
-                return final, reader.read()
-            # bwrap's child execs the program: its name changes from "bwrap" (by comm,
-            # which a foreign mount namespace does not disguise as it does exe)
-            if current.status == "running" and current.pid:
-                comm = procs.comm(current.pid)
-                if comm and comm != "bwrap":
-                    return current, b""
-            time.sleep(0.02)
-        return current or state, b""
+def reap(directory: Path) -> None:
+    """Clean up after a supervisor that died (the reaper's job)."""
+    state = load_state(directory)
+    if state is None or state.status == "exited":
+        return
+    state.exit_code = 137
+    state.finished = ""
+    _clean_after_death(state)
 
 
 def load_state(directory: Path) -> ContainerState | None:
@@ -601,7 +443,7 @@ def load_state(directory: Path) -> ContainerState | None:
         return None
 
 
-# -- ps, stop, rm, logs ----------------------------------------------------------
+# -- ps, stop, kill, rm ----------------------------------------------------------
 
 
 def _sweep(state: ContainerState) -> ContainerState | None:
@@ -610,20 +452,7 @@ def _sweep(state: ContainerState) -> ContainerState | None:
         return state
     if procs.alive(state.supervisor, state.supervisor_start):
         return state
-    if state.pid and procs.running(state.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(state.pid, signal.SIGKILL)
-    view = rootfs.View(rootfs.cached_path(Digest.parse(state.manifest_digest)), state.directory)
-    if state.remove:
-        view.remove()
-        shutil.rmtree(state.directory, ignore_errors=True)
-        return None
-    view.unmount()
-    state.status = "exited"
-    state.exit_code = 137 if state.exit_code is None else state.exit_code
-    state.finished = state.finished or _now()
-    state.save()
-    return state
+    return _clean_after_death(state)
 
 
 def list_containers(*, all_: bool = False) -> list[ContainerState]:
@@ -637,7 +466,7 @@ def list_containers(*, all_: bool = False) -> list[ContainerState]:
         if st is None:
             continue
         swept = _sweep(st)
-        if swept is not None and (all_ or swept.status == "running"):
+        if swept is not None and (all_ or swept.status in ("running", "restarting")):
             out.append(swept)
     out.sort(key=lambda s: s.created, reverse=True)
     return out
@@ -656,34 +485,62 @@ def find(word: str) -> ContainerState:
     raise UsageError(f"{word!r} names {len(hits)} containers", "give more of the id, or the name")
 
 
-def stop(state: ContainerState, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
-    """The stop signal (the image's, --stop-signal's, else SIGTERM); SIGKILL after ``timeout``."""
-    if state.status != "running" or not state.pid:
+def is_running(state: ContainerState) -> bool:
+    """Running, or between two starts of ``--restart``."""
+    return state.status in ("running", "restarting")
+
+
+def stop(
+    state: ContainerState, timeout: float | None = None, signal_name: str | None = None
+) -> None:
+    """The stop signal (``-s``, else the container's), SIGKILL after ``timeout``; no restart."""
+    if not is_running(state):
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(state.pid, parse_signal(state.stop_signal or "SIGTERM"))
-    if not _wait_exit(state, timeout):
+    (state.directory / STOPPED_MARK).touch()
+    wait = timeout if timeout is not None else state.stop_timeout
+    wait = DEFAULT_STOP_TIMEOUT if wait is None else wait
+    if state.pid:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(state.pid, signal.SIGKILL)
+            os.kill(state.pid, parse_signal(signal_name or state.stop_signal or "SIGTERM"))
+    if not _wait_exit(state, wait):
+        current = load_state(state.directory)
+        if current is not None and current.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(current.pid, signal.SIGKILL)
         _wait_exit(state, 10)
+
+
+def kill(state: ContainerState, signal_name: str = "SIGKILL") -> None:
+    """Send a signal to the container's PID 1 (``kill -s``); SIGKILL also ends ``--restart``."""
+    sig = parse_signal(signal_name)
+    if not is_running(state) or not state.pid:
+        raise UsageError(
+            f"cannot kill container {state.name}: it is not running",
+            f"start it first: manyarch start {state.name}",
+        )
+    if sig in (signal.SIGKILL, parse_signal(state.stop_signal or "SIGTERM")):
+        (state.directory / STOPPED_MARK).touch()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(state.pid, sig)
 
 
 def _wait_exit(state: ContainerState, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         current = load_state(state.directory)
         if current is None or current.status == "exited":
             return True
         if not procs.alive(current.supervisor, current.supervisor_start):
             _sweep(current)
             return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.05)
-    return False
 
 
-def remove(state: ContainerState, *, force: bool = False) -> None:
-    """Delete a stopped container (``force`` stops it first)."""
-    if state.status == "running":
+def remove(state: ContainerState, *, force: bool = False, volumes: bool = False) -> None:
+    """Delete a stopped container (``force`` stops it first; ``volumes``: its anonymous ones)."""
+    if is_running(state):
         if not force:
             raise UsageError(
                 f"container {state.name} is running",
@@ -693,6 +550,10 @@ def remove(state: ContainerState, *, force: bool = False) -> None:
     view = rootfs.View(rootfs.cached_path(Digest.parse(state.manifest_digest)), state.directory)
     view.remove()
     shutil.rmtree(state.directory, ignore_errors=True)
+    if volumes:
+        for m in state.mount_list:
+            if m.type == "volume" and len(m.source) == 64 and m.source.isalnum():
+                remove_volume(m.source)
 
 
 def in_use() -> set[str]:

@@ -194,6 +194,16 @@ def find_local(store: Layout, name: str, platform: Platform | None = None) -> Lo
     return None
 
 
+def best_of(images: Sequence[LocalImage], platform: Platform | None = None) -> LocalImage:
+    """The one of several platforms' images the host (or ``platform``) runs best."""
+    want = platform or host_platform()
+    for p in want.fallbacks():
+        for img in images:
+            if p.same(img.platform):
+                return img
+    return images[0]
+
+
 def lookup(store: Layout, text: str) -> list[LocalImage]:
     """Images a user's word names: a reference, a familiar name, or an image id prefix."""
     images = list_images(store)
