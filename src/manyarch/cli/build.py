@@ -44,14 +44,18 @@ def register(sub: Any) -> None:
     p.add_argument("-t", "--tag", action="append", default=[], help="name:tag; repeatable")
     p.add_argument("--platform", action="append", default=[], help="e.g. linux/amd64,linux/arm64")
     p.add_argument("--push", action="store_true", help="same as --output type=registry")
-    p.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--load",
+        action="store_true",
+        help="put the result in the local store (images, run): --output type=docker",
+    )
     p.add_argument(
         "-o",
         "--output",
         action="append",
         default=[],
         help="type=registry[,oci-mediatypes=true] | type=oci,dest=DIR|FILE.tar | "
-        "type=docker,dest=FILE.tar",
+        "type=docker[,dest=FILE.tar] (no dest: the local store)",
     )
     p.add_argument("--build-arg", action="append", default=[], metavar="KEY[=VALUE]")
     p.add_argument("--target", help="build this stage")
@@ -122,6 +126,7 @@ def _publishers(
         DockerArchivePublisher,
         LayoutPublisher,
         RegistryPublisher,
+        StorePublisher,
     )
     from manyarch.oci.reference import Reference
 
@@ -140,13 +145,17 @@ def _publishers(
         if o.type in ("registry", "image"):
             continue
         dest = o.attrs.get("dest")
+        if o.type == "docker" and not dest:
+            pubs.append(StorePublisher(list(tags)))  # docker's --load: the local image store
+            continue
         if not dest or dest == "-":
             raise UsageError(f"--output type={o.type} needs dest=PATH (stdout is not supported)")
         if o.type == "docker":
             pubs.append(DockerArchivePublisher(Path(dest), list(tags)))
         elif o.type == "oci":
             tag = tags[0].tag if tags and tags[0].tag else "latest"
-            pubs.append(LayoutPublisher(Path(dest), tag))
+            name = str(tags[0].tagged_or_latest()) if tags else None
+            pubs.append(LayoutPublisher(Path(dest), tag, name))
         else:
             raise UsageError(
                 f"--output type={o.type} is not supported",
@@ -167,11 +176,6 @@ def _run(args: argparse.Namespace) -> int:
     from manyarch.oci.reference import Reference
     from manyarch.store import open_store
 
-    if args.load:
-        raise UsageError(
-            "--load needs a Docker daemon, and manyarch works without one",
-            "use --push, or --output type=docker,dest=FILE.tar and `docker load -i FILE.tar`",
-        )
     for flag in ("provenance", "sbom"):
         value = getattr(args, flag)
         if value not in (None, "false", "0"):
@@ -185,8 +189,10 @@ def _run(args: argparse.Namespace) -> int:
     outputs = [parse_output(o) for o in args.output]
     if args.push:
         outputs.append(parse_output("type=registry"))
+    if args.load:
+        outputs.append(parse_output("type=docker"))
     publishers = _publishers(args, outputs, tags)
-    if len(platforms) > 1 and any(o.type == "docker" for o in outputs):
+    if len(platforms) > 1 and any(o.type == "docker" and o.attrs.get("dest") for o in outputs):
         raise UsageError(
             "--output type=docker holds one platform; "
             f"{len(platforms)} were asked ({', '.join(map(str, platforms))})",
@@ -236,7 +242,10 @@ def _run(args: argparse.Namespace) -> int:
     for name in result.unused_build_args:
         say(f'WARNING: build-arg "{name}" was not consumed by the Dockerfile')
     if not outputs:
-        say("WARNING: no output specified; the result is only in the local store")
+        say(
+            "WARNING: no output specified; the result is only in the build cache "
+            "(--load puts it in the local store, for images and run)"
+        )
     names: list[str] = []
     for pub in publishers:
         names += pub.publish(result.store, result.descriptor)

@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 from manyarch.cli.common import report
 from manyarch.cli.containers import ago
+from manyarch.cli.refused import add_refused
 from manyarch.errors import ManyarchError, UsageError
+
+__all__ = ["ago", "register"]
 
 
 def register(sub: Any) -> None:
     """Add ``images``, ``rmi``, ``save`` and ``load``."""
-    p = sub.add_parser("images", help="list pulled and loaded images")
+    p = sub.add_parser("images", help="list pulled, built (--load) and loaded images")
+    p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]", help="only these")
     p.add_argument("-q", "--quiet", action="store_true", help="only image ids")
+    p.add_argument("-a", "--all", action="store_true", help="accepted: there are no hidden ones")
     p.add_argument("--digests", action="store_true", help="show the digest each was pulled by")
+    p.add_argument("--no-trunc", action="store_true", help="full image ids")
+    p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="reference, label, dangling, before, since")  # fmt: skip
+    p.add_argument("--format", help="a Go template ({{.Repository}}, {{.Tag}}, {{json .}}, table)")
+    add_refused(p, "images")
     p.set_defaults(func=_images)
     r = sub.add_parser("rmi", help="remove images from the local store")
     r.add_argument("images", nargs="+", metavar="IMAGE")
+    r.add_argument("-f", "--force", action="store_true", help="untag even when a container uses it")
     r.add_argument(
         "--prune",
         action="store_true",
@@ -27,7 +39,7 @@ def register(sub: Any) -> None:
     r.set_defaults(func=_rmi)
     s = sub.add_parser("save", help="write images to a tar archive (OCI, or docker's)")
     s.add_argument("images", nargs="+", metavar="IMAGE")
-    s.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.tar")
+    s.add_argument("-o", "--output", type=Path, metavar="FILE.tar", help="default: stdout")
     s.add_argument("--platform", help="only this platform")
     s.add_argument(
         "--format",
@@ -36,53 +48,66 @@ def register(sub: Any) -> None:
         help="docker: one platform per image, with the manifest.json docker load reads",
     )
     s.set_defaults(func=_save)
-    ld = sub.add_parser("load", help="read images from a tar archive (manyarch or docker save)")
-    ld.add_argument("-i", "--input", type=Path, required=True, metavar="FILE.tar")
+    ld = sub.add_parser(
+        "load", help="read images from a tar archive (docker save, skopeo, buildx, manyarch)"
+    )
+    ld.add_argument("-i", "--input", type=Path, metavar="FILE.tar", help="default: stdin")
     ld.add_argument("-q", "--quiet", action="store_true")
     ld.set_defaults(func=_load)
 
 
 def _images(args: argparse.Namespace) -> int:
-    from manyarch.run import container, local
+    from manyarch.gotemplate import render_rows
+    from manyarch.run import container, describe, local
     from manyarch.store import open_store
-    from manyarch.units import human_size
 
     store = open_store()
     imgs = local.list_images(store)
+    if args.reference:
+        imgs = [i for i in imgs if describe.matches_reference(i, args.reference)]
+    imgs = [i for i in imgs if describe.image_filter(args.filter)(i)]
+    for f in args.filter:
+        key, _, value = f.partition("=")
+        if key in ("before", "since"):
+            hits = local.lookup(store, value)
+            if not hits:
+                raise UsageError(f"no such image: {value}", "list them with `manyarch images`")
+            ref = describe.image_row(hits[0])["CreatedAt"]
+            imgs = [
+                i
+                for i in imgs
+                if (describe.image_row(i)["CreatedAt"] < ref) == (key == "before")
+                and i.id != hits[0].id
+            ]
     if args.quiet:
+        seen: list[str] = []
         for i in imgs:
-            print(i.id.short)
+            ident = str(i.id) if args.no_trunc else i.id.short
+            if ident not in seen:
+                seen.append(ident)
+                print(ident)
         return 0
-    head = ["REPOSITORY", "TAG", "IMAGE ID", "PLATFORM", "CREATED", "SIZE"]
-    if args.digests:
-        head.insert(2, "DIGEST")
-    rows = [tuple(head)]
-    for i in imgs:
-        created = container.parse_time(_micro(i.config.created or ""))
-        row = [
-            i.repository,
-            i.tag,
-            i.id.short,
-            str(i.platform),
-            f"{ago(created)} ago" if created else "N/A",
-            human_size(i.size),
-        ]
+    users: dict[str, int] = {}
+    if args.format and "Containers" in args.format:
+        for c in container.list_containers(all_=True):
+            users[c.manifest_digest] = users.get(c.manifest_digest, 0) + 1
+    rows = [
+        describe.image_row(
+            i, containers=users.get(str(i.descriptor.digest), 0), no_trunc=args.no_trunc
+        )
+        for i in imgs
+    ]
+    fmt = args.format
+    if not fmt or fmt == "table":
+        cols = ["Repository", "Tag", "ID", "Platform", "CreatedSince", "Size"]
         if args.digests:
-            row.insert(2, str(i.repo_digest or i.descriptor.digest))
-        rows.append(tuple(row))
-    widths = [max(len(r[c]) for r in rows) for c in range(len(head))]
-    for r in rows:
-        print("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+            cols.insert(2, "Digest")
+        fmt = "table " + "\\t".join("{{." + c + "}}" for c in cols)
+    if fmt == "json":
+        fmt = "{{json .}}"
+    text = render_rows(fmt, rows, describe.IMAGE_HEADERS)
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in text.splitlines()))
     return 0
-
-
-def _micro(created: str) -> str:
-    # an RFC 3339 time as state.json writes it (microseconds, Z), whatever precision it had
-    if not created:
-        return ""
-    base, _, frac = created.rstrip("Z").partition(".")
-    base = base.split("+")[0]
-    return f"{base}.{(frac.split('+')[0] + '000000')[:6]}Z"
 
 
 def _rmi(args: argparse.Namespace) -> int:
@@ -91,15 +116,27 @@ def _rmi(args: argparse.Namespace) -> int:
     from manyarch.store import open_store
 
     store = open_store()
-    used = container.in_use()
+    users = container.list_containers(all_=True)
     code = 0
     for word in args.images:
         try:
+            hits = local.lookup(store, word)
+            using = [
+                c for c in users for i in hits if c.manifest_digest == str(i.descriptor.digest)
+            ]
+            if using and not args.force:
+                c = using[0]
+                raise ManyarchError(
+                    f'conflict: unable to remove repository reference "{word}" (must force) - '
+                    f"container {c.id[:12]} is using its referenced image {hits[0].id.short}",
+                    f"remove the container first (manyarch rm -f {c.name}) or use rmi -f",
+                )
             for img in local.remove(store, word):
                 print(f"Untagged: {img.name}")
         except ManyarchError as e:
             report(e)
             code = 1
+    used = container.in_use()
     still = {str(i.descriptor.digest) for i in local.list_images(store)}
     for digest in rootfs.cached_digests():
         if str(digest) not in still and str(digest) not in used:
@@ -116,17 +153,20 @@ def _save(args: argparse.Namespace) -> int:
     from manyarch.store import open_store
 
     platform = Platform.parse(args.platform) if args.platform else None
-    if not args.output.parent.is_dir():
+    dest: Any = args.output
+    if dest is None:
+        if sys.stdout.isatty():
+            raise UsageError(
+                "cowardly refusing to save to a terminal",
+                "use the -o flag or redirect: manyarch save IMAGE > image.tar",
+            )
+        sys.stdout.flush()
+        dest = sys.stdout.buffer
+    elif not dest.parent.is_dir():
         raise UsageError(
-            f"directory {args.output.parent} does not exist", "create it, or give another -o path"
+            f"directory {dest.parent} does not exist", "create it, or give another -o path"
         )
-    local.save(
-        open_store(),
-        args.images,
-        args.output,
-        platform=platform,
-        docker=args.format == "docker",
-    )
+    local.save(open_store(), args.images, dest, platform=platform, docker=args.format == "docker")
     return 0
 
 
@@ -134,8 +174,29 @@ def _load(args: argparse.Namespace) -> int:
     from manyarch.run import local
     from manyarch.store import open_store
 
-    names = local.load(open_store(), args.input)
+    src: Any = args.input
+    if src is None:
+        if sys.stdin.isatty():
+            raise UsageError(
+                "requested load from stdin, but stdin is empty",
+                "give the archive with -i FILE.tar, or redirect: manyarch load < image.tar",
+            )
+        src = sys.stdin.buffer
+    names = local.load(open_store(), src)
     if not args.quiet:
         for n in names:
-            print(f"Loaded image: {n}")
+            print(f"Loaded image: {_shown(n)}")
     return 0
+
+
+def _shown(name: str) -> str:
+    """A loaded name as docker prints it (familiar: ``app:1``; an unnamed one by its id)."""
+    from manyarch.errors import InvalidReference
+    from manyarch.oci.reference import Reference
+
+    if name.startswith("none@"):
+        return f"ID: {name.removeprefix('none@')}"
+    try:
+        return Reference.parse(name).familiar
+    except InvalidReference:
+        return name

@@ -25,6 +25,7 @@ def register(sub: Any) -> None:
     p.add_argument("image", metavar="REF", help="e.g. localhost:5000/fastapi-multiarch:latest")
     p.add_argument("--platform", help="e.g. linux/arm64 (default: this host's)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the reference")
+    p.add_argument("-a", "--all-tags", action="store_true", help="every tag of the repository")
     add_registry_flags(p)
     p.set_defaults(func=_run)
 
@@ -87,6 +88,20 @@ def _run(args: argparse.Namespace) -> int:
 
     ref = parse_image_ref(args.image)
     platform = Platform.parse(args.platform) if args.platform else None
+    if args.all_tags:
+        from manyarch.cli.common import client_factory
+        from manyarch.errors import UsageError
+        from manyarch.run.local import all_tags
+
+        if not isinstance(ref, Reference) or ref.tag or ref.digest:
+            raise UsageError(
+                "tag can't be used with --all-tags/-a",
+                f"give the repository alone: manyarch pull -a {args.image.split(':')[0]}",
+            )
+        for tagged in all_tags(ref, client_factory(args)):
+            pull_and_report(args, tagged, platform, sys.stdout, quiet=args.quiet)
+        print(ref.familiar if not args.quiet else ref)
+        return 0
     pull_and_report(args, ref, platform, sys.stdout, quiet=args.quiet)
     full = ref.tagged_or_latest() if isinstance(ref, Reference) else ref
     print(full)

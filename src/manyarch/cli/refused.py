@@ -105,11 +105,14 @@ class _Refuse(argparse.Action):
         super().__init__(option_strings, dest, **kwargs)
 
     def __call__(self, parser: Any, namespace: Any, values: Any, option: str | None = None) -> None:
-        raise UsageError(
+        error = UsageError(
             f"manyarch {self.command} does not support {option or self.option_strings[0]}: "
             f"{self.why}",
             f"see 'manyarch {self.command} --help' for the flags it takes",
         )
+        if self.command == "run":
+            error.exit_code = 125  # docker run's status for its own errors
+        raise error
 
 
 def add_refused(parser: argparse.ArgumentParser, command: str) -> None:

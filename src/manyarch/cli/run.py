@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from manyarch.cli.common import add_registry_flags
+from manyarch.cli.common import Parser, add_registry_flags
 from manyarch.cli.pull import pull_and_report
 from manyarch.cli.refused import add_refused
 from manyarch.errors import NotFound, UsageError
@@ -83,12 +83,15 @@ def register(sub: Any) -> None:
     p.add_argument("--read-only", action="store_true", help="mount the root read-only")
     p.add_argument(
         "--init",
-        nargs="?",
+        action="store_const",
         const="true",
-        choices=["true", "false"],
-        help="a native init (tini) as PID 1 that forwards signals and reaps "
-        "(default: on for an emulated image, off otherwise)",
+        help="a native init (tini) as PID 1 that forwards signals and reaps; --init=false "
+        "turns it off (default: on for an emulated image, off otherwise)",
     )
+    p.add_argument("--no-init", dest="init", action="store_const", const="false",
+                   help=argparse.SUPPRESS)  # fmt: skip
+    if isinstance(p, Parser):
+        p.spellings.update({"--init=true": "--init", "--init=false": "--no-init"})
     p.add_argument(
         "--restart",
         default="no",
@@ -177,7 +180,7 @@ def parse_env(items: list[str], files: list[Path]) -> dict[str, str]:
 
 def _options(args: argparse.Namespace) -> RunOptions:
     """RunOptions from the flags (each parsed and checked before any pull)."""
-    from manyarch.run import container, mounts
+    from manyarch.run import cgroups, container, mounts
     from manyarch.run.cgroups import Limits
     from manyarch.run.container import RunOptions
     from manyarch.run.network import PortMapping
@@ -198,6 +201,8 @@ def _options(args: argparse.Namespace) -> RunOptions:
         except ValueError:
             raise UsageError(f"invalid --memory {args.memory!r}", "e.g. -m 256m or -m 1g") from None
     container.parse_restart(args.restart)
+    limits = Limits(memory, args.cpus, args.pids_limit)
+    cgroups.check(limits)  # refused before anything is pulled
     health = {
         "cmd": args.health_cmd,
         "interval": args.health_interval,
@@ -231,7 +236,7 @@ def _options(args: argparse.Namespace) -> RunOptions:
         read_only=args.read_only,
         labels=parse_labels(args.label, args.label_file),
         restart=args.restart,
-        limits=Limits(memory, args.cpus, args.pids_limit),
+        limits=limits,
         health_flags={k: v for k, v in health.items() if v is not None},
         no_healthcheck=args.no_healthcheck,
         stop_timeout=args.stop_timeout,

@@ -58,6 +58,14 @@ class LayoutPublisher:
 
     dest: Path
     tag: str = "latest"
+    #: the full name (``docker.io/library/app:1``), kept as buildx keeps it, in
+    #: ``io.containerd.image.name``, so that ``load`` names the image as docker does
+    name: str | None = None
+
+    def _named(self, layout: Layout) -> None:
+        if self.name:
+            desc = layout.resolve(self.tag)
+            layout.tag(self.tag, desc.with_annotations(**{"io.containerd.image.name": self.name}))
 
     def publish(self, store: Layout, desc: Descriptor) -> list[str]:
         """Copy the image into the layout (or archive) under ``tag``."""
@@ -66,13 +74,41 @@ class LayoutPublisher:
             with tempfile.TemporaryDirectory(dir=self.dest.parent or None) as tmp:
                 layout = Layout.open(Path(tmp) / "layout", create=True)
                 copy(source, LayoutSink(layout), tag=self.tag)
+                self._named(layout)
                 partial = self.dest.with_name(self.dest.name + ".partial")
                 export_tar(layout, partial)
                 partial.replace(self.dest)
             return [str(self.dest)]
         layout = Layout.open(self.dest, create=True)
         copy(source, LayoutSink(layout), tag=self.tag)
+        self._named(layout)
         return [f"oci-layout://{self.dest}:{self.tag}@{desc.digest}"]
+
+
+@dataclass
+class StorePublisher:
+    """``--load``: names the result in the local store itself, where ``images`` and ``run``
+    find it; every platform of an index is kept under the name, as containerd's store keeps
+    them (``run`` takes the host's, ``--platform`` another)."""
+
+    refs: Sequence[Reference] = ()
+
+    def publish(self, store: Layout, desc: Descriptor) -> list[str]:
+        """Tag ``desc`` in ``store`` under each name (``none@DIGEST`` when there is none)."""
+        names = [str(r.tagged_or_latest()) for r in self.refs] or [f"none@{desc.digest}"]
+        plain = Descriptor(desc.media_type, desc.digest, desc.size, desc.platform)
+        for name in names:
+            # what ``pull`` and ``load`` record too: the full name, the digest it resolved to
+            store.tag(
+                name,
+                plain.with_annotations(
+                    **{
+                        "io.containerd.image.name": name,
+                        "io.manyarch.repo.digest": str(desc.digest),
+                    }
+                ),
+            )
+        return [f"{n} (local store)" for n in names]
 
 
 @dataclass

@@ -204,6 +204,10 @@ def create(name: str, limits: Limits, mounts: Mounts | None = None) -> Cgroup:
         cg = Cgroup(made, 1)
         if limits.memory:
             (paths["memory"] / "memory.limit_in_bytes").write_text(str(limits.memory))
+            # docker's default --memory-swap: as much swap again
+            with contextlib.suppress(OSError):
+                swap = paths["memory"] / "memory.memsw.limit_in_bytes"
+                swap.write_text(str(2 * limits.memory))
         if limits.cpus:
             (paths["cpu"] / "cpu.cfs_period_us").write_text(str(PERIOD_US))
             (paths["cpu"] / "cpu.cfs_quota_us").write_text(str(int(limits.cpus * PERIOD_US)))

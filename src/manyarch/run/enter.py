@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import struct
 import subprocess
 import termios
 import threading
@@ -111,7 +112,7 @@ def run(
             kwargs["stdin"] = subprocess.DEVNULL
         proc = popen(state.pid, found, root=root, env=env, user=user, workdir=workdir, **kwargs)
         return _wait(proc)
-    master, secondary = os.openpty()
+    master, secondary = container_pty(state.pid)
     with contextlib.suppress(OSError):
         fcntl.ioctl(secondary, termios.TIOCSWINSZ, fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8))
     join = kwargs["preexec_fn"]
@@ -138,6 +139,28 @@ def run(
         if saved is not None:
             termios.tcsetattr(0, termios.TCSADRAIN, saved)
         os.close(master)
+
+
+_TIOCGPTN = getattr(termios, "TIOCGPTN", 0x80045430)
+_TIOCSPTLCK = getattr(termios, "TIOCSPTLCK", 0x40045431)
+
+
+def container_pty(pid: int) -> tuple[int, int]:
+    """A pseudo-terminal of the container's own /dev/pts (so ``tty`` names it there),
+    else one of the host's."""
+    root = f"/proc/{pid}/root/dev"
+    try:
+        master = os.open(f"{root}/ptmx", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        return os.openpty()
+    try:
+        fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))
+        (n,) = struct.unpack("I", fcntl.ioctl(master, _TIOCGPTN, b"\0" * 4))
+        secondary = os.open(f"{root}/pts/{n}", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        os.close(master)
+        return os.openpty()
+    return master, secondary
 
 
 def _wait(proc: subprocess.Popen[bytes]) -> int:

@@ -15,14 +15,15 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import tarfile
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
-from manyarch.errors import InvalidReference, NotFound, PlatformNotFound, UsageError
+from manyarch.errors import InvalidReference, NotFound, PlatformNotFound
 from manyarch.images import (
     LayoutSink,
     LayoutSource,
@@ -38,6 +39,8 @@ from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Descriptor, ImageConfig, Index, Manifest
 from manyarch.oci.platform import Platform, host_platform
 from manyarch.oci.reference import AnyReference, LayoutReference, Reference, parse_any
+from manyarch.run.archives import CONTAINERD_NAME, UNNAMED
+from manyarch.run.archives import load as load_archive
 
 if TYPE_CHECKING:
     from manyarch.registry import RegistryClient
@@ -46,8 +49,7 @@ Progress = Callable[[str], None]
 
 #: Annotation on a store entry: the digest the reference resolved to when pulled.
 REPO_DIGEST = "io.manyarch.repo.digest"
-#: Annotation docker (25+) and containerd put on ``docker save`` entries.
-CONTAINERD_NAME = "io.containerd.image.name"
+
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._/-]+")
 
@@ -80,8 +82,8 @@ class LocalImage:
 
     @property
     def repository(self) -> str:
-        """The name without tag or digest."""
-        return split_name(self.name)[0]
+        """The name without tag or digest (``<none>`` for an image kept without a name)."""
+        return "<none>" if self.name.startswith(f"{UNNAMED}@") else split_name(self.name)[0]
 
     @property
     def tag(self) -> str:
@@ -268,6 +270,14 @@ def pull(
     return PullResult(stored, resolved, up_to_date, len(missing))
 
 
+def all_tags(ref: Reference, client: Callable[[], RegistryClient]) -> list[Reference]:
+    """``pull -a``: every tag of the repository, as references."""
+    tags = client().list_tags(ref)
+    if not tags:
+        raise NotFound(f"{ref.familiar} has no tags", "push one first, or check the name")
+    return [Reference(ref.registry, ref.repository, t) for t in sorted(tags)]
+
+
 def remove(store: Layout, text: str) -> list[LocalImage]:
     """Untag the images ``text`` names; returns them (blobs stay until the store is pruned)."""
     hits = lookup(store, text)
@@ -289,15 +299,23 @@ def prune(store: Layout) -> list[Digest]:
 def save(
     store: Layout,
     texts: Sequence[str],
-    dest: Path,
+    dest: Path | BinaryIO,
     *,
     platform: Platform | None = None,
     docker: bool = False,
 ) -> list[str]:
-    """Write the named images to an OCI archive (with docker's manifest.json when ``docker``).
+    """Write the named images to an OCI archive (with docker's manifest.json when ``docker``),
+    at a path or to a stream (``save > f.tar``).
 
     A docker archive holds one platform per image: the one asked for, else the host's.
     """
+    if not isinstance(dest, (str, os.PathLike)):
+        with tempfile.TemporaryDirectory(dir=store.path.parent, prefix=".manyarch-save-") as tmp:
+            saved = save(store, texts, Path(tmp) / "out.tar", platform=platform, docker=docker)
+            with open(Path(tmp) / "out.tar", "rb") as f:
+                shutil.copyfileobj(f, dest, 1 << 20)
+            return saved
+    dest = Path(dest)
     chosen: list[LocalImage] = []
     for text in texts:
         hits = lookup(store, text)
@@ -363,14 +381,6 @@ def _docker_entry(img: LocalImage) -> dict[str, object]:
     }
 
 
-def load(store: Layout, src: Path) -> list[str]:
-    """Import an OCI archive (``manyarch save``, ``docker save`` 25+); returns what it tagged."""
-    if not src.is_file():
-        raise UsageError(f"{src} does not exist", "give the archive with -i FILE.tar")
-    before = {(n, d.digest) for n, d in store.tags()}
-    with store.lease():
-        from manyarch.layout.archive import import_tar
-
-        import_tar(store, src)
-    after = store.tags()
-    return [n for n, d in after if (n, d.digest) not in before]
+def load(store: Layout, src: Path | BinaryIO) -> list[str]:
+    """Import an OCI or docker archive (a path or a stream); returns what it tagged."""
+    return load_archive(store, src)

@@ -96,8 +96,8 @@ def hosts_file(hostname: str, extra: Sequence[tuple[str, str]], *, host_network:
             "ff02::2\tip6-allrouters\n"
         )
     lines = [f"{gateway if ip == _HOST_GATEWAY else ip}\t{name}" for name, ip in extra]
-    if not host_network:
-        lines.append(f"127.0.1.1\t{hostname}")
+    # the container has a host name of its own (its UTS namespace) even on the host's network
+    lines.append(f"127.0.1.1\t{hostname}")
     return base + "".join(f"{line}\n" for line in lines)
 
 
