@@ -79,13 +79,9 @@ def _images(args: argparse.Namespace) -> int:
                 if (describe.image_row(i)["CreatedAt"] < ref) == (key == "before")
                 and i.id != hits[0].id
             ]
-    if args.quiet:
-        seen: list[str] = []
+    if args.quiet:  # a line per row, as docker (an image of two tags twice)
         for i in imgs:
-            ident = str(i.id) if args.no_trunc else i.id.short
-            if ident not in seen:
-                seen.append(ident)
-                print(ident)
+            print(str(i.id) if args.no_trunc else i.id.short)
         return 0
     users: dict[str, int] = {}
     if args.format and "Containers" in args.format:

@@ -137,7 +137,7 @@ def _load_docker(
     for e in entries:
         try:
             config_name = str(e["Config"])
-            config_data = small[config_name]
+            config_data = small.get(config_name) or store.read_blob(members[config_name].digest)
             layer_names = [str(x) for x in e.get("Layers") or []]
             layers = [members[n] for n in layer_names]
         except KeyError as err:

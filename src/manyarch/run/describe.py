@@ -205,7 +205,9 @@ def image_row(img: LocalImage, *, containers: int = 0, no_trunc: bool = False) -
     created = parse_rfc3339(img.config.created)
     return {
         "ID": str(img.id) if no_trunc else img.id.short,
-        "Repository": img.repository,
+        "Repository": img.repository
+        if img.repository == "<none>"
+        else _familiar(img.repository + ":x").rsplit(":", 1)[0],
         "Tag": img.tag,
         "Digest": str(img.repo_digest or img.descriptor.digest),
         "Platform": str(img.platform),
