@@ -23,12 +23,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from manyarch.errors import UsageError
+from manyarch.errors import InvalidArgument
 
 NO_VALUE = "<no value>"
 
 
-class TemplateError(UsageError):
+class TemplateError(InvalidArgument):
     """A template that does not parse or cannot be applied."""
 
 

@@ -253,11 +253,12 @@ def test_kill_start_restart(tiny: str, env: dict[str, str]) -> None:
 
 
 def test_limits_are_applied_where_cgroups_can_be_made(tiny: str, env: dict[str, str]) -> None:
-    from manyarch.run.cgroups import CgroupsUnavailable, Limits, check
+    from manyarch.errors import LimitsUnavailable
+    from manyarch.run.cgroups import Limits, check
 
     try:
         check(Limits(pids=10))
-    except CgroupsUnavailable:
+    except LimitsUnavailable:
         pytest.skip("this machine does not delegate cgroups (the refusal is tested below)")
     script = "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 1 & done; wait; echo done"
     r = manyarch(env, "run", "--rm", "--pids-limit", "5", tiny, "sh", "-c", script)
@@ -388,7 +389,9 @@ def test_ps_logs_inspect_scripting_flags(tiny: str, env: dict[str, str]) -> None
     # a foreground container keeps its log too, streams apart
     logs = manyarch(env, "logs", "fg")
     assert (logs.stdout, logs.stderr) == ("one\nthree\n", "two\n")
-    assert manyarch(env, "logs", "--tail", "1", "fg").stdout == "three\n"
+    # (the two streams are copied apart: their relative order is not fixed, as with docker)
+    last = manyarch(env, "logs", "--tail", "1", "fg")
+    assert (last.stdout + last.stderr) in ("three\n", "two\n")
     stamped = manyarch(env, "logs", "-t", "fg").stdout.splitlines()
     assert stamped[0].endswith("Z one") and stamped[0][:4].isdigit()
     assert manyarch(env, "logs", "--since", "1m", "fg").stdout == "one\nthree\n"

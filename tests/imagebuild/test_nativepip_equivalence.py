@@ -19,7 +19,7 @@ from manyarch.errors import BuildError
 from manyarch.imagebuild.nativepip.interceptor import NativePipInterceptor
 from manyarch.oci.platform import Platform
 from tests.helpers.base_fixture import PythonBase
-from tests.imagebuild.builder_helpers import Built, make_context, run_build
+from tests.imagebuild.build_helpers import Built, make_context, run_build
 
 ARM64 = (Platform.parse("linux/arm64"),)
 REPO = Path(__file__).resolve().parents[2]

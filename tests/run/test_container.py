@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from manyarch.errors import SandboxError, UsageError
+from manyarch.errors import InvalidArgument, SandboxError
 from manyarch.oci import ContainerConfig, Descriptor, ImageConfig, Manifest
 from manyarch.oci import mediatypes as mt
 from manyarch.oci.digest import Digest
@@ -59,7 +59,7 @@ def test_command_combines_like_docker(
 
 
 def test_no_command_at_all_is_a_usage_error() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InvalidArgument):
         container.command_of(image(None, None), RunOptions())
 
 
@@ -164,7 +164,7 @@ def test_signals_are_read_as_docker_reads_them(text: str, sig: signal.Signals) -
 
 @pytest.mark.parametrize("text", ["", "SIGNOPE", "999", "-1"])
 def test_a_bad_signal_is_a_usage_error(text: str) -> None:
-    with pytest.raises(UsageError, match="invalid signal"):
+    with pytest.raises(InvalidArgument, match="invalid signal"):
         container.parse_signal(text)
 
 

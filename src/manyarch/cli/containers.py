@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from manyarch.cli.common import defer, report
+from manyarch.cli.common import UsageError, defer, report, session
 from manyarch.cli.refused import add_refused
-from manyarch.errors import ManyarchError, UsageError
+from manyarch.errors import ManyarchError
 
 if TYPE_CHECKING:
     from manyarch.run.container import ContainerState
@@ -114,18 +114,20 @@ def ago(when: datetime | None, now: datetime | None = None) -> str:
     return describe_ago(when, now)
 
 
+def status_of(s: ContainerState) -> str:
+    """docker's STATUS column."""
+    from manyarch.run.describe import status_of as describe_status
+
+    return describe_status(s)
+
+
 def _ps(args: argparse.Namespace) -> int:
     from manyarch.gotemplate import render_rows
-    from manyarch.run import container, describe
+    from manyarch.run import describe
 
-    every = args.all or args.latest or args.last >= 0 or bool(args.filter)
-    states = container.list_containers(all_=every)
-    states = [s for s in states if describe.ps_filter(args.filter)(s)]
-    states = describe.before_since(states, args.filter, container.find)
-    if args.latest:
-        states = states[:1]
-    elif args.last >= 0:
-        states = states[: args.last]
+    last = 1 if args.latest else (args.last if args.last >= 0 else None)
+    with session(args) as sess:
+        states = sess.ps(all=args.all, filters=args.filter, last=last)
     if args.quiet:
         for s in states:
             print(s.id if args.no_trunc else s.id[:12])
@@ -148,50 +150,30 @@ def _strip(text: str) -> str:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from manyarch.run import container, logs
-    from manyarch.units import parse_timestamp
-
-    s = container.find(args.container)
     tail = None
     if args.tail != "all":
         try:
             tail = int(args.tail)
-        except ValueError:
-            raise UsageError(f"invalid --tail {args.tail!r}", "a number of lines, or all") from None
-    since = parse_timestamp(args.since) if args.since else None
-    until = parse_timestamp(args.until) if args.until else None
-
-    def show(r: logs.Record) -> None:
-        out = sys.stdout if r.stream == "stdout" else sys.stderr
-        data = (r.timestamp().encode() + b" " if args.timestamps else b"") + r.data
-        out.flush()
-        out.buffer.write(data)
-        out.flush()
-
-    records = logs.read(s.log)
-    chosen = logs.select(records, tail=tail, since=since, until=until)
-    for r in chosen:
-        show(r)
-    if not args.follow or until is not None:
-        return 0
-
-    def done() -> bool:
-        current = container.load_state(s.directory)
-        return current is None or current.status == "exited"
-
-    for i, r in enumerate(logs.follow(s.log, done)):
-        if i >= len(records) and (since is None or r.time >= since):
-            show(r)
+        except ValueError as e:
+            raise UsageError(f"invalid --tail {args.tail!r}", "a number of lines, or all") from e
+    with session(args) as s:
+        records = s.logs(
+            args.container, follow=args.follow, tail=tail, since=args.since, until=args.until
+        )
+        for r in records:
+            out = sys.stdout if r.stream == "stdout" else sys.stderr
+            out.flush()
+            out.buffer.write((r.timestamp().encode() + b" " if args.timestamps else b"") + r.data)
+            out.flush()
     return 0
 
 
-def _each(words: list[str], act: Any) -> int:
-    from manyarch.run import container
-
+def _each(words: list[str], action: Callable[[str], object]) -> int:
+    """``action`` on every container named, as docker does: each one printed, or its error."""
     code = 0
     for word in words:
         try:
-            act(container.find(word))
+            action(word)
             print(word)
         except ManyarchError as e:
             report(e)
@@ -200,118 +182,64 @@ def _each(words: list[str], act: Any) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from manyarch.run import container
-
-    if args.signal:
-        container.parse_signal(args.signal)
     timeout = None if isinstance(args.time, _Unset) else args.time
-    return _each(args.containers, lambda s: container.stop(s, timeout, args.signal))
+    with session(args) as s:
+        return _each(args.containers, lambda w: s.stop(w, timeout=timeout, signal=args.signal))
 
 
 def _kill(args: argparse.Namespace) -> int:
-    from manyarch.run import container
+    from manyarch.run.container import parse_signal
 
-    container.parse_signal(args.signal)
-    return _each(args.containers, lambda s: container.kill(s, args.signal))
+    parse_signal(args.signal)
+    with session(args) as s:
+        return _each(args.containers, lambda w: s.kill(w, signal=args.signal))
 
 
 def _start(args: argparse.Namespace) -> int:
-    from manyarch.run import supervisor
-
-    return _each(args.containers, supervisor.start_again)
+    with session(args) as s:
+        return _each(args.containers, s.start)
 
 
 def _restart(args: argparse.Namespace) -> int:
-    from manyarch.run import container, supervisor
-
-    def again(s: ContainerState) -> None:
-        container.stop(s, args.time, args.signal)
-        current = container.load_state(s.directory)
-        if current is None:
-            raise ManyarchError(f"container {s.name} was removed when it stopped (--rm)")
-        supervisor.start_again(current)
-
-    return _each(args.containers, again)
+    with session(args) as s:
+        return _each(args.containers, lambda w: s.restart(w, timeout=args.time, signal=args.signal))
 
 
 def _rm(args: argparse.Namespace) -> int:
-    from manyarch import builders
-    from manyarch.errors import NotFound
-    from manyarch.run import container
-
-    code = 0
-    for word in args.containers:
-        try:
-            try:
-                s = container.find(word)
-            except NotFound:
-                if builders.find(word) is None:
-                    raise
-                builders.remove(word)  # `docker buildx rm NAME`: a builder of that name
-            else:
-                container.remove(s, force=args.force, volumes=args.volumes)
-            print(word)
-        except ManyarchError as e:
-            report(e)
-            code = 1
-    return code
+    with session(args) as s:
+        return _each(args.containers, lambda w: s.rm(w, force=args.force, volumes=args.volumes))
 
 
 def _exec(args: argparse.Namespace) -> int:
+    import os
     from pathlib import Path
 
     from manyarch.cli.run import parse_env
-    from manyarch.run import container, enter
 
     if not args.command:
         raise UsageError("exec needs a command", "manyarch exec CONTAINER COMMAND [ARG...]")
-    s = container.find(args.container)
-    if not container.is_running(s) or not s.pid:
-        raise ManyarchError(
-            f"container {s.name} is not running", f"start it first: manyarch start {s.name}"
-        )
     if args.tty and args.interactive and not os.isatty(0):
         raise UsageError("the input device is not a TTY", "drop -t when stdin is not a terminal")
-    env = dict(s.env)
-    env.update(parse_env(args.env, [Path(f) for f in args.env_file]))
-    if args.tty:
-        env.setdefault("TERM", os.environ.get("TERM") or "xterm")
-    return enter.run(
-        s, list(args.command), env=env, user=args.user if args.user is not None else s.user,
-        workdir=args.workdir or s.cwd, interactive=args.interactive, tty=args.tty,
-        detach=args.detach,
-    )  # fmt: skip
+    env = parse_env(args.env, [Path(f) for f in args.env_file])
+    with session(args) as s:
+        return s.exec(
+            args.container, args.command, env=env, user=args.user, workdir=args.workdir,
+            interactive=args.interactive, tty=args.tty, detach=args.detach,
+        )  # fmt: skip
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from manyarch.errors import NotFound
     from manyarch.gotemplate import render, unescape
-    from manyarch.run import container, describe, local
-    from manyarch.store import open_store
 
     out: list[Any] = []
     code = 0
-    store = None
-    for word in args.names:
-        try:
-            if args.type != "image":
-                try:
-                    out.append(describe.container_inspect(container.find(word)))
-                    continue
-                except NotFound:
-                    if args.type == "container":
-                        raise
-            store = store or open_store()
-            hits = local.lookup(store, word)
-            if not hits:
-                raise NotFound(f"no such object: {word}", "list them with `manyarch ps -a` "
-                               "or `manyarch images`")  # fmt: skip
-            best = local.best_of(hits)
-            names = [i.name for i in local.list_images(store) if i.id == best.id]
-            out.append(describe.image_inspect(best, names))
-        except ManyarchError as e:
-            report(e)
-            code = 1
+    with session(args) as s:
+        for word in args.names:
+            try:
+                out.extend(s.describe(word, type=args.type))
+            except ManyarchError as e:
+                report(e)
+                code = 1
     if args.format:
         fmt = unescape(args.format)
         for obj in out:

@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from manyarch.cli.common import report
+from manyarch.cli.common import UsageError, report, session
 from manyarch.cli.containers import ago
 from manyarch.cli.refused import add_refused
-from manyarch.errors import ManyarchError, UsageError
 
 __all__ = ["ago", "register"]
 
@@ -58,35 +57,18 @@ def register(sub: Any) -> None:
 
 def _images(args: argparse.Namespace) -> int:
     from manyarch.gotemplate import render_rows
-    from manyarch.run import container, describe, local
-    from manyarch.store import open_store
+    from manyarch.run import describe
 
-    store = open_store()
-    imgs = local.list_images(store)
-    if args.reference:
-        imgs = [i for i in imgs if describe.matches_reference(i, args.reference)]
-    imgs = [i for i in imgs if describe.image_filter(args.filter)(i)]
-    for f in args.filter:
-        key, _, value = f.partition("=")
-        if key in ("before", "since"):
-            hits = local.lookup(store, value)
-            if not hits:
-                raise UsageError(f"no such image: {value}", "list them with `manyarch images`")
-            ref = describe.image_row(hits[0])["CreatedAt"]
-            imgs = [
-                i
-                for i in imgs
-                if (describe.image_row(i)["CreatedAt"] < ref) == (key == "before")
-                and i.id != hits[0].id
-            ]
-    if args.quiet:  # a line per row, as docker (an image of two tags twice)
-        for i in imgs:
-            print(str(i.id) if args.no_trunc else i.id.short)
-        return 0
-    users: dict[str, int] = {}
-    if args.format and "Containers" in args.format:
-        for c in container.list_containers(all_=True):
-            users[c.manifest_digest] = users.get(c.manifest_digest, 0) + 1
+    with session(args) as s:
+        imgs = s.images_matching(args.reference, args.filter)
+        if args.quiet:  # a line per row, as docker (an image of two tags twice)
+            for i in imgs:
+                print(str(i.id) if args.no_trunc else i.id.short)
+            return 0
+        users: dict[str, int] = {}
+        if args.format and "Containers" in args.format:
+            for c in s.ps(all=True):
+                users[c.manifest_digest] = users.get(c.manifest_digest, 0) + 1
     rows = [
         describe.image_row(
             i, containers=users.get(str(i.descriptor.digest), 0), no_trunc=args.no_trunc
@@ -107,48 +89,19 @@ def _images(args: argparse.Namespace) -> int:
 
 
 def _rmi(args: argparse.Namespace) -> int:
-    from manyarch import rootfs
-    from manyarch.run import container, local
-    from manyarch.store import open_store
-
-    store = open_store()
-    users = container.list_containers(all_=True)
-    code = 0
+    with session(args) as s:
+        done = s.rmi(*args.images, prune=args.prune, force=args.force)
     for word in args.images:
-        try:
-            hits = local.lookup(store, word)
-            using = [
-                c for c in users for i in hits if c.manifest_digest == str(i.descriptor.digest)
-            ]
-            if using and not args.force:
-                c = using[0]
-                raise ManyarchError(
-                    f'conflict: unable to remove repository reference "{word}" (must force) - '
-                    f"container {c.id[:12]} is using its referenced image {hits[0].id.short}",
-                    f"remove the container first (manyarch rm -f {c.name}) or use rmi -f",
-                )
-            for img in local.remove(store, word):
-                print(f"Untagged: {img.name}")
-        except ManyarchError as e:
-            report(e)
-            code = 1
-    used = container.in_use()
-    still = {str(i.descriptor.digest) for i in local.list_images(store)}
-    for digest in rootfs.cached_digests():
-        if str(digest) not in still and str(digest) not in used:
-            rootfs.remove_cached(digest)
-    if args.prune:
-        for d in local.prune(store):
-            print(f"Deleted: {d}")
-    return code
+        if word in done.errors:
+            report(done.errors[word])
+        for img in done.untagged.get(word, []):
+            print(f"Untagged: {img.name}")
+    for d in done.deleted:
+        print(f"Deleted: {d}")
+    return 1 if done.errors else 0
 
 
 def _save(args: argparse.Namespace) -> int:
-    from manyarch.oci.platform import Platform
-    from manyarch.run import local
-    from manyarch.store import open_store
-
-    platform = Platform.parse(args.platform) if args.platform else None
     dest: Any = args.output
     if dest is None:
         if sys.stdout.isatty():
@@ -162,14 +115,12 @@ def _save(args: argparse.Namespace) -> int:
         raise UsageError(
             f"directory {dest.parent} does not exist", "create it, or give another -o path"
         )
-    local.save(open_store(), args.images, dest, platform=platform, docker=args.format == "docker")
+    with session(args) as s:
+        s.save(args.images, dest, platform=args.platform, format=args.format)
     return 0
 
 
 def _load(args: argparse.Namespace) -> int:
-    from manyarch.run import local
-    from manyarch.store import open_store
-
     src: Any = args.input
     if src is None:
         if sys.stdin.isatty():
@@ -178,7 +129,8 @@ def _load(args: argparse.Namespace) -> int:
                 "give the archive with -i FILE.tar, or redirect: manyarch load < image.tar",
             )
         src = sys.stdin.buffer
-    names = local.load(open_store(), src)
+    with session(args) as s:
+        names = s.load(src)
     if not args.quiet:
         for n in names:
             print(f"Loaded image: {_shown(n)}")

@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from manyarch.errors import UsageError
+from manyarch.cli.common import UsageError
 
 _ISOLATION = "network and security options come with the sandbox's isolation work"
 _CGROUP = "manyarch sets only --memory, --cpus and --pids-limit"
@@ -111,7 +111,7 @@ class _Refuse(argparse.Action):
             f"see 'manyarch {self.command} --help' for the flags it takes",
         )
         if self.command == "run":
-            error.exit_code = 125  # docker run's status for its own errors
+            error.exit_status = 125  # docker run's status for its own errors
         raise error
 
 

@@ -8,15 +8,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from manyarch.cli.common import Parser, add_registry_flags
-from manyarch.cli.pull import pull_and_report
+from manyarch.cli.common import Parser, UsageError, add_registry_flags, session
 from manyarch.cli.refused import add_refused
-from manyarch.errors import NotFound, UsageError
 
 if TYPE_CHECKING:
     from manyarch.run.container import RunOptions
-    from manyarch.run.local import LocalImage
-    from manyarch.run.network import PortMapping
 
 
 def register(sub: Any) -> None:
@@ -60,6 +56,34 @@ def register(sub: Any) -> None:
     p.add_argument("-w", "--workdir", help="working directory inside the container (created)")
     p.add_argument("-u", "--user", help="USER[:GROUP] (names or numbers)")
     p.add_argument("--entrypoint", help="override the image's ENTRYPOINT")
+    _container_flags(p)
+    p.add_argument(
+        "--stop-signal", metavar="SIGNAL", help="what `stop` sends first (default: the image's)"
+    )
+    p.add_argument("--stop-timeout", type=float, metavar="SECONDS", help="before SIGKILL")
+    p.add_argument("--cidfile", type=Path, metavar="FILE", help="write the container id there")
+    p.add_argument(
+        "--emulation",
+        choices=["on", "off"],
+        default="on",
+        help="off: no binfmt handlers in the sandbox, for this run only",
+    )
+    p.add_argument(
+        "--pull",
+        choices=["missing", "always", "never"],
+        default="missing",
+        help="when to pull (default: missing)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="pull without printing")
+    add_refused(p, "run")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")
+    add_registry_flags(p)
+    p.set_defaults(func=_run)
+
+
+def _container_flags(p: argparse.ArgumentParser) -> None:
+    """Names, mounts and the root: -h, --add-host, -v, --mount, --tmpfs, --read-only."""
     p.add_argument("-h", "--hostname", help="the container's host name")
     p.add_argument(
         "--add-host", action="append", default=[], metavar="NAME:IP", help="a line of /etc/hosts"
@@ -81,6 +105,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--tmpfs", action="append", default=[], metavar="DST[:size=64m,mode=1777]")
     p.add_argument("--read-only", action="store_true", help="mount the root read-only")
+    _runtime_flags(p)
+
+
+def _runtime_flags(p: argparse.ArgumentParser) -> None:
+    """The init, restarts, cgroup limits and the health check."""
     p.add_argument(
         "--init",
         action="store_const",
@@ -108,29 +137,6 @@ def register(sub: Any) -> None:
     p.add_argument("--health-start-period", metavar="DURATION")
     p.add_argument("--health-start-interval", metavar="DURATION")
     p.add_argument("--no-healthcheck", action="store_true", help="ignore the image's HEALTHCHECK")
-    p.add_argument(
-        "--stop-signal", metavar="SIGNAL", help="what `stop` sends first (default: the image's)"
-    )
-    p.add_argument("--stop-timeout", type=float, metavar="SECONDS", help="before SIGKILL")
-    p.add_argument("--cidfile", type=Path, metavar="FILE", help="write the container id there")
-    p.add_argument(
-        "--emulation",
-        choices=["on", "off"],
-        default="on",
-        help="off: no binfmt handlers in the sandbox, for this run only",
-    )
-    p.add_argument(
-        "--pull",
-        choices=["missing", "always", "never"],
-        default="missing",
-        help="when to pull (default: missing)",
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="pull without printing")
-    add_refused(p, "run")
-    p.add_argument("image", metavar="IMAGE")
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")
-    add_registry_flags(p)
-    p.set_defaults(func=_run)
 
 
 def parse_labels(items: list[str], files: list[Path]) -> dict[str, str]:
@@ -140,7 +146,7 @@ def parse_labels(items: list[str], files: list[Path]) -> dict[str, str]:
         try:
             text = f.read_text()
         except OSError as e:
-            raise UsageError(f"cannot read label file {f}: {e.strerror}") from None
+            raise UsageError(f"cannot read label file {f}: {e.strerror}") from e
         lines += [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     lines += items
     out: dict[str, str] = {}
@@ -160,7 +166,7 @@ def parse_env(items: list[str], files: list[Path]) -> dict[str, str]:
         try:
             text = f.read_text()
         except OSError as e:
-            raise UsageError(f"cannot read env file {f}: {e.strerror}") from None
+            raise UsageError(f"cannot read env file {f}: {e.strerror}") from e
         for n, raw in enumerate(text.splitlines(), 1):
             line = raw.strip()
             if line and not line.startswith("#"):
@@ -198,8 +204,8 @@ def _options(args: argparse.Namespace) -> RunOptions:
     if args.memory:
         try:
             memory = parse_size(args.memory)
-        except ValueError:
-            raise UsageError(f"invalid --memory {args.memory!r}", "e.g. -m 256m or -m 1g") from None
+        except ValueError as e:
+            raise UsageError(f"invalid --memory {args.memory!r}", "e.g. -m 256m or -m 1g") from e
     container.parse_restart(args.restart)
     limits = Limits(memory, args.cpus, args.pids_limit)
     cgroups.check(limits)  # refused before anything is pulled
@@ -240,19 +246,9 @@ def _options(args: argparse.Namespace) -> RunOptions:
         health_flags={k: v for k, v in health.items() if v is not None},
         no_healthcheck=args.no_healthcheck,
         stop_timeout=args.stop_timeout,
+        publish_all=args.publish_all,
+        expose=list(args.expose),
     )
-
-
-def _published_all(image: LocalImage, expose: list[str]) -> list[PortMapping]:
-    """``-P``: every port the image exposes (and ``--expose``), each to a free host port."""
-    from manyarch.run.network import PortMapping
-
-    out = []
-    for spec in [*image.config.config.exposed_ports, *expose]:
-        port, _, proto = spec.partition("/")
-        if port.isdigit():
-            out.append(PortMapping(0, int(port), proto or "tcp"))
-    return out
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -270,52 +266,31 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_container(args: argparse.Namespace) -> int:
-    from dataclasses import replace
+    from manyarch.cli.pull import pull_printer
 
-    from manyarch.oci.platform import Platform, host_platform
-    from manyarch.run import container, supervisor
-    from manyarch.run.local import find_local, parse_image_ref, store_name
-    from manyarch.store import open_store
-
-    ref = parse_image_ref(args.image)
-    platform = Platform.parse(args.platform) if args.platform else None
     options = _options(args)
-    store = open_store()
-    image = None if args.pull == "always" else find_local(store, store_name(ref), platform)
-    if image is None:
-        if args.pull == "never":
-            raise NotFound(
-                f"no image {args.image} for {platform or 'this platform'} in the local store",
-                f"pull it: manyarch pull {args.image}",
-            )
-        if (
-            args.pull == "missing"
-            and not args.quiet
-            and find_local(store, store_name(ref), None) is None
-        ):
-            print(f"Unable to find image '{args.image}' locally", file=sys.stderr)
-        image = pull_and_report(args, ref, platform, sys.stderr, quiet=args.quiet).image
-    if args.publish_all:
-        options = replace(options, ports=[*options.ports, *_published_all(image, args.expose)])
-    host = host_platform()
-    if platform is None and not any(p.same(image.platform) for p in host.fallbacks()):
-        print(
-            f"WARNING: The requested image's platform ({image.platform}) does not match the "
-            f"detected host platform ({host}) and no specific platform was requested",
-            file=sys.stderr,
-            flush=True,
+    with session(args) as s:
+        created = s.create(
+            args.image,
+            options,
+            platform=args.platform,
+            pull=args.pull,
+            progress=pull_printer(args.image, sys.stderr, quiet=args.quiet),
         )
-    state = container.create(image, options)
-    if args.cidfile:
-        args.cidfile.write_text(state.id)
+        for warning in created.warnings:
+            print(f"WARNING: {warning}", file=sys.stderr, flush=True)
+        if args.cidfile:
+            args.cidfile.write_text(created.state.id)
+        if not args.detach:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        started = s.start(created, detach=args.detach)
     if not args.detach:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        return supervisor.run_foreground(state)
-    started, output = supervisor.start_detached(state)
-    if started.status == "exited" and (started.exec_error or started.exit_code == 125):
-        sys.stderr.buffer.write(output)
-        sys.stderr.flush()
         return started.exit_code if started.exit_code is not None else 125
+    state = started.state
+    if state.status == "exited" and (state.exec_error or state.exit_code == 125):
+        sys.stderr.buffer.write(started.output)
+        sys.stderr.flush()
+        return state.exit_code if state.exit_code is not None else 125
     print(state.id)
     return 0

@@ -22,16 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from manyarch.errors import InvalidReference, LayoutError, UsageError
+from manyarch.errors import InvalidArgument, InvalidReference, LayoutError
 from manyarch.layout import Layout
+from manyarch.layout.dockerarchive import CONTAINERD_NAME
 from manyarch.oci import mediatypes as mt
 from manyarch.oci.digest import Digest
 from manyarch.oci.document import Document
 from manyarch.oci.manifest import Descriptor, ImageConfig, Index, Manifest
 from manyarch.oci.reference import Reference
 
-#: Annotation docker (25+) and containerd put on ``docker save`` entries: the full name.
-CONTAINERD_NAME = "io.containerd.image.name"
 #: The store name of an image that has none: ``none@DIGEST`` (docker's ``<none>``).
 UNNAMED = "none"
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -56,10 +55,10 @@ def _read_members(store: Layout, src: Path | BinaryIO, where: str) -> tuple[
             tar = tarfile.open(src, mode="r|*")  # noqa: SIM115 - closed by the with below
         else:
             tar = tarfile.open(fileobj=src, mode="r|*")  # noqa: SIM115
-    except FileNotFoundError:
-        raise UsageError(f"{src} does not exist", "give the archive with -i FILE.tar") from None
+    except FileNotFoundError as e:
+        raise InvalidArgument(f"{src} does not exist", "give the archive with -i FILE.tar") from e
     except tarfile.TarError as e:
-        raise LayoutError(f"{where} is not a tar archive: {e}") from None
+        raise LayoutError(f"{where} is not a tar archive: {e}") from e
     try:
         with tar:
             for m in tar:
@@ -84,7 +83,7 @@ def _read_members(store: Layout, src: Path | BinaryIO, where: str) -> tuple[
                     digest, size = w.commit()
                 members[name] = _Member(digest, size, head == b"\x1f\x8b")
     except tarfile.TarError as e:
-        raise LayoutError(f"{where} is a broken tar archive: {e}") from None
+        raise LayoutError(f"{where} is a broken tar archive: {e}") from e
     return members, small
 
 
@@ -106,7 +105,7 @@ def _load_oci(store: Layout, small: dict[str, bytes], where: str) -> list[str]:
     try:
         index = Index.parse(small["index.json"])
     except Exception as e:
-        raise LayoutError(f"{where}: index.json is not an image index: {e}") from None
+        raise LayoutError(f"{where}: index.json is not an image index: {e}") from e
     names: list[str] = []
     for entry in index.manifests:
         if not store.has_blob(entry.digest):
@@ -131,19 +130,19 @@ def _load_docker(
     try:
         entries = json.loads(small["manifest.json"])
         assert isinstance(entries, list)
-    except (ValueError, AssertionError):
-        raise LayoutError(f"{where}: manifest.json is not docker's list of images") from None
+    except (ValueError, AssertionError) as e:
+        raise LayoutError(f"{where}: manifest.json is not docker's list of images") from e
     names: list[str] = []
-    for e in entries:
+    for entry in entries:
         try:
-            config_name = str(e["Config"])
+            config_name = str(entry["Config"])
             config_data = small.get(config_name) or store.read_blob(members[config_name].digest)
-            layer_names = [str(x) for x in e.get("Layers") or []]
+            layer_names = [str(x) for x in entry.get("Layers") or []]
             layers = [members[n] for n in layer_names]
         except KeyError as err:
             raise LayoutError(
                 f"{where}: manifest.json names {err} which the archive lacks"
-            ) from None
+            ) from err
         config = ImageConfig.parse(Document(config_data, mt.OCI_CONFIG))
         cdesc = store.put_document(Document(config_data, mt.OCI_CONFIG))
         layer_descs = tuple(
@@ -156,7 +155,7 @@ def _load_docker(
             media_type=mt.OCI_MANIFEST,
         )
         mdesc = store.put_document(manifest.to_document()).with_platform(config.platform)
-        tags = [t for t in (_full_name(str(t)) for t in e.get("RepoTags") or []) if t]
+        tags = [t for t in (_full_name(str(t)) for t in entry.get("RepoTags") or []) if t]
         for tagged in tags or [_unnamed(mdesc.digest)]:
             store.tag(tagged, mdesc.with_annotations(**{CONTAINERD_NAME: tagged}))
             names.append(tagged)

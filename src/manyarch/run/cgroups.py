@@ -20,13 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from manyarch.errors import ManyarchError, UsageError
+from manyarch.errors import InvalidArgument, LimitsUnavailable
 
 PERIOD_US = 100_000  # docker's CFS period
-
-
-class CgroupsUnavailable(ManyarchError):
-    """Resource limits were asked for where this process may not make cgroups."""
 
 
 @dataclass(frozen=True)
@@ -54,12 +50,12 @@ class Limits:
     def validate(self) -> None:
         """docker's lower bounds."""
         if self.memory and self.memory < 6 * 1024 * 1024:
-            raise UsageError("minimum memory limit allowed is 6MB", "give -m 6m or more")
+            raise InvalidArgument("minimum memory limit allowed is 6MB", "give -m 6m or more")
         if self.cpus < 0 or self.pids < 0:
-            raise UsageError("--cpus and --pids-limit cannot be negative")
+            raise InvalidArgument("--cpus and --pids-limit cannot be negative")
         ncpu = os.cpu_count() or 1
         if self.cpus > ncpu:
-            raise UsageError(
+            raise InvalidArgument(
                 f"range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
             )
 
@@ -120,8 +116,8 @@ class Mounts:
         return base if all(ctrl[c] in enabled for c in wanted) else None
 
 
-def _why(limits: Limits, mounts: Mounts, detail: str) -> CgroupsUnavailable:
-    return CgroupsUnavailable(
+def _why(limits: Limits, mounts: Mounts, detail: str) -> LimitsUnavailable:
+    return LimitsUnavailable(
         f"{limits.flags()} need cgroups, and this machine does not delegate them to manyarch "
         f"({detail})",
         "run as root on a machine with cgroup v1 or v2 controllers, or in a systemd scope "
@@ -173,7 +169,7 @@ def _mkdir(path: Path) -> None:
 
 
 def create(name: str, limits: Limits, mounts: Mounts | None = None) -> Cgroup:
-    """A cgroup named ``name`` with ``limits`` set (:class:`CgroupsUnavailable` if impossible)."""
+    """A cgroup named ``name`` with ``limits`` set (:class:`LimitsUnavailable` if impossible)."""
     m = mounts or Mounts.read()
     wanted = limits.controllers()
     base = m.v2_usable(wanted)

@@ -2,19 +2,11 @@
 
 A container is ``$XDG_DATA_HOME/manyarch/containers/<id>/``: ``state.json``, the
 log of a detached one, and its writable view of the image (see
-:mod:`manyarch.rootfs`). Its supervisor is the ``manyarch run`` process in
-the foreground, or for ``-d`` a detached supervisor process (:mod:`manyarch.run.supervise`)
-writing into the log. The supervisor mounts the view, starts bwrap (the image's
-process is PID 1 of its namespace, as under Docker), wires ``-p`` ports with
-pasta, forwards SIGINT/SIGTERM/SIGHUP to the process, and when it ends stops
-pasta, unmounts, and with ``--rm`` deletes the container. Every helper it starts
-dies with it (``PR_SET_PDEATHSIG``), so killing the supervisor, even with
-SIGKILL, leaves no process behind; what it could not clean then is swept by
-the next ``manyarch ps``, ``run`` or ``rm``.
-
-An exec that fails is reported as runc reports it (``exec /usr/local/bin/uvicorn:
-exec format error``): the words are the kernel's errno, as bwrap's ``execvp``
-got it, reformatted; for a foreign architecture a hint names the fix.
+:mod:`manyarch.rootfs`). Its supervisor (:mod:`manyarch.run.supervisor`) is
+the ``run`` process in the foreground, or for a detached container a process
+of its own writing into the log. Every helper a supervisor starts dies with
+it, so killing it, even with SIGKILL, leaves no process behind; what it could
+not clean then is swept by the next ``ps``, ``run`` or ``rm``.
 """
 
 from __future__ import annotations
@@ -34,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from manyarch import procs, rootfs
-from manyarch.errors import NotFound, SandboxError, UsageError
+from manyarch.errors import InvalidArgument, NotFound, SandboxError
 from manyarch.oci.digest import Digest
 from manyarch.run import cgroups, health
 from manyarch.run.cgroups import Cgroup, Limits
@@ -111,6 +103,9 @@ class ContainerState:
     oom_killed: bool = False
     healthcheck: dict[str, Any] | None = None
     stop_timeout: float | None = None
+    #: -P: every port the image exposes (and ``expose``) to a free host port
+    publish_all: bool = False
+    expose: Sequence[str] = ()
     term: str = ""  # -t: the caller's TERM
     cgroups: list[str] = field(default_factory=list)  # the cgroup directories, while it runs
 
@@ -157,7 +152,7 @@ class ContainerState:
         try:
             obj = json.loads((directory / STATE_FILE).read_text())
         except (OSError, json.JSONDecodeError) as e:
-            raise NotFound(f"no container state in {directory}: {e}") from None
+            raise NotFound(f"no container state in {directory}: {e}") from e
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in obj.items() if k in known})
 
@@ -196,6 +191,9 @@ class RunOptions:
     health_flags: Mapping[str, Any] = field(default_factory=dict)
     no_healthcheck: bool = False
     stop_timeout: float | None = None
+    #: -P: every port the image exposes (and ``expose``) to a free host port
+    publish_all: bool = False
+    expose: Sequence[str] = ()
 
 
 def now() -> str:
@@ -222,9 +220,9 @@ def command_of(image: LocalImage, options: RunOptions) -> list[str]:
         cmd = list(options.command) if options.command else list(cfg.cmd or ())
     argv = entry + cmd
     if not argv:
-        raise UsageError(
+        raise InvalidArgument(
             f"{image.name} has neither ENTRYPOINT nor CMD, and no command was given",
-            f"give one: manyarch run {image.name} COMMAND",
+            "give the command to run",
         )
     return argv
 
@@ -257,23 +255,23 @@ def parse_signal(text: str) -> signal.Signals:
         if word.isdigit():
             return signal.Signals(int(word))
         return signal.Signals[word if word.startswith("SIG") else f"SIG{word}"]
-    except (KeyError, ValueError):
-        raise UsageError(
+    except (KeyError, ValueError) as e:
+        raise InvalidArgument(
             f"invalid signal: {text}", "give a name such as SIGTERM or QUIT, or a number"
-        ) from None
+        ) from e
 
 
 def _unique_name(wanted: str | None) -> str:
     taken = {s.name for s in list_containers(all_=True)}
     if wanted:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", wanted):
-            raise UsageError(
+            raise InvalidArgument(
                 f"invalid container name {wanted!r}", "use letters, digits, '_', '.' and '-'"
             )
         if wanted in taken:
-            raise UsageError(
+            raise InvalidArgument(
                 f'the container name "{wanted}" is already in use',
-                f"remove it (manyarch rm -f {wanted}) or choose another --name",
+                "remove that container, or choose another name",
             )
         return wanted
     while True:
@@ -291,11 +289,23 @@ def parse_restart(text: str) -> str:
     if name not in ("no", "always", "unless-stopped", "on-failure") or (
         count and (name != "on-failure" or not count.isdigit())
     ):
-        raise UsageError(
+        raise InvalidArgument(
             f"invalid restart policy {text!r}",
             "use no, always, unless-stopped or on-failure[:MAX-RETRIES]",
         )
     return text
+
+
+def _published(image: LocalImage, options: RunOptions) -> list[PortMapping]:
+    """``-P``: every port the image exposes (and ``--expose``), each to a free host port."""
+    if not options.publish_all:
+        return []
+    out = []
+    for spec in [*image.config.config.exposed_ports, *options.expose]:
+        port, _, proto = spec.partition("/")
+        if port.isdigit():
+            out.append(PortMapping(0, int(port), proto or "tcp"))
+    return out
 
 
 def _mounts(image: LocalImage, options: RunOptions) -> list[Mount]:
@@ -314,7 +324,10 @@ def create(image: LocalImage, options: RunOptions) -> ContainerState:
     """Unpack the image (cached) and write the state of a new container."""
     restart = parse_restart(options.restart)
     if restart != "no" and options.remove:
-        raise UsageError("conflicting options: --restart and --rm", "give only one of them")
+        raise InvalidArgument(
+            "conflicting options: a restart policy and removal on exit (--restart and --rm)",
+            "give only one of them",
+        )
     cgroups.check(options.limits)
     check = health.from_flags(
         Healthcheck.from_config(image.config.config.healthcheck),
@@ -340,7 +353,7 @@ def create(image: LocalImage, options: RunOptions) -> ContainerState:
         env=env,
         cwd=options.workdir or cfg.working_dir or "/",
         user=options.user if options.user is not None else cfg.user,
-        ports=[p.with_host_port().to_json() for p in options.ports],
+        ports=[p.with_host_port().to_json() for p in [*options.ports, *_published(image, options)]],
         remove=options.remove,
         emulation=options.emulation,
         created=now(),
@@ -482,7 +495,9 @@ def find(word: str) -> ContainerState:
         return hits[0]
     if not hits:
         raise NotFound(f"no such container: {word}", "list them with `manyarch ps -a`")
-    raise UsageError(f"{word!r} names {len(hits)} containers", "give more of the id, or the name")
+    raise InvalidArgument(
+        f"{word!r} names {len(hits)} containers", "give more of the id, or the name"
+    )
 
 
 def is_running(state: ContainerState) -> bool:
@@ -514,9 +529,8 @@ def kill(state: ContainerState, signal_name: str = "SIGKILL") -> None:
     """Send a signal to the container's PID 1 (``kill -s``); SIGKILL also ends ``--restart``."""
     sig = parse_signal(signal_name)
     if not is_running(state) or not state.pid:
-        raise UsageError(
-            f"cannot kill container {state.name}: it is not running",
-            f"start it first: manyarch start {state.name}",
+        raise InvalidArgument(
+            f"cannot kill container {state.name}: it is not running", "start it first"
         )
     if sig in (signal.SIGKILL, parse_signal(state.stop_signal or "SIGTERM")):
         (state.directory / STOPPED_MARK).touch()
@@ -542,9 +556,8 @@ def remove(state: ContainerState, *, force: bool = False, volumes: bool = False)
     """Delete a stopped container (``force`` stops it first; ``volumes``: its anonymous ones)."""
     if is_running(state):
         if not force:
-            raise UsageError(
-                f"container {state.name} is running",
-                f"stop it first (manyarch stop {state.name}) or use rm -f",
+            raise InvalidArgument(
+                f"container {state.name} is running", "stop it first, or remove it by force"
             )
         stop(state, timeout=0)
     view = rootfs.View(rootfs.cached_path(Digest.parse(state.manifest_digest)), state.directory)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from manyarch.errors import UsageError
+from manyarch.errors import InvalidArgument
 from manyarch.run import health
 from manyarch.run.container import ContainerState, is_running, parse_time
 from manyarch.units import human_duration, human_size, parse_rfc3339
@@ -141,10 +141,10 @@ def _filters(filters: Sequence[str], known: set[str], command: str) -> dict[str,
     for f in filters:
         key, sep, value = f.partition("=")
         if not sep:
-            raise UsageError(f"bad format of filter (expected name=value): {f}")
+            raise InvalidArgument(f"bad format of filter (expected name=value): {f}")
         key = key.strip().lower()
         if key not in known:
-            raise UsageError(
+            raise InvalidArgument(
                 f"invalid filter '{key}'",
                 f"manyarch {command} filters on: {', '.join(sorted(known))}",
             )
@@ -273,6 +273,41 @@ def _iso(text: str) -> str:
     return text or "0001-01-01T00:00:00Z"
 
 
+def _host_config(s: ContainerState, ports: dict[str, Any]) -> dict[str, Any]:
+    """``.HostConfig``: how the container was asked to run."""
+    policy, _, count = s.restart.partition(":")
+    return {
+        "Binds": [str(m) for m in s.mount_list if m.type != "tmpfs" and m.source],
+        "PortBindings": ports,
+        "RestartPolicy": {"Name": policy, "MaximumRetryCount": int(count or 0)},
+        "AutoRemove": s.remove,
+        "Memory": s.memory,
+        "NanoCpus": int(s.cpus * 1e9),
+        "PidsLimit": s.pids_limit or None,
+        "ReadonlyRootfs": s.read_only,
+        "ExtraHosts": [f"{n}:{ip}" for n, ip in s.extra_hosts] or None,
+        "Init": s.init,
+        "Tmpfs": {m.target: "" for m in s.mount_list if m.type == "tmpfs"} or None,
+        "NetworkMode": "pasta" if s.ports else "host",
+    }
+
+
+def _mounts_json(s: ContainerState) -> list[dict[str, Any]]:
+    """``.Mounts``."""
+    return [
+        {
+            "Type": m.type,
+            "Name": m.source if m.type == "volume" else "",
+            "Source": m.source if m.type == "bind" else (
+                "" if m.type == "tmpfs" else str(_volume_path(m.source))),
+            "Destination": m.target,
+            "Mode": "ro" if m.readonly else "",
+            "RW": not m.readonly,
+        }
+        for m in s.mount_list
+    ]  # fmt: skip
+
+
 def container_inspect(s: ContainerState) -> dict[str, Any]:
     """``docker inspect CONTAINER``'s JSON, the fields manyarch knows."""
     ports: dict[str, Any] = {}
@@ -296,19 +331,7 @@ def container_inspect(s: ContainerState) -> dict[str, Any]:
     h = health.read_status(s.directory) if s.healthcheck else None
     if h is not None:
         state["Health"] = h
-    policy, _, count = s.restart.partition(":")
-    mounts = [
-        {
-            "Type": m.type,
-            "Name": m.source if m.type == "volume" else "",
-            "Source": m.source if m.type == "bind" else (
-                "" if m.type == "tmpfs" else str(_volume_path(m.source))),
-            "Destination": m.target,
-            "Mode": "ro" if m.readonly else "",
-            "RW": not m.readonly,
-        }
-        for m in s.mount_list
-    ]  # fmt: skip
+    mounts = _mounts_json(s)
     config: dict[str, Any] = {
         "Hostname": s.hostname or s.id[:12],
         "User": s.user,
@@ -338,20 +361,7 @@ def container_inspect(s: ContainerState) -> dict[str, Any]:
         "RestartCount": s.restart_count,
         "Platform": s.platform.split("/")[0],
         "ImagePlatform": s.platform,
-        "HostConfig": {
-            "Binds": [str(m) for m in s.mount_list if m.type != "tmpfs" and m.source],
-            "PortBindings": ports,
-            "RestartPolicy": {"Name": policy, "MaximumRetryCount": int(count or 0)},
-            "AutoRemove": s.remove,
-            "Memory": s.memory,
-            "NanoCpus": int(s.cpus * 1e9),
-            "PidsLimit": s.pids_limit or None,
-            "ReadonlyRootfs": s.read_only,
-            "ExtraHosts": [f"{n}:{ip}" for n, ip in s.extra_hosts] or None,
-            "Init": s.init,
-            "Tmpfs": {m.target: "" for m in s.mount_list if m.type == "tmpfs"} or None,
-            "NetworkMode": "pasta" if s.ports else "host",
-        },
+        "HostConfig": _host_config(s, ports),
         "Mounts": mounts,
         "Config": config,
         "NetworkSettings": {"Ports": ports},

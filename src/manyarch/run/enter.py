@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from manyarch.errors import ManyarchError, ToolMissing, UsageError
+from manyarch.errors import CommandNotRunnable, InvalidArgument, ToolMissing
 from manyarch.sandbox.users import resolve_user
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def command(
 ) -> list[str]:
     """The nsenter command line that runs ``argv`` in ``pid``'s container."""
     if not argv:
-        raise UsageError("exec needs a command", "manyarch exec CONTAINER COMMAND [ARG...]")
+        raise InvalidArgument("exec needs a command", "manyarch exec CONTAINER COMMAND [ARG...]")
     ids = resolve_user(root, user, runtime=True)
     args = [nsenter_path(), "-t", str(pid), "-m", "-u", "-i", "-n", "-p"]
     if _own_userns(pid):
@@ -199,12 +199,4 @@ def _lookup(root: Path, argv: Sequence[str], path_env: str) -> list[str]:
     try:
         return resolve_command(root, argv, path_env)
     except SandboxError as e:
-        raise ExecFailed(e.message, 127 if "not found" in e.message else 126) from e
-
-
-class ExecFailed(ManyarchError):
-    """The command given to exec cannot be run (docker's 126 and 127)."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.exit_code = code
+        raise CommandNotRunnable(e.message, 127 if "not found" in e.message else 126) from e

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from manyarch.errors import UsageError
+from manyarch.errors import InvalidArgument
 from manyarch.units import parse_go_duration
 
 HEALTH_FILE = "health.json"
@@ -91,10 +91,10 @@ def _duration(text: str | None, flag: str) -> float | None:
         return None
     try:
         value = parse_go_duration(text)
-    except ValueError:
-        raise UsageError(f"invalid {flag} {text!r}", "a Go duration: 30s, 1m30s, 500ms") from None
+    except ValueError as e:
+        raise InvalidArgument(f"invalid {flag} {text!r}", "a Go duration: 30s, 1m30s, 500ms") from e
     if value < 0:
-        raise UsageError(f"{flag} cannot be negative")
+        raise InvalidArgument(f"{flag} cannot be negative")
     return value
 
 
@@ -113,17 +113,17 @@ def from_flags(
     given = [cmd, interval, timeout, start_period, start_interval, retries]
     if disabled:
         if any(v is not None for v in given):
-            raise UsageError("--no-healthcheck conflicts with --health-* options")
+            raise InvalidArgument("--no-healthcheck conflicts with --health-* options")
         return None
     if cmd is None and image is None:
         if any(v is not None for v in given):
-            raise UsageError(
+            raise InvalidArgument(
                 "--health-* timings need a check: the image has none", "add --health-cmd CMD"
             )
         return None
     base = image or Healthcheck(("CMD-SHELL", cmd or ""))
     if retries is not None and retries < 0:
-        raise UsageError("--health-retries cannot be negative")
+        raise InvalidArgument("--health-retries cannot be negative")
 
     def pick(value: float | None, old: float) -> float:
         return old if value is None or value == 0 else value

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from manyarch.errors import SandboxError, UsageError
+from manyarch.errors import InvalidArgument, SandboxError
 from manyarch.sandbox.rootpath import resolve_in_root
 from manyarch.store import data_home
 from manyarch.units import parse_size
@@ -62,12 +62,12 @@ class Mount:
 
 def _target(text: str, flag: str) -> str:
     if not text.startswith("/"):
-        raise UsageError(
+        raise InvalidArgument(
             f"invalid {flag} target {text!r}: it must be an absolute path in the container",
             f"e.g. {flag} ...:/data",
         )
     if text == "/":
-        raise UsageError(f"invalid {flag} target '/': the root cannot be mounted over")
+        raise InvalidArgument(f"invalid {flag} target '/': the root cannot be mounted over")
     return text.rstrip("/") or "/"
 
 
@@ -77,7 +77,7 @@ def _source(text: str, flag: str) -> tuple[str, str]:
         path = Path(text).expanduser().absolute()
         return "bind", str(path)
     if not _VOLUME_NAME.match(text):
-        raise UsageError(
+        raise InvalidArgument(
             f"invalid volume name {text!r} in {flag}",
             "a name uses letters, digits, '_', '.' and '-'; a host path starts with / or .",
         )
@@ -94,7 +94,7 @@ def parse_volume(text: str) -> Mount:
     if len(parts) == 1:
         return Mount("volume", _target(parts[0], "-v"), readonly="ro" in options)
     if len(parts) != 2 or not parts[0]:
-        raise UsageError(
+        raise InvalidArgument(
             f"invalid volume specification {text!r}",
             "write -v /host/path:/in/container[:ro] or -v NAME:/in/container",
         )
@@ -120,7 +120,9 @@ def parse_mount(text: str) -> Mount:
     kind = fields.pop("type", "volume")
     target = next((fields.pop(k) for k in ("target", "destination", "dst") if k in fields), "")
     if not target:
-        raise UsageError(f"invalid --mount {text!r}: no target", "add target=/path/in/container")
+        raise InvalidArgument(
+            f"invalid --mount {text!r}: no target", "add target=/path/in/container"
+        )
     source = next((fields.pop(k) for k in ("source", "src") if k in fields), "")
     readonly = False
     for key in ("readonly", "ro"):
@@ -129,32 +131,32 @@ def parse_mount(text: str) -> Mount:
     size, mode = 0, 0o1777
     if kind == "tmpfs":
         if source:
-            raise UsageError(f"invalid --mount {text!r}: a tmpfs has no source")
+            raise InvalidArgument(f"invalid --mount {text!r}: a tmpfs has no source")
         if "tmpfs-size" in fields:
             size = _size(fields.pop("tmpfs-size"), text)
         if "tmpfs-mode" in fields:
             mode = _mode(fields.pop("tmpfs-mode"), text)
     elif kind == "bind":
         if not source:
-            raise UsageError(f"invalid --mount {text!r}: a bind needs source=/host/path")
+            raise InvalidArgument(f"invalid --mount {text!r}: a bind needs source=/host/path")
         source = str(Path(source).expanduser().absolute())
         if not Path(source).exists():
-            raise UsageError(
+            raise InvalidArgument(
                 f"invalid --mount {text!r}: bind source path does not exist: {source}",
                 "docker's --mount does not create it (-v does)",
             )
     elif kind == "volume":
         if source and not _VOLUME_NAME.match(source):
-            raise UsageError(f"invalid volume name {source!r} in --mount")
+            raise InvalidArgument(f"invalid volume name {source!r} in --mount")
     else:
-        raise UsageError(
+        raise InvalidArgument(
             f"--mount type={kind} is not supported",
             "use type=bind, type=volume or type=tmpfs (see 'manyarch run --help')",
         )
     fields.pop("bind-propagation", None)
     fields.pop("volume-nocopy", None)
     if fields:
-        raise UsageError(
+        raise InvalidArgument(
             f"--mount option {sorted(fields)[0]!r} is not supported",
             "manyarch reads type, source, target, readonly, tmpfs-size and tmpfs-mode",
         )
@@ -172,7 +174,7 @@ def parse_tmpfs(text: str) -> Mount:
         elif key == "mode":
             mode = _mode(value, text)
         elif key not in ("rw", "exec", "noexec", "suid", "nosuid", "dev", "nodev"):
-            raise UsageError(
+            raise InvalidArgument(
                 f"--tmpfs option {key!r} is not supported", "manyarch reads size= and mode="
             )
     return Mount(
@@ -183,17 +185,17 @@ def parse_tmpfs(text: str) -> Mount:
 def _size(text: str, where: str) -> int:
     try:
         return parse_size(text)
-    except ValueError:
-        raise UsageError(f"invalid size {text!r} in {where!r}", "e.g. size=64m") from None
+    except ValueError as e:
+        raise InvalidArgument(f"invalid size {text!r} in {where!r}", "e.g. size=64m") from e
 
 
 def _mode(text: str, where: str) -> int:
     try:
         return int(text, 8)
-    except ValueError:
-        raise UsageError(
+    except ValueError as e:
+        raise InvalidArgument(
             f"invalid mode {text!r} in {where!r}", "an octal mode, e.g. 1777"
-        ) from None
+        ) from e
 
 
 def check_targets(mounts: Sequence[Mount]) -> None:
@@ -201,7 +203,7 @@ def check_targets(mounts: Sequence[Mount]) -> None:
     seen: set[str] = set()
     for m in mounts:
         if m.target in seen:
-            raise UsageError(f"duplicate mount point: {m.target}")
+            raise InvalidArgument(f"duplicate mount point: {m.target}")
         seen.add(m.target)
 
 

@@ -21,7 +21,7 @@ import struct
 from collections.abc import Sequence
 from pathlib import Path
 
-from manyarch.errors import SandboxError, ToolMissing, UsageError
+from manyarch.errors import InvalidArgument, SandboxError, ToolMissing
 from manyarch.run.mounts import Mount, prepare_volume, volume_path
 from manyarch.sandbox.bwrap import Bind
 from manyarch.sandbox.rootpath import resolve_in_root
@@ -56,14 +56,14 @@ def parse_add_host(text: str) -> tuple[str, str]:
     name, _, ip = text.partition(sep)
     ip = ip.strip("[]")
     if not name or not ip:
-        raise UsageError(f"invalid --add-host {text!r}", "write --add-host NAME:IP")
+        raise InvalidArgument(f"invalid --add-host {text!r}", "write --add-host NAME:IP")
     if ip != _HOST_GATEWAY:
         try:
             socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
-        except OSError:
-            raise UsageError(
+        except OSError as e:
+            raise InvalidArgument(
                 f"invalid IP address in --add-host {text!r}", "e.g. --add-host db:10.0.0.5"
-            ) from None
+            ) from e
     return name, ip
 
 
@@ -149,7 +149,7 @@ def make_workdir(root: Path, workdir: str) -> None:
         try:
             path.mkdir(mode=0o755, parents=True)
         except OSError as e:
-            raise SandboxError(f"cannot create the working directory {workdir}: {e}") from None
+            raise SandboxError(f"cannot create the working directory {workdir}: {e}") from e
 
 
 __all__ = [

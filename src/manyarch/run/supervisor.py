@@ -23,7 +23,6 @@ import ctypes
 import fcntl
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -41,7 +40,7 @@ from manyarch import procs, rootfs
 from manyarch.errors import ManyarchError
 from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Manifest
-from manyarch.oci.platform import Platform, host_platform
+from manyarch.oci.platform import Platform
 from manyarch.run import cgroups, enter, logs
 from manyarch.run.container import (
     STOPPED_MARK,
@@ -50,6 +49,7 @@ from manyarch.run.container import (
     now,
     resolve_command,
 )
+from manyarch.run.execerrors import emulation_hint, exec_error_code, reword_exec_error
 from manyarch.run.health import Monitor
 from manyarch.run.network import allow_low_ports, start_forwarding
 from manyarch.run.spec import (
@@ -60,50 +60,12 @@ from manyarch.run.spec import (
     mount_binds,
     name_files,
 )
-from manyarch.sandbox import emulation
 from manyarch.sandbox.bwrap import DEFAULT_PATH, Bind, Sandboxed, SandboxSpec, start
 from manyarch.store import open_store
 
 SUPERVISOR_LOG = "supervisor.log"
-_EXECVP = re.compile(rb"^bwrap: execvp (?P<path>.*): (?P<error>[^\n]*)\n?$")
 #: docker's restart back-off: 100 ms doubling, reset after 10 s of running
 _BACKOFF_FIRST, _BACKOFF_MAX, _BACKOFF_RESET = 0.1, 60.0, 10.0
-
-
-def emulation_hint(platform: Platform, emulation_on: bool) -> str | None:
-    """What to do when the kernel refused a foreign binary (None when it is native)."""
-    if emulation.runs_natively(platform):
-        return None
-    fix = f"manyarch emulation install {platform.architecture}"
-    if not emulation_on:
-        return (
-            f"emulation was turned off for this run (--emulation=off); "
-            f"{platform} programs need it on this {host_platform()} host ({fix})"
-        )
-    return f"{platform} programs need emulation on this {host_platform()} host: {fix}"
-
-
-def reword_exec_error(line: bytes, hint: str | None, seen: list[str]) -> bytes:
-    """bwrap's ``execvp`` failure worded as runc words it (other lines unchanged)."""
-    m = _EXECVP.match(line)
-    if not m:
-        return line
-    error = m.group("error").decode(errors="replace")
-    text = f"exec {m.group('path').decode(errors='replace')}: {error.lower()}\n"
-    seen.append(error)
-    if hint and error.lower() == "exec format error":
-        text += f"hint: {hint}\n"
-    return text.encode()
-
-
-def exec_error_code(error: str) -> int:
-    """docker's exit status for a program that could not be run (126, 127), else bwrap's 1."""
-    low = error.lower()
-    if "no such file" in low or "not found" in low:
-        return 127
-    if "permission denied" in low or "is a directory" in low:
-        return 126
-    return 1
 
 
 _PR_SET_PDEATHSIG = 1
@@ -145,6 +107,12 @@ class Supervisor:
     _log: logs.Writer | None = None
     _master: int = -1
     _seen: list[str] = field(default_factory=list)
+    #: what serves one start of the program (set by _run_once)
+    _copiers: list[threading.Thread] = field(default_factory=list)
+    _saved_tty: list[Any] | None = None
+    _pasta: subprocess.Popen[bytes] | None = None
+    _group: cgroups.Cgroup | None = None
+    _monitor: Monitor | None = None
 
     def forward(self, signum: int) -> None:
         """Pass a signal to the container's process; the second one kills it."""
@@ -270,18 +238,12 @@ class Supervisor:
     def _run_once(self, view: rootfs.View) -> int:
         """Start the program once and wait for it; its exit code."""
         state = self.state
-        self._seen = []
-        ports = state.port_mappings
-        limits = state.limits
-        pasta: subprocess.Popen[bytes] | None = None
-        group: cgroups.Cgroup | None = None
-        monitor: Monitor | None = None
-        copiers: list[threading.Thread] = []
-        secondary = -1
-        saved_tty: list[Any] | None = None
+        self._seen, self._copiers, self._saved_tty = [], [], None
+        self._pasta, self._group, self._monitor = None, None, None
         code = 125
         status_r, status_w = os.pipe()
-        hold = bool(ports or limits)
+        # bwrap holds the program until its cgroup and ports are ready
+        hold = bool(state.ports or state.limits)
         block_r, block_w = os.pipe() if hold else (-1, -1)
         fds = [status_w] + ([block_r] if hold else [])
         try:
@@ -289,81 +251,28 @@ class Supervisor:
             if hold:
                 extra += ["--block-fd", str(block_r)]
             spec = self._spec(view, extra)
-            if limits:
-                group = cgroups.create(state.id[:12], limits)
-                state.cgroups = [str(p) for p in group.paths]
-            kwargs: dict[str, Any]
-            if state.tty:
-                self._master, secondary = os.openpty()
-                copy_winsize(0 if self.echo else -1, secondary)
-                kwargs = {
-                    "stdin": secondary,
-                    "stdout": secondary,
-                    "stderr": secondary,
-                    "preexec_fn": _take_terminal,
-                }
-            else:
-                kwargs = {
-                    "stdin": None if state.interactive else subprocess.DEVNULL,
-                    "stdout": subprocess.PIPE,
-                    "stderr": subprocess.PIPE,
-                    "preexec_fn": die_with_parent,
-                }
+            if state.limits:
+                self._group = cgroups.create(state.id[:12], state.limits)
+                state.cgroups = [str(p) for p in self._group.paths]
+            kwargs, secondary = self._stdio()
             try:
                 self._sandbox = start(spec, pass_fds=fds, start_new_session=True, **kwargs)
             finally:
-                for fd in fds:
-                    os.close(fd)
-                if secondary >= 0:
-                    os.close(secondary)
+                for fd in [*fds, secondary]:
+                    if fd >= 0:
+                        os.close(fd)
             proc = self._sandbox.proc
-            hint = emulation_hint(Platform.parse(state.platform), state.emulation)
-            if state.tty:
-                master = os.fdopen(self._master, "rb", buffering=0)
-                copiers.append(self._copier(master, "stdout", self.stdout_fd, hint))
-                if state.interactive and self.echo and os.isatty(0):
-                    saved_tty = termios.tcgetattr(0)
-                    ttymod.setraw(0)
-                    threading.Thread(target=self._feed, args=(self._master,), daemon=True).start()
-            else:
-                assert proc.stdout is not None and proc.stderr is not None
-                copiers.append(self._copier(proc.stdout, "stdout", self.stdout_fd, None))
-                copiers.append(self._copier(proc.stderr, "stderr", self.stderr_fd, hint))
+            self._copy_output(proc)
             with os.fdopen(status_r, "rb") as status:
-                first = status.readline()
-                try:
-                    state.pid = int(json.loads(first)["child-pid"])
-                except (ValueError, KeyError):
-                    state.pid = 0
-                state.status = "running"
-                state.started = now()
-                state.oom_killed = False
-                state.save()
+                self._running(status.readline())
                 if hold and state.pid:
                     try:
-                        if group is not None:
-                            group.add(state.pid)
-                        if ports:
-                            allow_low_ports(state.pid)
-                            pasta = start_forwarding(
-                                state.pid,
-                                ports,
-                                state.directory / "pasta.log",
-                                preexec=die_with_parent,
-                            )
+                        self._wire()
                     finally:
                         os.write(block_w, b"1")
                         os.close(block_w)
                         block_w = -1
-                if self._pending and state.pid:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(state.pid, self._pending)
-                check = state.health
-                if check is not None and state.pid:
-                    monitor = Monitor(check, state.directory, self._probe)
-                    monitor.start()
-                if self.on_started is not None:
-                    self.on_started(state)
+                self._started()
                 code = proc.wait()
         except ManyarchError as e:
             self._say(f"error: {e.message}\n" + (f"hint: {e.hint}\n" if e.hint else ""))
@@ -375,31 +284,103 @@ class Supervisor:
         finally:
             if block_w >= 0:
                 os.close(block_w)
-            if monitor is not None:
-                monitor.stopped.set()
-            if pasta is not None:
-                pasta.terminate()
-                try:
-                    pasta.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pasta.kill()
-                    pasta.wait()
-            for c in copiers:
-                c.join(timeout=5)
-            if saved_tty is not None:
-                termios.tcsetattr(0, termios.TCSADRAIN, saved_tty)
-            if self._master >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(self._master)
-                self._master = -1
-            if group is not None:
-                state.oom_killed = group.oom_killed()
-                group.remove()
-            if self._seen and not state.exec_error:
-                state.exec_error = self._seen[0]
-                if code == 1:
-                    code = exec_error_code(self._seen[0])
-            self._sandbox = None
+            code = self._after(code)
+        return code
+
+    def _stdio(self) -> tuple[dict[str, Any], int]:
+        """How the program's stdin/out/err are given: a pty of its own (-t), else pipes."""
+        if self.state.tty:
+            self._master, secondary = os.openpty()
+            copy_winsize(0 if self.echo else -1, secondary)
+            kwargs: dict[str, Any] = {"preexec_fn": _take_terminal}
+            kwargs.update(stdin=secondary, stdout=secondary, stderr=secondary)
+            return kwargs, secondary
+        stdin = None if self.state.interactive else subprocess.DEVNULL
+        kwargs = {"stdin": stdin, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+        kwargs["preexec_fn"] = die_with_parent
+        return kwargs, -1
+
+    def _copy_output(self, proc: subprocess.Popen[bytes]) -> None:
+        """Start the threads that copy the output (and, with -it, the terminal's input)."""
+        state = self.state
+        hint = emulation_hint(Platform.parse(state.platform), state.emulation)
+        if state.tty:
+            master = os.fdopen(self._master, "rb", buffering=0, closefd=False)
+            self._copiers.append(self._copier(master, "stdout", self.stdout_fd, hint))
+            if state.interactive and self.echo and os.isatty(0):
+                self._saved_tty = termios.tcgetattr(0)
+                ttymod.setraw(0)
+                threading.Thread(target=self._feed, args=(self._master,), daemon=True).start()
+            return
+        assert proc.stdout is not None and proc.stderr is not None
+        self._copiers.append(self._copier(proc.stdout, "stdout", self.stdout_fd, None))
+        self._copiers.append(self._copier(proc.stderr, "stderr", self.stderr_fd, hint))
+
+    def _running(self, status_line: bytes) -> None:
+        """bwrap said which process is the container's PID 1: the state says it runs."""
+        state = self.state
+        try:
+            state.pid = int(json.loads(status_line)["child-pid"])
+        except (ValueError, KeyError):
+            state.pid = 0
+        state.status = "running"
+        state.started = now()
+        state.oom_killed = False
+        state.save()
+
+    def _wire(self) -> None:
+        """While bwrap holds the program: its cgroup, and pasta for its ports."""
+        state = self.state
+        if self._group is not None:
+            self._group.add(state.pid)
+        if state.ports:
+            allow_low_ports(state.pid)
+            self._pasta = start_forwarding(
+                state.pid, state.port_mappings, state.directory / "pasta.log",
+                preexec=die_with_parent,
+            )  # fmt: skip
+
+    def _started(self) -> None:
+        """The program runs: a signal that came early, the health check, the caller's hook."""
+        state = self.state
+        if self._pending and state.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(state.pid, self._pending)
+        check = state.health
+        if check is not None and state.pid:
+            self._monitor = Monitor(check, state.directory, self._probe)
+            self._monitor.start()
+        if self.on_started is not None:
+            self.on_started(state)
+
+    def _after(self, code: int) -> int:
+        """Stop what served this start; the exit code (126/127 for bwrap's exec failure)."""
+        state = self.state
+        if self._monitor is not None:
+            self._monitor.stopped.set()
+        if self._pasta is not None:
+            self._pasta.terminate()
+            try:
+                self._pasta.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._pasta.kill()
+                self._pasta.wait()
+        for c in self._copiers:
+            c.join(timeout=5)
+        if self._saved_tty is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, self._saved_tty)
+        if self._master >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._master)
+            self._master = -1
+        if self._group is not None:
+            state.oom_killed = self._group.oom_killed()
+            self._group.remove()
+        if self._seen and not state.exec_error:
+            state.exec_error = self._seen[0]
+            if code == 1:
+                code = exec_error_code(self._seen[0])
+        self._sandbox = None
         return code
 
     def _copier(self, src: IO[bytes], stream: str, dest: int, hint: str | None) -> threading.Thread:

@@ -63,7 +63,7 @@ _PYTHON_NAMES = ("python", "python3")
 
 
 class NativePipUnavailable(ManyarchError):
-    """The native path cannot do this RUN exactly; the builder emulates it instead."""
+    """The native path cannot do this RUN exactly; the executor emulates it instead."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class NativePip:
 def plan_run(
     argv: Sequence[str], shell_form: bool, env: Mapping[str, str], workdir: str
 ) -> NativePip | Fallback:
-    """Decide whether a RUN (its argv as the builder runs it) can run natively."""
+    """Decide whether a RUN (its argv as the executor runs it) can run natively."""
     for k in env:
         if k.startswith("PIP_") and k not in _PIP_ENV_PASS + _PIP_ENV_NEUTRAL:
             return Fallback(f"{k} is set")
@@ -158,6 +158,8 @@ def _split_shell(text: str) -> list[list[str]] | Fallback:
 
 def parse_pip_command(words: Sequence[str]) -> PipInstall | Fallback:
     """``pip install ...`` words (after the shell) as a :class:`PipInstall`, or why not."""
+    # Long on purpose: one branch per pip option, as pip reads them; a table would hide
+    # which ones make native pip fall back to emulation.
     if not words:
         return Fallback("empty command")
     exe = words[0]

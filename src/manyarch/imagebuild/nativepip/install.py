@@ -250,7 +250,7 @@ def _fetch_wheels(
         if r.returncode != 0:
             raise BuildError(
                 f"native pip: downloading wheels failed: {_pip_failure(r.stdout.decode())}",
-                "check the network, or build with --no-native-pip",
+                "check the network, or build without native pip",
             )
         for n, url, sha in missing:
             name = url.rsplit("/", 1)[-1].split("#", 1)[0]

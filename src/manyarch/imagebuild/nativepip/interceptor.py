@@ -1,4 +1,4 @@
-"""The builder's hook: a foreign platform's ``RUN pip install`` done on the host."""
+"""The executor's hook: a foreign platform's ``RUN pip install`` done on the host."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ OUTPUT_VERSION = 2
 
 
 class NativePipInterceptor:
-    """The builder's interceptor: a ``RUN pip install`` done on the host, else None."""
+    """The executor's interceptor: a ``RUN pip install`` done on the host, else None."""
 
     def __init__(self, cache_dir: Path) -> None:
         self.cache_dir = cache_dir
@@ -29,7 +29,7 @@ class NativePipInterceptor:
         self.fallbacks: list[str] = []
 
     def __call__(self, ctx: StepContext) -> Ran | None:
-        """Install natively and return :data:`RAN`, or None (the builder emulates)."""
+        """Install natively and return :data:`RAN`, or None (the executor emulates)."""
         step = ctx.step
         if not isinstance(step, df.RunStep) or ctx.sandbox is None:
             return None
