@@ -180,8 +180,18 @@ def _truthy(value: Any) -> bool:
     return bool(value) and value != NO_VALUE
 
 
-def _to_json(value: Any) -> str:
+def _to_json(value: Any, *args: Any) -> str:
+    # a method given with its arguments (buildx's ``json .Image "linux/arm64"``)
+    if callable(value):
+        value = value(*args)
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_jsonable)
+
+
+def indented_json(value: Any, *args: Any) -> str:
+    """buildx's ``json``: indented by two spaces."""
+    if callable(value):
+        value = value(*args)
+    return json.dumps(value, indent=2, default=_jsonable)
 
 
 def _jsonable(value: Any) -> Any:
@@ -261,17 +271,23 @@ FUNCS: dict[str, Callable[..., Any]] = {
 
 
 class _Scope:
-    def __init__(self, dot: Any, root: Any, names: dict[str, Any]) -> None:
-        self.dot, self.root, self.names = dot, root, names
+    def __init__(
+        self, dot: Any, root: Any, names: dict[str, Any], funcs: Mapping[str, Callable[..., Any]]
+    ) -> None:
+        self.dot, self.root, self.names, self.funcs = dot, root, names, funcs
 
 
 def _field(value: Any, name: str) -> Any:
+    # a map's missing key is nil (Go prints <no value>); a struct's missing field an error
     if isinstance(value, Mapping):
         return value.get(name)
-    if value is None:
+    if value is None or isinstance(value, (str, int, float, list, tuple)):
         return None
-    got = getattr(value, name, None)
-    return got
+    if name.startswith("_") or not hasattr(value, name):
+        raise TemplateError(
+            f"template: can't evaluate field {name} in type {type(value).__name__.lstrip('_')}"
+        )
+    return getattr(value, name)
 
 
 def _lookup(path: str, scope: _Scope) -> Any:
@@ -335,7 +351,7 @@ def _eval_cmd(cmd: list[tuple[str, str]], scope: _Scope, piped: tuple[Any, ...])
         raise TemplateError("template: empty command")
     head, rest = args[0], [_value(a, scope) for a in args[1:]] + list(piped)
     if isinstance(head, tuple) and head[0] == "func":
-        fn = FUNCS.get(head[1])
+        fn = scope.funcs.get(head[1])
         if fn is None:
             raise TemplateError(f'template: function "{head[1]}" not defined')
         try:
@@ -354,7 +370,7 @@ def _value(arg: Any, scope: _Scope) -> Any:
     if isinstance(arg, tuple) and arg and arg[0] == "field":
         return _lookup(arg[1], scope)
     if isinstance(arg, tuple) and arg and arg[0] == "func":
-        fn = FUNCS.get(arg[1])
+        fn = scope.funcs.get(arg[1])
         if fn is None:
             raise TemplateError(f'template: function "{arg[1]}" not defined')
         return fn()
@@ -381,7 +397,8 @@ def _run(nodes: Sequence[_Node], scope: _Scope, out: list[str]) -> None:
         elif node.kind in ("if", "with"):
             value = _eval_pipe(node.pipe, scope)
             if _truthy(value):
-                inner = _Scope(value if node.kind == "with" else scope.dot, scope.root, scope.names)
+                dot = value if node.kind == "with" else scope.dot
+                inner = _Scope(dot, scope.root, scope.names, scope.funcs)
                 _run(node.body, inner, out)
             else:
                 _run(node.alt, scope, out)
@@ -402,7 +419,7 @@ def _run(nodes: Sequence[_Node], scope: _Scope, out: list[str]) -> None:
                     names[node.decl[0]], names[node.decl[1]] = k, v
                 elif len(node.decl) == 1:
                     names[node.decl[0]] = v
-                _run(node.body, _Scope(v, scope.root, names), out)
+                _run(node.body, _Scope(v, scope.root, names, scope.funcs), out)
 
 
 def unescape(fmt: str) -> str:
@@ -410,10 +427,10 @@ def unescape(fmt: str) -> str:
     return fmt.replace("\\t", "\t").replace("\\n", "\n")
 
 
-def render(fmt: str, data: Any) -> str:
-    """Apply the template ``fmt`` to ``data``."""
+def render(fmt: str, data: Any, funcs: Mapping[str, Callable[..., Any]] | None = None) -> str:
+    """Apply the template ``fmt`` to ``data`` (``funcs``: functions over docker's)."""
     out: list[str] = []
-    _run(parse(fmt), _Scope(data, data, {}), out)
+    _run(parse(fmt), _Scope(data, data, {}, {**FUNCS, **(funcs or {})}), out)
     return "".join(out)
 
 
