@@ -132,7 +132,7 @@ def test_limits_are_refused_where_the_controllers_are_not_delegated(tmp_path: Pa
     cgroups.create("ok", cgroups.Limits(pids=5), m)
     with pytest.raises(LimitsUnavailable) as info:
         cgroups.check(cgroups.Limits(memory=64 << 20, pids=5), m)
-    assert info.value.message.startswith("--memory, --pids-limit need cgroups")
+    assert info.value.message.startswith("the memory and process limits need cgroups")
     with pytest.raises(LimitsUnavailable):
         cgroups.check(cgroups.Limits(cpus=1), cgroups.Mounts())  # no cgroup fs at all
     with pytest.raises(InvalidArgument):

@@ -186,6 +186,7 @@ def parse_env(items: list[str], files: list[Path]) -> dict[str, str]:
 
 def _options(args: argparse.Namespace) -> RunOptions:
     """RunOptions from the flags (each parsed and checked before any pull)."""
+    from manyarch.errors import LimitsUnavailable
     from manyarch.run import cgroups, container, mounts
     from manyarch.run.cgroups import Limits
     from manyarch.run.container import RunOptions
@@ -208,7 +209,15 @@ def _options(args: argparse.Namespace) -> RunOptions:
             raise UsageError(f"invalid --memory {args.memory!r}", "e.g. -m 256m or -m 1g") from e
     container.parse_restart(args.restart)
     limits = Limits(memory, args.cpus, args.pids_limit)
-    cgroups.check(limits)  # refused before anything is pulled
+    try:
+        cgroups.check(limits)  # refused before anything is pulled
+    except LimitsUnavailable as e:
+        flags = {"memory": "--memory", "cpu": "--cpus", "pids": "--pids-limit"}
+        named = ", ".join(flags[c] for c in limits.controllers())
+        raise UsageError(
+            e.message.replace(limits.words(), named, 1),
+            (e.hint or "").replace("or go without", "or drop the flag"),
+        ) from e
     health = {
         "cmd": args.health_cmd,
         "interval": args.health_interval,

@@ -42,10 +42,12 @@ class Limits:
             c for c, v in (("memory", self.memory), ("cpu", self.cpus), ("pids", self.pids)) if v
         ]
 
-    def flags(self) -> str:
-        """The flags given, for messages."""
-        names = {"memory": "--memory", "cpu": "--cpus", "pids": "--pids-limit"}
-        return ", ".join(names[c] for c in self.controllers())
+    def words(self) -> str:
+        """The limits given, for messages (``the memory and process limits``)."""
+        names = {"memory": "memory", "cpu": "CPU", "pids": "process"}
+        given = [names[c] for c in self.controllers()]
+        joined = ", ".join(given[:-1]) + " and " + given[-1] if len(given) > 1 else given[0]
+        return f"the {joined} limit{'s' if len(given) > 1 else ''}"
 
     def validate(self) -> None:
         """docker's lower bounds."""
@@ -118,11 +120,10 @@ class Mounts:
 
 def _why(limits: Limits, mounts: Mounts, detail: str) -> LimitsUnavailable:
     return LimitsUnavailable(
-        f"{limits.flags()} need cgroups, and this machine does not delegate them to manyarch "
+        f"{limits.words()} need cgroups, and this machine does not delegate them to manyarch "
         f"({detail})",
         "run as root on a machine with cgroup v1 or v2 controllers, or in a systemd scope "
-        "that delegates them (systemd-run --scope -p Delegate=yes manyarch run ...); "
-        "or run without the limit",
+        "that delegates them (systemd-run --scope -p Delegate=yes ...); or go without",
     )
 
 
