@@ -8,7 +8,8 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests and the demo use (real parts, no mocks).
 APT_PACKAGES := qemu-user-static docker-registry mmdebstrap bubblewrap skopeo umoci \
-	passt chromium pngquant curl apache2-utils ca-certificates python3-venv fonts-dejavu-core
+	passt chromium pngquant curl apache2-utils ca-certificates python3-venv fonts-dejavu-core \
+	tini
 
 .PHONY: test demo lint deps apt venv emulation registry-down bench clean
 

@@ -26,6 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "_version": set(),
     "errors": set(),
     "units": set(),
+    "gotemplate": {"errors"},
     "procs": set(),
     "oci": {"errors"},
     "dockerfile": {"errors", "oci"},
@@ -38,7 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "store": {"layout"},
     "builders": {"errors"},
     "images": {"errors", "oci", "layout", "registry", "store"},
-    "inspect": {"errors", "oci", "images", "units"},
+    "inspect": {"errors", "oci", "images", "units", "gotemplate"},
     "rootfs": {"errors", "oci", "layers", "layout", "store", "procs"},
     "imagebuild": {
         *_BASE,
@@ -75,6 +76,7 @@ ALLOWED: dict[str, set[str]] = {
         "rootfs",
         "procs",
         "units",
+        "gotemplate",
     },
     # the public floor: the session maps every call onto the library below it;
     # config finds what the session is not told (buildkitd.toml, daemon.json, builders)
@@ -98,6 +100,7 @@ ALLOWED: dict[str, set[str]] = {
         "attest",
         "export",
         "subrequests",
+        "gotemplate",
         "units",
     },
     # the package exports the session, the error tree and the values calls return
@@ -130,6 +133,7 @@ ALLOWED: dict[str, set[str]] = {
         "subrequests",
         "attest",
         "export",
+        "gotemplate",
     },
     "__main__": {"cli"},
 }

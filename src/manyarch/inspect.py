@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from manyarch.errors import InvalidArgument, PlatformNotFound
+from manyarch.errors import PlatformNotFound
 from manyarch.images import Source, parse_top
 from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import REFERENCE_DIGEST, Descriptor, ImageConfig, Index, Manifest
@@ -74,27 +74,55 @@ def describe(source: Source) -> tuple[Descriptor, Index | Manifest]:
     return Descriptor.of(doc), parse_top(doc)
 
 
-#: ``{{json EXPR}}`` or ``{{EXPR}}``; EXPR is ``.``, ``.Field.Sub``, ``(index .Field "KEY").Sub``
-#: or manyarch's older ``.Image "linux/arm64"``
-_TEMPLATE = re.compile(r"^\{\{\s*(?P<json>json\s+)?(?P<expr>.+?)\s*\}\}$")
-_INDEX = re.compile(
-    r'^\(\s*index\s+(?P<path>\.[A-Za-z.]*)\s+"(?P<key>[^"]+)"\s*\)(?P<rest>(\.[A-Za-z]+)*)$'
-)
-_PATH = re.compile(r'^(?P<path>\.(?:[A-Za-z]+(?:\.[A-Za-z]+)*)?)(?:\s+"(?P<key>[^"]+)")?$')
-_HINT = (
-    "use {{json .Manifest}}, {{json .Image}}, {{json .SBOM}}, {{json .Provenance}}, {{json .}}, "
-    '{{.Manifest}}, {{.Name}} or {{json (index .Image "linux/arm64")}}'
-)
+#: buildx's ``isWholeManifestTemplate``: the text layout, as without ``--format``
+_WHOLE_MANIFEST = re.compile(r"^\{\{\s*\.Manifest\s*\}\}$")
 
 
-def go_json(obj: Any, *, sort: bool = True) -> str:
-    """Go's ``json.MarshalIndent(v, "", "  ")`` of decoded JSON (maps sorted, <>& escaped)."""
-    text = json.dumps(obj, indent=2, sort_keys=sort, ensure_ascii=False)
+def format_template(fmt: str, name: str, source: Source) -> str:
+    """buildx's ``--format``: a Go template (:mod:`manyarch.gotemplate`) over ``.Name``,
+    ``.Manifest`` and ``.Image`` (every platform's config, or one:
+    ``{{json .Image "linux/arm64"}}``, ``{{json (index .Image "linux/arm64")}}``),
+    ``.SBOM`` and ``.Provenance`` (per platform when the image has several, as
+    buildx's loader gives them: ``{"SPDX": ...}``, ``{"SLSA": ...}``) and ``.``;
+    ``{{.Manifest}}`` alone is the text layout; ``json`` writes as buildx's does."""
+    from manyarch.gotemplate import render
+
+    if _WHOLE_MANIFEST.match(fmt.strip()):
+        desc, top = describe(source)
+        return format_text(name, desc, top if isinstance(top, Index) else None)
+    data = _TemplateData(name, source)
+    return render(fmt.strip(), data, {"json": buildx_json}) + "\n"
+
+
+def buildx_json(value: Any, *args: Any) -> str:
+    """buildx's ``json``: Go's ``json.MarshalIndent(v, "", "  ")``, ``<>&`` escaped."""
+    from manyarch.gotemplate import indented_json
+
+    text = indented_json(value, *args)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _manifest_json(desc: Descriptor, top: Index | Manifest) -> dict[str, Any]:
-    if isinstance(top, Index):
+def _sorted(value: Any) -> Any:
+    """Decoded JSON with every object's keys sorted, as Go marshals a ``map[string]any``."""
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
+class _TemplateData:
+    """What buildx's templates see; each part is read only when a template asks for it."""
+
+    def __init__(self, name: str, source: Source) -> None:
+        self.Name = name
+        self._source = source
+
+    @property
+    def Manifest(self) -> Any:
+        desc, top = describe(self._source)
+        if not isinstance(top, Index):
+            return desc.to_json()
         obj: dict[str, Any] = {
             "schemaVersion": 2,
             "mediaType": top.media_type,
@@ -105,115 +133,41 @@ def _manifest_json(desc: Descriptor, top: Index | Manifest) -> dict[str, Any]:
         if top.annotations:
             obj["annotations"] = dict(top.annotations)
         return obj
-    return desc.to_json()
 
+    def Image(self, wanted: str | None = None) -> Any:
+        _, top = describe(self._source)
+        configs = image_configs(self._source, top)
+        if wanted is not None:
+            from manyarch.oci.platform import Platform
 
-def format_template(fmt: str, name: str, source: Source) -> str:
-    """The Go templates of buildx's ``imagetools inspect --format``.
+            p = Platform.parse(wanted)
+            for key, cfg in configs.items():
+                if Platform.parse(key).same(p):
+                    return cfg
+            raise PlatformNotFound(wanted, list(configs), where=self.Name)
+        if isinstance(top, Manifest) or len(configs) == 1:
+            return next(iter(configs.values()))
+        return configs
 
-    ``.Name``, ``.Manifest`` (``{{.Manifest}}`` alone is the text layout), ``.Image``,
-    ``.SBOM`` and ``.Provenance`` (per platform when the image has several, as
-    buildx's loader gives them: ``{"SPDX": ...}``, ``{"SLSA": ...}``), ``.``;
-    ``(index .Image "linux/arm64")`` picks one platform, ``.SBOM.SPDX`` a field.
-    """
-    m = _TEMPLATE.match(fmt.strip())
-    if m is None:
-        raise InvalidArgument(f"unsupported template {fmt!r}", _HINT)
-    expr, as_json = m.group("expr").strip(), bool(m.group("json"))
-    if expr == ".Name" and not as_json:
-        return name + "\n"
-    desc, top = describe(source)
-    if expr == ".Manifest" and not as_json:
-        return format_text(name, desc, top if isinstance(top, Index) else None)
-    if not as_json:
-        raise InvalidArgument(f"unsupported template {fmt!r}", _HINT)
-    path, key, rest = _parse_expr(expr, fmt)
-    fields = path.strip(".").split(".") if path != "." else []
-    loader = _Loader(name, source, desc, top)
-    sorted_keys = bool(fields) and fields[0] in ("SBOM", "Provenance")
-    if key is not None:
-        if len(fields) != 1:
-            raise InvalidArgument(f"unsupported template {fmt!r}", _HINT)
-        value: Any = loader.pick(key, fields[0], name)
-    else:
-        value = loader.root() if not fields else loader.field(fields[0])
-        rest = fields[1:]
-    for f in rest:
-        value = _attr(value, f, fmt)
-    return go_json(value, sort=sorted_keys) + "\n"
+    @property
+    def SBOM(self) -> Any:
+        return self._attestations("SBOM")
 
+    @property
+    def Provenance(self) -> Any:
+        return self._attestations("Provenance")
 
-def _parse_expr(expr: str, fmt: str) -> tuple[str, str | None, list[str]]:
-    m = _INDEX.match(expr)
-    if m is not None:
-        rest = [r for r in m.group("rest").split(".") if r]
-        return m.group("path"), m.group("key"), rest
-    m = _PATH.match(expr)
-    if m is None:
-        raise InvalidArgument(f"unsupported template {fmt!r}", _HINT)
-    return m.group("path"), m.group("key"), []
+    def _attestations(self, kind: str) -> Any:
+        # buildx: one platform's alone, several by platform; an empty stub when there is none
+        _, top = describe(self._source)
+        found = _sorted(attestations(self._source, top, kind))
+        if isinstance(top, Manifest) or len(top.images()) <= 1:
+            return next(iter(found.values()), {})
+        return found
 
-
-def _attr(value: Any, field: str, fmt: str) -> Any:
-    if isinstance(value, dict) and field in value:
-        return value[field]
-    if isinstance(value, dict) and not value:
-        return None
-    raise InvalidArgument(f"unsupported template {fmt!r}: no field {field}", _HINT)
-
-
-class _Loader:
-    """What the templates see of one image (buildx's ``loader``): read when asked."""
-
-    def __init__(self, name: str, source: Source, desc: Descriptor, top: Index | Manifest) -> None:
-        self.name, self.source, self.desc, self.top = name, source, desc, top
-
-    def field(self, name: str) -> Any:
-        if name == "Name":
-            return self.name
-        if name == "Manifest":
-            return _manifest_json(self.desc, self.top)
-        if name == "Image":
-            return self.single(image_configs(self.source, self.top))
-        if name in ("SBOM", "Provenance"):
-            return self.single(attestations(self.source, self.top, name))
-        raise InvalidArgument(f"unsupported template field .{name}", _HINT)
-
-    def single(self, per_platform: dict[str, Any]) -> Any:
-        """buildx: one platform's value alone, several by platform (``{}`` when none)."""
-        if isinstance(self.top, Manifest) or len(self.platforms()) <= 1:
-            return next(iter(per_platform.values()), {})
-        return per_platform
-
-    def platforms(self) -> list[str]:
-        if isinstance(self.top, Manifest):
-            return []
-        return [str(d.platform) for d in self.top.images() if d.platform is not None]
-
-    def root(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "manifest": _manifest_json(self.desc, self.top),
-            "image": self.field("Image"),
-        }
-
-    def pick(self, key: str, field: str, where: str) -> Any:
-        """``(index .FIELD "PLATFORM")``: one platform's value."""
-        from manyarch.oci.platform import Platform
-
-        if field == "Image":
-            per = image_configs(self.source, self.top)
-        elif field in ("SBOM", "Provenance"):
-            per = attestations(self.source, self.top, field)
-        else:
-            raise InvalidArgument(f"cannot index .{field or 'the image'} by platform", _HINT)
-        wanted = Platform.parse(key)
-        for k, v in per.items():
-            if Platform.parse(k).same(wanted):
-                return v
-        if field != "Image":
-            return {}
-        raise PlatformNotFound(key, list(per), where=where)
+    def to_json(self) -> dict[str, Any]:
+        """``{{json .}}``: buildx's ``tplInput`` (SBOM and Provenance, methods: not in it)."""
+        return {"name": self.Name, "manifest": self.Manifest, "image": self.Image()}
 
 
 def attestations(source: Source, top: Index | Manifest, kind: str) -> dict[str, Any]:

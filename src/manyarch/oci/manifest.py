@@ -177,16 +177,22 @@ class Manifest:
     def as_docker(self) -> Manifest:
         """The same image as a Docker schema 2 manifest.
 
-        Docker types for the config and the gzip layers (others keep theirs),
-        no annotations (Docker's format has none): what a build writes when
-        asked for Docker media types. The blobs are the same bytes.
+        Docker types for the config and the layers (plain tar and zstd ones
+        named as BuildKit names them; non-distributable ones keep theirs), no
+        annotations (Docker's format has none): what a build writes when asked
+        for Docker media types. The blobs are the same bytes.
         """
+        plain = {mt.OCI_LAYER, mt.OCI_LAYER_GZIP, mt.OCI_LAYER_ZSTD, mt.DOCKER_LAYER}
         return replace(
             self,
             config=replace(self.config, media_type=mt.DOCKER_CONFIG),
             layers=tuple(
-                replace(d, media_type=mt.DOCKER_LAYER, annotations={})
-                if mt.compression(d.media_type) == "gzip"
+                replace(
+                    d,
+                    media_type=mt.exported_layer_type(mt.compression(d.media_type), True),
+                    annotations={},
+                )
+                if d.media_type in plain
                 else d
                 for d in self.layers
             ),
