@@ -3,6 +3,8 @@ in-toto's bindings, and buildx's --attest/--sbom/--provenance."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from manyarch.attest.facts import go_time, invocation_id
@@ -164,3 +166,43 @@ def test_times_and_ids() -> None:
     assert go_time(1700000000.25) == "2023-11-14T22:13:20.25Z"
     assert invocation_id(b"x") == invocation_id(b"x") != invocation_id(b"y")
     assert len(invocation_id()) == 25
+
+
+def test_materials_name_what_the_build_added(tmp_path: Path) -> None:
+    from manyarch.attest.make import PlatformFacts, _materials, wheel_digests
+    from manyarch.attest.scan import Contents, PythonDist
+    from manyarch.debian.deb import Package
+
+    curl = Package("curl", "7.88.1-10+deb12u5", "arm64")
+    libc = Package("libc6", "2.36-9", "arm64")
+    pip = PythonDist("pip", "23.0.1", "/usr/lib/python3/dist-packages/pip-23.0.1.dist-info")
+    site = "/usr/local/lib/python3.11/dist-packages"
+    fastapi = PythonDist("fastapi", "0.110.0", f"{site}/fastapi-0.110.0.dist-info",
+                         tags=("py3-none-any",))  # fmt: skip
+    pydantic_core = PythonDist(
+        "pydantic_core", "2.16.3", f"{site}/pydantic_core-2.16.3.dist-info",
+        tags=("cp311-cp311-manylinux_2_17_aarch64", "cp311-cp311-manylinux2014_aarch64"),
+    )  # fmt: skip
+    wheels = tmp_path / "wheels"
+    core = "pydantic_core-2.16.3-cp311-cp311-manylinux_2_17_{0}.manylinux2014_{0}.whl"
+    for sha, name in [
+        ("a" * 64, "fastapi-0.110.0-py3-none-any.whl"),
+        ("b" * 64, core.format("x86_64")),
+        ("c" * 64, core.format("aarch64")),
+    ]:
+        (wheels / sha).mkdir(parents=True)
+        (wheels / sha / name).write_bytes(b"")
+    base = Contents((libc,), (pip,), {})
+    image = Contents(
+        (curl, libc), (pip, fastapi, pydantic_core), {"ID": "debian", "VERSION_ID": "12"}
+    )
+    digests = wheel_digests(image.python, wheels)
+    assert digests == {fastapi.path: "a" * 64, pydantic_core.path: "c" * 64}  # the arm64 wheel
+    bases = [("python:3.11", Platform.parse("linux/arm64"), "sha256:" + "d" * 64)]
+    got = [m.to_json() for m in _materials(PlatformFacts(FACTS, bases), base, image, digests)]
+    assert got == [
+        {"uri": "pkg:docker/python@3.11?platform=linux%2Farm64", "digest": {"sha256": "d" * 64}},
+        {"uri": "pkg:deb/debian/curl@7.88.1-10%2Bdeb12u5?arch=arm64&distro=debian-12"},
+        {"uri": "pkg:pypi/fastapi@0.110.0", "digest": {"sha256": "a" * 64}},
+        {"uri": "pkg:pypi/pydantic-core@2.16.3", "digest": {"sha256": "c" * 64}},
+    ]
