@@ -162,7 +162,7 @@ def test_sdist_only_requirement_falls_back_and_says_why(
     built = run_build(ctx, python_base.ref, ARM64, interceptors=[native_pip])
     assert native_pip.native == 0
     out = "\n".join(built.output("linux/arm64"))
-    assert "native pip: not used (shell operator '||'" in out
+    assert "emulated (QEMU): shell operator '||'" in out
     ctx2 = make_context(
         tmp_path / "2",
         "ARG BASE\nFROM ${BASE}\nENV PIP_BREAK_SYSTEM_PACKAGES=1\n"
@@ -174,19 +174,88 @@ def test_sdist_only_requirement_falls_back_and_says_why(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "line",
-    ["pip install --no-compile idna==3.20", "PIP_NO_COMPILE=1 pip install idna==3.20"],
-)
-def test_no_compile_leaves_the_modules_uncompiled(
-    tmp_path: Path, python_base: PythonBase, line: str
-) -> None:
-    env, _, cmd = line.rpartition(" pip ")
-    dockerfile = "ARG BASE\nFROM ${BASE}\n"
-    dockerfile += f"ENV {env}\nRUN pip {cmd}\n" if env else f"RUN {line}\n"
+def test_no_compile_leaves_the_modules_uncompiled(tmp_path: Path, python_base: PythonBase) -> None:
+    # (PIP_NO_COMPILE=1 does compile: pip reads store_false variables inverted; that
+    # case is compared with the emulated pip in test_every_pip_form_equals_emulated)
+    dockerfile = "ARG BASE\nFROM ${BASE}\nRUN pip install --no-compile idna==3.20\n"
     ctx = make_context(tmp_path, dockerfile)
     native_pip = NativePipInterceptor(tmp_path / "cache" / "manyarch")
     built = run_build(ctx, python_base.ref, ARM64, interceptors=[native_pip])
     assert native_pip.native == 1, native_pip.fallbacks
     assert "usr/local/lib/python3.11/dist-packages/idna/core.py" in pip_layer(built)
     assert bytecode(built) == {}
+
+
+FORMS = """\
+ARG BASE
+FROM ${BASE}
+ARG SIXV=1.16.0
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_BREAK_SYSTEM_PACKAGES=1
+WORKDIR /srv
+COPY wheels/ /wheels/
+# two distributions ship jwt/__init__.py: the later in pip's order wins; an option prefix
+RUN pip install --no-cache PyJWT==2.9.0 jwt==1.3.1
+# a version from an ARG, a long option's prefix, pip's store_false variable read inverted
+RUN PIP_NO_COMPILE=1 pip install six==$SIXV --no-dependencies
+RUN pip install --user click==8.1.7
+RUN pip install --prefix=/opt/p idna==3.10
+RUN pip install --target /opt/t idna==3.10 six==1.16.0
+# a wheelhouse: scripts, .data/scripts with #!python, data files
+RUN pip install --no-index --find-links=/wheels demo-tool
+"""
+
+
+def _demo_wheel() -> bytes:
+    """A pure wheel with a console script, a .data script and a data file."""
+    import base64
+    import hashlib
+    import zipfile
+
+    files = {
+        "demo_tool/__init__.py": b"def main():\n    print('demo')\n",
+        "demo_tool-1.0.data/scripts/demo-raw": b"#!python\nprint('raw')\n",
+        "demo_tool-1.0.data/data/share/demo/readme.txt": b"hello\n",
+        "demo_tool-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: demo-tool\nVersion: 1.0\n",
+        "demo_tool-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: x\nRoot-Is-Purelib: true"
+        b"\nTag: py3-none-any\n",
+        "demo_tool-1.0.dist-info/entry_points.txt": b"[console_scripts]\ndemo = demo_tool:main\n",
+    }
+    rows = []
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        rows.append(f"{name},sha256={digest},{len(data)}\n")
+    rows.append("demo_tool-1.0.dist-info/RECORD,,\n")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (0o100755 if "scripts/" in name else 0o100644) << 16
+            zf.writestr(info, data)
+        zf.writestr("demo_tool-1.0.dist-info/RECORD", "".join(rows))
+    return buf.getvalue()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_every_pip_form_equals_emulated(tmp_path: Path, python_base: PythonBase) -> None:
+    import re
+
+    ctx = make_context(tmp_path, FORMS, {"wheels/demo_tool-1.0-py3-none-any.whl": _demo_wheel()})
+    native_pip = NativePipInterceptor(tmp_path / "cache" / "manyarch")
+    native = run_build(ctx, python_base.ref, ARM64, interceptors=[native_pip], epoch=0)
+    assert native_pip.emulated == 0, native_pip.fallbacks
+    assert native_pip.native == 6
+    emulated = run_build(ctx, python_base.ref, ARM64, epoch=0)
+    n_layers = len(emulated.manifest("linux/arm64").layers)
+    assert len(native.manifest("linux/arm64").layers) == n_layers
+
+    def stage(name: str) -> str:  # pip's --target stage is a random temporary directory
+        return re.sub(r"^/tmp/pip-target-[^/]+/", "/tmp/pip-target-native/", name)
+
+    for i in range(n_layers - 6, n_layers):
+        diffs = layer_differences(
+            layer_entries(native, "linux/arm64", i),
+            layer_entries(emulated, "linux/arm64", i),
+            pyc_filename=stage,
+        )
+        assert diffs == [], (i, diffs)
