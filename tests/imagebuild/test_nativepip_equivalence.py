@@ -215,7 +215,8 @@ def _demo_wheel() -> bytes:
         "demo_tool/__init__.py": b"def main():\n    print('demo')\n",
         "demo_tool-1.0.data/scripts/demo-raw": b"#!python\nprint('raw')\n",
         "demo_tool-1.0.data/data/share/demo/readme.txt": b"hello\n",
-        "demo_tool-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: demo-tool\nVersion: 1.0\n",
+        "demo_tool-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: demo-tool\n"
+        b"Version: 1.0\n",
         "demo_tool-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: x\nRoot-Is-Purelib: true"
         b"\nTag: py3-none-any\n",
         "demo_tool-1.0.dist-info/entry_points.txt": b"[console_scripts]\ndemo = demo_tool:main\n",

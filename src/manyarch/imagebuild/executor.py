@@ -46,6 +46,7 @@ pushed once.
 from __future__ import annotations
 
 import functools
+import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -461,21 +462,37 @@ class _PlatformBuild:
                 snap.append(Snapshot.take(root))
             return root
 
+        partial: list[tuple[Path, Snapshot]] = []
+
+        def open_partial(patterns: Sequence[str]) -> Path:
+            root = self.trees.partial_root(state, patterns)
+            partial.append((root, Snapshot.take(root)))
+            return root
+
         ctx = StepContext(
             step, self.platform, live, state.config, tuple(state.layers),
             self.options, self.store, spec, log,
+            None if state.made or spec is None else open_partial,
         )  # fmt: skip
-        for intercept in self.options.interceptors:
-            outcome = intercept(ctx)
-            if isinstance(outcome, CachedLayer):
-                state.layers.append(outcome.descriptor)
-                state.config = state.config.with_layer(outcome.diff_id, self.history(step))
-                self._cached = True
-                return
-            if outcome is RAN:
-                live()
-                self.commit_observed(ctx, state, step, snap[0], state.rootfs)
-                return
+        try:
+            for intercept in self.options.interceptors:
+                outcome = intercept(ctx)
+                if isinstance(outcome, CachedLayer):
+                    state.layers.append(outcome.descriptor)
+                    state.config = state.config.with_layer(outcome.diff_id, self.history(step))
+                    self._cached = True
+                    return
+                if outcome is RAN and partial and not snap:
+                    root, before = partial[-1]
+                    self.commit_observed(ctx, state, step, before, root)
+                    return
+                if outcome is RAN:
+                    live()
+                    self.commit_observed(ctx, state, step, snap[0], state.rootfs)
+                    return
+        finally:
+            for root, _ in partial:
+                shutil.rmtree(root, ignore_errors=True)
         if spec is not None:
             live()
             if not emulation.runs_natively(self.platform):

@@ -86,6 +86,12 @@ class StepContext:
     sandbox: SandboxSpec | None
     #: Shows a line of output under the step.
     log: Callable[[str], None]
+    #: Before the stage's rootfs is made: a new tree of only the image's paths
+    #: matching the patterns given (see ``stages.pattern_filter``), for an
+    #: interceptor that reads and writes known places; after it returns
+    #: :data:`RAN`, the step's layer is that tree's diff (and the rootfs is not
+    #: made). None once the rootfs exists: use :attr:`rootfs`.
+    open_partial: Callable[[Sequence[str]], Path] | None = None
 
     @property
     def rootfs(self) -> Path:

@@ -68,6 +68,7 @@ class PathMeta:
     uid: int
     gid: int
     mtime: int
+    xattrs: bool = False
 
 
 @dataclass
@@ -106,7 +107,10 @@ def layer_index(store: Layout, desc: Descriptor) -> LayerIndex:
                 idx.hidden.add(posixpath.join(parent, base[4:]))
             else:
                 kind = "dir" if m.isdir() else "symlink" if m.issym() else "other"
-                idx.entries[name] = PathMeta(kind, m.mode & 0o7777, m.uid, m.gid, int(m.mtime))
+                xattrs = any(k.startswith("SCHILY.xattr.") for k in m.pax_headers)
+                idx.entries[name] = PathMeta(
+                    kind, m.mode & 0o7777, m.uid, m.gid, int(m.mtime), xattrs
+                )
     with _index_lock:
         _index_memo[key] = idx
     return idx
@@ -178,29 +182,39 @@ class StageTrees:
         return path
 
     def lookup(self, state: StageState, path: str) -> PathMeta | None:
-        """What ``path`` (relative) is in the stage's image so far, without its rootfs."""
+        """What ``path`` (relative) is in the stage's image so far, without its rootfs.
+
+        Read from the layers' headers (each layer's read once per process):
+        nothing is unpacked.
+        """
         if state.made:
             raise NeedRootfs()
-        for desc in reversed(state.layers[state.base_layers :]):
+        for desc in reversed(state.layers):
             idx = layer_index(self.store, desc)
             if path in idx.entries:
-                return idx.entries[path]
+                meta = idx.entries[path]
+                if meta.xattrs:
+                    raise NeedRootfs()  # kept simple: the layer writer does not carry xattrs
+                return meta
             above = [path, *ancestors(path)]
             if any(a in idx.hidden for a in above) or any(a in idx.opaque for a in above[1:]):
                 return None
-        if state.image is None:
-            return None
-        tree = unpacked(self.store, state.image.descriptor.digest, state.image.manifest)
-        try:
-            st = os.lstat(tree / path)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        kind = "dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode) else ""
-        if not kind:
-            kind = "other"
-        if kind == "dir" and os.listxattr(tree / path, follow_symlinks=False):
-            raise NeedRootfs()  # kept simple: the layer writer does not carry xattrs anyway
-        return PathMeta(kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, int(st.st_mtime))
+        return None
+
+    def partial_root(self, state: StageState, patterns: Sequence[str]) -> Path:
+        """A new tree of only the image's paths matching ``patterns`` (and their parents).
+
+        For a step that reads and writes few known places (a Python install):
+        no base unpacked, and the step's layer is the diff of this tree. The
+        caller removes it.
+        """
+        self._sparse += 1
+        root = self.dir / f"partial{self._sparse}"
+        root.mkdir()
+        store = self.store
+        blobs = [(str(d.digest), store.blob_path(d.digest), d.media_type) for d in state.layers]
+        unpack(root, blobs, only=pattern_filter(patterns))
+        return root
 
     @contextmanager
     def sparse_root(self, state: StageState, targets: Sequence[str]) -> Iterator[Path]:
@@ -239,6 +253,32 @@ class StageTrees:
             yield root
         finally:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def pattern_filter(patterns: Sequence[str]) -> Callable[[tuple[str, ...]], bool]:
+    """A filter for :func:`manyarch.layers.unpack`: paths matching ``patterns``, and their parents.
+
+    A pattern is an image path whose components are :mod:`fnmatch` patterns;
+    a last component ``**`` keeps the whole subtree. Whatever stands where a
+    pattern's parent directories are (a directory, a symlink such as a
+    merged-/usr ``/lib``) is kept too.
+    """
+    import fnmatch
+
+    compiled = [tuple(p for p in pat.split("/") if p) for pat in patterns]
+
+    def keep(parts: tuple[str, ...]) -> bool:
+        for pat in compiled:
+            deep = bool(pat) and pat[-1] == "**"
+            fixed = pat[:-1] if deep else pat
+            n = min(len(parts), len(fixed))
+            if not all(fnmatch.fnmatchcase(parts[i], fixed[i]) for i in range(n)):
+                continue
+            if len(parts) <= len(fixed) or deep:
+                return True
+        return False
+
+    return keep
 
 
 def _prepare_upper(lower: Path, upper: Path) -> None:

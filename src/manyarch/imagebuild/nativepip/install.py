@@ -11,6 +11,7 @@ image's exact version, in a sandbox, with pycs reused from a cache.
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import hashlib
 import importlib.util
@@ -100,6 +101,67 @@ def install(
             )
         for job in jobs:
             out.installed += job.run(rootfs, cache_dir)
+    return out
+
+
+#: What an install reads and writes in any image (patterns of ``stages.pattern_filter``):
+#: interpreters, what tells their version, architecture, glibc and scheme, the
+#: installed distributions' metadata, pip (its parser and script template), pip's
+#: configuration, the user tables, and the trees installs write to.
+_READ_ALWAYS = (
+    "bin/python*",
+    "bin/pip*",
+    "usr/bin/python*",
+    "usr/bin/pip*",
+    "usr/lib/python3*/_sysconfigdata*",
+    "usr/lib/python3*/sysconfig.py",
+    "usr/lib/python3*/EXTERNALLY-MANAGED",
+    "usr/lib/python3*/importlib/_bootstrap_external.py",
+    "usr/lib/python3*/dist-packages/*.dist-info/**",
+    "usr/lib/python3*/dist-packages/*.egg-info/**",
+    "usr/lib/python3*/dist-packages/*.egg-info",
+    "usr/lib/python3*/dist-packages/pip/**",
+    "usr/lib/*/libc.so.6",
+    "usr/lib/*/libpython3*",
+    "lib/*/libc.so.6",
+    "lib64/libc.so.6",
+    "usr/local/**",
+    "usr/include/python3*/**",
+    "opt/**",
+    "etc/passwd",
+    "etc/group",
+    "etc/pip.conf",
+    "etc/xdg/pip/**",
+    "root/.pip/**",
+    "root/.config/pip/**",
+    "root/.local/**",
+)
+_SYSTEM_BIN = ("/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/local/sbin")
+
+
+def paths_read(plan: NativePip, env: Mapping[str, str]) -> list[str]:
+    """What :func:`install` may read or write for ``plan``, as ``pattern_filter`` patterns.
+
+    The fixed set, the step's working directory, every absolute path the
+    commands name (a venv's pip, ``--target``, ``--find-links``, a
+    requirement file) and the tree above a non-system ``PATH`` directory (a
+    venv's ``bin``).
+    """
+    out = list(_READ_ALWAYS)
+    roots = {plan.workdir}
+    for d in env.get("PATH", DEFAULT_PATH).split(":"):
+        if d.startswith("/") and d.rstrip("/") not in _SYSTEM_BIN:
+            roots.add(posixpath.dirname(d.rstrip("/")))
+    for cmd in plan.commands:
+        for w in (Word(cmd.python), *cmd.args):
+            text = w.text.split("=", 1)[-1] if w.text.startswith("-") else w.text
+            if text.startswith("/"):
+                roots.add(posixpath.dirname(text) if "*" in text else text)
+        if cmd.python.startswith("/"):
+            roots.add(posixpath.dirname(posixpath.dirname(cmd.python)))
+    for r in roots:
+        r = posixpath.normpath(r).strip("/")
+        out += [r, f"{r}/**"] if r else ["*"]  # "/": the files at the top, not the whole image
     return out
 
 
@@ -285,6 +347,7 @@ def _prepare(
         installed_view=[resolve_in_root(rootfs, d) for d in dict.fromkeys(view_dirs)],
         installed_wheels=earlier if view_dirs else (),
         require_hashes=bool(opts.get("require_hashes")),
+        pins=_pins(roots) if not upgrade else None,
     )
     resolved = resolve(request, facts, cache_dir=cache_dir, tmp=work, rootfs=rootfs)
     wheels = fetch(resolved, cache_dir)
@@ -336,6 +399,26 @@ def _in_rootfs(rootfs: Path, path: str, workdir: str) -> Path:
     if not host.exists():
         raise NativePipUnavailable(f"{path} is not in the image")
     return host
+
+
+def _pins(requirements: Sequence[str]) -> dict[str, str] | None:
+    """``{name: version}`` when every requirement is ``name==version`` (no marker), else None."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    pins: dict[str, str] = {}
+    for r in requirements:
+        try:
+            req = Requirement(r)
+        except InvalidRequirement:
+            return None
+        specs = list(req.specifier)
+        if req.marker is not None or req.extras or len(specs) != 1:
+            return None
+        spec = specs[0]
+        if spec.operator not in ("==", "===") or "*" in spec.version:
+            return None
+        pins[canonical(req.name)] = spec.version
+    return pins or None
 
 
 def _name(requirement: str) -> str:
@@ -410,28 +493,44 @@ def compile_placed(
     if interp is None:
         return
     key_base = f"{interp[1]}\0{magic}\0".encode()
-    todo: list[tuple[str, Path, Path]] = []
+    keyed: list[tuple[str, Path, Path]] = []
     for m in modules:
         src = resolve_in_root(root, m)
         pyc = Path(importlib.util.cache_from_source(str(src)))
         h = hashlib.sha256(key_base + m.encode() + b"\0" + src.read_bytes()).hexdigest()
-        kept = cache_dir / "pyc" / h[:2] / h
+        keyed.append((m, pyc, cache_dir / "pyc" / h[:2] / h))
+    todo = _from_cache(keyed)
+    if todo:
+        # the platforms of a build install the same pure modules at the same paths at
+        # once: one compiles while the other waits, then takes the pycs from the cache
+        lock = cache_dir / "pyc" / ".lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            todo = _from_cache(todo)
+            if todo:
+                _compile(interp[0], root, [m for m, _, _ in todo])
+                for _, pyc, kept in todo:
+                    if pyc.is_file():
+                        os.chmod(pyc, 0o644)
+                        kept.parent.mkdir(parents=True, exist_ok=True)
+                        part = kept.with_name(f".{kept.name}.{os.getpid()}")
+                        shutil.copyfile(pyc, part)
+                        os.replace(part, kept)
+    add_pyc_rows(root, placed)
+
+
+def _from_cache(keyed: Sequence[tuple[str, Path, Path]]) -> list[tuple[str, Path, Path]]:
+    """Copy the cached pycs in place; the modules still to compile."""
+    todo = []
+    for m, pyc, kept in keyed:
         if kept.is_file():
             pyc.parent.mkdir(exist_ok=True)
             shutil.copyfile(kept, pyc)
             os.chmod(pyc, 0o644)
         else:
             todo.append((m, pyc, kept))
-    if todo:
-        _compile(interp[0], root, [m for m, _, _ in todo])
-        for _, pyc, kept in todo:
-            if pyc.is_file():
-                os.chmod(pyc, 0o644)
-                kept.parent.mkdir(parents=True, exist_ok=True)
-                part = kept.with_name(f".{kept.name}.{os.getpid()}")
-                shutil.copyfile(pyc, part)
-                os.replace(part, kept)
-    add_pyc_rows(root, placed)
+    return todo
 
 
 def _compile(interp: str, root: Path, modules: Sequence[str]) -> None:

@@ -16,7 +16,7 @@ from manyarch.imagebuild.nativepip.command import (
     NativePipUnavailable,
     plan_run,
 )
-from manyarch.imagebuild.nativepip.install import install
+from manyarch.imagebuild.nativepip.install import install, paths_read
 from manyarch.imagebuild.options import RAN, Ran, StepContext
 from manyarch.sandbox import emulation
 from manyarch.sandbox.users import resolve_user
@@ -41,8 +41,7 @@ class NativePipInterceptor:
         step = ctx.step
         if not isinstance(step, df.RunStep) or ctx.sandbox is None:
             return None
-        if emulation.runs_natively(ctx.platform):
-            return None  # the host's own architecture: the RUN is native anyway
+        host = emulation.runs_natively(ctx.platform)
         spec = ctx.sandbox
         env = {"HOME": "/root", **spec.env}
         plan = plan_run(step.argv, step.shell_form, env, spec.cwd)
@@ -52,11 +51,22 @@ class NativePipInterceptor:
             elif spec.network == "none":
                 plan = Fallback("the network is off")
         if isinstance(plan, Fallback):
+            if host:
+                ctx.log(f"native: the host's architecture ({plan.reason})")
+                return None
             return self._fallback(ctx, plan.reason)
         try:
-            home = resolve_user(ctx.rootfs, spec.user).home if spec.user else "/root"
-            done = install(plan, ctx.rootfs, cache_dir=self.cache_dir, home=home)
+            rootfs = (
+                ctx.open_partial(paths_read(plan, env))
+                if ctx.open_partial is not None
+                else ctx.rootfs
+            )
+            home = resolve_user(rootfs, spec.user).home if spec.user else "/root"
+            done = install(plan, rootfs, cache_dir=self.cache_dir, home=home)
         except NativePipUnavailable as e:
+            if host:
+                ctx.log(f"native: the host's architecture, the line's own tools ({e.message})")
+                return None
             return self._fallback(ctx, e.message)
         self.native += 1
         ctx.log(

@@ -25,6 +25,7 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from manyarch.errors import BuildError
 from manyarch.imagebuild.nativepip.command import NativePipUnavailable
@@ -101,6 +102,9 @@ class ResolveRequest:
     #: wheels an earlier command of the line installs (they join the view)
     installed_wheels: Sequence[Path] = ()
     require_hashes: bool = False
+    #: every requirement pinned ``name==version``: resolve from uv's cached index
+    #: pages first, kept only when the result is exactly those pins (the whole closure)
+    pins: Mapping[str, str] | None = None
 
 
 def resolve(
@@ -118,8 +122,9 @@ def resolve(
         "--index-strategy",
         "unsafe-best-match",
         "--quiet",
-        "--no-build",
     ]
+    if request.only_binary:
+        common += ["--only-binary", ":all:"]
     if request.index_url:
         common += ["--index-url", request.index_url]
     for url in request.extra_index_urls:
@@ -142,8 +147,11 @@ def resolve(
     compile_cmd += ["-o", str(lock)]
     if request.no_deps:
         compile_cmd.append("--no-deps")
-    _run_uv([*compile_cmd, *inputs], cache_dir, tmp, rootfs)
-    packages = tomllib.loads(lock.read_text()).get("packages", [])
+    packages: list[dict[str, Any]] | None
+    packages = _offline(request, compile_cmd, inputs, cache_dir, tmp, rootfs, lock)
+    if packages is None:
+        _run_uv([*compile_cmd, *inputs], cache_dir, tmp, rootfs)
+        packages = tomllib.loads(lock.read_text()).get("packages", [])
     installed = _view(request.installed_view, tmp / "view", request.installed_wheels)
     if installed & {canonical(p["name"]) for p in packages}:
         # pip's only-if-needed: ask uv what an install over the image's would change
@@ -165,6 +173,31 @@ def resolve(
             _run_uv([*compile_cmd, "--no-deps", str(tmp / "pins.in")], cache_dir, tmp, rootfs)
             packages = tomllib.loads(lock.read_text()).get("packages", [])
     return [_best_wheel(p, facts.tags) for p in packages]
+
+
+def _offline(
+    request: ResolveRequest,
+    compile_cmd: Sequence[str],
+    inputs: Sequence[str],
+    cache_dir: Path,
+    tmp: Path,
+    rootfs: Path,
+    lock: Path,
+) -> list[dict[str, Any]] | None:
+    """A fully pinned closure resolved from uv's cache alone (no index request), or None."""
+    if not request.pins or request.no_index:
+        return None
+    try:
+        _run_uv([*compile_cmd, "--offline", *inputs], cache_dir, tmp, rootfs)
+    except NativePipUnavailable:
+        return None
+    packages: list[dict[str, Any]] = tomllib.loads(lock.read_text()).get("packages", [])
+    got = {canonical(str(p["name"])): str(p.get("version")) for p in packages}
+    if got != {canonical(k): v for k, v in request.pins.items()}:
+        return None
+    if any(not p.get("wheels") for p in packages):
+        return None
+    return packages
 
 
 def _run_uv(argv: Sequence[str], cache_dir: Path, tmp: Path, rootfs: Path) -> str:
