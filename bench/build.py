@@ -62,6 +62,18 @@ def timed(cmd: list[str], env: dict[str, str], log: Path) -> float:
     return took
 
 
+def manyarch_env(work: Path) -> dict[str, str]:
+    """manyarch's store, caches, unpacked trees and scratch space, all under ``work``."""
+    env = dict(os.environ)
+    env.update(
+        MANYARCH_STORE=str(work / "store"),
+        XDG_CACHE_HOME=str(work / "xdg"),
+        XDG_DATA_HOME=str(work / "data"),
+        MANYARCH_TMPDIR=str(work),
+    )
+    return env
+
+
 def install_step_seconds(log: Path, since: int) -> dict[str, float]:
     """The pip RUN step's seconds per platform, from the plain progress after byte ``since``."""
     import re
@@ -114,13 +126,7 @@ def main() -> int:
     server = start_registry(work / "registry")
     reg = server.host
     try:
-        env = dict(os.environ)
-        env.update(
-            MANYARCH_STORE=str(work / "store"),
-            XDG_CACHE_HOME=str(work / "xdg"),
-            XDG_DATA_HOME=str(work / "data"),
-            MANYARCH_TMPDIR=str(work),
-        )
+        env = manyarch_env(work)
         reg_flag = ["--insecure-registry", reg]
         # the base, once, into the registry
         base = build_base(python_base_options())

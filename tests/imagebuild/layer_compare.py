@@ -78,3 +78,23 @@ def layer_differences(
             else:
                 diffs.append(f"{name}: contents differ")
     return diffs
+
+
+def assert_last_layers_equal(
+    native: Built,
+    emulated: Built,
+    count: int,
+    *,
+    platform: str = "linux/arm64",
+    pyc_filename: Callable[[str], str] = str,
+) -> None:
+    """The last ``count`` layers of both builds are equal, layer by layer (see above)."""
+    n_layers = len(emulated.manifest(platform).layers)
+    assert len(native.manifest(platform).layers) == n_layers
+    for i in range(n_layers - count, n_layers):
+        diffs = layer_differences(
+            layer_entries(native, platform, i),
+            layer_entries(emulated, platform, i),
+            pyc_filename=pyc_filename,
+        )
+        assert diffs == [], (i, diffs)

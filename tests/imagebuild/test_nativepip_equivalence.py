@@ -20,7 +20,11 @@ from manyarch.imagebuild.nativepip.interceptor import NativePipInterceptor
 from manyarch.oci.platform import Platform
 from tests.helpers.base_fixture import PythonBase
 from tests.imagebuild.builder_helpers import Built, make_context, run_build
-from tests.imagebuild.layer_compare import layer_differences, layer_entries
+from tests.imagebuild.layer_compare import (
+    assert_last_layers_equal,
+    layer_differences,
+    layer_entries,
+)
 
 ARM64 = (Platform.parse("linux/arm64"),)
 REPO = Path(__file__).resolve().parents[2]
@@ -193,6 +197,7 @@ ARG SIXV=1.16.0
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_BREAK_SYSTEM_PACKAGES=1
 WORKDIR /srv
 COPY wheels/ /wheels/
+COPY proj/ /app/
 # two distributions ship jwt/__init__.py: the later in pip's order wins; an option prefix
 RUN pip install --no-cache PyJWT==2.9.0 jwt==1.3.1
 # a version from an ARG, a long option's prefix, pip's store_false variable read inverted
@@ -202,7 +207,31 @@ RUN pip install --prefix=/opt/p idna==3.10
 RUN pip install --target /opt/t idna==3.10 six==1.16.0
 # a wheelhouse: scripts, .data/scripts with #!python, data files
 RUN pip install --no-index --find-links=/wheels demo-tool
+# the project in the context, built through its PEP 517 backend (in the tree, as pip does)
+RUN pip install --no-cache-dir /app
+# a venv (the host's twin of Debian's python makes it) and that venv's own pip
+RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir idna==3.10
 """
+
+PROJECT = {
+    "proj/pyproject.toml": """\
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "demo-app"
+version = "0.1.0"
+dependencies = ["idna==3.10"]
+
+[project.scripts]
+demo-app = "demo_app:main"
+
+[tool.setuptools]
+packages = ["demo_app"]
+""",
+    "proj/demo_app/__init__.py": "def main():\n    print('demo app')\n",
+}
 
 
 def _demo_wheel() -> bytes:
@@ -241,22 +270,56 @@ def _demo_wheel() -> bytes:
 def test_every_pip_form_equals_emulated(tmp_path: Path, python_base: PythonBase) -> None:
     import re
 
-    ctx = make_context(tmp_path, FORMS, {"wheels/demo_tool-1.0-py3-none-any.whl": _demo_wheel()})
+    wheels = {"wheels/demo_tool-1.0-py3-none-any.whl": _demo_wheel()}
+    ctx = make_context(tmp_path, FORMS, {**wheels, **PROJECT})
     native_pip = NativePipInterceptor(tmp_path / "cache" / "manyarch")
     native = run_build(ctx, python_base.ref, ARM64, interceptors=[native_pip], epoch=0)
     assert native_pip.emulated == 0, native_pip.fallbacks
-    assert native_pip.native == 6
+    assert native_pip.native == 8
     emulated = run_build(ctx, python_base.ref, ARM64, epoch=0)
-    n_layers = len(emulated.manifest("linux/arm64").layers)
-    assert len(native.manifest("linux/arm64").layers) == n_layers
 
     def stage(name: str) -> str:  # pip's --target stage is a random temporary directory
         return re.sub(r"^/tmp/pip-target-[^/]+/", "/tmp/pip-target-native/", name)
 
-    for i in range(n_layers - 6, n_layers):
-        diffs = layer_differences(
-            layer_entries(native, "linux/arm64", i),
-            layer_entries(emulated, "linux/arm64", i),
-            pyc_filename=stage,
-        )
-        assert diffs == [], (i, diffs)
+    assert_last_layers_equal(native, emulated, 8, pyc_filename=stage)
+
+
+UV_FORMS = """\
+ARG BASE
+FROM ${BASE}
+ENV PIP_BREAK_SYSTEM_PACKAGES=1 UV_NO_CACHE=1 UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy
+RUN pip install --no-cache-dir uv==0.13.9
+RUN uv pip install --system idna==3.10 six==1.16.0
+WORKDIR /app
+COPY uvproj/ /app/
+RUN uv sync --locked --no-dev
+RUN uv venv /opt/uvvenv
+"""
+
+UV_PROJECT = {
+    "uvproj/pyproject.toml": """\
+[project]
+name = "uvproj"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = ["idna==3.10"]
+
+[dependency-groups]
+dev = ["six==1.16.0"]
+""",
+    "uvproj/uv.lock": (Path(__file__).parent / "uvproj.lock").read_text(),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_uv_forms_equal_emulated(tmp_path: Path, python_base: PythonBase) -> None:
+    # uv pip install --system, uv sync --locked, uv venv: the host's uv (the image's
+    # version) in the host's twin of Debian's python, for the target's wheels
+    ctx = make_context(tmp_path, UV_FORMS, UV_PROJECT)
+    native_pip = NativePipInterceptor(tmp_path / "cache" / "manyarch")
+    native = run_build(ctx, python_base.ref, ARM64, interceptors=[native_pip], epoch=0)
+    assert native_pip.emulated == 0, native_pip.fallbacks
+    assert native_pip.native == 4
+    emulated = run_build(ctx, python_base.ref, ARM64, epoch=0)
+    assert_last_layers_equal(native, emulated, 5)

@@ -261,22 +261,32 @@ def pattern_filter(patterns: Sequence[str]) -> Callable[[tuple[str, ...]], bool]
     A pattern is an image path whose components are :mod:`fnmatch` patterns;
     a last component ``**`` keeps the whole subtree. Whatever stands where a
     pattern's parent directories are (a directory, a symlink such as a
-    merged-/usr ``/lib``) is kept too.
+    merged-/usr ``/lib``) is kept too. Compiled into one regular expression:
+    it is asked for every entry of every layer.
     """
     import fnmatch
+    import re
 
-    compiled = [tuple(p for p in pat.split("/") if p) for pat in patterns]
+    alternatives = []
+    for pat in patterns:
+        parts = [p for p in pat.split("/") if p]
+        deep = bool(parts) and parts[-1] == "**"
+        fixed = parts[:-1] if deep else parts
+        comps = [fnmatch.translate(p).removeprefix("(?s:").removesuffix(")\\Z") for p in fixed]
+        comps = [f"(?:{c.replace('.*', '[^/]*')})" for c in comps]
+        # the path itself or one of its parents: nested optional groups
+        body = ""
+        for c in reversed(comps[1:]):
+            body = f"(?:/{c}{body})?"
+        tail = "(?:/.*)?" if deep else ""
+        if comps:
+            alternatives.append(f"{comps[0]}{body}")
+            if deep:
+                alternatives.append("/".join(comps) + tail)
+    regex = re.compile("(?:" + "|".join(alternatives) + ")\\Z", re.S) if alternatives else None
 
     def keep(parts: tuple[str, ...]) -> bool:
-        for pat in compiled:
-            deep = bool(pat) and pat[-1] == "**"
-            fixed = pat[:-1] if deep else pat
-            n = min(len(parts), len(fixed))
-            if not all(fnmatch.fnmatchcase(parts[i], fixed[i]) for i in range(n)):
-                continue
-            if len(parts) <= len(fixed) or deep:
-                return True
-        return False
+        return regex is not None and regex.match("/".join(parts)) is not None
 
     return keep
 

@@ -57,6 +57,7 @@ def run_host_tool(
     env: Mapping[str, str],
     readonly: Sequence[Path] = (),
     writable: Sequence[Path] = (),
+    mounts: Sequence[Bind] = (),
     cwd: str = "/",
     network: bool = False,
     timeout: float | None = None,
@@ -66,7 +67,8 @@ def run_host_tool(
     The sandbox sees the host's system read-only, ``readonly`` and
     ``writable`` (host paths, mounted at the same paths) and nothing else of
     the host; a fresh /tmp, no network unless ``network`` (then the host's, for
-    a resolver's downloads).
+    a resolver's downloads). ``mounts`` are mounted last, where they say
+    (over the host's own directories: an image's directory at its own path).
     """
     scratch = Path(tempfile.mkdtemp(prefix="manyarch-host-"))
     try:
@@ -76,7 +78,7 @@ def run_host_tool(
             env={"HOME": "/tmp", **env},
             cwd=cwd,
             network="host" if network else "none",
-            binds=host_binds(readonly, writable),
+            binds=[*host_binds(readonly, writable), *mounts],
             hostname="manyarch-host",
         )
         return run(spec, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)

@@ -56,7 +56,16 @@ class VenvCommand:
     env: Mapping[str, str] = field(default_factory=dict)
 
 
-Command = PipCommand | VenvCommand
+@dataclass(frozen=True)
+class UvCommand:
+    """``uv pip install ...``, ``uv sync ...`` or ``uv venv ...``: ``args`` after ``uv``."""
+
+    python: str  # the uv command as written
+    args: tuple[Word, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+Command = PipCommand | VenvCommand | UvCommand
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,11 @@ def parse_command(words: Sequence[Word]) -> Command | Fallback:
     rest = words[1:]
     if words[0].glob:
         return Fallback(f"a glob as the command ({exe})")
+    if name == "uv":
+        sub = [w.text for w in rest[:2]]
+        if sub[:2] == ["pip", "install"] or sub[:1] in (["sync"], ["venv"]):
+            return UvCommand(exe, tuple(rest), assigned)
+        return Fallback(f"uv {' '.join(sub)} is not an install uv does natively here")
     if _PIP_RE.fullmatch(name):
         python = exe
     elif _PYTHON_RE.fullmatch(name):
@@ -130,8 +144,8 @@ def parse_command(words: Sequence[Word]) -> Command | Fallback:
     else:
         return Fallback(f"{exe!r} is not pip")
     if not rest or rest[0].text != "install":
-        sub = rest[0].text if rest else ""
-        return Fallback(f"pip {sub} is not pip install".replace("  ", " "))
+        what = rest[0].text if rest else ""
+        return Fallback(f"pip {what} is not pip install".replace("  ", " "))
     return PipCommand(python, tuple(rest[1:]), assigned)
 
 

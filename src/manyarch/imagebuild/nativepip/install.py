@@ -15,6 +15,7 @@ import fcntl
 import glob
 import hashlib
 import importlib.util
+import json
 import os
 import posixpath
 import shutil
@@ -24,10 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from manyarch.bytecode import bytecode_magic, compile_argv, exact_python
+from manyarch.errors import BuildError
+from manyarch.imagebuild.nativepip.build import Built, build_wheel
 from manyarch.imagebuild.nativepip.command import (
     NativePip,
     NativePipUnavailable,
     PipCommand,
+    UvCommand,
     VenvCommand,
     Word,
 )
@@ -48,8 +52,10 @@ from manyarch.imagebuild.nativepip.resolve import Resolved, ResolveRequest, fetc
 from manyarch.imagebuild.nativepip.target import (
     DEFAULT_PATH,
     TargetFacts,
+    image_realpath,
     interpreter_path,
     target_facts,
+    which,
 )
 from manyarch.sandbox.rootpath import resolve_in_root
 
@@ -72,35 +78,61 @@ def install(
     *,
     cache_dir: Path,
     home: str = "/root",
+    scratch: bool = False,
 ) -> Outcome:
     """Do every command of ``plan`` in ``rootfs``.
 
-    Every command is read, resolved and fetched before anything is written,
-    so :class:`NativePipUnavailable` leaves the rootfs as it was. A later
+    Commands are read, resolved and fetched before anything is written, so
+    :class:`NativePipUnavailable` leaves the rootfs as it was; a later
     command's resolution sees what the earlier ones install (their wheels'
-    metadata join the installed view).
+    metadata join the installed view). A ``python -m venv`` is done when
+    reached (the commands after it need the venv): a failure after it is a
+    :class:`BuildError` unless ``rootfs`` is a ``scratch`` tree the caller
+    throws away.
     """
     out = Outcome()
     path = plan.env.get("PATH", DEFAULT_PATH)
-    jobs: list[_Job] = []
-    with tempfile.TemporaryDirectory(prefix="manyarch-native-") as tmp:
-        for n, cmd in enumerate(plan.commands):
-            env = {**plan.env, **cmd.env}
-            if isinstance(cmd, VenvCommand):
-                raise NativePipUnavailable("python -m venv is not done natively yet")
-            exe = interpreter_path(rootfs, cmd.python, path)
-            if exe is None:
-                raise NativePipUnavailable(f"cannot tell which python {cmd.python} runs")
-            facts = target_facts(rootfs, exe)
-            out.python = facts.python_version
-            earlier = [w for j in jobs for w in j.wheels]
-            work = Path(tmp) / str(n)
-            work.mkdir()
-            jobs.append(
-                _prepare(cmd, facts, rootfs, env, plan.workdir, cache_dir, home, work, earlier)
-            )
+    jobs: list[_Job | _VenvJob | _UvJob] = []
+    written = False
+
+    def flush() -> None:
+        nonlocal written
         for job in jobs:
             out.installed += job.run(rootfs, cache_dir)
+            written = True
+        jobs.clear()
+
+    with tempfile.TemporaryDirectory(prefix="manyarch-native-") as tmp:
+        try:
+            for n, cmd in enumerate(plan.commands):
+                env = {**plan.env, **cmd.env}
+                if isinstance(cmd, UvCommand):
+                    jobs.append(_prepare_uv(cmd, rootfs, env, plan.workdir))
+                    flush()  # what uv writes, the commands after it read
+                    continue
+                exe = interpreter_path(rootfs, cmd.python, path)
+                if exe is None:
+                    raise NativePipUnavailable(f"cannot tell which python {cmd.python} runs")
+                facts = target_facts(rootfs, exe)
+                out.python = facts.python_version
+                if isinstance(cmd, VenvCommand):
+                    jobs.append(_prepare_venv(cmd, exe, facts, rootfs, env, plan.workdir))
+                    flush()
+                    continue
+                earlier = [w for j in jobs for w in j.wheels]
+                work = Path(tmp) / str(n)
+                work.mkdir()
+                jobs.append(
+                    _prepare(cmd, facts, rootfs, env, plan.workdir, cache_dir, home, work, earlier)
+                )
+            flush()
+        except NativePipUnavailable as e:
+            if written and not scratch:
+                raise BuildError(
+                    f"native install: {e.message}, after part of the line was done natively",
+                    "build with --no-native-pip to run the line under emulation",
+                ) from None
+            raise
     return out
 
 
@@ -120,7 +152,8 @@ _READ_ALWAYS = (
     "usr/lib/python3*/dist-packages/*.dist-info/**",
     "usr/lib/python3*/dist-packages/*.egg-info/**",
     "usr/lib/python3*/dist-packages/*.egg-info",
-    "usr/lib/python3*/dist-packages/pip/**",
+    "usr/lib/python3*/dist-packages/pip/_internal/operations/install/wheel.py",
+    "usr/lib/python3*/dist-packages/pip/_vendor/distlib/scripts.py",
     "usr/lib/*/libc.so.6",
     "usr/lib/*/libpython3*",
     "lib/*/libc.so.6",
@@ -148,6 +181,16 @@ def paths_read(plan: NativePip, env: Mapping[str, str]) -> list[str]:
     venv's ``bin``).
     """
     out = list(_READ_ALWAYS)
+    if any(isinstance(c, VenvCommand | UvCommand) for c in plan.commands):
+        out += ["usr/lib/python3*/venv/**", "usr/lib/python3*/ensurepip/**"]
+        out.append("usr/share/python-wheels/**")
+    plain = all(
+        fast_pip_options("23.0.1", [w.text for w in c.args], env, False) is not None
+        for c in plan.commands
+        if isinstance(c, PipCommand)
+    )
+    if not plain:  # the image's pip will read the line: all of it
+        out.append("usr/lib/python3*/dist-packages/pip/**")
     roots = {plan.workdir}
     for d in env.get("PATH", DEFAULT_PATH).split(":"):
         if d.startswith("/") and d.rstrip("/") not in _SYSTEM_BIN:
@@ -219,6 +262,7 @@ def _options(
 class _Job:
     """One resolved ``pip install``: the wheels to place, where and how."""
 
+    direct: dict[int, str]
     facts: TargetFacts
     resolved: list[Resolved]
     wheels: list[Path]
@@ -246,6 +290,7 @@ class _Job:
                     self.facts,
                     executable=self.facts.executable,
                     requested=canonical(r.name) in self.requested,
+                    direct_url=self.direct.get(i),
                 )
             )
         if self.compile:
@@ -267,6 +312,8 @@ def _prepare(
     earlier: Sequence[Path],
 ) -> _Job:
     opts = _options(cmd, facts, rootfs, env, workdir, cache_dir, home)
+    requirements_named: list[str] = []
+    project_deps: list[str] = []
     bad = opts.unhandled
     if bad:
         raise NativePipUnavailable(f"pip option {bad[0]} is not done natively")
@@ -296,20 +343,34 @@ def _prepare(
     ):
         raise NativePipUnavailable("the image's python is externally managed (PEP 668)")
     requirements: list[str] = []
-    local: list[str] = []
+    projects: list[str] = []
     for a in opts.args:
-        if a.endswith(".whl") or a.startswith((".", "/")) or "://" in a or "@" in a:
-            local.append(a)
+        if "://" in a or "@" in a:
+            raise NativePipUnavailable(f"{a} is a URL, not a name on an index")
+        if a.endswith(".whl") or a.startswith((".", "/")) or "/" in a:
+            path = _image_path(a, workdir)
+            if not resolve_in_root(rootfs, path).is_dir():
+                raise NativePipUnavailable(f"{a} is a file, not a name on an index")
+            projects.append(path)
         else:
             requirements.append(a)
-    if local:
-        raise NativePipUnavailable(f"{local[0]} is a path or URL, not a name on an index")
+    built: list[tuple[Built, str]] = []
+    for project in projects:
+        b = build_wheel(
+            resolve_in_root(rootfs, project), facts, rootfs, cache_dir=cache_dir, tmp=work,
+            in_tree=True,
+        )  # fmt: skip
+        built.append((b, project))
+        # the project's own requirements are resolved with the rest, but are not
+        # requested: pip reaches them through the project
+        project_deps += [r for r in b.requires if "extra" not in r.partition(";")[2]]
+        requirements_named.append(b.name)
     req_files = [_in_rootfs(rootfs, f, workdir) for f in opts.get("requirements", [])]
     con_files = [_in_rootfs(rootfs, f, workdir) for f in opts.get("constraints", [])]
-    roots = list(requirements)
+    roots = list(requirements) + requirements_named
     for f in req_files:
         roots += _requirement_names(f, rootfs)
-    if not roots:
+    if not roots and not built:
         raise NativePipUnavailable("nothing to install")
     links = []
     for link in opts.get("find_links", []):
@@ -332,7 +393,7 @@ def _prepare(
     if not ignore and not force:
         view_dirs = ([scheme["purelib"]] if user else []) + list(facts.site_dirs)
     request = ResolveRequest(
-        requirements=requirements,
+        requirements=requirements + project_deps,
         requirement_files=req_files,
         constraint_files=con_files,
         index_url=index,
@@ -349,12 +410,36 @@ def _prepare(
         require_hashes=bool(opts.get("require_hashes")),
         pins=_pins(roots) if not upgrade else None,
     )
-    resolved = resolve(request, facts, cache_dir=cache_dir, tmp=work, rootfs=rootfs)
+    resolved = (
+        resolve(request, facts, cache_dir=cache_dir, tmp=work, rootfs=rootfs)
+        if requirements or project_deps or req_files
+        else []
+    )
     wheels = fetch(resolved, cache_dir)
+    for n, r in enumerate(resolved):
+        if not r.sdist:
+            continue
+        if opts.get("cache_dir") is not False:
+            raise NativePipUnavailable(
+                f"{r.name} {r.version} is an sdist and pip would keep the wheel it builds in "
+                "its cache (the image's ~/.cache/pip)"
+            )
+        if only:
+            raise NativePipUnavailable(f"{r.name} {r.version} has no wheel (--only-binary)")
+        b = build_wheel(wheels[n], facts, rootfs, cache_dir=cache_dir, tmp=work, in_tree=False)
+        wheels[n] = b.wheel
+    direct: dict[int, str] = {}
+    for b, project in built:
+        direct[len(resolved)] = json.dumps(
+            {"dir_info": {}, "url": f"file://{project}"}, sort_keys=True
+        )
+        resolved.append(Resolved(b.name, "", "", "", b.wheel.name))
+        wheels.append(b.wheel)
     stage = work / "stage" if target else None
     if stage is not None:
         stage.mkdir()
     return _Job(
+        direct=direct,
         facts=facts,
         resolved=resolved,
         wheels=wheels,
@@ -366,6 +451,200 @@ def _prepare(
         target=_image_path(str(target), workdir) if target else "",
         upgrade=upgrade,
     )
+
+
+@dataclass
+class _VenvJob:
+    """``python -m venv``, run by the host's own twin of the image's interpreter."""
+
+    python: str
+    args: list[str]
+    dirs: list[str]
+    env: dict[str, str]
+    wheels: list[Path] = field(default_factory=list)
+
+    def run(self, rootfs: Path, cache_dir: Path) -> list[str]:
+        """Create the venvs: the image's directories mounted at their paths in the twin."""
+        from manyarch.sandbox.bwrap import Bind
+        from manyarch.sandbox.host import run_host_tool
+
+        mounts = []
+        for d in self.dirs:
+            host = resolve_in_root(rootfs, d)
+            host.mkdir(parents=True, exist_ok=True)  # venv makes it with the same mode
+            mounts.append(Bind(host, d, readonly=False))
+        wheels = resolve_in_root(rootfs, "/usr/share/python-wheels")
+        if wheels.is_dir():  # ensurepip installs the image's pip and setuptools
+            mounts.append(Bind(wheels, "/usr/share/python-wheels"))
+        r = run_host_tool(
+            [self.python, "-m", "venv", *self.args], env=self.env, mounts=mounts, cwd="/"
+        )
+        if r.returncode != 0:
+            err = r.stderr.decode(errors="replace").strip().splitlines()
+            raise BuildError(
+                f"python -m venv failed natively: {err[-1] if err else r.returncode}",
+                "build with --no-native-pip to run it under emulation",
+            )
+        return [f"venv {d}" for d in self.dirs]
+
+
+_VENV_FLAGS = ("--without-pip", "--system-site-packages", "--symlinks", "--clear", "--upgrade-deps")
+
+
+def _prepare_venv(
+    cmd: VenvCommand,
+    exe: str,
+    facts: TargetFacts,
+    rootfs: Path,
+    env: Mapping[str, str],
+    workdir: str,
+) -> _VenvJob:
+    """``python -m venv DIR``: done by the host's python when it is the image's very build."""
+    args = expand_words(cmd.args, rootfs, workdir)
+    flags = [a for a in args if a.startswith("-")]
+    dirs = [_image_path(a, workdir) for a in args if not a.startswith("-")]
+    bad = [f for f in flags if f not in _VENV_FLAGS]
+    if bad or not dirs:
+        raise NativePipUnavailable(f"python -m venv {' '.join(bad) or 'without a directory'}")
+    twin = host_twin(rootfs, exe, facts)
+    run_env = {k: v for k, v in env.items() if k != "PATH"}
+    run_env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
+    return _VenvJob(twin, [*flags, *dirs], dirs, run_env)
+
+
+def host_twin(rootfs: Path, exe: str, facts: TargetFacts) -> str:
+    """The host's own build of the image's interpreter at ``exe``, or why not.
+
+    A Debian image's ``/usr/bin/python3.11`` and a Debian host's are one build
+    when their version and the standard library modules that write files
+    (venv, ensurepip) are the same: the host's runs the image's venv natively.
+    """
+    import filecmp
+
+    real = image_realpath(rootfs, exe)
+    if not facts.debian or facts.venv or not real.startswith("/usr/bin/"):
+        raise NativePipUnavailable(f"{exe} has no twin on the host (not Debian's python)")
+    host_real = os.path.realpath(exe)
+    if host_real != real:
+        raise NativePipUnavailable(f"the host's {exe} is not {real}")
+    magic = bytecode_magic(resolve_in_root(rootfs, facts.stdlib))
+    found = exact_python(facts.python_version, magic) if magic is not None else None
+    if found is None or found[1] != facts.python_version:
+        raise NativePipUnavailable(f"the host has no python {facts.python_version}")
+    for mod in ("venv/__init__.py", "ensurepip/__init__.py", "venv/scripts/common/activate"):
+        image = resolve_in_root(rootfs, f"{facts.stdlib}/{mod}")
+        host = Path(facts.stdlib) / mod
+        if not (image.is_file() and host.is_file() and filecmp.cmp(image, host, shallow=False)):
+            raise NativePipUnavailable(f"the host's {facts.stdlib}/{mod} is not the image's")
+    return exe
+
+
+@dataclass
+class _UvJob:
+    """A ``uv`` line, run by the host's uv of the image's uv version, in the host's twin."""
+
+    uv: str
+    args: list[str]
+    env: dict[str, str]
+    cwd: str
+    mounts: list[tuple[str, bool]]
+    wheels: list[Path] = field(default_factory=list)
+
+    def run(self, rootfs: Path, cache_dir: Path) -> list[str]:
+        """The image's directories uv reads and writes, mounted at their paths."""
+        from manyarch.sandbox.bwrap import Bind
+        from manyarch.sandbox.host import run_host_tool
+
+        binds = []
+        for d, writable in self.mounts:
+            host = resolve_in_root(rootfs, d)
+            if writable:
+                host.mkdir(parents=True, exist_ok=True)
+            if host.exists():
+                binds.append(Bind(host, d, readonly=not writable))
+        r = run_host_tool(
+            [self.uv, *self.args], env=self.env, mounts=binds, cwd=self.cwd, network=True
+        )
+        if r.returncode != 0:
+            err = r.stderr.decode(errors="replace").strip().splitlines()
+            raise NativePipUnavailable(
+                f"uv {' '.join(self.args[:2])} failed natively ({err[-1] if err else r.returncode})"
+            )
+        return [f"uv {' '.join(self.args[:2])}"]
+
+
+def _uv_version(binary: str) -> str:
+    import subprocess
+
+    r = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    return r.stdout.split()[1] if r.returncode == 0 and len(r.stdout.split()) > 1 else ""
+
+
+def _prepare_uv(cmd: UvCommand, rootfs: Path, env: Mapping[str, str], workdir: str) -> _UvJob:
+    """A uv line done by the host's uv (the image's version) in the host's twin of its python.
+
+    uv runs the interpreter it installs for (queries, byte-compiles): only the
+    host's own build of the image's python can stand in for it; uv's own
+    choices (wheels, scripts, RECORD, pycs) are then the emulated uv's, with
+    ``--python-platform`` for the target's wheels.
+    """
+    from manyarch.imagebuild.nativepip.resolve import uv_binary
+
+    args = expand_words(cmd.args, rootfs, workdir)
+    path = env.get("PATH", DEFAULT_PATH)
+    image_uv = which(rootfs, cmd.python, path)
+    if image_uv is None:
+        raise NativePipUnavailable(f"{cmd.python} is not in the image")
+    host_uv = uv_binary()
+    version = _uv_version(host_uv)
+    if _image_uv_version(rootfs, image_uv) != version:
+        raise NativePipUnavailable(f"the image's uv is not the host's uv {version}")
+    if not (env.get("UV_NO_CACHE", "").lower() in ("1", "true") or "--no-cache" in args):
+        raise NativePipUnavailable("uv would keep its cache in the image (set UV_NO_CACHE=1)")
+    if any(a.startswith(("--python-platform", "--target", "--prefix")) for a in args):
+        raise NativePipUnavailable("uv with --python-platform, --target or --prefix")
+    exe = interpreter_path(rootfs, "python3", path)
+    if exe is None:
+        raise NativePipUnavailable("no python3 in the image")
+    facts = target_facts(rootfs, exe)
+    host_twin(rootfs, exe, facts)
+    uv_env = {k: v for k, v in env.items() if k.startswith("UV_") or k in ("SOURCE_DATE_EPOCH",)}
+    uv_env.update(PATH=path, HOME="/root", UV_PYTHON_DOWNLOADS="never")
+    # uv reads PEP 668's marker from the interpreter's (the host's) standard library
+    if resolve_in_root(rootfs, f"{facts.stdlib}/EXTERNALLY-MANAGED").is_file():
+        allowed = uv_env.get("UV_BREAK_SYSTEM_PACKAGES", "").lower() in ("1", "true")
+        if not allowed and "--break-system-packages" not in args:
+            raise NativePipUnavailable("the image's python is externally managed (PEP 668)")
+    else:
+        uv_env["UV_BREAK_SYSTEM_PACKAGES"] = "1"
+    for k in ("SSL_CERT_FILE",):
+        if os.environ.get(k):
+            uv_env[k] = os.environ[k]
+    mounts: list[tuple[str, bool]] = [("/usr/local", True)]
+    if workdir.strip("/"):
+        mounts.append((workdir, True))
+    mounts += [(d, False) for d in facts.site_dirs if not d.startswith("/usr/local/")]
+    project_env = env.get("UV_PROJECT_ENVIRONMENT", "")
+    if project_env.startswith("/"):
+        mounts.append((project_env, True))
+    for a in args:
+        if a.startswith("/") and not a.startswith("/usr/") and a.strip("/"):
+            mounts.append((posixpath.dirname(a) if "." in posixpath.basename(a) else a, True))
+    if args[:1] != ["venv"]:  # a venv has no platform: only what is installed in it does
+        args = [*args, "--python-platform", facts.uv_platform]
+    return _UvJob(host_uv, args, uv_env, workdir, mounts)
+
+
+def _image_uv_version(rootfs: Path, image_uv: str) -> str:
+    """The version of the image's uv: its distribution's, when pip installed it."""
+    import re
+
+    for site in ("/usr/local/lib/python3*/dist-packages", "/usr/local/lib/python3*/site-packages"):
+        for info in sorted(rootfs.glob(site.lstrip("/") + "/uv-*.dist-info")):
+            m = re.match(r"uv-([^-]+)\.dist-info$", info.name)
+            if m and (info / "RECORD").is_file():
+                return m.group(1)
+    return ""
 
 
 #: pip's --target installs into a temporary home scheme first (its pycs name it).

@@ -56,13 +56,14 @@ class NativePipInterceptor:
                 return None
             return self._fallback(ctx, plan.reason)
         try:
+            scratch = ctx.open_partial is not None
             rootfs = (
                 ctx.open_partial(paths_read(plan, env))
                 if ctx.open_partial is not None
                 else ctx.rootfs
             )
             home = resolve_user(rootfs, spec.user).home if spec.user else "/root"
-            done = install(plan, rootfs, cache_dir=self.cache_dir, home=home)
+            done = install(plan, rootfs, cache_dir=self.cache_dir, home=home, scratch=scratch)
         except NativePipUnavailable as e:
             if host:
                 ctx.log(f"native: the host's architecture, the line's own tools ({e.message})")

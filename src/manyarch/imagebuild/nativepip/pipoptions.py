@@ -329,6 +329,8 @@ def fast_pip_options(
             changed.add(k[4:].lower())
         elif k == "PIP_DEFAULT_TIMEOUT" and v.replace(".", "", 1).isdigit():
             changed.add("timeout")
+        elif k == "PIP_CERT" and v.startswith("/"):  # the builder's CA bundle for the step
+            changed.add("cert")
         else:
             return None
     rest: list[str] = []

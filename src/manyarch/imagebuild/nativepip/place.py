@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import configparser
+import contextlib
 import csv
 import hashlib
 import importlib.util
@@ -171,8 +172,8 @@ def place_wheel(
             if target.parent not in made:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 made.add(target.parent)
-            if target.is_symlink() or target.exists():
-                target.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target)  # pip unlinks first: a file two wheels ship is replaced
             zi = zf.getinfo(n)
             data = zf.read(zi)
             modified = False
@@ -180,9 +181,8 @@ def place_wheel(
                 rest = data.split(b"\n", 1)[1] if b"\n" in data else b""
                 data = b"#!" + executable.encode() + b"\n" + rest
                 modified = True
-            target.write_bytes(data)
             mode = zi.external_attr >> 16
-            os.chmod(target, _EXEC_MODE if mode & 0o111 and stat.S_ISREG(mode) else _FILE_MODE)
+            _write(target, data, _EXEC_MODE if mode & 0o111 and stat.S_ISREG(mode) else _FILE_MODE)
             installed[n] = rel(dest)
             if modified:
                 changed.add(rel(dest))
@@ -193,7 +193,6 @@ def place_wheel(
                 if p.endswith(".py")
             }
         )
-        modules = [m for m in modules if host(m).is_file()]
         generated: list[str] = []
         head = shebang(executable)
         template = facts.script_template
@@ -243,6 +242,17 @@ def place_wheel(
         record = host(f"{dinfo}/RECORD")
         _write_record(record, rows)
     return Placed(canonical(name), record, lib, modules)
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fchmod(fd, mode)  # whatever the umask
+    finally:
+        os.close(fd)
 
 
 def _is_data(name: str) -> bool:

@@ -76,6 +76,8 @@ class Resolved:
     url: str
     sha256: str
     filename: str
+    #: no wheel fits the target: this is the sdist, to build
+    sdist: bool = False
 
 
 @dataclass(frozen=True)
@@ -281,6 +283,12 @@ def _best_wheel(package: Mapping[str, object], tags: Sequence[str]) -> Resolved:
         if r < best_rank:
             best, best_rank = w, r
     name, version = str(package["name"]), str(package.get("version", ""))
+    sdist = package.get("sdist")
+    if best is None and isinstance(sdist, dict) and sdist.get("url"):
+        hashes = sdist.get("hashes") or {}
+        url = str(sdist["url"])
+        sha = str(hashes.get("sha256", "")) if isinstance(hashes, dict) else ""
+        return Resolved(name, version, url, sha, url.rsplit("/", 1)[-1], sdist=True)
     if best is None:
         raise NativePipUnavailable(f"{name} {version} has no wheel for the target")
     url = str(best.get("url") or "")
