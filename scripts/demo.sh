@@ -46,6 +46,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+BUILDER=${DEMO_BUILDER:-multiarch-builder}
+manyarch rm "$BUILDER" >/dev/null 2>&1 || true
+step "The seed's builder and its buildkitd.toml (plain http)" ok \
+  manyarch create --name "$BUILDER" --driver docker-container --config ./buildkitd.toml --use
 step "Local registry on port 5000 (registry.yml / docker-registry)" ok scripts/registry.sh up
 step "Emulation for arm64 (binfmt_misc + qemu-user-static)" ok manyarch emulation status
 step "Python base for both platforms, from Debian packages" ok \

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from manyarch import builders
-from manyarch.errors import InvalidInput, NotFound, UsageError
+from manyarch.errors import InvalidArgument, InvalidInput, NotFound
 
 TOML = '[registry."host.docker.internal:5000"]\n  http = true\n'
 
@@ -42,11 +42,11 @@ def test_refusals_leave_nothing_behind(tmp_path: Path) -> None:
         builders.create("b", config=bad)
     with pytest.raises(InvalidInput, match="cannot read"):
         builders.create("b", config=tmp_path / "missing.toml")
-    with pytest.raises(UsageError, match="invalid builder name"):
+    with pytest.raises(InvalidArgument, match="invalid builder name"):
         builders.create("../escape")
     assert not builders.builders_dir().exists() or list(builders.builders_dir().iterdir()) == []
     builders.create("b")
-    with pytest.raises(UsageError, match='existing instance for "b"'):
+    with pytest.raises(InvalidArgument, match='existing instance for "b"'):
         builders.create("b")
     with pytest.raises(NotFound):
         builders.select("nope")

@@ -70,24 +70,53 @@ ALLOWED: dict[str, set[str]] = {
         "procs",
         "units",
     },
-    "__init__": {"_version"},
+    # the public floor: the session maps every call onto the library below it;
+    # config finds what the session is not told (buildkitd.toml, daemon.json, builders)
+    "config": {"errors", "builders", "registry"},
+    "publish": {"errors", "oci", "layout", "images", "registry"},
+    "session": {
+        "errors",
+        "config",
+        "builders",
+        "oci",
+        "layout",
+        "registry",
+        "store",
+        "rootfs",
+        "images",
+        "inspect",
+        "publish",
+        "imagebuild",
+        "baseimage",
+        "run",
+    },
+    # the package exports the session, the error tree and the values calls return
+    "__init__": {
+        "_version",
+        "errors",
+        "session",
+        "oci",
+        "registry",
+        "images",
+        "inspect",
+        "publish",
+        "imagebuild",
+        "run",
+    },
+    # commands map flags onto the session; they name the library's values and defaults
     "cli": {
         *_BASE,
-        "__init__",
+        "session",
+        "config",
+        "publish",
         "builders",
         "oci",
         "units",
         "images",
-        "inspect",
-        "layout",
-        "registry",
         "sandbox",
-        "store",
-        "rootfs",
         "imagebuild",
         "baseimage",
         "run",
-        "debian",
     },
     "__main__": {"cli"},
 }
@@ -298,3 +327,31 @@ def test_nothing_imports_the_cli() -> None:
         for line, mod in imports(path):
             internal = _internal(mod)
             assert internal is None or _unit(internal) != "cli", f"{path}:{line} imports {mod}"
+
+
+def test_nothing_below_imports_the_session() -> None:
+    # the session is the top of the library: only the package's exports and the CLI use it
+    for name, path in MODULES.items():
+        if _unit(name) in ("cli", "__main__", "__init__", "session"):
+            continue
+        for line, mod in imports(path):
+            internal = _internal(mod)
+            assert internal is None or _unit(internal) != "session", f"{path}:{line} imports {mod}"
+
+
+def _raises_usage_error(tree: ast.AST) -> Iterator[int]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id == "UsageError":
+            yield node.lineno
+
+
+def test_usage_errors_are_the_clis_alone() -> None:
+    # the library raises InvalidArgument (and the rest of the tree); only cli/ speaks
+    # of a command line, and so only cli/ names UsageError
+    bad = []
+    for name, path in MODULES.items():
+        if _unit(name) in ("cli", "__main__"):
+            continue
+        for line in _raises_usage_error(ast.parse(path.read_text())):
+            bad.append(f"{path.relative_to(SRC)}:{line} names UsageError")
+    assert not bad, "\n".join(bad)

@@ -18,7 +18,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from manyarch.errors import InvalidInput, NotFound, UsageError
+from manyarch.errors import InvalidArgument, InvalidInput, NotFound
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 CONFIG = "buildkitd.toml"
@@ -61,19 +61,21 @@ def create(
     """Record a builder (refused when the name is taken); with ``use`` it becomes current."""
     name = name or f"builder-{secrets.token_hex(4)}"
     if not _NAME.match(name):
-        raise UsageError(f"invalid builder name {name!r}", "use letters, digits, '_', '.' and '-'")
+        raise InvalidArgument(
+            f"invalid builder name {name!r}", "use letters, digits, '_', '.' and '-'"
+        )
     builder = Builder(name, driver)
     if builder.directory.exists():
-        raise UsageError(f'existing instance for "{name}"', f"remove it first (manyarch rm {name})")
+        raise InvalidArgument(f'existing instance for "{name}"', "remove it first")
     data = None
     if config is not None:
         try:
             data = config.read_bytes()
             tomllib.loads(data.decode("utf-8"))
         except OSError as e:
-            raise InvalidInput(f"cannot read {config}: {e.strerror}") from None
+            raise InvalidInput(f"cannot read {config}: {e.strerror}") from e
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise InvalidInput(f"{config} is not valid TOML: {e}") from None
+            raise InvalidInput(f"{config} is not valid TOML: {e}") from e
     tmp = builders_dir() / f".{name}.{os.getpid()}"
     tmp.mkdir(parents=True)
     try:
@@ -103,7 +105,7 @@ def find(name: str) -> Builder | None:
 def select(name: str) -> None:
     """Make ``name`` the current builder."""
     if find(name) is None:
-        raise NotFound(f"no builder {name!r} found", "create it: manyarch create --name NAME")
+        raise NotFound(f"no builder {name!r} found", "create it first")
     path = builders_dir() / CURRENT
     tmp = path.with_name(f".{CURRENT}.{os.getpid()}")
     tmp.write_text(name + "\n")

@@ -1,32 +1,40 @@
 """The one exception tree of manyarch.
 
 Every error a person can act on derives from :class:`ManyarchError` and carries
-a ``message`` (what went wrong) and an optional ``hint`` (what to do about it).
-The CLI catches only the root, prints ``error: <message>`` and the hint on
-stderr and exits 1 (2 for :class:`UsageError`). Anything else is a bug and keeps
+a ``message`` (what went wrong) and an optional ``hint`` (what to do about it);
+the errors that have more context keep it as fields (a failed step's file,
+line, platform and exit code; a registry's status and codes), never only in
+the message. An error raised because of another one chains it
+(``raise ... from e``), so a traceback shows both.
+
+The library never speaks of command lines: the CLI (``manyarch.cli``) catches
+only the root, prints ``error: <message>`` and the hint on stderr and exits 1;
+it reports :class:`InvalidArgument` (and its own ``cli.common.UsageError``,
+raised only there) as a usage error, exit 2. Anything else is a bug and keeps
 its traceback.
 
     ManyarchError
-    ├── UsageError                 bad command line (exit 2)
     ├── InvalidInput               a value that does not parse
+    │   ├── InvalidArgument        an argument of a call that is wrong, or conflicts
     │   ├── InvalidDigest
     │   ├── InvalidPlatform
     │   ├── InvalidReference
     │   ├── InvalidDocument        malformed manifest, index, config or layout JSON
-    │   └── DockerfileError        names the file and the line
-    ├── DigestMismatch             bytes that are not what their digest promised
-    ├── NotFound                   a blob, a manifest, a tag, an image
-    │   └── PlatformNotFound       an index without the platform asked for
+    │   └── DockerfileError        .file, .line
+    ├── DigestMismatch             .expected, .actual: bytes that are not what was promised
+    ├── NotFound                   a blob, a manifest, a tag, an image, a container
+    │   └── PlatformNotFound       .wanted, .available: an index without the platform
     ├── LayerError                 a layer that cannot be written or unpacked
-    │   └── UnsafeLayerEntry       an entry that would land outside the root
+    │   └── UnsafeLayerEntry       .layer, .entry, .reason: outside the root
     ├── LayoutError                an OCI image layout on disk that is wrong
-    ├── RegistryError              the registry said no (status, codes, temporary)
+    ├── RegistryError              .status, .codes, .temporary: the registry said no
     │   ├── AuthError              401/403: credentials missing or refused
     │   └── TransportError         could not talk to the registry at all
-    ├── ToolMissing                an external program (mmdebstrap, bwrap, ...) is not installed
+    ├── ToolMissing                .tool: mmdebstrap, bwrap, ... is not installed
     ├── SandboxError               a sandboxed process could not start
     │   └── EmulationError         no binfmt handler for a foreign architecture
-    └── BuildError                 a build step failed
+    └── BuildError                 a build (image or base) failed
+        └── StepFailed             .file, .line, .platform, .step, .exit_code, .output
 """
 
 from __future__ import annotations
@@ -37,8 +45,6 @@ from collections.abc import Sequence
 class ManyarchError(Exception):
     """Root of every error a person can act on."""
 
-    exit_code = 1
-
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -48,14 +54,12 @@ class ManyarchError(Exception):
         return self.message
 
 
-class UsageError(ManyarchError):
-    """The command line is wrong."""
-
-    exit_code = 2
-
-
 class InvalidInput(ManyarchError):
     """A value given to manyarch does not parse."""
+
+
+class InvalidArgument(InvalidInput):
+    """An argument of a call is wrong, or conflicts with another one."""
 
 
 class InvalidDigest(InvalidInput):
@@ -89,10 +93,18 @@ class DockerfileError(InvalidInput):
 class DigestMismatch(ManyarchError):
     """Content does not hash to the digest (or size) it was announced with."""
 
-    def __init__(self, expected: str, actual: str, what: str = "content") -> None:
+    def __init__(
+        self,
+        expected: str,
+        actual: str,
+        what: str = "content",
+        *,
+        message: str | None = None,
+        hint: str | None = None,
+    ) -> None:
         super().__init__(
-            f"{what} has digest {actual}, expected {expected}",
-            "the source is corrupt or was changed while read; nothing was stored",
+            message or f"{what} has digest {actual}, expected {expected}",
+            hint or "the source is corrupt or was changed while read; nothing was stored",
         )
         self.expected = expected
         self.actual = actual
@@ -187,4 +199,34 @@ class EmulationError(SandboxError):
 
 
 class BuildError(ManyarchError):
-    """A build step failed."""
+    """A build (of an image or of a base) failed."""
+
+
+class StepFailed(BuildError):
+    """A Dockerfile step failed: where (file, line, platform), what, and how.
+
+    ``exit_code`` is the RUN command's status (None when the step failed
+    before or without running a command); ``output`` the last lines it wrote.
+    The error it failed with, if any, is the ``__cause__``.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        file: str,
+        line: int,
+        platform: str,
+        step: str,
+        exit_code: int | None = None,
+        output: Sequence[str] = (),
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(f"{file}:{line}: {step}: {reason}", hint)
+        self.reason = reason
+        self.file = file
+        self.line = line
+        self.platform = platform
+        self.step = step
+        self.exit_code = exit_code
+        self.output = tuple(output)

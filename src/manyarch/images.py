@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import functools
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
+from typing import TYPE_CHECKING, BinaryIO, Literal, Protocol, cast
 
-from manyarch.errors import InvalidDocument, PlatformNotFound
+from manyarch.errors import InvalidArgument, InvalidDocument, PlatformNotFound
 from manyarch.layout import Layout
 from manyarch.oci import mediatypes as mt
+from manyarch.oci.digest import Digest
 from manyarch.oci.document import Document
 from manyarch.oci.manifest import (
     Descriptor,
@@ -33,7 +35,27 @@ from manyarch.store import work_dir
 if TYPE_CHECKING:  # the registry client (httpx) loads only when a registry is used
     from manyarch.registry import RegistryClient
 
-Progress = Callable[[str], None]
+TransferStatus = Literal["missing", "pulling", "exists", "copied", "pulled", "up-to-date"]
+
+
+@dataclass(frozen=True)
+class TransferEvent:
+    """Progress of moving an image, in the words of ``docker pull``.
+
+    ``missing``: the image is not in the local store (about to be pulled);
+    ``pulling``: its reference is being resolved; ``exists`` / ``copied``: one
+    blob (``digest``, ``size``) was already there / was copied; ``pulled`` /
+    ``up-to-date``: done, ``digest`` being what the reference resolved to.
+    """
+
+    image: str
+    status: TransferStatus
+    digest: Digest | None = None
+    size: int = 0
+
+
+#: Receives the :class:`TransferEvent` s of a copy or a pull.
+TransferProgress = Callable[[TransferEvent], None]
 
 
 class Source(Protocol):
@@ -80,12 +102,14 @@ class RegistrySource:
         self.ref = ref
         self.name = str(ref)
         self._root: Document | None = None
+        self._lock = threading.Lock()
 
     def root(self) -> Document:
         """GET the manifest or index the reference names (cached)."""
-        if self._root is None:
-            self._root = self.client.get_manifest(self.ref)
-        return self._root
+        with self._lock:  # the platforms of a build resolve a base at once
+            if self._root is None:
+                self._root = self.client.get_manifest(self.ref)
+            return self._root
 
     def document(self, desc: Descriptor) -> Document:
         """A manifest or index by digest, or a config blob."""
@@ -167,20 +191,27 @@ class RegistrySink:
         self.client.put_manifest(target, doc)
 
 
-def open_source(ref: AnyReference, client: Callable[[], RegistryClient]) -> Source:
-    """A source for a registry or ``oci-layout://`` reference."""
+def open_source(ref: AnyReference, client: RegistryClient | None) -> Source:
+    """A source for a registry or ``oci-layout://`` reference (a registry needs ``client``)."""
     if isinstance(ref, LayoutReference):
         layout = Layout.open(ref.path)
         ident = str(ref.digest) if ref.digest else ref.tag
         return LayoutSource(layout, ident, str(ref))
-    return RegistrySource(client(), ref)
+    return RegistrySource(_need(client, ref), ref)
 
 
-def open_sink(ref: AnyReference, client: Callable[[], RegistryClient]) -> tuple[Sink, str | None]:
+def open_sink(ref: AnyReference, client: RegistryClient | None) -> tuple[Sink, str | None]:
     """A sink and the tag to write for a registry or ``oci-layout://`` reference."""
     if isinstance(ref, LayoutReference):
         return LayoutSink(Layout.open(ref.path, create=True)), ref.tag or "latest"
-    return RegistrySink(client(), ref), ref.tag or ("latest" if ref.digest is None else None)
+    sink = RegistrySink(_need(client, ref), ref)
+    return sink, ref.tag or ("latest" if ref.digest is None else None)
+
+
+def _need(client: RegistryClient | None, ref: Reference) -> RegistryClient:
+    if client is None:
+        raise InvalidArgument(f"{ref} is in a registry, and no registry client was given")
+    return client
 
 
 @dataclass(frozen=True)
@@ -236,7 +267,7 @@ def copy(
     tag: str | None,
     platforms: Sequence[Platform] | None = None,
     jobs: int = 4,
-    progress: Progress | None = None,
+    progress: TransferProgress | None = None,
 ) -> Descriptor:
     """Copy what ``source`` names into ``sink``; returns the descriptor written at ``tag``.
 
@@ -245,44 +276,118 @@ def copy(
     """
     root = source.root()
     top = parse_top(root)
-    if isinstance(top, Manifest):
-        _copy_manifest(source, sink, top, jobs, progress)
-        sink.put_document(root, tag)
+    if isinstance(top, Manifest) or not platforms:
+        copy_document(source, sink, root, tag=tag, jobs=jobs, progress=progress)
         return Descriptor.of(root)
-    entries = list(top.manifests)
-    if platforms:
-        chosen: list[Descriptor] = []
-        for p in platforms:
-            d = top.select(p)
-            if d is None:
-                raise PlatformNotFound(str(p), [str(x) for x in top.platforms()], where=source.name)
-            if d not in chosen:
-                chosen.append(d)
-        if len(chosen) == 1:
-            mdoc = source.document(chosen[0])
-            _copy_manifest(source, sink, Manifest.parse(mdoc), jobs, progress)
-            sink.put_document(mdoc, tag)
-            return Descriptor.of(mdoc, platform=chosen[0].platform)
-        entries = chosen
-    for d in entries:
-        doc = source.document(d)
-        child = parse_top(doc)
-        if isinstance(child, Index):
-            raise InvalidDocument(f"{source.name}: nested indexes are not supported")
-        _copy_manifest(source, sink, child, jobs, progress)
-        sink.put_document(doc)
-    if platforms:
-        out = Index(tuple(entries), top.media_type, top.annotations).to_document()
-    else:
-        out = root
-    sink.put_document(out, tag)
-    return Descriptor.of(out)
+    chosen: list[Descriptor] = []
+    for p in platforms:
+        d = top.select(p)
+        if d is None:
+            raise PlatformNotFound(str(p), [str(x) for x in top.platforms()], where=source.name)
+        if d not in chosen:
+            chosen.append(d)
+    if len(chosen) == 1:
+        copy_tree(source, sink, chosen[0], tag=tag, jobs=jobs, progress=progress)
+        return chosen[0]
+    narrowed = Index(tuple(chosen), top.media_type, top.annotations).to_document()
+    put_index(sink, [(source, d) for d in chosen], narrowed, tag, jobs=jobs, progress=progress)
+    return Descriptor.of(narrowed)
 
 
-def _copy_manifest(
-    source: Source, sink: Sink, manifest: Manifest, jobs: int, progress: Progress | None
+def copy_tree(
+    source: Source,
+    sink: Sink,
+    desc: Descriptor,
+    *,
+    tag: str | None = None,
+    jobs: int = 4,
+    progress: TransferProgress | None = None,
 ) -> None:
-    copy_blobs(source, sink, [manifest.config, *manifest.layers], jobs=jobs, progress=progress)
+    """Copy the manifest or index ``desc`` and everything under it, children first.
+
+    The one way an image tree moves: blobs first, then each manifest, then
+    the index, and ``tag`` (when given) last, so that no tag ever points at
+    something incomplete. Nested indexes are copied as they are.
+    """
+    copy_document(source, sink, source.document(desc), tag=tag, jobs=jobs, progress=progress)
+
+
+def copy_document(
+    source: Source,
+    sink: Sink,
+    doc: Document,
+    *,
+    tag: str | None = None,
+    jobs: int = 4,
+    progress: TransferProgress | None = None,
+) -> None:
+    """:func:`copy_tree` for a manifest or index already read (``doc``, from ``source``)."""
+    top = parse_top(doc)
+    if isinstance(top, Manifest):
+        copy_blobs(source, sink, [top.config, *top.layers], jobs=jobs, progress=progress)
+    else:
+        for child in top.manifests:
+            copy_tree(source, sink, child, jobs=jobs, progress=progress)
+    sink.put_document(doc, tag)
+
+
+def put_index(
+    sink: Sink,
+    entries: Sequence[tuple[Source, Descriptor]],
+    index: Document,
+    tag: str | None,
+    *,
+    jobs: int = 4,
+    progress: TransferProgress | None = None,
+) -> Descriptor:
+    """Write an index whose entries come from several sources (each copied first)."""
+    for source, desc in entries:
+        copy_tree(source, sink, desc, jobs=jobs, progress=progress)
+    sink.put_document(index, tag)
+    return Descriptor.of(index)
+
+
+def entries_of(source: Source) -> list[Descriptor]:
+    """The manifest descriptors a source gives an index (a manifest: itself, with its platform)."""
+    doc = source.root()
+    top = parse_top(doc)
+    if isinstance(top, Index):
+        return list(top.manifests)
+    cfg = ImageConfig.parse(source.document(top.config))
+    return [Descriptor.of(doc, platform=cfg.platform)]
+
+
+def merge(
+    sources: Sequence[Source], annotations: Mapping[str, str] | None = None
+) -> tuple[Document, list[tuple[Source, Descriptor]]]:
+    """One index over the images of ``sources`` (``imagetools create``), and where each comes from.
+
+    Entries keep the sources' order; a digest given twice is kept once; two
+    images of the same platform are refused. The index is a Docker manifest
+    list when every entry is a Docker manifest and there are no annotations
+    (``index:KEY`` or ``KEY``, both go to the index), else an OCI index.
+    """
+    collected: list[tuple[Source, Descriptor]] = []
+    for src in sources:
+        for desc in entries_of(src):
+            if any(d.digest == desc.digest for _, d in collected):
+                continue
+            if desc.platform and not desc.is_attestation:
+                for _, d in collected:
+                    if d.platform and not d.is_attestation and d.platform.same(desc.platform):
+                        raise InvalidArgument(
+                            f"two sources give {desc.platform}: {d.digest} and {desc.digest}",
+                            "combine images of different platforms",
+                        )
+            collected.append((src, desc))
+    docker = all(mt.is_docker(d.media_type) for _, d in collected)
+    notes = {k.removeprefix("index:"): v for k, v in (annotations or {}).items()}
+    index = Index(
+        tuple(d for _, d in collected),
+        mt.DOCKER_MANIFEST_LIST if docker and not notes else mt.OCI_INDEX,
+        annotations=notes,
+    )
+    return index.to_document(), collected
 
 
 def copy_blobs(
@@ -291,23 +396,25 @@ def copy_blobs(
     blobs: Iterable[Descriptor],
     *,
     jobs: int = 4,
-    progress: Progress | None = None,
+    progress: TransferProgress | None = None,
 ) -> None:
     """Copy blobs the sink lacks, ``jobs`` at a time; the first error stops the rest."""
     todo = {d.digest: d for d in blobs}
 
+    def tell(desc: Descriptor, status: TransferStatus) -> None:
+        if progress is not None:
+            progress(TransferEvent(source.name, status, desc.digest, desc.size))
+
     def one(desc: Descriptor) -> None:
         if sink.has_blob(desc):
-            if progress:
-                progress(f"{desc.digest.short}: already exists")
+            tell(desc, "exists")
             return
         if isinstance(sink, LayoutSink):
             # straight into the layout: verified on commit, discarded on any error
             with sink.layout.writer(verified_elsewhere=isinstance(source, RegistrySource)) as w:
                 source.fetch_blob(desc, cast(BinaryIO, w))
                 w.commit(desc.digest, desc.size)
-            if progress:
-                progress(f"{desc.digest.short}: copied {desc.size} bytes")
+            tell(desc, "copied")
             return
         with tempfile.TemporaryFile(dir=work_dir()) as tmp:
             source.fetch_blob(desc, tmp)
@@ -318,8 +425,7 @@ def copy_blobs(
                 return cast(BinaryIO, _NoClose(tmp))
 
             sink.put_blob(desc, opener)
-        if progress:
-            progress(f"{desc.digest.short}: copied {desc.size} bytes")
+        tell(desc, "copied")
 
     from manyarch.registry import run_parallel
 

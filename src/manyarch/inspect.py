@@ -1,5 +1,5 @@
-"""What ``manyarch imagetools inspect`` shows: buildx's text layout, its
-``--format`` templates, and per-platform sizes."""
+"""What ``imagetools inspect`` shows: buildx's text layout, its Go templates,
+and per-platform sizes; :class:`Inspection` holds them for one image."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
-from manyarch.errors import UsageError
+from manyarch.errors import InvalidArgument, PlatformNotFound
 from manyarch.images import Source, parse_top
 from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Descriptor, ImageConfig, Index, Manifest
@@ -89,8 +90,8 @@ def format_template(fmt: str, name: str, source: Source) -> str:
         return name + "\n"
     m = _FORMAT.match(fmt.strip())
     if not m:
-        raise UsageError(
-            f"unsupported --format {fmt!r}",
+        raise InvalidArgument(
+            f"unsupported template {fmt!r}",
             'use {{json .Manifest}}, {{json .Image}} or {{json .Image "linux/arm64"}}',
         )
     desc, top = describe(source)
@@ -119,7 +120,7 @@ def format_template(fmt: str, name: str, source: Source) -> str:
         for key, cfg in configs.items():
             if Platform.parse(key).same(p):
                 return _json(cfg)
-        raise UsageError(f"{name} has no image for {wanted}", f"platforms: {', '.join(configs)}")
+        raise PlatformNotFound(wanted, list(configs), where=name)
     if isinstance(top, Manifest) or len(configs) == 1:
         return _json(next(iter(configs.values())))
     return _json(configs)
@@ -186,3 +187,46 @@ def format_sizes(rows: list[PlatformSize]) -> str:
         )
     lines += tabulate(table, _PFX)
     return "\n".join(lines) + "\n"
+
+
+class Inspection:
+    """One image or index as ``imagetools inspect`` shows it (read once, shown many ways)."""
+
+    def __init__(self, name: str, source: Source) -> None:
+        self.name = name
+        self.source = source
+
+    @cached_property
+    def raw(self) -> bytes:
+        """The exact bytes of the manifest or index (``--raw``)."""
+        return self.source.root().data
+
+    @cached_property
+    def descriptor(self) -> Descriptor:
+        """The descriptor of what the name resolves to."""
+        return describe(self.source)[0]
+
+    @cached_property
+    def document(self) -> Index | Manifest:
+        """The index or manifest, parsed."""
+        return describe(self.source)[1]
+
+    @property
+    def text(self) -> str:
+        """buildx's text layout."""
+        top = self.document
+        return format_text(self.name, self.descriptor, top if isinstance(top, Index) else None)
+
+    def format(self, template: str) -> str:
+        """A Go template of buildx's (``{{json .Manifest}}``, ``{{json .Image "linux/arm64"}}``)."""
+        return format_template(template, self.name, self.source)
+
+    @property
+    def sizes(self) -> list[PlatformSize]:
+        """Per platform: compressed size and layers."""
+        return sizes(self.source, self.document)
+
+    @property
+    def sizes_text(self) -> str:
+        """The sizes as a table, with the layers the platforms share."""
+        return format_sizes(self.sizes)

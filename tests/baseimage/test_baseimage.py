@@ -33,7 +33,7 @@ from manyarch.baseimage.options import BaseOptions
 from manyarch.cli.main import main
 from manyarch.debian import archs, deb
 from manyarch.debian.deb import Package
-from manyarch.errors import BuildError, InvalidInput, ToolMissing, UsageError
+from manyarch.errors import BuildError, InvalidArgument, InvalidInput, ToolMissing
 from manyarch.layout import Layout
 from manyarch.oci.manifest import ImageConfig, Index, Manifest
 from manyarch.oci.platform import Platform
@@ -83,9 +83,9 @@ def test_debian_arch_unknown(platform: str) -> None:
 @pytest.mark.parametrize(
     ("kw", "error", "match"),
     [
-        ({"platforms": ()}, UsageError, "no platform"),
-        ({"platforms": (AMD64, Platform.parse("linux/amd64"))}, UsageError, "twice"),
-        ({"preset": "ruby"}, UsageError, "unknown preset"),
+        ({"platforms": ()}, InvalidArgument, "no platform"),
+        ({"platforms": (AMD64, Platform.parse("linux/amd64"))}, InvalidArgument, "twice"),
+        ({"preset": "ruby"}, InvalidArgument, "unknown preset"),
         ({"suite": "book worm"}, InvalidInput, "invalid suite"),
         ({"include": ("Python3",)}, InvalidInput, "invalid Debian package name"),
         ({"include": ("curl;rm",)}, InvalidInput, "invalid Debian package name"),

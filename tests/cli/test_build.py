@@ -16,7 +16,7 @@ from manyarch.cli.main import main
 from manyarch.oci import mediatypes as mt
 from tests.helpers.registry_server import RegistryServer
 from tests.helpers.tiny_base import TinyBase, tiny_base
-from tests.imagebuild.builder_helpers import make_context
+from tests.imagebuild.build_helpers import make_context
 
 __all__ = ["tiny_base"]
 

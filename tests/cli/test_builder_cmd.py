@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
 import pytest
 
 from manyarch import __version__
-from manyarch.cli.common import registry_options
+from manyarch.config import registry_options
 from tests.helpers.cli import manyarch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,7 +28,7 @@ def test_the_seeds_builder_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    opts = registry_options(argparse.Namespace())
+    opts = registry_options()
     assert "host.docker.internal:5000" in opts.insecure
     assert manyarch(env, "rm", "multiarch-builder", cwd=elsewhere).stdout == "multiarch-builder\n"
-    assert "host.docker.internal:5000" not in registry_options(argparse.Namespace()).insecure
+    assert "host.docker.internal:5000" not in registry_options().insecure

@@ -19,7 +19,7 @@ from manyarch.dockerfile import (
     plan,
     stage_base_config,
 )
-from manyarch.dockerfile.planner import parse_duration, parse_port_spec, resolve_dest
+from manyarch.dockerfile.values import parse_duration, parse_port_spec, resolve_dest
 from manyarch.errors import DockerfileError
 from manyarch.oci import ContainerConfig, Platform
 
@@ -48,7 +48,7 @@ PYTHON_BASE = ContainerConfig(
 
 
 def base_config(ref: str, platform: Platform) -> ContainerConfig:
-    """A stand-in for the builder's image resolver."""
+    """A stand-in for the executor's image resolver."""
     if ref.startswith("python"):
         return PYTHON_BASE
     if ref.startswith("golang"):

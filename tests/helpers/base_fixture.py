@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from manyarch.baseimage.image import BaseImage, build_base, save_layout
+from manyarch.baseimage.image import BaseImage, build_base
 from manyarch.baseimage.options import BaseOptions
+from manyarch.images import LayoutSink, LayoutSource, put_index
 from manyarch.layout import Layout
+from manyarch.oci.manifest import Descriptor
 from manyarch.oci.platform import Platform
 from tests.helpers.images import LayoutImage, tests_cache_dir
 
@@ -56,5 +58,11 @@ def python_base(
 ) -> PythonBase:
     """``(layout_path, tag)`` of the python base for linux/amd64 and linux/arm64."""
     path = tmp_path_factory.mktemp("python-base") / "layout"
-    save_layout(python_base_image, Layout.open(path, create=True), BASE_TAG)
+    save_base(python_base_image, Layout.open(path, create=True), BASE_TAG)
     return PythonBase(path, BASE_TAG)
+
+
+def save_base(image: BaseImage, dest: Layout, tag: str | None) -> Descriptor:
+    """Copy a base (its per-platform cache entries, one index over them) into ``dest``."""
+    entries = [(LayoutSource(i.layout(), str(i.manifest.digest)), i.manifest) for i in image.images]
+    return put_index(LayoutSink(dest), entries, image.index_document(), tag)

@@ -3,7 +3,7 @@
 ``demo_image`` builds it once with ``manyarch build`` from the ``python_base``
 fixture (the arm64 ``pip install`` runs under QEMU: ~70 s cold) into an OCI
 layout cached under the test cache (keyed on every input: the base's digest,
-the Dockerfile, requirements.txt, app/ and the builder's code), then pushes it
+the Dockerfile, requirements.txt, app/ and the executor's code), then pushes it
 to the session ``registry`` as ``fastapi-multiarch:latest``.
 """
 
@@ -53,7 +53,7 @@ def _inputs_key(base: PythonBase) -> str:
 def build_demo(base: PythonBase, dest: Path, store: Path) -> None:
     """``manyarch build`` the demo for both platforms into the OCI layout ``dest``."""
     env = dict(os.environ, MANYARCH_STORE=str(store), SOURCE_DATE_EPOCH="1700000000")
-    env["XDG_DATA_HOME"] = f"{store}-data"  # the builder's unpacked base trees
+    env["XDG_DATA_HOME"] = f"{store}-data"  # the build's unpacked base trees
     cmd = [
         sys.executable,
         "-m",

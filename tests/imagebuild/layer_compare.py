@@ -15,7 +15,7 @@ import tarfile
 import types
 from collections.abc import Callable
 
-from tests.imagebuild.builder_helpers import Built
+from tests.imagebuild.build_helpers import Built
 
 Entries = dict[str, tuple[tarfile.TarInfo, bytes | None]]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from manyarch.errors import InvalidDocument, UsageError
+from manyarch.errors import InvalidArgument, InvalidDocument
 from manyarch.imagebuild.cache import (
     BuildCache,
     CacheEntry,
@@ -31,7 +31,7 @@ from manyarch.registry import RegistryClient, RegistryOptions
 from manyarch.store import open_store
 from tests.helpers.base_fixture import PythonBase
 from tests.helpers.registry_server import RegistryServer
-from tests.imagebuild.builder_helpers import Built, make_context, run_build
+from tests.imagebuild.build_helpers import Built, make_context, run_build
 
 AMD64 = (Platform.parse("linux/amd64"),)
 
@@ -109,7 +109,7 @@ def test_cache_to_and_from_a_directory(
 ) -> None:
     ctx = make_context(tmp_path, DOCKERFILE, {"requirements.txt": "x\n", "app/a": "a\n"})
     exported = tmp_path / "exported"
-    first, _ = cached_build(ctx, python_base.ref, cache_to=[f"type=local,dest={exported}"])
+    first, _ = cached_build(ctx, python_base.ref, cache_to=f"type=local,dest={exported}")
     assert (exported / "oci-layout").exists() and list((exported / "entries").glob("*/*.json"))
 
     # another machine: empty local cache and store, only the exported directory
@@ -129,18 +129,14 @@ def test_cache_to_and_from_a_registry(
 ) -> None:
     ctx = make_context(tmp_path, DOCKERFILE, {"requirements.txt": "y\n", "app/a": "a\n"})
     ref = f"{registry.host}/app:buildcache"
-    clients: list[RegistryClient] = []
-
-    def client() -> RegistryClient:
-        clients.append(RegistryClient(RegistryOptions()))  # loopback speaks plain http
-        return clients[-1]
+    client = RegistryClient(RegistryOptions())  # loopback speaks plain http
 
     # the first build of a pipeline: nothing to import yet, said, not fatal
     hooks = build_hooks(
         open_store(),
         native_pip=False,
         cache_from=[f"type=registry,ref={ref}"],
-        cache_to=[f"type=registry,ref={ref},mode=max"],
+        cache_to=f"type=registry,ref={ref},mode=max",
         client=client,
     )
     assert hooks.warnings == [f"no build cache at {ref} yet: nothing imported from it"]
@@ -177,15 +173,13 @@ def test_cache_to_and_from_a_registry(
     # an image is not a cache: a clear error before anything is built
     image = Reference.parse(f"{registry.host}/app:latest")
     config = Document(b"{}", mt.OCI_CONFIG)
-    c = client()
-    c.push_blob(image, Descriptor.of(config), lambda: io.BytesIO(config.data))
-    c.put_manifest(image, Manifest(Descriptor.of(config)).to_document())
+    client.push_blob(image, Descriptor.of(config), lambda: io.BytesIO(config.data))
+    client.put_manifest(image, Manifest(Descriptor.of(config)).to_document())
     with pytest.raises(InvalidDocument, match="is not a manyarch build cache"):
         build_hooks(
             open_store(), native_pip=False, cache_from=[f"type=registry,ref={image}"], client=client
         )
-    for c in clients:
-        c.close()
+    client.close()
 
 
 def _entry(root: Path, n: int, size: int, used: float) -> CacheEntry:
@@ -238,7 +232,7 @@ def test_registry_cache_spec() -> None:
     "text", ["type=registry", "type=registry,ref=", "type=local,src=/x", "type=gha", "type=local"]
 )
 def test_cache_spec_errors(text: str) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InvalidArgument):
         CacheSpec.parse(text, export=True)
 
 

@@ -1,4 +1,4 @@
-"""The builder on a tiny two-platform Debian base: stages, RUN, COPY/ADD, layers, config."""
+"""The executor on a tiny two-platform Debian base: stages, RUN, COPY/ADD, layers, config."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from manyarch.errors import (
     EmulationError,
     ManyarchError,
     PlatformNotFound,
+    StepFailed,
 )
 from manyarch.imagebuild.executor import build
 from manyarch.imagebuild.options import RAN, BuildOptions, StepContext
@@ -26,7 +27,7 @@ from manyarch.oci.manifest import BASE_DIGEST, BASE_NAME, CREATED, Index
 from manyarch.oci.platform import Platform
 from manyarch.sandbox import emulation
 from tests.helpers.tiny_base import TinyBase, tiny_base
-from tests.imagebuild.builder_helpers import BOTH, index_of, make_context, run_build
+from tests.imagebuild.build_helpers import BOTH, index_of, make_context, run_build
 
 __all__ = ["tiny_base"]
 
@@ -56,7 +57,7 @@ RUN uname -m > /arch && cat /gen/*
 def test_multistage_buildplatform_targetarch(tmp_path: Path, tiny_base: TinyBase) -> None:
     built = run_build(make_context(tmp_path, MULTISTAGE), tiny_base.ref)
     index = index_of(built)
-    assert index.media_type == mt.DOCKER_MANIFEST_LIST
+    assert index.media_type == mt.OCI_INDEX  # the Docker form is made when published
     assert [str(p) for p in index.platforms()] == ["linux/amd64", "linux/arm64"]
     cases = (("linux/amd64", "amd64", "x86_64"), ("linux/arm64", "arm64", "aarch64"))
     for plat, arch, machine in cases:
@@ -244,6 +245,32 @@ def test_errors_name_file_and_line(
     assert words.lower() in str(e.value).lower()
 
 
+def test_a_failed_step_carries_its_context(
+    tmp_path: Path, tiny_base: TinyBase, isolated: Path
+) -> None:
+    df = "ARG BASE\nFROM $BASE\nCOPY app/ /app/\nRUN echo one && echo two && exit 4\n"
+    ctx = make_context(tmp_path, df, {"app/a": "a"})
+    with pytest.raises(StepFailed) as e:
+        run_build(ctx, tiny_base.ref, AMD64)
+    failed = e.value
+    assert (failed.file, failed.line, failed.platform) == (
+        str(ctx / "Dockerfile"),
+        4,
+        "linux/amd64",
+    )
+    assert (failed.step, failed.exit_code) == ("RUN echo one && echo two && exit 4", 4)
+    assert failed.output[-2:] == ("one", "two") and failed.reason == "exited with code 4"
+    # a step that failed on an error of its own keeps it as the cause, message unchanged
+    (ctx / "Dockerfile").write_text("ARG BASE\nFROM $BASE\nCOPY missing.txt /x\n")
+    with pytest.raises(StepFailed) as e:
+        run_build(ctx, tiny_base.ref, AMD64)
+    cause = e.value.__cause__
+    assert isinstance(cause, BuildError) and not isinstance(cause, StepFailed)
+    assert e.value.exit_code is None and e.value.reason == cause.message
+    assert cause.message == "COPY source 'missing.txt': not found in the build context"
+    assert e.value.hint == cause.hint
+
+
 # -- COPY and ADD --------------------------------------------------------------------
 
 
@@ -364,7 +391,6 @@ CMD ["echo hi"]
         tiny_base.ref,
         labels={"from.flag": "1"},
         annotations={"org.example.note": "n", "index:org.example.top": "t"},
-        docker_media_types=False,
         epoch=1700000000,
     )
     index = index_of(built)

@@ -10,7 +10,7 @@ import pytest
 from manyarch.imagebuild.nativepip.interceptor import NativePipInterceptor
 from manyarch.oci.platform import Platform
 from tests.helpers.base_fixture import PythonBase
-from tests.imagebuild.builder_helpers import make_context, run_build
+from tests.imagebuild.build_helpers import make_context, run_build
 
 ARM64 = (Platform.parse("linux/arm64"),)
 

@@ -19,7 +19,7 @@ from manyarch.errors import BuildError
 from manyarch.imagebuild.nativepip.interceptor import NativePipInterceptor
 from manyarch.oci.platform import Platform
 from tests.helpers.base_fixture import PythonBase
-from tests.imagebuild.builder_helpers import Built, make_context, run_build
+from tests.imagebuild.build_helpers import Built, make_context, run_build
 from tests.imagebuild.layer_compare import (
     assert_last_layers_equal,
     layer_differences,

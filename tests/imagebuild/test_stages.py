@@ -15,7 +15,7 @@ from manyarch.oci.platform import Platform
 from manyarch.rootfs import is_mountpoint
 from manyarch.store import open_store
 from tests.helpers.tiny_base import EPOCH, TinyBase, tiny_base
-from tests.imagebuild.builder_helpers import BOTH, Built, index_of, make_context, run_build
+from tests.imagebuild.build_helpers import BOTH, Built, index_of, make_context, run_build
 
 __all__ = ["tiny_base"]
 

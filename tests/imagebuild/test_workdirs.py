@@ -17,7 +17,7 @@ from manyarch.rootfs import mounts_under
 from tests.helpers.cli import manyarch
 from tests.helpers.isolation import isolated_build
 from tests.helpers.tiny_base import TinyBase, tiny_base
-from tests.imagebuild.builder_helpers import make_context
+from tests.imagebuild.build_helpers import make_context
 
 __all__ = ["isolated_build", "tiny_base"]
 
@@ -98,5 +98,5 @@ def test_prune_sweeps_killed_builds(isolated_build: Path) -> None:
     dead = _owned(isolated_build, "dead", _dead_pid(), "12345")
     r = manyarch(dict(os.environ), "prune", timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "removed 1 scratch directories of builds that were killed" in r.stdout
+    assert "removed 1 working directories of builds that were killed" in r.stdout
     assert not dead.exists()

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from manyarch.errors import InvalidInput, UsageError
+from manyarch.errors import InvalidArgument, InvalidInput
 from manyarch.registry import (
     RegistryHosts,
     RegistryOptions,
@@ -52,7 +52,7 @@ def test_defaults_in_one_place() -> None:
     ],
 )
 def test_conflicting_or_invalid_options_are_rejected(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InvalidArgument):
         RegistryOptions(**kwargs)
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from manyarch.errors import SandboxError, UsageError
+from manyarch.errors import InvalidArgument, SandboxError
 from manyarch.oci import ContainerConfig, Descriptor, ImageConfig, Manifest
 from manyarch.oci import mediatypes as mt
 from manyarch.oci.digest import Digest
 from manyarch.oci.platform import Platform
-from manyarch.run import container
+from manyarch.run import container, supervisor
 from manyarch.run.container import RunOptions
 from manyarch.run.local import LocalImage
 
@@ -59,7 +59,7 @@ def test_command_combines_like_docker(
 
 
 def test_no_command_at_all_is_a_usage_error() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InvalidArgument):
         container.command_of(image(None, None), RunOptions())
 
 
@@ -127,7 +127,7 @@ def test_exec_errors_are_worded_as_runc_words_them(
         os.write(w, first + b"bwrap: execvp later lines are the program's\n")
         os.close(w)
         seen: list[str] = []
-        container._copy_stderr(src, dest.fileno(), "HINT", seen)
+        supervisor._copy_stderr(src, dest.fileno(), "HINT", seen)
     assert out.read_text() == expected + "bwrap: execvp later lines are the program's\n"
     assert seen == error  # what the supervisor records as the exec error
 
@@ -137,7 +137,7 @@ def test_exec_errors_are_worded_as_runc_words_them(
     [("linux/amd64", True, False), ("linux/arm64", True, True), ("linux/arm64", False, True)],
 )
 def test_emulation_hint(platform: str, on: bool, has_hint: bool) -> None:
-    hint = container.emulation_hint(Platform.parse(platform), on)
+    hint = supervisor.emulation_hint(Platform.parse(platform), on)
     assert (hint is not None) == has_hint
     if hint:
         assert "manyarch emulation install arm64" in hint
@@ -159,7 +159,7 @@ def test_signals_are_read_as_docker_reads_them(text: str, sig: signal.Signals) -
 
 @pytest.mark.parametrize("text", ["", "SIGNOPE", "999", "-1"])
 def test_a_bad_signal_is_a_usage_error(text: str) -> None:
-    with pytest.raises(UsageError, match="invalid signal"):
+    with pytest.raises(InvalidArgument, match="invalid signal"):
         container.parse_signal(text)
 
 

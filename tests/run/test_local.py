@@ -10,27 +10,29 @@ from pathlib import Path
 import pytest
 
 from manyarch.errors import NotFound, PlatformNotFound
+from manyarch.images import TransferEvent
 from manyarch.layout import Layout
 from manyarch.oci.platform import Platform
 from manyarch.oci.reference import LayoutReference, Reference
-from manyarch.registry import RegistryClient
 from manyarch.run import local
 from manyarch.store import open_store
 from tests.helpers.images import make_index
 
 
-def _no_client() -> RegistryClient:
-    raise AssertionError("a layout source needs no registry client")
-
-
-def _pull(src: Path, platform: str | None, lines: list[str] | None = None) -> local.PullResult:
+def _pull(
+    src: Path, platform: str | None, events: list[TransferEvent] | None = None
+) -> local.PullResult:
     return local.pull(
         LayoutReference(str(src), "latest"),
-        _no_client,
+        None,  # a layout source needs no registry client
         platform=Platform.parse(platform) if platform else None,
         store=open_store(),
-        progress=lines.append if lines is not None else None,
+        progress=events.append if events is not None else None,
     )
+
+
+def _blobs(events: list[TransferEvent]) -> list[str]:
+    return [e.status for e in events if e.digest is not None and e.status in ("exists", "copied")]
 
 
 @pytest.mark.parametrize(
@@ -76,15 +78,17 @@ def test_pull_takes_the_host_platform_and_tags_the_manifest(tmp_path: Path) -> N
 
 def test_pull_fetches_only_missing_blobs_and_moves_the_tag(tmp_path: Path) -> None:
     make_index(tmp_path / "src")
-    first: list[str] = []
+    first: list[TransferEvent] = []
     _pull(tmp_path / "src", "linux/amd64", first)
-    assert first and all(line.endswith("Pull complete") for line in first)
-    again = _pull(tmp_path / "src", "linux/amd64")
-    assert again.up_to_date and again.fetched == 0
-    lines: list[str] = []
-    arm = _pull(tmp_path / "src", "linux/arm64", lines)
+    assert _blobs(first) and all(status == "copied" for status in _blobs(first))
+    assert first[0].status == "pulling" and first[-1].status == "pulled"
+    again: list[TransferEvent] = []
+    result = _pull(tmp_path / "src", "linux/amd64", again)
+    assert result.up_to_date and result.fetched == 0 and again[-1].status == "up-to-date"
+    events: list[TransferEvent] = []
+    arm = _pull(tmp_path / "src", "linux/arm64", events)
     # the shared layer is already there, the arm64 one is fetched
-    assert sorted(line.split(": ")[1] for line in lines) == ["Already exists", "Pull complete"]
+    assert sorted(_blobs(events)) == ["copied", "exists"]
     assert arm.fetched == 1 and not arm.up_to_date
     [img] = local.list_images(open_store())
     assert str(img.platform) == "linux/arm64"

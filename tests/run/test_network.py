@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from manyarch.errors import SandboxError, UsageError
+from manyarch.errors import InvalidArgument, SandboxError
 from manyarch.run.network import PortMapping, listening_ports, start_forwarding
 from tests.helpers.registry_server import free_port
 
@@ -36,7 +36,7 @@ def test_port_mappings(text: str, mapping: PortMapping, spec: str) -> None:
 
 @pytest.mark.parametrize("text", ["a:80", "8080:0", "0", "70000:80", "8080:80/sctp", ""])
 def test_bad_port_mappings(text: str) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(InvalidArgument):
         PortMapping.parse(text)
 
 

@@ -20,6 +20,6 @@ scripts would have done is then done here, on the host, as plain file work:
 The rootfs becomes one deterministic layer (mtimes clamped to
 ``SOURCE_DATE_EPOCH``), with a config (Env, labels naming suite and mirror), in
 a per-platform cache entry keyed on every input; an index is assembled over the
-cached platform images. The builder touches no output: writing a layout or
+cached platform images. Building touches no output: writing a layout or
 pushing is the caller's step, after every platform has succeeded.
 """

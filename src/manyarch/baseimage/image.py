@@ -34,7 +34,7 @@ from manyarch.debian.archs import debian_arch
 from manyarch.debian.deb import Package
 from manyarch.errors import ManyarchError
 from manyarch.layers import write_layer_from_dir
-from manyarch.layout import Layout, walk
+from manyarch.layout import Layout
 from manyarch.oci.digest import Digest
 from manyarch.oci.document import Document
 from manyarch.oci.manifest import (
@@ -279,18 +279,3 @@ def build_base(opts: BaseOptions, progress: BaseProgress | None = None) -> BaseI
         if e is not None:
             raise e
     return BaseImage(opts, tuple(f.result() for f in futures))
-
-
-def save_layout(image: BaseImage, dest: Layout, tag: str | None) -> Descriptor:
-    """Copy the image into ``dest`` (blobs, manifests, then the index) and tag it last."""
-    for img in image.images:
-        src = img.layout()
-        for d in walk(src, img.manifest, children_first=True):
-            if dest.has_blob(d.digest):
-                continue
-            with src.open_blob(d.digest) as f:
-                dest.put_stream(f, d.digest, d.size)
-    desc = dest.put_document(image.index_document())
-    if tag:
-        dest.tag(tag, desc)
-    return desc

@@ -116,7 +116,7 @@ def check_mirror(opts: BaseOptions) -> None:
         raise BuildError(
             f"cannot reach mirror {opts.mirror}: {e}",
             f"check the URL and the network, or pass another --mirror (default {DEFAULT_MIRROR})",
-        ) from None
+        ) from e
     if resp.status_code == 404:
         raise BuildError(
             f"suite {opts.suite!r} not found on {opts.mirror} ({url}: 404)",

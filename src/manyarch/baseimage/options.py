@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from manyarch._version import __version__
 from manyarch.debian.archs import debian_arch
-from manyarch.errors import InvalidInput, UsageError
+from manyarch.errors import InvalidArgument, InvalidInput
 from manyarch.oci.platform import Platform
 
 DEFAULT_SUITE = "bookworm"
@@ -64,15 +64,15 @@ class BaseOptions:
 
     def __post_init__(self) -> None:
         if not self.platforms:
-            raise UsageError("no platform given", "say for instance --platform linux/amd64")
+            raise InvalidArgument("no platform given", "give one, for instance linux/amd64")
         seen: set[str] = set()
         for p in self.platforms:
             arch = debian_arch(p)
             if arch in seen:
-                raise UsageError(f"platform {p} is given twice (Debian architecture {arch})")
+                raise InvalidArgument(f"platform {p} is given twice (Debian architecture {arch})")
             seen.add(arch)
         if self.preset not in PRESETS:
-            raise UsageError(
+            raise InvalidArgument(
                 f"unknown preset {self.preset!r}", f"presets: {', '.join(sorted(PRESETS))}"
             )
         if not _SUITE.match(self.suite):

@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from manyarch.cli.common import add_registry_flags, client_factory, defer
-from manyarch.errors import UsageError
+from manyarch.cli.common import add_registry_flags, defer, session
 
 if TYPE_CHECKING:
-    from manyarch.baseimage import image as base_image
-    from manyarch.baseimage import options as base_options
     from manyarch.oci.platform import Platform
-    from manyarch.oci.reference import Reference
 
 
 def register(sub: Any) -> None:
@@ -78,7 +73,7 @@ def _flags(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="SPEC",
         help="type=oci,dest=PATH (an OCI archive when PATH ends in .tar, or tar=true; "
-        "else a layout directory) or type=registry",
+        "else a layout directory), type=docker,dest=FILE.tar or type=registry",
     )
     p.add_argument("--sbom", type=Path, metavar="PATH", help="also write the packages as SPDX JSON")
     p.add_argument(
@@ -96,77 +91,6 @@ def _flags(p: argparse.ArgumentParser) -> None:
     add_registry_flags(p)
 
 
-def _epoch(args: argparse.Namespace) -> int | None:
-    if args.source_date_epoch is not None:
-        return int(args.source_date_epoch)
-    env = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if not env:
-        return None
-    try:
-        return int(env)
-    except ValueError:
-        raise UsageError(
-            f"SOURCE_DATE_EPOCH={env!r} is not a number of seconds",
-            "set it to an integer, e.g. SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)",
-        ) from None
-
-
-def _options(args: argparse.Namespace) -> base_options.BaseOptions:
-    from manyarch.baseimage import options as base_options
-    from manyarch.oci.platform import Platform, host_platform, parse_platforms
-
-    platforms = parse_platforms(args.platform) if args.platform else [host_platform()]
-    include = tuple(p.strip() for item in args.include for p in item.split(",") if p.strip())
-    kw: dict[str, Any] = {}
-    if args.cache_dir is not None:
-        kw["cache_dir"] = args.cache_dir
-    return base_options.BaseOptions(
-        # Debian's amd64 is the x86-64 baseline whatever this host's level (v2, v3).
-        platforms=tuple(
-            Platform.of(p.os, p.architecture, "" if p.architecture == "amd64" else p.variant)
-            for p in platforms
-        ),
-        suite=args.suite,
-        mirror=args.mirror,
-        include=include,
-        preset=args.preset,
-        epoch=_epoch(args),
-        use_cache=not args.no_cache,
-        **kw,
-    )
-
-
-def _destinations(args: argparse.Namespace) -> tuple[list[Reference], list[tuple[Path, bool]]]:
-    from manyarch.imagebuild.publish import parse_output
-    from manyarch.oci.reference import Reference
-
-    refs = [Reference.parse(t).tagged_or_latest() for t in args.tag]
-    push = bool(args.push)
-    layouts: list[tuple[Path, bool]] = []
-    for text in args.output:
-        spec = parse_output(text)
-        if spec.type in ("registry", "image"):
-            push = push or spec.type == "registry" or spec.attrs.get("push") == "true"
-            for name in filter(None, spec.attrs.get("name", "").split(",")):
-                refs.append(Reference.parse(name).tagged_or_latest())
-        elif spec.type == "oci":
-            dest = spec.attrs.get("dest")
-            if not dest or dest == "-":
-                raise UsageError(
-                    "type=oci needs dest=PATH (a directory, or an archive ending in .tar)"
-                )
-            tar = spec.attrs.get("tar", "true" if dest.endswith(".tar") else "false")
-            layouts.append((Path(dest), tar == "true"))
-        else:
-            raise UsageError(
-                f"manyarch base cannot write --output type={spec.type}",
-                "use --push, or --output type=oci,dest=PATH",
-            )
-    if push and not refs:
-        raise UsageError("--push needs a name", "add -t REGISTRY/NAME:TAG")
-    return (refs if push else []), layouts
-
-
 def _progress(platform: Platform, step: str, seconds: float) -> None:
     # One write per line: print() writes the newline apart, and the platforms report from threads.
     sys.stderr.write(f"[{platform}] {step} ({seconds:.1f}s)\n")
@@ -174,15 +98,11 @@ def _progress(platform: Platform, step: str, seconds: float) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build (or reuse) the base, then write or push it."""
+    """Build (or reuse) the base, then write or push it (through the local store)."""
     import logging
-    import tempfile
 
-    from manyarch.baseimage import image as base_image
-    from manyarch.baseimage import spdx
-    from manyarch.imagebuild.publish import RegistryPublisher
-    from manyarch.layout import Layout
-    from manyarch.oci.reference import Reference
+    from manyarch.cli.outputs import outputs
+    from manyarch.publish import RegistryDestination
 
     if getattr(args, "debug", False):
         handler = logging.StreamHandler(sys.stderr)
@@ -190,48 +110,33 @@ def run(args: argparse.Namespace) -> int:
         logger = logging.getLogger("manyarch.base")
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG)
-    opts = _options(args)
-    refs, layouts = _destinations(args)
-    image = base_image.build_base(opts, progress=_progress)
-    for img in image.images:
-        how = "cached" if img.cached else "built"
-        print(f"{img.platform}: {img.manifest.digest} ({how}, {len(img.packages)} packages)")
-    tag = (refs[0].tag if refs else None) or (
-        Reference.parse(args.tag[0]).tagged_or_latest().tag if args.tag else "latest"
-    )
-    for dest, tar in layouts:
-        if tar:
-            _write_archive(image, dest, tag or "latest")
-        else:
-            base_image.save_layout(image, Layout.open(dest, create=True), tag)
-        print(f"wrote {dest}{'' if tar else f':{tag}'}")
-    if refs:
-        opts.cache_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".push-", dir=opts.cache_dir) as tmp:
-            store = Layout.open(Path(tmp) / "layout", create=True)
-            desc = base_image.save_layout(image, store, None)
-            publisher = RegistryPublisher(refs, client_factory(args), jobs=args.jobs)
-            for name in publisher.publish(store, desc):
-                print(f"pushed {name}")
+    outs = outputs(args.output, args.tag, push=args.push)
+    include = tuple(p.strip() for item in args.include for p in item.split(",") if p.strip())
+    with session(args) as s:
+        result = s.base(
+            platforms=[args.platform] if args.platform else [],
+            preset=args.preset,
+            suite=args.suite,
+            mirror=args.mirror,
+            include=include,
+            epoch=args.source_date_epoch,
+            use_cache=not args.no_cache,
+            cache_dir=args.cache_dir,
+            progress=_progress,
+        )
+        for img in result.image.images:
+            how = "cached" if img.cached else "built"
+            print(f"{img.platform}: {img.manifest.digest} ({how}, {len(img.packages)} packages)")
+        for dest in outs.destinations:
+            where = s.publish(result, dest, media_types=outs.media_types)
+            print(f"pushed {where}" if isinstance(dest, RegistryDestination) else f"wrote {where}")
     if args.sbom is not None:
-        name = str(refs[0]) if refs else (args.tag[0] if args.tag else "manyarch-base")
-        doc = spdx.spdx_document(image, name)
+        pushed = [d.ref for d in outs.destinations if isinstance(d, RegistryDestination)]
+        name = (
+            str(pushed[0].tagged_or_latest()) if pushed else next(iter(args.tag), "manyarch-base")
+        )
+        doc = result.sbom(name)
         args.sbom.write_text(json.dumps(doc, indent=2) + "\n")
         print(f"wrote SBOM {args.sbom} ({len(doc['packages'])} packages)")
-    print(image.digest)
+    print(result.descriptor.digest)
     return 0
-
-
-def _write_archive(image: base_image.BaseImage, dest: Path, tag: str) -> None:
-    import tempfile
-
-    from manyarch.baseimage import image as base_image
-    from manyarch.layout import Layout, export_tar
-
-    parent = dest.parent if str(dest.parent) else Path(".")
-    with tempfile.TemporaryDirectory(prefix=".manyarch-", dir=parent) as tmp:
-        layout = Layout.open(Path(tmp) / "layout", create=True)
-        base_image.save_layout(image, layout, tag)
-        partial = Path(tmp) / "archive.tar"
-        export_tar(layout, partial)
-        partial.replace(dest)

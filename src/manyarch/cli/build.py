@@ -1,11 +1,11 @@
-"""``manyarch build``: the flags of ``docker buildx build``, without Docker.
+"""``manyarch build``: the flags of ``docker buildx build``, mapped onto :meth:`Session.build`
+and :meth:`Session.publish`.
 
-Media types: an image pushed to a registry gets Docker media types (a
-manifest list, as the seed's buildx run produced), an OCI layout or docker
-archive gets OCI ones... except that a docker archive is always Docker.
-``--output type=registry,oci-mediatypes=true|false`` (or on type=oci) chooses
-explicitly. OCI types in a layout because skopeo 1.9 only resolves OCI
-media types in a layout's index.json.
+Media types follow the outputs, as buildx's do: Docker media types when any
+output is a registry or a docker archive (a manifest list, as the seed's
+buildx run produced), OCI ones otherwise (skopeo 1.9 only resolves OCI media
+types in a layout's index.json); ``oci-mediatypes=true|false`` on an output
+chooses for all of them.
 """
 
 from __future__ import annotations
@@ -21,13 +21,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from manyarch.cli.common import add_registry_flags, client_factory, registry_options, stderr_is_tty
-from manyarch.errors import UsageError
+from manyarch.cli.common import UsageError, add_registry_flags, session, stderr_is_tty
 
 if TYPE_CHECKING:
-    from manyarch.imagebuild.options import StepEvent, StepProgress
-    from manyarch.imagebuild.publish import OutputSpec, Publisher
-    from manyarch.oci.reference import Reference
+    from manyarch.imagebuild.options import BuildResult, StepEvent, StepProgress
 
 
 def register(sub: Any) -> None:
@@ -105,68 +102,8 @@ def _kv(items: list[str], what: str, from_env: bool = False) -> dict[str, str]:
     return out
 
 
-def media_types(outputs: list[OutputSpec]) -> bool:
-    """Whether to write Docker media types (True) or OCI ones, from the outputs asked."""
-    for o in outputs:
-        if "oci-mediatypes" in o.attrs:
-            return o.attrs["oci-mediatypes"] != "true"
-    if any(o.type == "docker" for o in outputs):
-        return True
-    return any(o.type in ("registry", "image") for o in outputs)
-
-
-def _publishers(
-    args: argparse.Namespace, outputs: list[OutputSpec], tags: list[Reference]
-) -> list[Publisher]:
-    from manyarch.imagebuild.publish import (
-        DockerArchivePublisher,
-        LayoutPublisher,
-        RegistryPublisher,
-    )
-    from manyarch.oci.reference import Reference
-
-    pubs: list[Publisher] = []
-    registry_out = [o for o in outputs if o.type in ("registry", "image")]
-    for o in registry_out:
-        if o.type == "image" and o.attrs.get("push") != "true":
-            raise UsageError("type=image without push=true needs a Docker daemon", "add push=true")
-        if "name" in o.attrs:
-            tags.extend(Reference.parse(n) for n in o.attrs["name"].split(","))
-    if registry_out:
-        if not tags:
-            raise UsageError("--push needs a name", "give one with -t registry/name:tag")
-        pubs.append(RegistryPublisher(tags, client_factory(args), jobs=args.jobs))
-    for o in outputs:
-        if o.type in ("registry", "image"):
-            continue
-        dest = o.attrs.get("dest")
-        if not dest or dest == "-":
-            raise UsageError(f"--output type={o.type} needs dest=PATH (stdout is not supported)")
-        if o.type == "docker":
-            pubs.append(DockerArchivePublisher(Path(dest), list(tags)))
-        elif o.type == "oci":
-            tag = tags[0].tag if tags and tags[0].tag else "latest"
-            pubs.append(LayoutPublisher(Path(dest), tag))
-        else:
-            raise UsageError(
-                f"--output type={o.type} is not supported",
-                "use type=registry, type=oci,dest=PATH or type=docker,dest=FILE.tar",
-            )
-    return pubs
-
-
-def _run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from manyarch.imagebuild.cache import build_hooks
-    from manyarch.imagebuild.executor import build
-    from manyarch.imagebuild.options import BuildOptions
-    from manyarch.imagebuild.publish import parse_output, write_metadata
-    from manyarch.oci.manifest import Manifest
-    from manyarch.oci.platform import host_platform, parse_platforms
-    from manyarch.oci.reference import Reference
-    from manyarch.store import open_store
-
+def _refuse(args: argparse.Namespace) -> None:
+    """What buildx has and manyarch has not: said before anything runs."""
     if args.load:
         raise UsageError(
             "--load needs a Docker daemon, and manyarch works without one",
@@ -176,36 +113,24 @@ def _run(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value not in (None, "false", "0"):
             raise UsageError(f"--{flag}={value} is not supported yet", f"use --{flag}=false")
-    context = Path(args.context)
-    if not context.is_dir():
-        raise UsageError(f"build context {args.context!r} is not a directory")
-    dockerfile = Path(args.file) if args.file else context / "Dockerfile"
-    platforms = parse_platforms(args.platform) if args.platform else [host_platform()]
-    tags = [Reference.parse(t) for t in args.tag]
-    outputs = [parse_output(o) for o in args.output]
-    if args.push:
-        outputs.append(parse_output("type=registry"))
-    publishers = _publishers(args, outputs, tags)
-    if len(platforms) > 1 and any(o.type == "docker" for o in outputs):
+    if len(args.cache_to) > 1:
+        raise UsageError("only one --cache-to is supported")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from manyarch.cli.outputs import outputs
+    from manyarch.oci.platform import parse_platforms
+    from manyarch.publish import DockerArchive, media_types_for
+
+    _refuse(args)
+    platforms = parse_platforms(args.platform) if args.platform else []
+    outs = outputs(args.output, args.tag, push=args.push)
+    if len(platforms) > 1 and any(isinstance(d, DockerArchive) for d in outs.destinations):
         raise UsageError(
             "--output type=docker holds one platform; "
             f"{len(platforms)} were asked ({', '.join(map(str, platforms))})",
             "build one --platform for a docker archive, or use type=oci,dest=FILE.tar",
         )
-    epoch_env = os.environ.get("SOURCE_DATE_EPOCH")
-    options = BuildOptions(
-        context=context,
-        dockerfile=dockerfile,
-        platforms=platforms,
-        build_args=_kv(args.build_arg, "--build-arg", from_env=True),
-        target=args.target,
-        network=args.network,
-        labels=_kv(args.label, "--label"),
-        annotations=_kv(args.annotation, "--annotation"),
-        docker_media_types=media_types(outputs),
-        epoch=int(epoch_env) if epoch_env and epoch_env.isdigit() else None,
-        registry=registry_options(args),
-    )
     mode = "quiet" if args.quiet else args.progress
     if mode == "auto":
         mode = "tty" if stderr_is_tty() else "plain"
@@ -214,38 +139,32 @@ def _run(args: argparse.Namespace) -> int:
         if mode != "quiet":
             print(message, file=sys.stderr)
 
-    hooks = build_hooks(
-        open_store(),
-        no_cache=args.no_cache,
-        native_pip=not args.no_native_pip,
-        cache_to=args.cache_to,
-        cache_from=args.cache_from,
-        client=client_factory(args),
-    )
-    try:
-        for warning in hooks.warnings:
-            say(f"WARNING: {warning}")
-        options = replace(options, interceptors=hooks.interceptors, observers=hooks.observers)
+    with session(args) as s:
         started = time.monotonic()
         with progress_printer(mode, sys.stderr) as show:
-            result = build(options, show)
-        hooks.finish()
-    finally:
-        hooks.close()
-
-    for name in result.unused_build_args:
-        say(f'WARNING: build-arg "{name}" was not consumed by the Dockerfile')
-    if not outputs:
-        say("WARNING: no output specified; the result is only in the local store")
-    names: list[str] = []
-    for pub in publishers:
-        names += pub.publish(result.store, result.descriptor)
+            result = s.build(
+                args.context,
+                platforms=platforms,
+                dockerfile=args.file,
+                build_args=_kv(args.build_arg, "--build-arg", from_env=True),
+                target=args.target,
+                network=args.network,
+                labels=_kv(args.label, "--label"),
+                annotations=_kv(args.annotation, "--annotation"),
+                media_types=outs.media_types or media_types_for(outs.destinations),
+                no_cache=args.no_cache,
+                cache_from=args.cache_from,
+                cache_to=args.cache_to[0] if args.cache_to else None,
+                native_pip=not args.no_native_pip,
+                progress=show,
+            )
+        for warning in result.warnings:
+            say(f"WARNING: {warning}")
+        if not outs.destinations:
+            say("WARNING: no output specified; the result is only in the local store")
+        names = [s.publish(result, d) for d in outs.destinations]
     if args.metadata_file:
-        config = None
-        if len(result.manifests) == 1:
-            m = Manifest.parse(result.store.read_document(result.manifests[0]))
-            config = m.config.digest
-        write_metadata(args.metadata_file, result.descriptor, [str(t) for t in tags], config)
+        _write_metadata(args.metadata_file, result, [str(n) for n in outs.names])
     if mode == "quiet":
         print(result.descriptor.digest)
     else:
@@ -253,6 +172,16 @@ def _run(args: argparse.Namespace) -> int:
         for n in names:
             say(n)
     return 0
+
+
+def _write_metadata(path: Path, result: BuildResult, names: list[str]) -> None:
+    from manyarch.oci.manifest import Manifest
+    from manyarch.publish import write_metadata
+
+    config = None
+    if len(result.manifests) == 1:
+        config = Manifest.parse(result.store.read_document(result.manifests[0])).config.digest
+    write_metadata(path, result.descriptor, names, config)
 
 
 @contextmanager

@@ -13,22 +13,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from manyarch.errors import ManyarchError, UsageError
+from manyarch.errors import InvalidArgument, ManyarchError
 
 if TYPE_CHECKING:
-    from manyarch.registry import RegistryClient, RegistryOptions
+    from manyarch.session import Session
 
 #: Adds flags to a parser; see :func:`defer`.
 AddFlags = Callable[[argparse.ArgumentParser], None]
 
-#: Where buildkitd.toml files are looked for when --config is not given (BuildKit's own
-#: places, then the current directory, where the seed keeps its buildkitd.toml).
-BUILDKITD_CONFIGS = (
-    Path("/etc/buildkit/buildkitd.toml"),
-    Path.home() / ".config" / "buildkit" / "buildkitd.toml",
-    Path("buildkitd.toml"),
-)
-DAEMON_JSON = Path("/etc/docker/daemon.json")
+
+class UsageError(ManyarchError):
+    """The command line is wrong (exit 2). Raised only here, in the CLI: the library
+    raises :class:`~manyarch.errors.InvalidArgument`, which the CLI reports alike."""
+
+
+def exit_code(error: ManyarchError) -> int:
+    """2 for a command line (or an argument) that is wrong, else 1."""
+    return 2 if isinstance(error, UsageError | InvalidArgument) else 1
 
 
 class Parser(argparse.ArgumentParser):
@@ -82,7 +83,8 @@ def add_registry_flags(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="HOST:PORT",
-        help="allow plain http (and unverified TLS) for this registry; repeatable",
+        help="allow plain http and unverified TLS for this registry, as docker's "
+        "daemon.json insecure-registries; repeatable",
     )
     g.add_argument(
         "--config",
@@ -90,7 +92,8 @@ def add_registry_flags(p: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="BUILDKITD_TOML",
         help='read [registry."HOST:PORT"] http/insecure from this buildkitd.toml '
-        "(default: the current builder's, /etc/buildkit, ~/.config/buildkit, ./buildkitd.toml)",
+        "(default: the current builder's, /etc/buildkit/buildkitd.toml, "
+        "$XDG_CONFIG_HOME/buildkit/buildkitd.toml)",
     )
     g.add_argument(
         "--daemon-config",
@@ -102,46 +105,16 @@ def add_registry_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--jobs", type=int, default=4, help="parallel blob transfers (default 4)")
 
 
-def registry_options(args: argparse.Namespace) -> RegistryOptions:
-    """RegistryOptions from the shared flags and the configuration files."""
-    from manyarch.registry import RegistryOptions
-    from manyarch.registry.options import load_registry_hosts
+def session(args: argparse.Namespace) -> Session:
+    """The session a command runs in, from the registry flags (when it has them)."""
+    from manyarch.session import Session
 
-    opts = RegistryOptions(
-        insecure=frozenset(getattr(args, "insecure_registry", []) or []),
+    return Session(
+        insecure_registries=getattr(args, "insecure_registry", None) or [],
+        buildkitd_config=getattr(args, "buildkitd_config", None),
+        daemon_config=getattr(args, "daemon_config", None),
         jobs=getattr(args, "jobs", 4) or 4,
     )
-    configs: list[Path] = []
-    explicit = getattr(args, "buildkitd_config", None)
-    if explicit is not None:
-        configs.append(explicit)
-    else:
-        from manyarch import builders
-
-        builder = builders.current()  # `create --config F --use`, as buildx keeps it
-        if builder is not None and builder.config is not None:
-            configs.append(builder.config)
-        configs.extend(p for p in BUILDKITD_CONFIGS if p.is_file())
-    daemon = getattr(args, "daemon_config", None)
-    if daemon is None and DAEMON_JSON.is_file():
-        daemon = DAEMON_JSON
-    for i, cfg in enumerate(configs or [None]):
-        opts = opts.with_hosts(load_registry_hosts(cfg, daemon if i == 0 else None))
-    return opts
-
-
-def client_factory(args: argparse.Namespace) -> Any:
-    """A lazy RegistryClient factory bound to the flags (one client per command)."""
-    from manyarch.registry import RegistryClient
-
-    holder: list[RegistryClient] = []
-
-    def make() -> RegistryClient:
-        if not holder:
-            holder.append(RegistryClient(registry_options(args)))
-        return holder[0]
-
-    return make
 
 
 def report(error: ManyarchError) -> None:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from manyarch.cli.common import defer, report
+from manyarch.cli.common import defer, report, session
 from manyarch.errors import ManyarchError
 
 if TYPE_CHECKING:
@@ -64,10 +63,10 @@ def status_of(s: ContainerState) -> str:
 
 
 def _ps(args: argparse.Namespace) -> int:
-    from manyarch.run import container
     from manyarch.run.container import parse_time
 
-    states = container.list_containers(all_=args.all)
+    with session(args) as sess:
+        states = sess.ps(all=args.all)
     if args.quiet:
         for s in states:
             print(s.id if args.no_trunc else s.id[:12])
@@ -100,67 +99,31 @@ def _table(rows: Sequence[Sequence[str]]) -> None:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from manyarch.run import container
+    with session(args) as s:
+        for chunk in s.logs(args.container, follow=args.follow):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+    return 0
 
-    s = container.find(args.container)
-    try:
-        f = open(s.log, "rb")  # noqa: SIM115
-    except FileNotFoundError:
-        raise ManyarchError(
-            f"container {s.name} has no log",
-            "only detached containers (run -d) keep one; the others wrote to the terminal",
-        ) from None
-    with f:
-        while True:
-            chunk = f.read(1 << 16)
-            if chunk:
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.flush()
-                continue
-            if not args.follow:
-                return 0
-            current = container.load_state(s.directory)
-            if current is None or current.status == "exited":
-                rest = f.read()
-                sys.stdout.buffer.write(rest)
-                sys.stdout.flush()
-                return 0
-            time.sleep(0.2)
+
+def _each(words: list[str], action: Callable[[str], object]) -> int:
+    """``action`` on every container named, as docker does: each one printed, or its error."""
+    code = 0
+    for word in words:
+        try:
+            action(word)
+            print(word)
+        except ManyarchError as e:
+            report(e)
+            code = 1
+    return code
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from manyarch.run import container
-
-    code = 0
-    for word in args.containers:
-        try:
-            s = container.find(word)
-            container.stop(s, args.time)
-            print(word)
-        except ManyarchError as e:
-            report(e)
-            code = 1
-    return code
+    with session(args) as s:
+        return _each(args.containers, lambda word: s.stop(word, timeout=args.time))
 
 
 def _rm(args: argparse.Namespace) -> int:
-    from manyarch import builders
-    from manyarch.errors import NotFound
-    from manyarch.run import container
-
-    code = 0
-    for word in args.containers:
-        try:
-            try:
-                s = container.find(word)
-            except NotFound:
-                if builders.find(word) is None:
-                    raise
-                builders.remove(word)  # `docker buildx rm NAME`: a builder of that name
-            else:
-                container.remove(s, force=args.force)
-            print(word)
-        except ManyarchError as e:
-            report(e)
-            code = 1
-    return code
+    with session(args) as s:
+        return _each(args.containers, lambda word: s.rm(word, force=args.force))

@@ -1,11 +1,11 @@
-"""``manyarch copy SRC DST``: between registries and OCI layouts, all platforms or some."""
+"""``manyarch copy SRC DST``: :meth:`Session.copy`, between registries and OCI layouts."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from manyarch.cli.common import add_registry_flags, client_factory
+from manyarch.cli.common import add_registry_flags, session
 
 
 def register(sub: Any) -> None:
@@ -19,14 +19,7 @@ def register(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from manyarch.images import copy, open_sink, open_source
-    from manyarch.oci.platform import parse_platforms
-    from manyarch.oci.reference import parse_any
-
-    client = client_factory(args)
-    src = open_source(parse_any(args.source), client)
-    sink, tag = open_sink(parse_any(args.destination), client)
-    platforms = parse_platforms(args.platform) if args.platform else None
-    desc = copy(src, sink, tag=tag, platforms=platforms, jobs=args.jobs)
+    with session(args) as s:
+        desc = s.copy(args.source, args.destination, platforms=args.platform)
     print(f"{args.destination}@{desc.digest}")
     return 0

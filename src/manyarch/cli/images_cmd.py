@@ -6,9 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from manyarch.cli.common import report
+from manyarch.cli.common import UsageError, report, session
 from manyarch.cli.containers import ago
-from manyarch.errors import ManyarchError, UsageError
 
 
 def register(sub: Any) -> None:
@@ -43,12 +42,11 @@ def register(sub: Any) -> None:
 
 
 def _images(args: argparse.Namespace) -> int:
-    from manyarch.run import container, local
-    from manyarch.store import open_store
+    from manyarch.run import container
     from manyarch.units import human_size
 
-    store = open_store()
-    imgs = local.list_images(store)
+    with session(args) as s:
+        imgs = s.images()
     if args.quiet:
         for i in imgs:
             print(i.id.short)
@@ -86,55 +84,31 @@ def _micro(created: str) -> str:
 
 
 def _rmi(args: argparse.Namespace) -> int:
-    from manyarch import rootfs
-    from manyarch.run import container, local
-    from manyarch.store import open_store
-
-    store = open_store()
-    used = container.in_use()
-    code = 0
+    with session(args) as s:
+        done = s.rmi(*args.images, prune=args.prune)
     for word in args.images:
-        try:
-            for img in local.remove(store, word):
-                print(f"Untagged: {img.name}")
-        except ManyarchError as e:
-            report(e)
-            code = 1
-    still = {str(i.descriptor.digest) for i in local.list_images(store)}
-    for digest in rootfs.cached_digests():
-        if str(digest) not in still and str(digest) not in used:
-            rootfs.remove_cached(digest)
-    if args.prune:
-        for d in local.prune(store):
-            print(f"Deleted: {d}")
-    return code
+        if word in done.errors:
+            report(done.errors[word])
+        for img in done.untagged.get(word, []):
+            print(f"Untagged: {img.name}")
+    for d in done.deleted:
+        print(f"Deleted: {d}")
+    return 1 if done.errors else 0
 
 
 def _save(args: argparse.Namespace) -> int:
-    from manyarch.oci.platform import Platform
-    from manyarch.run import local
-    from manyarch.store import open_store
-
-    platform = Platform.parse(args.platform) if args.platform else None
     if not args.output.parent.is_dir():
         raise UsageError(
             f"directory {args.output.parent} does not exist", "create it, or give another -o path"
         )
-    local.save(
-        open_store(),
-        args.images,
-        args.output,
-        platform=platform,
-        docker=args.format == "docker",
-    )
+    with session(args) as s:
+        s.save(args.images, args.output, platform=args.platform, format=args.format)
     return 0
 
 
 def _load(args: argparse.Namespace) -> int:
-    from manyarch.run import local
-    from manyarch.store import open_store
-
-    names = local.load(open_store(), args.input)
+    with session(args) as s:
+        names = s.load(args.input)
     if not args.quiet:
         for n in names:
             print(f"Loaded image: {n}")

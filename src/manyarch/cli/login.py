@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-from pathlib import Path
 from typing import Any
 
-from manyarch.cli.common import add_registry_flags, registry_options
-from manyarch.errors import AuthError, ManyarchError, NotFound, UsageError
+from manyarch.cli.common import UsageError, add_registry_flags, session
 
 
 def register(sub: Any) -> None:
@@ -27,46 +23,8 @@ def register(sub: Any) -> None:
     q.set_defaults(func=_logout)
 
 
-def _config_path() -> Path:
-    from manyarch.registry.credentials import docker_config_dir
-
-    return docker_config_dir() / "config.json"
-
-
-def _load(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ManyarchError(
-            f"cannot read the docker config {path}: {e}",
-            "fix the JSON or move the file away (it holds every registry login)",
-        ) from None
-    return data if isinstance(data, dict) else {}
-
-
-def _save(path: Path, data: dict[str, Any]) -> None:
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.json.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent="\t")
-        f.write("\n")
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-
-
 def _login(args: argparse.Namespace) -> int:
-    import base64
     import getpass
-    import tempfile
-    from dataclasses import replace
-
-    from manyarch.oci.reference import Reference
-    from manyarch.registry import RegistryClient
-    from manyarch.registry.credentials import server_key
 
     if args.password_stdin and args.password:
         raise UsageError("--password and --password-stdin are mutually exclusive")
@@ -82,42 +40,17 @@ def _login(args: argparse.Namespace) -> int:
             "username and password are required",
             "give -u USER and the password on stdin with --password-stdin",
         )
-    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
-    key = server_key(args.server)
-    # try the credentials from a private config before writing the real one
-    with tempfile.TemporaryDirectory() as tmp:
-        _save(Path(tmp) / "config.json", {"auths": {key: {"auth": auth}}})
-        opts = registry_options(args)
-        with RegistryClient(replace(opts, docker_config=Path(tmp))) as client:
-            probe = Reference(args.server, "manyarch/login-probe", "latest")
-            try:
-                client.list_tags(probe)
-            except NotFound:
-                pass  # authenticated: the repository simply does not exist
-            except AuthError as e:
-                raise AuthError(
-                    f"login to {args.server} failed: {e.message}",
-                    "check the username and password (or token)",
-                    status=e.status,
-                ) from None
-    path = _config_path()
-    data = _load(path)
-    data.setdefault("auths", {})[key] = {"auth": auth}
-    _save(path, data)
+    with session(args) as s:
+        s.login(args.server, user, password)
     print("Login Succeeded")
     return 0
 
 
 def _logout(args: argparse.Namespace) -> int:
-    from manyarch.registry.credentials import server_key
-
-    path = _config_path()
-    data = _load(path)
-    key = server_key(args.server)
-    if key not in data.get("auths", {}):
+    with session(args) as s:
+        removed = s.logout(args.server)
+    if removed:
+        print(f"Removing login credentials for {args.server}")
+    else:
         print(f"Not logged in to {args.server}")
-        return 0
-    del data["auths"][key]
-    _save(path, data)
-    print(f"Removing login credentials for {args.server}")
     return 0

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from manyarch._version import __version__
-from manyarch.cli.common import Parser, report
+from manyarch.cli.common import Parser, exit_code, report
 from manyarch.errors import ManyarchError
 
 #: The order commands are listed in; any other module of manyarch.cli with a
@@ -35,7 +35,7 @@ def _command_modules() -> list[str]:
 
     import manyarch.cli as pkg
 
-    found = {m.name for m in pkgutil.iter_modules(pkg.__path__)} - {"main", "common"}
+    found = {m.name for m in pkgutil.iter_modules(pkg.__path__)} - {"main", "common", "outputs"}
     return [c for c in COMMANDS if c in found] + sorted(found - set(COMMANDS))
 
 
@@ -72,7 +72,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + signal.SIGPIPE
 
 
+def debug_asked(args_list: Sequence[str]) -> bool:
+    """Whether ``--debug`` is manyarch's own flag here: before the command's name.
+
+    (``manyarch run IMG grep --debug x`` gives ``--debug`` to grep.)
+    """
+    for word in args_list:
+        if word == "--debug":
+            return True
+        if word == "--" or not word.startswith("-"):
+            return False
+    return False
+
+
 def _run(args_list: list[str]) -> int:
+    args: argparse.Namespace | None = None
     try:
         parser = build_parser()
         args = parser.parse_args(args_list)
@@ -81,10 +95,10 @@ def _run(args_list: list[str]) -> int:
             return 2
         return int(args.func(args) or 0)
     except ManyarchError as e:
-        if "--debug" in args_list:
+        if args.debug if args is not None else debug_asked(args_list):
             raise
         report(e)
-        return e.exit_code
+        return exit_code(e)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -1,13 +1,13 @@
 """``manyarch prune [--all] [--keep-storage SIZE]``: trim the build cache (LRU);
 with ``--all`` also the unpacked image trees no image, container or build uses.
-Killed builds' scratch directories (and their mounts) go first, always."""
+Killed builds' working directories (and their mounts) go first, always."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from manyarch.cli.common import defer
+from manyarch.cli.common import defer, session
 
 
 def register(sub: Any) -> None:
@@ -38,25 +38,17 @@ def _flags(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from manyarch import rootfs
-    from manyarch.imagebuild.cache import buildcache_dir, parse_size, prune
-    from manyarch.imagebuild.workdirs import sweep
-    from manyarch.run import container, local
-    from manyarch.store import open_store, work_dir
     from manyarch.units import human_size
 
-    stale = sweep(work_dir())
-    if stale:
-        print(f"removed {len(stale)} scratch directories of builds that were killed")
-    keep = parse_size(args.keep_storage) if args.keep_storage else None
-    r = prune(keep_bytes=keep, all=args.all)
+    with session(args) as s:
+        done = s.prune(all=args.all, keep_storage=args.keep_storage)
+    if done.swept:
+        print(f"removed {done.swept} working directories of builds that were killed")
+    r = done.cache
     print(
         f"removed {r.removed} entries, {human_size(r.freed)} freed; "
-        f"{r.kept} entries ({human_size(r.size)}) kept in {buildcache_dir()}"
+        f"{r.kept} entries ({human_size(r.size)}) kept in {done.cache_dir}"
     )
-    if args.all:
-        store = open_store()
-        used = {str(i.descriptor.digest) for i in local.list_images(store)} | container.in_use()
-        gone = rootfs.prune_unused(used)
-        print(f"removed {len(gone)} unpacked image trees from {rootfs.cache_dir()}")
+    if done.trees is not None:
+        print(f"removed {len(done.trees)} unpacked image trees from {done.trees_dir}")
     return 0

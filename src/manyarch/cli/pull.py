@@ -1,4 +1,4 @@
-"""``manyarch pull REF [--platform P] [-q]``: the host's platform from the index, like docker."""
+"""``manyarch pull REF [--platform P] [-q]``: :meth:`Session.pull`, printed as docker prints it."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from manyarch.cli.common import add_registry_flags, client_factory
+from manyarch.cli.common import add_registry_flags, session
 
 if TYPE_CHECKING:
-    from manyarch.oci.platform import Platform
+    from manyarch.images import TransferEvent, TransferProgress
     from manyarch.oci.reference import AnyReference
-    from manyarch.run.local import PullResult
 
 
 def register(sub: Any) -> None:
@@ -36,58 +35,48 @@ def display(ref: AnyReference) -> str:
     return ref.familiar if isinstance(ref, Reference) else str(ref)
 
 
-def pull_and_report(
-    args: argparse.Namespace,
-    ref: AnyReference,
-    platform: Platform | None,
-    out: TextIO,
-    *,
-    quiet: bool = False,
-) -> PullResult:
-    """Pull, printing what docker prints (to ``out``)."""
+def pull_printer(text: str, out: TextIO, *, quiet: bool = False) -> TransferProgress:
+    """Shows a pull of ``text`` (the image as the user typed it) as docker does, on ``out``."""
     from manyarch.oci.reference import Reference
-    from manyarch.run.local import pull
-    from manyarch.store import open_store
+    from manyarch.run.local import parse_image_ref
 
-    store = open_store()
-    if not quiet:
-        if isinstance(ref, Reference):
+    ref = parse_image_ref(text)
+
+    def show(e: TransferEvent) -> None:
+        if quiet:
+            return
+        line = None
+        if e.status == "missing":
+            line = f"Unable to find image '{text}' locally"
+        elif e.status == "pulling" and isinstance(ref, Reference):
             tag = ref.tag or ("latest" if ref.digest is None else str(ref.digest))
-            repo = ref.repository.removeprefix("library/")
-            print(f"{tag}: Pulling from {repo}", file=out, flush=True)
-        else:
-            print(f"Pulling from {ref}", file=out, flush=True)
+            line = f"{tag}: Pulling from {ref.repository.removeprefix('library/')}"
+        elif e.status == "pulling":
+            line = f"Pulling from {ref}"
+        elif e.status in ("exists", "copied") and e.digest is not None:
+            line = (
+                f"{e.digest.short}: {'Already exists' if e.status == 'exists' else 'Pull complete'}"
+            )
+        elif e.status in ("pulled", "up-to-date"):
+            name = display(ref.tagged_or_latest() if isinstance(ref, Reference) else ref)
+            done = "Image is up to date" if e.status == "up-to-date" else "Downloaded newer image"
+            line = f"Digest: {e.digest}\nStatus: {done} for {name}"
+        if line is not None:
+            print(line, file=sys.stderr if e.status == "missing" else out, flush=True)
 
-    def progress(line: str) -> None:
-        if not quiet:
-            print(line, file=out, flush=True)
-
-    result = pull(
-        ref,
-        client_factory(args),
-        platform=platform,
-        store=store,
-        jobs=getattr(args, "jobs", 4) or 4,
-        progress=progress,
-    )
-    if not quiet:
-        name = display(ref if not isinstance(ref, Reference) else ref.tagged_or_latest())
-        print(f"Digest: {result.resolved}", file=out)
-        if result.up_to_date:
-            print(f"Status: Image is up to date for {name}", file=out)
-        else:
-            print(f"Status: Downloaded newer image for {name}", file=out)
-    return result
+    return show
 
 
 def _run(args: argparse.Namespace) -> int:
-    from manyarch.oci.platform import Platform
     from manyarch.oci.reference import Reference
     from manyarch.run.local import parse_image_ref
 
     ref = parse_image_ref(args.image)
-    platform = Platform.parse(args.platform) if args.platform else None
-    pull_and_report(args, ref, platform, sys.stdout, quiet=args.quiet)
-    full = ref.tagged_or_latest() if isinstance(ref, Reference) else ref
-    print(full)
+    with session(args) as s:
+        s.pull(
+            args.image,
+            platform=args.platform,
+            progress=pull_printer(args.image, sys.stdout, quiet=args.quiet),
+        )
+    print(ref.tagged_or_latest() if isinstance(ref, Reference) else ref)
     return 0

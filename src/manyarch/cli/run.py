@@ -8,9 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from manyarch.cli.common import add_registry_flags
-from manyarch.cli.pull import pull_and_report
-from manyarch.errors import NotFound, UsageError
+from manyarch.cli.common import UsageError, add_registry_flags, session
 
 
 def register(sub: Any) -> None:
@@ -75,7 +73,7 @@ def parse_env(items: list[str], files: list[Path]) -> dict[str, str]:
         try:
             text = f.read_text()
         except OSError as e:
-            raise UsageError(f"cannot read env file {f}: {e.strerror}") from None
+            raise UsageError(f"cannot read env file {f}: {e.strerror}") from e
         for n, raw in enumerate(text.splitlines(), 1):
             line = raw.strip()
             if line and not line.startswith("#"):
@@ -94,16 +92,15 @@ def parse_env(items: list[str], files: list[Path]) -> dict[str, str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from manyarch.oci.platform import Platform, host_platform
-    from manyarch.run import container
+    from manyarch.cli.pull import pull_printer
     from manyarch.run.container import RunOptions
-    from manyarch.run.local import find_local, parse_image_ref, store_name
     from manyarch.run.network import PortMapping
-    from manyarch.store import open_store
 
-    ref = parse_image_ref(args.image)
-    platform = Platform.parse(args.platform) if args.platform else None
-    ports = [PortMapping.parse(p) for p in args.publish]
+    if args.tty and args.interactive and not os.isatty(0):
+        raise UsageError(
+            "the input device is not a TTY",
+            "drop -t when stdin is a pipe or a file (keep -i to feed it to the container)",
+        )
     options = RunOptions(
         command=list(args.command),
         entrypoint=args.entrypoint,
@@ -111,7 +108,7 @@ def _run(args: argparse.Namespace) -> int:
         workdir=args.workdir,
         user=args.user,
         name=args.name,
-        ports=ports,
+        ports=[PortMapping.parse(p) for p in args.publish],
         remove=args.rm,
         detach=args.detach,
         emulation=args.emulation == "on",
@@ -119,45 +116,26 @@ def _run(args: argparse.Namespace) -> int:
         tty=args.tty and os.isatty(0),
         stop_signal=args.stop_signal,
     )
-    if args.stop_signal:
-        container.parse_signal(args.stop_signal)  # a bad one fails before any pull
-    if args.tty and args.interactive and not os.isatty(0):
-        raise UsageError(
-            "the input device is not a TTY",
-            "drop -t when stdin is a pipe or a file (keep -i to feed it to the container)",
+    with session(args) as s:
+        created = s.create(
+            args.image,
+            options,
+            platform=args.platform,
+            pull=args.pull,
+            progress=pull_printer(args.image, sys.stderr, quiet=args.quiet),
         )
-    store = open_store()
-    image = None if args.pull == "always" else find_local(store, store_name(ref), platform)
-    if image is None:
-        if args.pull == "never":
-            raise NotFound(
-                f"no image {args.image} for {platform or 'this platform'} in the local store",
-                f"pull it: manyarch pull {args.image}",
-            )
-        if (
-            args.pull == "missing"
-            and not args.quiet
-            and find_local(store, store_name(ref), None) is None
-        ):
-            print(f"Unable to find image '{args.image}' locally", file=sys.stderr)
-        image = pull_and_report(args, ref, platform, sys.stderr, quiet=args.quiet).image
-    host = host_platform()
-    if platform is None and not any(p.same(image.platform) for p in host.fallbacks()):
-        print(
-            f"WARNING: The requested image's platform ({image.platform}) does not match the "
-            f"detected host platform ({host}) and no specific platform was requested",
-            file=sys.stderr,
-            flush=True,
-        )
-    state = container.create(image, options)
+        for warning in created.warnings:
+            print(f"WARNING: {warning}", file=sys.stderr, flush=True)
+        if not args.detach:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        started = s.start(created, detach=args.detach)
     if not args.detach:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        return container.run_foreground(state)
-    started, output = container.start_detached(state)
-    if started.status == "exited" and (started.exec_error or started.exit_code == 125):
-        sys.stderr.buffer.write(output)
-        sys.stderr.flush()
         return started.exit_code if started.exit_code is not None else 125
+    state = started.state
+    if state.status == "exited" and (state.exec_error or state.exit_code == 125):
+        sys.stderr.buffer.write(started.output)
+        sys.stderr.flush()
+        return state.exit_code if state.exit_code is not None else 125
     print(state.id)
     return 0

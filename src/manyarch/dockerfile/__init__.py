@@ -2,7 +2,7 @@
 
 ``parse`` checks the syntax (the official Go parser underneath) and groups
 instructions by stage; ``plan`` expands variables for one target platform,
-keeps the stages the target needs and turns instructions into steps a builder
+keeps the stages the target needs and turns instructions into steps an executor
 executes (:class:`RunStep`, :class:`CopyStep`, :class:`ConfigStep`).
 :class:`DockerIgnore` reads ``.dockerignore``. Nothing here reads files:
 callers pass the text and its file name.

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from manyarch.dockerfile.planner import go_clean
+from manyarch.dockerfile.values import go_clean
 from manyarch.errors import DockerfileError
 
 _ESCAPED = frozenset(".+()|{}$")
@@ -157,7 +157,7 @@ class DockerIgnore:
                 check_pattern(p)
                 self._compiled.append(_compile(p, exclusion))
             except (ValueError, re.error) as e:
-                raise DockerfileError(f"bad pattern {p!r}: {e}", file=file, line=None) from None
+                raise DockerfileError(f"bad pattern {p!r}: {e}", file=file, line=None) from e
 
     @classmethod
     def parse(cls, text: str, *, file: str = ".dockerignore") -> DockerIgnore:
@@ -186,7 +186,7 @@ class DockerIgnore:
                 cls([line])
             except DockerfileError as e:
                 raise DockerfileError(e.message.split(": ", 1)[-1], file=file,
-                                      line=lineno) from None  # fmt: skip
+                                      line=lineno) from e  # fmt: skip
             patterns.append(line)
         return cls(patterns, file=file)
 

@@ -97,7 +97,7 @@ class ShellLex:
         try:
             result, words = sw.process_stop_on(_EOF, self.raw_escapes)
         except ShellLexError as e:
-            raise ShellLexError(f"failed to process {_go_quote(word)}: {e.message}") from None
+            raise ShellLexError(f"failed to process {_go_quote(word)}: {e.message}") from e
         return WordResult(result, words, sw.matches, sw.nonmatches)
 
     def process_word(self, word: str, env: Mapping[str, str]) -> str:
@@ -234,6 +234,8 @@ class _ShellWord:
         return "", False
 
     def process_dollar(self) -> str:
+        # Long on purpose: BuildKit's processDollar (shell/lex.go) case by case, as
+        # upstream has it, so that the two can be compared line by line.
         self.next()
         if self.peek() != "{":
             name = self.process_name()
@@ -301,9 +303,9 @@ class _ShellWord:
                 self.next()
             try:
                 pattern, _ = self.process_stop_on("/", True)
-            except ShellLexError:
+            except ShellLexError as e:
                 if self.peek() == _EOF:
-                    raise ShellLexError("syntax error: missing '/' in ${}") from None
+                    raise ShellLexError("syntax error: missing '/' in ${}") from e
                 raise
             replacement, _ = self._stop_on_brace(raw_escapes=True)
             value, found = self.get_env(name)
@@ -321,9 +323,9 @@ class _ShellWord:
     def _stop_on_brace(self, *, raw_escapes: bool) -> tuple[str, list[str]]:
         try:
             return self.process_stop_on("}", raw_escapes)
-        except ShellLexError:
+        except ShellLexError as e:
             if self.peek() == _EOF:
-                raise ShellLexError("syntax error: missing '}'") from None
+                raise ShellLexError("syntax error: missing '}'") from e
             raise
 
     def process_name(self) -> str:

@@ -11,7 +11,7 @@ ARG values reach RUN as environment variables but are not kept in the image.
 The planner does no I/O. What it cannot know — the base image's config
 (Env for ``WORKDIR $HOME``, WorkingDir for relative WORKDIRs and COPY
 destinations, Shell for shell forms) — comes from the ``base_config``
-callback the builder passes (it resolves the image); without it a base
+callback the executor passes (it resolves the image); without it a base
 image is taken to have an empty config.
 """
 
@@ -34,6 +34,13 @@ from manyarch.dockerfile.steps import (
     stage_base_config,
 )
 from manyarch.dockerfile.syntax import Dockerfile, Instruction, StageSource, is_heredoc_marker
+from manyarch.dockerfile.values import (
+    go_clean,
+    parse_duration,
+    parse_port_spec,
+    resolve_dest,
+    valid_signal,
+)
 from manyarch.errors import DockerfileError, InvalidInput
 from manyarch.oci import ContainerConfig, Platform, parse_any
 
@@ -114,13 +121,13 @@ class _Planner:
         try:
             return self.lex.process_word(word, env)
         except ShellLexError as e:
-            raise self.error(e.message, line) from None
+            raise self.error(e.message, line) from e
 
     def expand_words(self, word: str, env: Mapping[str, str], line: int) -> list[str]:
         try:
             return self.lex.process_words(word, env)
         except ShellLexError as e:
-            raise self.error(e.message, line) from None
+            raise self.error(e.message, line) from e
 
     @staticmethod
     def arg_pairs(ins: Instruction) -> list[tuple[str, str | None]]:
@@ -146,7 +153,7 @@ class _Planner:
         if not base:
             raise self.error(
                 f"base name ({st.base}) should not be blank", st.line,
-                "give the ARG a default or pass it with --build-arg",
+                "give the ARG a default or pass it as a build argument",
             )  # fmt: skip
         platform: Platform | None = None
         if st.platform is not None:
@@ -156,7 +163,7 @@ class _Planner:
             try:
                 platform = Platform.parse(text)
             except InvalidInput as e:
-                raise self.error(f"FROM --platform: {e.message}", st.line, e.hint) from None
+                raise self.error(f"FROM --platform: {e.message}", st.line, e.hint) from e
         for earlier in self.df.stages[: st.index]:
             if earlier.name is not None and earlier.name == base:
                 return f"stage:{earlier.index}", platform
@@ -170,7 +177,7 @@ class _Planner:
             parse_any(ref)
         except InvalidInput as e:
             raise self.error(f"{what} {ref!r} is not a valid image reference: {e.message}",
-                             line, e.hint) from None  # fmt: skip
+                             line, e.hint) from e  # fmt: skip
 
     def copy_from(self, value: str, st: StageSource, line: int) -> str:
         """``"stage:<i>"`` or an image reference for ``COPY --from=value``."""
@@ -360,7 +367,7 @@ class _Planner:
                 try:
                     ports.extend(parse_port_spec(word))
                 except ValueError as e:
-                    raise self.error(f"EXPOSE {word}: {e}", ins.line) from None
+                    raise self.error(f"EXPOSE {word}: {e}", ins.line) from e
         return ConfigStep(ins.line, ins.text, exposed_ports=tuple(sorted(set(ports))))
 
     def do_volume(self, ins: Instruction, state: _State) -> Step:
@@ -422,7 +429,7 @@ class _Planner:
                 try:
                     ns = parse_duration(value)
                 except ValueError as e:
-                    raise self.error(f"HEALTHCHECK --{flag}: {e}", ins.line) from None
+                    raise self.error(f"HEALTHCHECK --{flag}: {e}", ins.line) from e
                 if 0 < ns < 1_000_000:
                     raise self.error(f"HEALTHCHECK --{flag} cannot be less than 1ms", ins.line)
                 if ns:
@@ -550,127 +557,3 @@ def plan(
     """
     planner = _Planner(df, target_platform, build_platform, build_args or {}, base_config)
     return planner.plan(target)
-
-
-# -- small parsers, as BuildKit and Go have them ---------------------------------
-
-
-def go_clean(path: str) -> str:
-    """Go's ``path.Clean``: the shortest equivalent slash path."""
-    if not path:
-        return "."
-    rooted = path.startswith("/")
-    parts: list[str] = []
-    for comp in path.split("/"):
-        if comp in ("", "."):
-            continue
-        if comp == "..":
-            if parts and parts[-1] != "..":
-                parts.pop()
-            elif not rooted:
-                parts.append("..")
-            continue
-        parts.append(comp)
-    joined = "/".join(parts)
-    if rooted:
-        return "/" + joined
-    return joined or "."
-
-
-def resolve_dest(workdir: str, dest: str) -> str:
-    """An absolute COPY destination; a trailing ``/`` (or ``.``) keeps meaning a directory."""
-    if dest in ("", "."):
-        dest = "./"
-    is_dir = dest.endswith("/") or dest.endswith("/.")
-    out = go_clean(dest if dest.startswith("/") else (workdir or "/") + "/" + dest)
-    if is_dir and not out.endswith("/"):
-        out += "/"
-    return out
-
-
-_DURATION_UNITS = {
-    "ns": 1,
-    "us": 1_000,
-    "µs": 1_000,
-    "μs": 1_000,
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60_000_000_000,
-    "h": 3_600_000_000_000,
-}
-_DURATION_PART = re.compile(r"(\d*\.?\d*)(ns|us|µs|μs|ms|s|m|h)")
-
-
-def parse_duration(text: str) -> int:
-    """Go's ``time.ParseDuration`` in nanoseconds (``1m30s``, ``1.5h``, ``300ms``)."""
-    s = text
-    sign = 1
-    if s[:1] in "+-" and s:
-        sign = -1 if s[0] == "-" else 1
-        s = s[1:]
-    if s == "0":
-        return 0
-    if not s:
-        raise ValueError(f"invalid duration {text!r}")
-    total = 0.0
-    pos = 0
-    while pos < len(s):
-        m = _DURATION_PART.match(s, pos)
-        if not m or m.group(1) in ("", "."):
-            raise ValueError(f"invalid duration {text!r}")
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        pos = m.end()
-    return sign * round(total)
-
-
-def _port_range(text: str) -> tuple[int, int]:
-    if not text:
-        raise ValueError("empty string specified for ports")
-    parts = text.split("-")
-    if len(parts) > 2 or not all(p.isdecimal() for p in parts):
-        raise ValueError(f"invalid port {text!r}")
-    start, end = int(parts[0]), int(parts[-1])
-    if start > 65535 or end > 65535:
-        raise ValueError(f"invalid port {text!r}")
-    if end < start:
-        raise ValueError(f"invalid range specified for port: {text}")
-    return start, end
-
-
-def parse_port_spec(raw: str) -> list[str]:
-    """``80``, ``80/udp``, ``8000-8002`` as ``["80/tcp"]`` etc. (BuildKit's parsePortSpec)."""
-    parts = raw.split(":")
-    container = parts[-1]
-    host = parts[-2] if len(parts) >= 2 else ""
-    port, _, proto = container.partition("/")
-    if not port:
-        raise ValueError(f"no port specified: {raw}<empty>")
-    proto = proto.lower() or "tcp"
-    if proto not in ("tcp", "udp", "sctp"):
-        raise ValueError(f"invalid proto: {proto}")
-    start, end = _port_range(port)
-    if host:
-        hstart, hend = _port_range(host)
-        if hend - hstart != end - start and end != start:
-            raise ValueError(f"invalid ranges specified for container and host Ports: {port} "
-                             f"and {host}")  # fmt: skip
-    return [f"{p}/{proto}" for p in range(start, end + 1)]
-
-
-_SIGNAL_NAMES = (
-    "ABRT ALRM BUS CHLD CLD CONT FPE HUP ILL INT IO IOT KILL PIPE POLL PROF PWR QUIT SEGV "
-    "STKFLT STOP SYS TERM TRAP TSTP TTIN TTOU URG USR1 USR2 VTALRM WINCH XCPU XFSZ RTMIN RTMAX"
-)
-_SIGNALS = frozenset(
-    [*_SIGNAL_NAMES.split(" ")]
-    + [f"RTMIN+{i}" for i in range(1, 16)]
-    + [f"RTMAX-{i}" for i in range(1, 15)]
-)
-
-
-def valid_signal(text: str) -> bool:
-    """Whether ``text`` is a signal as moby's ``signal.ParseSignal`` reads it."""
-    if _INT.match(text):
-        return int(text) > 0
-    name = text.upper()
-    return (name[3:] if name.startswith("SIG") else name) in _SIGNALS

@@ -1,4 +1,4 @@
-"""The plan's values: stages and the steps a builder executes, one dataclass per kind."""
+"""The plan's values: stages and the steps an executor runs, one dataclass per kind."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def stage_base_config(base: ContainerConfig) -> ContainerConfig:
     """The config a stage starts from: the base image's, with PATH set if it had none.
 
     BuildKit adds ``PATH`` to every Linux stage whose base lacks it (scratch too),
-    and that PATH ends up in the image; a builder applies this before the steps.
+    and that PATH ends up in the image; the executor applies this before the steps.
     """
     if "PATH" in base.env_dict():
         return base
@@ -67,7 +67,7 @@ class ConfigStep:
     HEALTHCHECK, SHELL or MAINTAINER: a change to the image configuration.
 
     Only the fields the instruction sets are used; :meth:`apply` makes the new
-    config. ``mkdir`` (WORKDIR) asks the builder to create ``working_dir`` in
+    config. ``mkdir`` (WORKDIR) asks the executor to create ``working_dir`` in
     the root file system (owned by the config's user, as BuildKit does).
     ``author`` (MAINTAINER) goes to the image config's ``author``, outside the
     container config.

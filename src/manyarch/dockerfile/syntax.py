@@ -318,6 +318,8 @@ def _check_from(ins: Instruction, file: str) -> str | None:
 
 def parse(text: str, *, file: str = "Dockerfile") -> Dockerfile:
     """Parse a Dockerfile's text (``file`` names it in errors); nothing is expanded."""
+    # Long on purpose: one pass over the instructions that checks their order as it
+    # goes (ARG before FROM, stage names, where a stage ends); cut, the checks would spread.
     if not text.strip():
         raise DockerfileError("the Dockerfile is empty", file=file, line=None,
                               hint="a Dockerfile needs at least a FROM instruction")  # fmt: skip
@@ -339,8 +341,8 @@ def parse(text: str, *, file: str = "Dockerfile") -> Dockerfile:
         message = str(e)
         if message == "file with no instructions":
             raise DockerfileError("the Dockerfile has no instructions", file=file,
-                                  line=None) from None  # fmt: skip
-        raise DockerfileError(message, file=file, line=_error_line(text, message)) from None
+                                  line=None) from e  # fmt: skip
+        raise DockerfileError(message, file=file, line=_error_line(text, message)) from e
 
     global_args: list[Instruction] = []
     stages: list[StageSource] = []

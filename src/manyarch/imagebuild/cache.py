@@ -4,19 +4,20 @@ A key is sha256 over what a RUN or COPY step's result depends on: the layers
 below it (their digests: layers are deterministic, so they name the parent
 chain), the image config it runs with (env, user, workdir, shell), the
 instruction and its expanded arguments, the target platform, the layer
-options (epoch, media types, native pip or not) and, for COPY, the digests of
+options (epoch, native pip or not) and, for COPY, the digests of
 the context files it selects (after ``.dockerignore``). An entry maps the key
 to the layer's descriptor and diff_id; the blob itself lives in the local
-store. On a hit the layer is used as is; the builder unpacks it only when a
+store. On a hit the layer is used as is; the executor unpacks it only when a
 later step needs the stage's files (a rebuild where every step up to the last
 COPY hits unpacks nothing).
 
 Entries are small JSON files under ``$XDG_CACHE_HOME/manyarch/buildcache``;
 their mtime is their last use, for :func:`prune` (LRU, bounded by the size of
-the layers they name). ``--cache-to type=local,dest=DIR`` writes the entries
-and blobs this build used to DIR as an OCI layout plus ``entries/``;
-``--cache-from type=local,src=DIR`` looks there when the local cache misses.
-``type=registry,ref=REF`` does the same through a registry (:mod:`registrycache`).
+the layers they name). An export (buildx's ``type=local,dest=DIR``) writes
+the entries and blobs this build used to DIR as an OCI layout plus
+``entries/``; an import (``type=local,src=DIR``) looks there when the local
+cache misses. ``type=registry,ref=REF`` does the same through a registry
+(:mod:`registrycache`).
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ import os
 import shutil
 import stat
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from manyarch import dockerfile as df
-from manyarch.errors import ManyarchError, UsageError
+from manyarch.errors import InvalidArgument, ManyarchError
 from manyarch.imagebuild import registrycache
 from manyarch.imagebuild.copying import expand_sources, read_dockerignore
 from manyarch.imagebuild.options import CachedLayer, StepContext
@@ -46,7 +47,8 @@ if TYPE_CHECKING:
     from manyarch.registry import RegistryClient
 
 #: Bump when the key's recipe changes: old entries then simply miss.
-KEY_VERSION = 1
+#: 2: layers are always written with OCI media types (the Docker form is made at publish).
+KEY_VERSION = 2
 #: Default bound of the local cache (sum of the layer sizes its entries name).
 DEFAULT_MAX_BYTES = 10 * 1024**3
 
@@ -94,9 +96,9 @@ class CacheEntry:
 
 @dataclass(frozen=True)
 class CacheSpec:
-    """One ``--cache-to``/``--cache-from``: ``type=local,dest=DIR``/``src=DIR`` or
-    ``type=registry,ref=REF`` (``mode=max`` and ``mode=min`` both export every
-    entry the build used)."""
+    """Where a build cache is exported to or imported from, as buildx writes it:
+    ``type=local,dest=DIR`` / ``src=DIR`` or ``type=registry,ref=REF``
+    (``mode=max`` and ``mode=min`` both export every entry the build used)."""
 
     type: str
     path: Path | None = None
@@ -105,24 +107,25 @@ class CacheSpec:
 
     @classmethod
     def parse(cls, text: str, *, export: bool) -> CacheSpec:
-        """Parse the flag's value (a bare path means ``type=local``)."""
+        """Parse buildx's spelling (a bare path means ``type=local``); ``export``: a destination."""
         if "=" not in text:
             return cls("local", Path(text))
         attrs = dict(kv.split("=", 1) for kv in text.split(",") if "=" in kv)
         kind = attrs.get("type", "local")
-        flag = "--cache-to" if export else "--cache-from"
         if kind == "registry":
             if not attrs.get("ref"):
-                raise UsageError(f"{flag} type=registry needs ref=REGISTRY/REPOSITORY:TAG")
+                raise InvalidArgument(
+                    f"cache {text!r}: type=registry needs ref=REGISTRY/REPOSITORY:TAG"
+                )
             return cls(kind, None, attrs, attrs["ref"])
         if kind != "local":
-            raise UsageError(
+            raise InvalidArgument(
                 f"cache type {kind!r} is not supported",
                 "use type=local,dest=DIR / src=DIR, or type=registry,ref=REF",
             )
         key = "dest" if export else "src"
         if key not in attrs:
-            raise UsageError(f"{flag} type=local needs {key}=DIR")
+            raise InvalidArgument(f"cache {text!r}: type=local needs {key}=DIR")
         return cls(kind, Path(attrs[key]), attrs)
 
 
@@ -147,7 +150,6 @@ def step_key(ctx: StepContext, extra: Mapping[str, Any] | None = None) -> str | 
         "parent": [str(d.digest) for d in ctx.layers],
         "config": ctx.config.config.to_json(),
         "epoch": o.epoch,
-        "docker": o.docker_media_types,
         "text": step.text,
         **(extra or {}),
     }
@@ -181,7 +183,7 @@ def context_digest(context: Path, step: df.CopyStep) -> str:
     """sha256 over the context files a COPY selects: names, modes, contents, link targets."""
     ignore = read_dockerignore(context)
     h = hashlib.sha256()
-    for src, rel in expand_sources(context, step, ignore, "Dockerfile"):
+    for src, rel in expand_sources(context, step, ignore):
         for path, name in _walk(src, rel, ignore):
             st = path.lstat()
             h.update(f"{name}\0{st.st_mode:o}\0".encode())
@@ -293,10 +295,10 @@ class BuildCache:
                 _link_or_copy(self.store.blob_path(entry.layer.digest), dest, entry.layer.digest)
             _write_json(_entry_path(self.export, entry.key), entry.to_json())
 
-    # -- the builder's hooks ---------------------------------------------------
+    # -- the executor's hooks ---------------------------------------------------
 
     def interceptor(self, ctx: StepContext) -> CachedLayer | None:
-        """Before a step: the cached layer when the key is known (the builder applies it)."""
+        """Before a step: the cached layer when the key is known (the executor applies it)."""
         if not self.read:
             return None
         key = self.key(ctx)
@@ -419,25 +421,32 @@ def parse_size(text: str) -> int:
         if t and t[-1] in units:
             return int(float(t[:-1]) * units[t[-1]])
         return int(float(t))
-    except ValueError:
-        raise UsageError(f"invalid size {text!r}", "write e.g. 10GB or 512MB") from None
+    except ValueError as e:
+        raise InvalidArgument(f"invalid size {text!r}", "write e.g. 10GB or 512MB") from e
 
 
 @dataclass
 class BuildHooks:
-    """What ``manyarch build`` hands the builder for the cache and native pip."""
+    """The build cache and native pip for one build: interceptors, observers, and their
+    lifecycle (a context manager: what a registry cache needed is removed on exit)."""
 
     interceptors: list[Any]
     observers: list[Any]
     cache: BuildCache | None
-    #: what the CLI should tell (a registry cache not found yet)
+    #: what the build should tell (a registry cache not found yet)
     warnings: list[str] = field(default_factory=list)
     push_to: str | None = None
-    client: Callable[[], RegistryClient] | None = None
+    client: RegistryClient | None = None
     temp_dirs: list[Path] = field(default_factory=list)
 
+    def __enter__(self) -> BuildHooks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def finish(self) -> None:
-        """After a successful build: write ``--cache-to`` (and push it), then clean up."""
+        """After a successful build: write the cache export (and push it), then clean up."""
         try:
             if self.cache is not None:
                 self.cache.write_export()
@@ -460,23 +469,24 @@ def build_hooks(
     *,
     no_cache: bool = False,
     native_pip: bool = True,
-    cache_to: Sequence[str] = (),
-    cache_from: Sequence[str] = (),
-    client: Callable[[], RegistryClient] | None = None,
+    cache_to: CacheSpec | str | None = None,
+    cache_from: Sequence[CacheSpec | str] = (),
+    client: RegistryClient | None = None,
 ) -> BuildHooks:
-    """The interceptors and observers for one build, from the CLI's flags.
+    """The interceptors and observers for one build: the build cache, native pip.
 
-    A registry ``--cache-from`` is read here (its entries; blobs on a hit);
-    ``client`` is needed for a registry cache.
+    ``cache_to`` is where the cache this build used is exported, ``cache_from``
+    where else to look (buildx's spellings, or :class:`CacheSpec` s). A
+    registry import is read here (its entries; blobs on a hit); a registry
+    cache needs ``client``.
     """
     from manyarch.imagebuild.nativepip.interceptor import OUTPUT_VERSION, NativePipInterceptor
 
-    exports = [CacheSpec.parse(t, export=True) for t in cache_to]
-    if len(exports) > 1:
-        raise UsageError("only one --cache-to is supported")
-    specs = [CacheSpec.parse(t, export=False) for t in cache_from]
-    if client is None and any(s.type == "registry" for s in [*exports, *specs]):
-        raise UsageError("a registry cache needs a registry client")
+    export_spec = CacheSpec.parse(cache_to, export=True) if isinstance(cache_to, str) else cache_to
+    specs = [CacheSpec.parse(t, export=False) if isinstance(t, str) else t for t in cache_from]
+    registry = [s.ref for s in [*specs, export_spec] if s is not None and s.type == "registry"]
+    if client is None and registry:
+        raise InvalidArgument(f"a registry cache ({registry[0]}) needs a registry client")
     hooks = BuildHooks([], [], None, client=client)
     try:
         imports: list[Path] = []
@@ -496,11 +506,11 @@ def build_hooks(
             for entry in entries:
                 _write_json(_entry_path(d, entry["key"]), entry)
             imports.append(d)
-        export = exports[0].path if exports else None
-        if exports and exports[0].type == "registry":
+        export = export_spec.path if export_spec is not None else None
+        if export_spec is not None and export_spec.type == "registry":
             export = registrycache.temp_dir()
             hooks.temp_dirs.append(export)
-            hooks.push_to = exports[0].ref
+            hooks.push_to = export_spec.ref
         cache = BuildCache(
             store,
             read=not no_cache,

@@ -155,9 +155,13 @@ def _tar_header(block: bytes) -> bool:
 
 
 def expand_sources(
-    base: Path, step: df.CopyStep, ignore: df.DockerIgnore | None, file: str
+    base: Path, step: df.CopyStep, ignore: df.DockerIgnore | None
 ) -> list[tuple[Path, str]]:
-    """The source paths of a COPY under ``base`` (the context or another root)."""
+    """The source paths of a COPY under ``base`` (the context or another root).
+
+    Errors say what is wrong with a source; the step's file and line are the
+    caller's to add (:class:`~manyarch.errors.StepFailed`).
+    """
     confine = step.from_ is None
     what = "ADD" if step.is_add else "COPY"
     out: list[tuple[Path, str]] = []
@@ -165,32 +169,32 @@ def expand_sources(
         rel = os.path.normpath(pat.lstrip("/")) if pat not in ("", ".", "/") else "."
         if rel == ".." or rel.startswith("../"):
             raise BuildError(
-                f"{file}:{step.line}: {what} source {pat!r} is outside the build context",
+                f"{what} source {pat!r} is outside the build context",
                 "a source must be inside the context directory",
             )
         if any(ch in rel for ch in "*?["):
             matches = sorted(glob.glob(rel, root_dir=str(base)))
             for m in matches:
                 if confine:
-                    _check_confined(base, m, pat, file, step.line, what)
+                    _check_confined(base, m, pat, what)
             kept = [m for m in matches if not (ignore and ignore.matches(m))]
             if not kept:
                 raise BuildError(
-                    f"{file}:{step.line}: {what} source {pat!r}: no source files were specified",
+                    f"{what} source {pat!r}: no source files were specified",
                     "check the pattern (relative to the context) and .dockerignore",
                 )
             out.extend((base / m, m) for m in kept)
             continue
         path = base / rel if rel != "." else base
         if confine:
-            _check_confined(base, rel, pat, file, step.line, what)
+            _check_confined(base, rel, pat, what)
         if not confine and rel != ".":
             path = resolve_in_root(base, rel)
         if not (path.exists() or path.is_symlink()) or (
             ignore is not None and rel != "." and ignore.matches(rel)
         ):
             raise BuildError(
-                f"{file}:{step.line}: {what} source {pat!r}: not found in the "
+                f"{what} source {pat!r}: not found in the "
                 + ("build context" if confine else "source stage or image"),
                 "check the path (relative to the context) and .dockerignore",
             )
@@ -198,7 +202,7 @@ def expand_sources(
     return out
 
 
-def _check_confined(base: Path, rel: str, pat: str, file: str, line: int, what: str) -> None:
+def _check_confined(base: Path, rel: str, pat: str, what: str) -> None:
     """Refuse a source reached through a symlink that leads out of ``base``.
 
     Every component but the last must resolve inside the context; the last one,
@@ -211,8 +215,7 @@ def _check_confined(base: Path, rel: str, pat: str, file: str, line: int, what: 
     for p in (parent, target):
         if p != base and base not in p.parents:
             raise BuildError(
-                f"{file}:{line}: {what} source {pat!r} escapes the build context "
-                "(through a symbolic link)",
+                f"{what} source {pat!r} escapes the build context (through a symbolic link)",
                 "a source must be inside the context directory; copy the files into it",
             )
 

@@ -1,8 +1,10 @@
 """Execute a Dockerfile plan per target platform, platforms in parallel.
 
-A builder returns an index in the local store and touches no registry (ko's
-split between building and publishing): :mod:`manyarch.imagebuild.publish` takes
-the result to a registry, an OCI layout or a tarball.
+A build returns an index in the local store, with OCI media types, and
+pushes nothing (ko's split between building and publishing): it reads its
+bases through the registry client it is given, and :mod:`manyarch.publish`
+takes the result to a registry, an OCI layout or a tarball, in the media
+types each wants.
 
 Per platform and stage, the rootfs is lazy: while steps are cache hits
 nothing is unpacked, the stage is only a list of layers. A step that needs
@@ -24,39 +26,25 @@ Every step goes through :meth:`_PlatformBuild.run_step`. RUN and COPY steps
 are first offered to the :class:`Interceptor` s of :class:`BuildOptions`
 (a build cache, a native-pip fast path): one may do the work itself and say
 how (:data:`RAN`: it changed ``ctx.rootfs``, diff it; a :class:`CachedLayer`:
-a layer already in the store, the builder applies it when the files are
+a layer already in the store, the executor applies it when the files are
 needed). Reading ``ctx.rootfs`` is what makes the rootfs.
 
-Reproducible by default. The build's epoch is SOURCE_DATE_EPOCH when given;
-else the newest ``created`` among the base images of every target platform
-(0 when none has one: scratch). It is the config's and the history's
-``created``, the mtime of the directories the builder creates, the clamp of
-every mtime in the layers written, and SOURCE_DATE_EPOCH in the RUN
-environment (so that Python writes hash-checked .pyc files, which stay valid
-once mtimes are clamped). Same inputs then give the same index digest on two
-runs and two machines. One exception, without SOURCE_DATE_EPOCH: a platform
-where a RUN ran under emulation (QEMU) gets the wall-clock time as the
-``created`` of its config and of the history from that step on (what such a
-step writes is not reproducible anyway); its layers are still clamped. A COPY
-leaves the mtimes of the directories it writes into as they were: so the
-layer of ``COPY app/ /app`` is the same bytes on every platform, stored and
-pushed once.
+Reproducible by default: see :mod:`manyarch.imagebuild.image`, which also
+writes what the image says (its config, manifest and index).
 """
 
 from __future__ import annotations
 
 import functools
-import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO, TypeVar, cast
 
 from manyarch import dockerfile as df
-from manyarch.errors import BuildError, DockerfileError, ManyarchError
+from manyarch.errors import BuildError, DockerfileError, ManyarchError, StepFailed
 from manyarch.imagebuild.copying import (
     copy_into,
     copy_targets,
@@ -64,6 +52,7 @@ from manyarch.imagebuild.copying import (
     mkdirs,
     read_dockerignore,
 )
+from manyarch.imagebuild.image import history, index_annotations, write_image
 from manyarch.imagebuild.options import (
     RAN,
     BuildOptions,
@@ -79,15 +68,16 @@ from manyarch.imagebuild.sandboxes import (
     Cancelled,
     StepSandboxes,
     forget_restored,
+    in_parallel,
     run_spec,
 )
-from manyarch.imagebuild.stages import NeedRootfs, StageState, StageTrees, image_path
+from manyarch.imagebuild.stages import NeedRootfs, PartialTrees, StageState, StageTrees, image_path
 from manyarch.imagebuild.workdirs import build_dir
 from manyarch.images import (
     LayoutSink,
     ResolvedImage,
     Source,
-    copy_blobs,
+    copy_document,
     open_source,
     resolve_image,
 )
@@ -95,14 +85,10 @@ from manyarch.layers import Snapshot, unpack, write_diff_layer
 from manyarch.layout import Layout
 from manyarch.oci import mediatypes as mt
 from manyarch.oci.manifest import (
-    BASE_DIGEST,
-    BASE_NAME,
-    CREATED,
     Descriptor,
     History,
     ImageConfig,
     Index,
-    Manifest,
 )
 from manyarch.oci.platform import Platform, host_platform
 from manyarch.oci.reference import parse_any
@@ -113,57 +99,48 @@ from manyarch.sandbox.users import resolve_user
 from manyarch.store import open_store
 from manyarch.units import epoch_of, rfc3339
 
-#: BuildKit's history comment on every Dockerfile step.
-HISTORY_COMMENT = "buildkit.dockerfile.v0"
-
 _T = TypeVar("_T")
-#: buildx's --annotation prefixes (KEY alone means manifest:KEY).
-_ANNOTATION_KINDS = frozenset({"index", "manifest", "index-descriptor", "manifest-descriptor"})
 
 
-def build(options: BuildOptions, progress: StepProgress | None = None) -> BuildResult:
-    """Build every platform (in parallel) and assemble one index in the store."""
+def build(
+    options: BuildOptions,
+    progress: StepProgress | None = None,
+    *,
+    store: Layout | None = None,
+    client: RegistryClient | None = None,
+) -> BuildResult:
+    """Build every platform (in parallel) and assemble one index in ``store``.
+
+    ``store`` is the local store by default; ``client`` reads the bases that
+    live in a registry (a build FROM layouts only needs none).
+    """
     text = _read_dockerfile(options.dockerfile)
     parsed = df.parse(text, file=str(options.dockerfile))
     for p in options.platforms:
         emulation.require(p)
-    store = open_store()
-    with (
-        store.lease(),
-        build_dir() as tmp,
-        _Build(options, parsed, store, tmp, progress) as b,
-    ):
+    store = store if store is not None else open_store()
+    with store.lease(), build_dir() as tmp:
+        b = _Build(options, parsed, store, tmp, progress, client)
         results = b.run_all()
         manifests = tuple(d for d, _ in results)
         unused = tuple(sorted(set(results[0][1])))
         if len(manifests) == 1:
             top = manifests[0]
         else:
-            index = Index(
-                manifests,
-                mt.DOCKER_MANIFEST_LIST if options.docker_media_types else mt.OCI_INDEX,
-                annotations=_index_annotations(options),
-            )
+            index = Index(manifests, mt.OCI_INDEX, annotations=index_annotations(options))
             top = store.put_document(index.to_document())
     return BuildResult(store, top, manifests, unused, tuple(b.notes))
-
-
-def _index_annotations(options: BuildOptions) -> dict[str, str]:
-    if options.docker_media_types:
-        return {}  # a Docker manifest list has no annotations
-    # buildx: KEY alone goes to the manifests, index:KEY to the index
-    return {k[6:]: v for k, v in options.annotations.items() if k.startswith("index:")}
 
 
 def _read_dockerfile(path: Path) -> str:
     try:
         return path.read_text()
-    except FileNotFoundError:
+    except FileNotFoundError as e:
         raise DockerfileError(
-            "no such file", file=str(path), line=None, hint="give the Dockerfile with -f PATH"
-        ) from None
+            "no such file", file=str(path), line=None, hint="check the Dockerfile's path"
+        ) from e
     except OSError as e:
-        raise DockerfileError(str(e), file=str(path), line=None) from None
+        raise DockerfileError(str(e), file=str(path), line=None) from e
 
 
 class _Build:
@@ -176,6 +153,7 @@ class _Build:
         store: Layout,
         tmp: Path,
         progress: StepProgress | None,
+        client: RegistryClient | None,
     ) -> None:
         self.options = options
         self.parsed = parsed
@@ -188,23 +166,17 @@ class _Build:
         self.sandboxes = StepSandboxes()
         self.notes: list[str] = []
         self._lock = threading.Lock()
-        self._client: RegistryClient | None = None
+        self.client = client
+        self._sources: dict[str, Source] = {}
         self.context = options.context.resolve()
         self.ignore = read_dockerignore(self.context)
 
-    def __enter__(self) -> _Build:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._client is not None:
-            self._client.close()
-
-    def client(self) -> RegistryClient:
-        """The registry client, made on first use (a build FROM a layout needs none)."""
+    def source(self, ref: str) -> Source:
+        """Where a base is read from, shared by the platforms (its root is read once)."""
         with self._lock:
-            if self._client is None:
-                self._client = RegistryClient(self.options.registry)
-            return self._client
+            if ref not in self._sources:
+                self._sources[ref] = open_source(parse_any(ref), self.client)
+            return self._sources[ref]
 
     def note(self, text: str) -> None:
         """Record rootfs work for :attr:`BuildResult.rootfs_work`."""
@@ -235,17 +207,7 @@ class _Build:
 
     def parallel(self, work: Sequence[Callable[[], _T]]) -> list[_T]:
         """Run ``work`` in threads (inline for one); the first failure cancels the rest."""
-        if len(work) == 1:
-            return [work[0]()]
-        with ThreadPoolExecutor(max_workers=len(work)) as pool:
-            futures = [pool.submit(w) for w in work]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [f for f in done if f.exception() is not None]
-            if failed:
-                self.cancel()
-                wait(futures)
-                raise _first_error(failed, futures)
-            return [f.result() for f in futures]
+        return in_parallel(work, self.sandboxes)
 
     def cancel(self) -> None:
         """Stop every platform: no new step starts, running sandboxes are killed."""
@@ -254,17 +216,6 @@ class _Build:
     def check(self) -> None:
         """Raise when another platform has failed."""
         self.sandboxes.check()
-
-
-def _first_error(failed: Sequence[Future[_T]], order: Sequence[Future[_T]]) -> BaseException:
-    # a platform that stopped because another failed is not the error to report
-    real = [f.exception() for f in order if f.exception() is not None]
-    for e in real:
-        if not isinstance(e, Cancelled) and e is not None:
-            return e
-    e0 = failed[0].exception()
-    assert e0 is not None
-    return e0
 
 
 class _PlatformBuild:
@@ -357,16 +308,24 @@ class _PlatformBuild:
             out = work()
         except Cancelled:
             raise
-        except ManyarchError as e:
+        except StepFailed:
             self.b.emit(replace(ev, status="error", output="\n".join(self._log_tail)))
-            if line is not None and not e.message.startswith(f"{self.file}:"):
-                e.message = f"{self.file}:{line}: {text}: {e.message}"
-                e.args = (e.message,)
             raise
-        except OSError as e:
-            self.b.emit(replace(ev, status="error"))
-            where = f"{self.file}:{line}: " if line is not None else ""
-            raise BuildError(f"{where}{text}: {e}") from None
+        except (ManyarchError, OSError) as e:
+            self.b.emit(replace(ev, status="error", output="\n".join(self._log_tail)))
+            if line is None:  # FROM: the base's own error says it all
+                if isinstance(e, ManyarchError):
+                    raise
+                raise BuildError(f"{text}: {e}") from e
+            raise StepFailed(
+                e.message if isinstance(e, ManyarchError) else str(e),
+                file=self.file,
+                line=line,
+                platform=str(self.platform),
+                step=text,
+                output=self._log_tail,
+                hint=e.hint if isinstance(e, ManyarchError) else None,
+            ) from e
         status: Status = "cached" if self._cached else "done"
         self._cached = False
         self.b.emit(replace(ev, status=status, seconds=time.monotonic() - t0))
@@ -386,15 +345,14 @@ class _PlatformBuild:
         """A base image resolved for ``plat`` (once per reference and platform)."""
         key = (ref, str(plat))
         if key not in self._bases:
-            source = open_source(parse_any(ref), self.b.client)
+            source = self.b.source(ref)
             self._bases[key] = (source, resolve_image(source, plat))
         return self._bases[key]
 
     def fetch(self, ref: str, plat: Platform) -> tuple[Source, ResolvedImage]:
         """Resolve a base and bring its blobs into the store."""
         source, image = self.base_image(ref, plat)
-        copy_blobs(source, LayoutSink(self.store), [image.manifest.config, *image.manifest.layers])
-        self.store.put_document(image.manifest_doc)
+        copy_document(source, LayoutSink(self.store), image.manifest_doc)
         return source, image
 
     def unpack_into(self, rootfs: Path, image: ResolvedImage) -> None:
@@ -448,7 +406,7 @@ class _PlatformBuild:
     # -- steps --------------------------------------------------------------------
 
     def run_step(self, step: df.Step, state: StageState) -> None:
-        """Execute one step: interceptors first for RUN/COPY, then the builder's own way."""
+        """Execute one step: interceptors first for RUN/COPY, then the executor's own way."""
         if isinstance(step, df.ConfigStep):
             self.config_step(step, state)
             return
@@ -462,19 +420,11 @@ class _PlatformBuild:
                 snap.append(Snapshot.take(root))
             return root
 
-        partial: list[tuple[Path, Snapshot]] = []
-
-        def open_partial(patterns: Sequence[str]) -> Path:
-            root = self.trees.partial_root(state, patterns)
-            partial.append((root, Snapshot.take(root)))
-            return root
-
-        ctx = StepContext(
-            step, self.platform, live, state.config, tuple(state.layers),
-            self.options, self.store, spec, log,
-            None if state.made or spec is None else open_partial,
-        )  # fmt: skip
-        try:
+        with PartialTrees(self.trees, state) as partial:
+            ctx = StepContext(
+                step, self.platform, live, state.config, tuple(state.layers), self.options,
+                self.store, spec, log, None if state.made or spec is None else partial.open,
+            )  # fmt: skip
             for intercept in self.options.interceptors:
                 outcome = intercept(ctx)
                 if isinstance(outcome, CachedLayer):
@@ -482,17 +432,10 @@ class _PlatformBuild:
                     state.config = state.config.with_layer(outcome.diff_id, self.history(step))
                     self._cached = True
                     return
-                if outcome is RAN and partial and not snap:
-                    root, before = partial[-1]
+                if outcome is RAN:  # in the partial tree it opened, else in the rootfs
+                    root, before = partial.last if partial.last and not snap else (live(), snap[0])
                     self.commit_observed(ctx, state, step, before, root)
                     return
-                if outcome is RAN:
-                    live()
-                    self.commit_observed(ctx, state, step, snap[0], state.rootfs)
-                    return
-        finally:
-            for root, _ in partial:
-                shutil.rmtree(root, ignore_errors=True)
         if spec is not None:
             live()
             if not emulation.runs_natively(self.platform):
@@ -563,15 +506,8 @@ class _PlatformBuild:
         state.config = state.config.with_config(new).with_history(self.history(step, layer=False))
 
     def history(self, step: df.Step, *, layer: bool = True) -> History:
-        """A history entry as BuildKit writes it (``RUN /bin/sh -c ... # buildkit``)."""
-        text = step.text
-        if isinstance(step, df.RunStep):
-            args = " ".join(f"{k}={v}" for k, v in step.env if k not in df.PROXY_BUILD_ARGS)
-            prefix = f"|{len(args.split())} {args} " if args else ""
-            text = f"RUN {prefix}{' '.join(step.argv)}"
-        if layer:
-            text += " # buildkit"
-        return History(created=self.created, created_by=text, comment=HISTORY_COMMENT)
+        """A history entry as BuildKit writes it, at this platform's ``created``."""
+        return history(step, self.created, layer=layer)
 
     def commit(self, state: StageState, step: df.Step, before: Snapshot, root: Path) -> bool:
         """The diff of ``root`` since ``before`` as one layer; False when nothing changed.
@@ -587,7 +523,6 @@ class _PlatformBuild:
                 cast(BinaryIO, w),
                 compression="gzip",
                 epoch=self.options.epoch,
-                docker=self.options.docker_media_types,
             )
             if info is None:
                 if not isinstance(step, df.ConfigStep):
@@ -607,8 +542,8 @@ class _PlatformBuild:
                 src_root = self.trees.rootfs(self.states[int(step.from_.split(":", 1)[1])])
             else:
                 src_root = self.image_root(step.from_)
-            return expand_sources(src_root, step, None, self.file)
-        return expand_sources(self.b.context, step, self.b.ignore, self.file)
+            return expand_sources(src_root, step, None)
+        return expand_sources(self.b.context, step, self.b.ignore)
 
     def copy(self, step: df.CopyStep, rootfs: Path) -> None:
         """COPY/ADD into ``rootfs`` from the context, a stage or an image, never reading outside."""
@@ -644,55 +579,17 @@ class _PlatformBuild:
 
         rc, _ = self.b.sandboxes.run(spec, keep, restored)
         if rc != 0:
-            raise BuildError(
-                f"{self.file}:{step.line}: {step.text}: exited with code {rc}",
-                "the command failed in the build sandbox; its output is shown above",
+            raise StepFailed(
+                f"exited with code {rc}",
+                file=self.file,
+                line=step.line,
+                platform=str(self.platform),
+                step=step.text,
+                exit_code=rc,
+                output=tail,
+                hint="the command failed in the build sandbox; its output is shown above",
             )
-
-    # -- COPY and ADD ---------------------------------------------------------------
 
     def write_image(self, state: StageState) -> Descriptor:
         """The final stage's config and manifest, in the store."""
-        options, platform = self.options, self.platform
-        cfg = state.config
-        labels = {**cfg.config.labels, **options.labels}
-        created = self.created
-        docker = options.docker_media_types
-        cfg = replace(
-            cfg.with_config(replace(cfg.config, labels=labels)),
-            architecture=platform.architecture,
-            os=platform.os,
-            variant=platform.variant,
-            created=created,
-            media_type=mt.DOCKER_CONFIG if docker else mt.OCI_CONFIG,
-        )
-        cdesc = self.store.put_document(cfg.to_document())
-        annotations: dict[str, str] = {}
-        if not docker:  # a Docker manifest has no annotations
-            annotations[CREATED] = created
-            if state.base_name:
-                annotations[BASE_NAME] = state.base_name
-                annotations[BASE_DIGEST] = state.base_digest
-            for k, v in options.annotations.items():
-                kind, sep, key = k.partition(":")
-                if not sep or kind not in _ANNOTATION_KINDS:
-                    annotations[k] = v
-                elif kind == "manifest":
-                    annotations[key] = v
-        manifest = Manifest(
-            config=Descriptor(cdesc.media_type, cdesc.digest, cdesc.size),
-            layers=tuple(_layer_type(d, docker) for d in state.layers),
-            media_type=mt.DOCKER_MANIFEST if docker else mt.OCI_MANIFEST,
-            annotations=annotations,
-        )
-        mdesc = self.store.put_document(manifest.to_document())
-        return mdesc.with_platform(platform)
-
-
-def _layer_type(d: Descriptor, docker: bool) -> Descriptor:
-    comp = mt.compression(d.media_type)
-    if docker and comp == "gzip":
-        return replace(d, media_type=mt.DOCKER_LAYER, annotations={})
-    if not docker and d.media_type == mt.DOCKER_LAYER:
-        return replace(d, media_type=mt.OCI_LAYER_GZIP)
-    return d
+        return write_image(self.store, state, self.options, self.platform, self.created)

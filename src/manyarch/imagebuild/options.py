@@ -19,7 +19,6 @@ from manyarch.layout import Layout
 from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Descriptor, ImageConfig
 from manyarch.oci.platform import Platform
-from manyarch.registry import RegistryOptions
 from manyarch.sandbox.bwrap import SandboxSpec
 
 Status = Literal["start", "log", "done", "cached", "error"]
@@ -53,7 +52,7 @@ StepProgress = Callable[[StepEvent], None]
 
 
 class Ran:
-    """The interceptor did the step's work in the rootfs; the builder diffs it."""
+    """The interceptor did the step's work in the rootfs; the executor diffs it."""
 
     def __repr__(self) -> str:
         return "RAN"
@@ -64,7 +63,7 @@ RAN = Ran()
 
 @dataclass(frozen=True)
 class CachedLayer:
-    """A layer already in the store is the step's result; the builder applies it when needed."""
+    """A layer already in the store is the step's result; the executor applies it when needed."""
 
     descriptor: Descriptor
     diff_id: Digest
@@ -82,7 +81,7 @@ class StepContext:
     layers: tuple[Descriptor, ...]
     options: BuildOptions
     store: Layout
-    #: For RUN: the sandbox the builder would run (env, user, binds, network).
+    #: For RUN: the sandbox the executor would run (env, user, binds, network).
     sandbox: SandboxSpec | None
     #: Shows a line of output under the step.
     log: Callable[[str], None]
@@ -99,16 +98,16 @@ class StepContext:
         return self.open_rootfs()
 
 
-#: Returns None to let the builder run the step, else :data:`RAN` or a :class:`CachedLayer`.
+#: Returns None to let the executor run the step, else :data:`RAN` or a :class:`CachedLayer`.
 Interceptor = Callable[[StepContext], "Ran | CachedLayer | None"]
-#: Told of every RUN/COPY the builder (or an interceptor's RAN) did, with its
+#: Told of every RUN/COPY the executor (or an interceptor's RAN) did, with its
 #: layer and diff_id (None, None when it changed nothing): the build cache records it.
 Observer = Callable[[StepContext, Descriptor | None, Digest | None], None]
 
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """Everything ``manyarch build`` was asked, defaults in one place."""
+    """Everything a build is asked, defaults in one place."""
 
     context: Path
     dockerfile: Path
@@ -118,17 +117,15 @@ class BuildOptions:
     network: str = "default"
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
-    docker_media_types: bool = True
     epoch: int | None = None
-    registry: RegistryOptions = field(default_factory=RegistryOptions)
     interceptors: Sequence[Interceptor] = ()
     observers: Sequence[Observer] = ()
 
     def __post_init__(self) -> None:
         if not self.platforms:
-            raise BuildError("no platform to build", "give --platform linux/amd64,linux/arm64")
+            raise BuildError("no platform to build", "give one or more, e.g. linux/amd64")
         if self.network not in ("default", "host", "none"):
-            raise BuildError(f"unsupported --network {self.network!r}", "use default, host or none")
+            raise BuildError(f"unsupported network {self.network!r}", "use default, host or none")
         seen = set()
         for p in self.platforms:
             if str(p) in seen:
@@ -146,3 +143,8 @@ class BuildResult:
     unused_build_args: tuple[str, ...] = ()
     #: What making rootfs trees cost this build (base unpacked, layers applied).
     rootfs_work: tuple[str, ...] = ()
+    #: The media types it was made with: ``docker``, ``oci``, or None (OCI ones,
+    #: and each destination it is published to takes its own; see manyarch.publish).
+    media_types: Literal["docker", "oci"] | None = None
+    #: What the build wants said that is not an error (a cache not found, an ARG not used).
+    warnings: tuple[str, ...] = ()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +38,7 @@ def push(
     blobs: Path,
     entries: Sequence[Mapping[str, Any]],
     ref: str,
-    client: Callable[[], RegistryClient],
+    client: RegistryClient,
 ) -> Descriptor:
     """Push ``entries`` (their layers' blobs in the OCI layout ``blobs``) to ``ref``."""
     from manyarch.images import copy
@@ -67,9 +67,7 @@ def push(
     return copy(LayoutSource(layout, TAG), sink, tag=tag)
 
 
-def pull(
-    ref: str, client: Callable[[], RegistryClient]
-) -> tuple[list[dict[str, Any]], Source] | None:
+def pull(ref: str, client: RegistryClient) -> tuple[list[dict[str, Any]], Source] | None:
     """The entries of the cache at ``ref`` (keys checked), and the source of its blobs.
 
     None when there is no cache there yet (the first build of a pipeline).
@@ -87,7 +85,7 @@ def pull(
     if manifest.config.media_type != CONFIG_MEDIA_TYPE:
         raise InvalidDocument(
             f"{ref} is not a manyarch build cache (config {manifest.config.media_type})",
-            "give --cache-from a ref that --cache-to type=registry wrote",
+            "import a cache that a registry export wrote",
         )
     entries = list(json.loads(source.document(manifest.config).data).get("entries", []))
     for entry in entries:

@@ -1,4 +1,5 @@
-"""RUN steps in their sandboxes: the spec a step runs in, and the runs a cancel must kill."""
+"""RUN steps in their sandboxes: the spec a step runs in, and the runs a cancel must kill
+(the platforms of a build run side by side; the first failure cancels the others)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import stat
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import TypeVar
 
 from manyarch import dockerfile as df
 from manyarch.layers import Snapshot
@@ -185,3 +188,32 @@ def forget_restored(before: Snapshot, root: Path, restored: Sequence[Path]) -> N
         )  # fmt: skip
         if now._replace(ctime_ns=old.ctime_ns) == old:
             before.states[rel] = now
+
+
+_T = TypeVar("_T")
+
+
+def in_parallel(work: Sequence[Callable[[], _T]], sandboxes: StepSandboxes) -> list[_T]:
+    """Run ``work`` in threads (inline for one); the first failure cancels the rest."""
+    if len(work) == 1:
+        return [work[0]()]
+    with ThreadPoolExecutor(max_workers=len(work)) as pool:
+        futures = [pool.submit(w) for w in work]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in done if f.exception() is not None]
+        if failed:
+            sandboxes.cancel()
+            wait(futures)
+            raise _first_error(failed, futures)
+        return [f.result() for f in futures]
+
+
+def _first_error(failed: Sequence[Future[_T]], order: Sequence[Future[_T]]) -> BaseException:
+    # a platform that stopped because another failed is not the error to report
+    real = [f.exception() for f in order if f.exception() is not None]
+    for e in real:
+        if not isinstance(e, Cancelled) and e is not None:
+            return e
+    e0 = failed[0].exception()
+    assert e0 is not None
+    return e0

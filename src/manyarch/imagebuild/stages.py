@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from manyarch.images import ResolvedImage
-from manyarch.layers import unpack
+from manyarch.layers import Snapshot, unpack
 from manyarch.layers.compress import open_decompressed
 from manyarch.layout import Layout
 from manyarch.oci.manifest import Descriptor, ImageConfig
@@ -252,6 +252,37 @@ class StageTrees:
                 os.utime(root / a, ns=(ns, ns), follow_symlinks=False)
             yield root
         finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+class PartialTrees:
+    """The partial trees an interceptor opens during one step (``StepContext.open_partial``).
+
+    Each is snapshotted when made (its diff is the step's layer) and removed
+    when the step is over, whatever happened.
+    """
+
+    def __init__(self, trees: StageTrees, state: StageState) -> None:
+        self.trees = trees
+        self.state = state
+        self.made: list[tuple[Path, Snapshot]] = []
+
+    def open(self, patterns: Sequence[str]) -> Path:
+        """A new partial tree (see :meth:`StageTrees.partial_root`)."""
+        root = self.trees.partial_root(self.state, patterns)
+        self.made.append((root, Snapshot.take(root)))
+        return root
+
+    @property
+    def last(self) -> tuple[Path, Snapshot] | None:
+        """The last tree opened and its snapshot from before the step."""
+        return self.made[-1] if self.made else None
+
+    def __enter__(self) -> PartialTrees:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for root, _ in self.made:
             shutil.rmtree(root, ignore_errors=True)
 
 

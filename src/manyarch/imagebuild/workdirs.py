@@ -2,7 +2,7 @@
 
 A build unpacks and mounts overlay views under ``<work_dir>/manyarch-build-*``.
 A build killed with SIGKILL (a cancelled CI job) cannot clean up: its views
-stay mounted, holding the unpacked base trees they sit on. Each scratch
+stay mounted, holding the unpacked base trees they sit on. Each working
 directory names its owner (pid and start time); the next build sweeps the
 directories whose owner is gone: unmount, then delete.
 """

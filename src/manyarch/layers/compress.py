@@ -97,10 +97,10 @@ def compressor(compression: str | None) -> _Compressor:
     """A fresh compressor for ``"gzip"``, ``"zstd"`` or ``None`` (plain tar)."""
     try:
         return _COMPRESSORS[compression]()
-    except KeyError:
+    except KeyError as e:
         raise LayerError(
             f"unknown layer compression {compression!r}", "use gzip, zstd or none"
-        ) from None
+        ) from e
 
 
 class LayerSink:

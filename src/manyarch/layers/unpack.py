@@ -303,12 +303,12 @@ class _Unpacker:
             return
         try:
             tst = os.lstat(source)
-        except FileNotFoundError:
+        except FileNotFoundError as e:
             if self.only is not None:
                 return
             raise LayerError(
                 f"layer {self.layer}: hard link {m.name!r} has no target {m.linkname!r}"
-            ) from None
+            ) from e
         if stat.S_ISDIR(tst.st_mode):
             raise self._unsafe(m.name, "is a hard link to a directory")
         if st is not None:

@@ -51,15 +51,15 @@ def media_type_for(compression: str | None, docker: bool) -> str:
     """The layer media type, or :class:`LayerError` for a combination that has none."""
     try:
         return mediatypes.layer_type(compression, docker)
-    except ValueError:
+    except ValueError as e:
         raise LayerError(
             f"docker layers are gzip-compressed, not {compression or 'plain tar'}",
             "use compression='gzip' or an OCI media type",
-        ) from None
-    except KeyError:
+        ) from e
+    except KeyError as e:
         raise LayerError(
             f"unknown layer compression {compression!r}", "use gzip, zstd or none"
-        ) from None
+        ) from e
 
 
 def write_layer(
@@ -261,7 +261,7 @@ def entries_from_dir(
     try:
         prefix = clean_path(prefix.lstrip("/"))
     except ValueError as e:
-        raise LayerError(f"cannot place a layer at {prefix!r}: {e}") from None
+        raise LayerError(f"cannot place a layer at {prefix!r}: {e}") from e
     try:
         root_st = root.lstat()
     except OSError as e:

@@ -1,5 +1,6 @@
-"""``oci-archive``: an OCI image layout as one tar (what ``--output type=oci,dest=x.tar``
-and ``manyarch save`` write, and what skopeo's ``oci-archive:`` transport reads)."""
+"""``oci-archive``: an OCI image layout as one tar (what a build published as an OCI
+archive and ``save`` write, and what skopeo's ``oci-archive:`` transport reads);
+with ``manifest.json`` added, ``docker save``'s format (:mod:`.dockerarchive`)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ import json
 import os
 import tarfile
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, BinaryIO
 
 from manyarch.errors import DigestMismatch, InvalidDigest, InvalidDocument, LayoutError
 from manyarch.layout import _fs
+from manyarch.layout.blobs import BLOBS_DIR
 from manyarch.layout.layout import (
-    BLOBS_DIR,
     INDEX_FILE,
     LAYOUT_FILE,
     LAYOUT_VERSION,
@@ -56,7 +58,7 @@ def _info(name: str, size: int = 0, *, directory: bool = False) -> tarfile.TarIn
     return info
 
 
-def _write(layout: Layout, out: IO[bytes]) -> None:
+def _write(layout: Layout, out: IO[bytes], extra: Mapping[str, bytes]) -> None:
     # A shared lock keeps gc from deleting a blob the index snapshot names.
     with layout._lock(shared=True):
         index_bytes = (layout.path / INDEX_FILE).read_bytes()
@@ -72,6 +74,7 @@ def _write(layout: Layout, out: IO[bytes]) -> None:
             *((name, p, d) for name, p, d in blobs),
             (INDEX_FILE, index_bytes, None),
             (LAYOUT_FILE, canonical_json({"imageLayoutVersion": LAYOUT_VERSION}), None),
+            *((name, data, None) for name, data in extra.items()),
         ]
         entries.sort(key=lambda e: e[0])
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
@@ -87,23 +90,30 @@ def _write(layout: Layout, out: IO[bytes]) -> None:
                         reader = _HashingReader(f, digest.algorithm)
                         tar.addfile(_info(name, size), reader)
                     if reader.hasher.digest() != digest:
-                        err = DigestMismatch(
-                            str(digest), str(reader.hasher.digest()), f"blob {digest}"
+                        raise DigestMismatch(
+                            str(digest),
+                            str(reader.hasher.digest()),
+                            f"blob {digest}",
+                            hint="the layout is corrupt (run verify); the archive is incomplete",
                         )
-                        err.hint = "the layout is corrupt (run verify); the archive is incomplete"
-                        raise err
 
 
-def export_tar(layout: Layout, dest: Path | BinaryIO) -> None:
-    """Write ``layout`` as a deterministic tar to a path (atomically) or a binary stream."""
+def export_tar(
+    layout: Layout, dest: Path | BinaryIO, *, extra: Mapping[str, bytes] | None = None
+) -> None:
+    """Write ``layout`` as a deterministic tar to a path (atomically) or a binary stream.
+
+    ``extra`` files (name -> bytes) go into the tar's root beside ``index.json``.
+    """
+    extra = dict(extra or {})
     if not isinstance(dest, (str, os.PathLike)):
-        _write(layout, dest)
+        _write(layout, dest, extra)
         return
     dest = Path(dest)
     fd, tmp = tempfile.mkstemp(prefix=f"{_fs.TEMP_PREFIX}{dest.name}-", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as out:
-            _write(layout, out)
+            _write(layout, out, extra)
             out.flush()
             os.fchmod(out.fileno(), _fs.FILE_MODE)
             os.fsync(out.fileno())
@@ -120,10 +130,10 @@ def _open_tar(src: Path | BinaryIO) -> tarfile.TarFile:
         if isinstance(src, (str, os.PathLike)):
             return tarfile.open(Path(src), mode="r|*")
         return tarfile.open(fileobj=src, mode="r|*")
-    except FileNotFoundError:
-        raise LayoutError(f"{src} does not exist", "check the archive's path") from None
+    except FileNotFoundError as e:
+        raise LayoutError(f"{src} does not exist", "check the archive's path") from e
     except tarfile.TarError as e:
-        raise LayoutError(f"{src} is not a tar archive: {e}") from None
+        raise LayoutError(f"{src} is not a tar archive: {e}") from e
 
 
 def import_tar(layout: Layout, src: Path | BinaryIO) -> None:
@@ -161,14 +171,14 @@ def import_tar(layout: Layout, src: Path | BinaryIO) -> None:
                 elif len(parts) == 3 and parts[0] == BLOBS_DIR:
                     try:
                         digest = Digest(parts[1], parts[2])
-                    except InvalidDigest:
-                        raise LayoutError(f"{where}: {name} is not named by a digest") from None
+                    except InvalidDigest as e:
+                        raise LayoutError(f"{where}: {name} is not named by a digest") from e
                     path = layout.blob_path(digest)
                     if path.is_file() and path.stat().st_size == member.size:
                         continue
                     layout.put_stream(f, digest, member.size)
     except tarfile.TarError as e:
-        raise LayoutError(f"{where} is a broken tar archive: {e}") from None
+        raise LayoutError(f"{where} is a broken tar archive: {e}") from e
     if marker is None:
         raise LayoutError(
             f"{where} is not an OCI archive (no {LAYOUT_FILE})",
@@ -185,7 +195,7 @@ def import_tar(layout: Layout, src: Path | BinaryIO) -> None:
     try:
         incoming = Index.parse(index_data)
     except InvalidDocument as e:
-        raise LayoutError(f"{where}: index.json is not a valid image index: {e.message}") from None
+        raise LayoutError(f"{where}: index.json is not a valid image index: {e.message}") from e
     missing = [str(d.digest) for d in incoming.manifests if not layout.has_blob(d.digest)]
     if missing:
         raise LayoutError(

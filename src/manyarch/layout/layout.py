@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import json
 import os
 import re
@@ -40,6 +39,15 @@ from manyarch.errors import (
     NotFound,
 )
 from manyarch.layout import _fs
+from manyarch.layout.blobs import (
+    BLOBS_DIR,
+    CHUNK,
+    BlobWriter,
+    blob_path,
+    chunks_of,
+    hash_file,
+    size_mismatch,
+)
 from manyarch.layout.walk import children, walk
 from manyarch.oci import mediatypes as mt
 from manyarch.oci.digest import ALGORITHMS, Digest, Hasher
@@ -48,21 +56,11 @@ from manyarch.oci.manifest import REF_NAME, Descriptor, Index, parse_manifest_or
 
 LAYOUT_FILE = "oci-layout"
 INDEX_FILE = "index.json"
-BLOBS_DIR = "blobs"
 LAYOUT_VERSION = "1.0.0"
-CHUNK = 1 << 20
 
 # image-spec annotations.md, org.opencontainers.image.ref.name grammar.
 _COMPONENT = r"[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*"
 _REF_NAME = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-
-
-def size_mismatch(what: str, expected: int, actual: int) -> DigestMismatch:
-    """A :class:`DigestMismatch` about a length rather than a hash."""
-    err = DigestMismatch(f"{expected} bytes", f"{actual} bytes", what)
-    err.message = f"{what} is {actual} bytes, expected {expected}"
-    err.args = (err.message,)
-    return err
 
 
 def _describe(desc: Descriptor) -> str:
@@ -82,149 +80,6 @@ def _untagged(desc: Descriptor) -> Descriptor:
         return desc
     rest = {k: v for k, v in desc.annotations.items() if k != REF_NAME}
     return replace(desc, annotations=rest)
-
-
-class BlobWriter:
-    """A temp file in the layout that becomes a blob on :meth:`commit`.
-
-    Hashes while written; file-like enough for ``shutil.copyfileobj``,
-    ``gzip.GzipFile(fileobj=...)`` and ``tarfile.open(fileobj=..., mode="w|")``.
-    """
-
-    def __init__(
-        self, layout: Layout, algorithm: str = "sha256", *, verified_elsewhere: bool = False
-    ) -> None:
-        self._layout = layout
-        self._hasher = Hasher(algorithm)
-        # the writer of a stream that its producer already verifies (the registry
-        # client's fetch_blob raises before commit on a mismatch) need not hash it twice
-        self._hashing = not verified_elsewhere
-        self._written = 0
-        directory = layout.path / BLOBS_DIR / algorithm
-        directory.mkdir(parents=True, exist_ok=True)
-        self._fd, self.temp_path = _fs.create_locked_temp(directory)
-        self.closed = False
-        self.committed: tuple[Digest, int] | None = None
-
-    @property
-    def size(self) -> int:
-        """Bytes written so far."""
-        return self._written
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Append bytes; returns how many."""
-        if self.closed:
-            raise ValueError("write to a closed BlobWriter")
-        _fs.write_all(self._fd, data)
-        if self._hashing:
-            self._hasher.update(data)
-        self._written += len(data)
-        return len(data)
-
-    def flush(self) -> None:
-        """Nothing is buffered; present for file-like callers."""
-
-    def tell(self) -> int:
-        """Bytes written so far (for callers that ask a file its position)."""
-        return self.size
-
-    def writable(self) -> bool:
-        """Always true while open."""
-        return not self.closed
-
-    def seekable(self) -> bool:
-        """Rewinding to the start is possible (see :meth:`seek`)."""
-        return True
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        """Stay where we are, or rewind to the start, which discards what was written.
-
-        A blob writer only appends; a download that must start over (the
-        server ignored a ``Range``) rewinds it.
-        """
-        if whence == os.SEEK_SET and offset == self.size:
-            return offset
-        if whence != os.SEEK_SET or offset != 0:
-            raise io.UnsupportedOperation("a BlobWriter only rewinds to its start")
-        os.ftruncate(self._fd, 0)
-        os.lseek(self._fd, 0, os.SEEK_SET)
-        self._hasher = Hasher(self._hasher.algorithm)
-        self._written = 0
-        return 0
-
-    def truncate(self, size: int | None = None) -> int:
-        """Only at the current end (a rewind already truncated)."""
-        if size not in (None, self.size):
-            raise io.UnsupportedOperation("a BlobWriter only truncates at its end")
-        return self.size
-
-    def commit(self, expected: Digest | None = None, size: int | None = None) -> tuple[Digest, int]:
-        """Verify against ``expected``/``size``, then move under the final name.
-
-        On a mismatch the temp file is discarded, nothing is stored and
-        :class:`DigestMismatch` is raised.
-        """
-        if self.committed is not None:
-            return self.committed
-        if self.closed:
-            raise ValueError("commit of a discarded BlobWriter")
-        try:
-            if not self._hashing:
-                if expected is None or size is None:
-                    raise ValueError("a writer verified elsewhere commits a known digest and size")
-                if size != self.size:
-                    raise size_mismatch(f"blob {expected}", size, self.size)
-                actual = expected
-            else:
-                actual = self._hasher.digest()
-            if expected is not None and expected.algorithm != actual.algorithm:
-                actual = _hash_file(self.temp_path, expected.algorithm)
-            if size is not None and size != self.size:
-                raise size_mismatch(f"blob {expected or actual}", size, self.size)
-            if expected is not None and actual != expected:
-                raise DigestMismatch(str(expected), str(actual), "blob")
-            os.fchmod(self._fd, _fs.FILE_MODE)
-            os.fsync(self._fd)
-            final = self._layout.blob_path(actual)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.temp_path, final)
-            _fs.fsync_dir(final.parent)
-        except BaseException:
-            self.discard()
-            raise
-        self._close()
-        self.committed = (actual, self.size)
-        return self.committed
-
-    def discard(self) -> None:
-        """Drop the temp file (no-op after commit)."""
-        if self.closed:
-            return
-        self._close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.temp_path)
-
-    def _close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            os.close(self._fd)
-
-
-def _hash_file(path: Path, algorithm: str = "sha256") -> Digest:
-    h = Hasher(algorithm)
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.digest()
-
-
-def _chunks_of(source: Iterable[bytes] | BinaryIO) -> Iterator[bytes]:
-    read = getattr(source, "read", None)
-    if read is None:
-        yield from source
-        return
-    while chunk := read(CHUNK):
-        yield chunk
 
 
 class Layout:
@@ -295,7 +150,7 @@ class Layout:
             raise LayoutError(
                 f"{marker} is unreadable or not JSON: {e}",
                 f'it should hold {{"imageLayoutVersion": "{LAYOUT_VERSION}"}}',
-            ) from None
+            ) from e
         version = obj.get("imageLayoutVersion") if isinstance(obj, dict) else None
         if not isinstance(version, str) or version.split(".")[0] != "1":
             raise LayoutError(
@@ -321,7 +176,7 @@ class Layout:
 
     def blob_path(self, digest: Digest) -> Path:
         """Where the blob lives (whether or not it is there)."""
-        return self.path / BLOBS_DIR / digest.algorithm / digest.hex
+        return blob_path(self.path, digest)
 
     def has_blob(self, digest: Digest) -> bool:
         """Whether the blob is present (not checked against its digest)."""
@@ -337,20 +192,23 @@ class Layout:
         """The blob opened for reading; not verified (hash while you read if you care)."""
         try:
             return open(self.blob_path(digest), "rb")
-        except FileNotFoundError:
-            raise self._missing(digest) from None
+        except FileNotFoundError as e:
+            raise self._missing(digest) from e
 
     def read_blob(self, digest: Digest) -> bytes:
         """The blob's bytes, verified against its digest."""
         try:
             data = self.blob_path(digest).read_bytes()
-        except FileNotFoundError:
-            raise self._missing(digest) from None
+        except FileNotFoundError as e:
+            raise self._missing(digest) from e
         actual = Digest.of(data, digest.algorithm)
         if actual != digest:
-            err = DigestMismatch(str(digest), str(actual), f"blob {digest} in {self.path}")
-            err.hint = "the stored blob is corrupt: remove it and copy the image in again"
-            raise err
+            raise DigestMismatch(
+                str(digest),
+                str(actual),
+                f"blob {digest} in {self.path}",
+                hint="the stored blob is corrupt: remove it and copy the image in again",
+            )
         return data
 
     def put_blob(self, data: bytes, expected: Digest | None = None) -> Digest:
@@ -378,7 +236,7 @@ class Layout:
         reading as soon as the stream outgrows ``size``.
         """
         with self.writer(expected.algorithm if expected else "sha256") as w:
-            for chunk in _chunks_of(chunks):
+            for chunk in chunks_of(chunks):
                 w.write(chunk)
                 if size is not None and w.size > size:
                     raise size_mismatch(f"blob {expected or ''}".strip(), size, w.size)
@@ -428,7 +286,7 @@ class Layout:
         With ``verified_elsewhere`` the bytes are not hashed again: only for a
         producer that checks them itself and raises before the commit.
         """
-        w = BlobWriter(self, algorithm, verified_elsewhere=verified_elsewhere)
+        w = BlobWriter(self.path, algorithm, verified_elsewhere=verified_elsewhere)
         try:
             yield w
         finally:
@@ -455,18 +313,18 @@ class Layout:
         path = self.path / INDEX_FILE
         try:
             data = path.read_bytes()
-        except FileNotFoundError:
+        except FileNotFoundError as e:
             raise LayoutError(
                 f"{self.path} is an incomplete OCI image layout (no {INDEX_FILE})",
                 "the layout was not written completely; write the image there again",
-            ) from None
+            ) from e
         try:
             return Index.parse(data)
         except InvalidDocument as e:
             raise LayoutError(
                 f"{path} is not a valid image index: {e.message}",
                 "the file was edited or written by a broken tool; restore or rewrite it",
-            ) from None
+            ) from e
 
     def _write_index(self, index: Index) -> None:
         # index.json is always an OCI index, whatever a foreign tool wrote.
@@ -566,10 +424,10 @@ class Layout:
             doc = Document(self.read_blob(digest), "")
             try:
                 parsed = parse_manifest_or_index(doc)
-            except InvalidDocument:
+            except InvalidDocument as e:
                 raise NotFound(
                     f"{digest} in the layout {self.path} is not an image manifest or index"
-                ) from None
+                ) from e
             return Descriptor(parsed.media_type, digest, doc.size)
         raise self._missing(digest, "image")
 
@@ -613,7 +471,7 @@ class Layout:
                 raise LayoutError(
                     f"cannot collect garbage in {self.path}: {e.message}",
                     "nothing was removed; run verify and repair the layout first",
-                ) from None
+                ) from e
             removed: list[Digest] = []
             touched: set[Path] = set()
             for path, digest in list(self._blob_files()):
@@ -644,7 +502,7 @@ class Layout:
                 problems.append(f"{rel} is not named by a digest")
                 continue
             try:
-                actual = _hash_file(path, digest.algorithm)
+                actual = hash_file(path, digest.algorithm)
             except OSError as e:
                 problems.append(f"{rel} is unreadable: {e.strerror}")
                 continue

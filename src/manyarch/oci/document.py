@@ -42,7 +42,7 @@ def load_json_object(data: bytes, what: str = "document") -> dict[str, Any]:
     try:
         obj = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InvalidDocument(f"{what} is not valid JSON: {e}") from None
+        raise InvalidDocument(f"{what} is not valid JSON: {e}") from e
     if not isinstance(obj, dict):
         raise InvalidDocument(f"{what} is not a JSON object")
     return obj

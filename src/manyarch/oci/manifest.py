@@ -62,9 +62,9 @@ class Descriptor:
             digest = Digest.parse(obj["digest"])
             size = obj["size"]
         except KeyError as e:
-            raise InvalidDocument(f"descriptor lacks {e.args[0]!r}") from None
+            raise InvalidDocument(f"descriptor lacks {e.args[0]!r}") from e
         except InvalidInput as e:
-            raise InvalidDocument(f"descriptor has a bad digest: {e}") from None
+            raise InvalidDocument(f"descriptor has a bad digest: {e}") from e
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise InvalidDocument(f"descriptor {digest} has an invalid size {size!r}")
         plat = obj.get("platform")
@@ -174,6 +174,26 @@ class Manifest:
         """A new manifest with one more layer on top."""
         return replace(self, layers=(*self.layers, layer))
 
+    def as_docker(self) -> Manifest:
+        """The same image as a Docker schema 2 manifest.
+
+        Docker types for the config and the gzip layers (others keep theirs),
+        no annotations (Docker's format has none): what a build writes when
+        asked for Docker media types. The blobs are the same bytes.
+        """
+        return replace(
+            self,
+            config=replace(self.config, media_type=mt.DOCKER_CONFIG),
+            layers=tuple(
+                replace(d, media_type=mt.DOCKER_LAYER, annotations={})
+                if mt.compression(d.media_type) == "gzip"
+                else d
+                for d in self.layers
+            ),
+            media_type=mt.DOCKER_MANIFEST,
+            annotations={},
+        )
+
 
 @dataclass(frozen=True)
 class Index:
@@ -228,6 +248,12 @@ class Index:
     def with_manifest(self, desc: Descriptor) -> Index:
         """A new index with one more entry."""
         return replace(self, manifests=(*self.manifests, desc))
+
+    def as_docker(self, manifests: tuple[Descriptor, ...]) -> Index:
+        """A Docker manifest list over ``manifests`` (the entries in their Docker form)."""
+        return replace(
+            self, manifests=manifests, media_type=mt.DOCKER_MANIFEST_LIST, annotations={}
+        )
 
     def images(self) -> list[Descriptor]:
         """The runnable entries: attestations left out."""
@@ -435,7 +461,7 @@ class ImageConfig:
         try:
             diff_ids = tuple(Digest.parse(d) for d in rootfs.get("diff_ids") or ())
         except InvalidInput as e:
-            raise InvalidDocument(f"image config has a bad diff_id: {e}") from None
+            raise InvalidDocument(f"image config has a bad diff_id: {e}") from e
         return cls(
             architecture=str(obj.get("architecture") or ""),
             os=str(obj.get("os") or ""),

@@ -128,7 +128,7 @@ class Platform:
             os = str(obj["os"])
             arch = str(obj["architecture"])
         except KeyError as e:
-            raise InvalidPlatform(f"platform object lacks {e.args[0]!r}") from None
+            raise InvalidPlatform(f"platform object lacks {e.args[0]!r}") from e
         feats = obj.get("os.features") or ()
         return cls(
             normalize_os(os),

@@ -58,7 +58,7 @@ class Reference:
             try:
                 digest = Digest.parse(dig)
             except InvalidInput as e:
-                raise InvalidReference(f"invalid digest in reference {text!r}: {e}") from None
+                raise InvalidReference(f"invalid digest in reference {text!r}: {e}") from e
         tag: str | None = None
         slash = rest.rfind("/")
         colon = rest.rfind(":")

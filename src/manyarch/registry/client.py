@@ -26,7 +26,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -56,24 +55,15 @@ from manyarch.registry.diagnostics import (
 )
 from manyarch.registry.options import DOCKER_HUB_API, RegistryOptions
 from manyarch.registry.transport import RegistryTransport
+from manyarch.registry.wire import (
+    media_type_of,
+    retry_after,
+    sniff_media_type,
+    upload_location,
+)
 
 log = logging.getLogger("manyarch.registry")
 
-
-class _RedactURLs(logging.Filter):
-    """Redacts URLs in httpx's own request log lines (upload state, signed query strings)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                redact_url(a) if isinstance(a, httpx.URL) else a for a in record.args
-            )
-        return True
-
-
-_httpx_log = logging.getLogger("httpx")
-if not any(isinstance(f, _RedactURLs) for f in _httpx_log.filters):
-    _httpx_log.addFilter(_RedactURLs())
 
 #: Largest manifest read (distribution refuses to store larger ones).
 MAX_MANIFEST = 4 * 2**20
@@ -84,23 +74,6 @@ _UPLOAD_RESTART_CODES = frozenset({"BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN"}
 def api_host(registry: str) -> str:
     """The host serving the API of a reference's registry (docker.io is special)."""
     return DOCKER_HUB_API if registry in ("docker.io", "index.docker.io") else registry
-
-
-def _media_type(header: str | None) -> str:
-    return (header or "").split(";", 1)[0].strip()
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 class RegistryClient:
@@ -119,6 +92,7 @@ class RegistryClient:
             trust_env=False,
         )
         self._bases: dict[str, str] = {}
+        self._pinging: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -207,7 +181,7 @@ class RegistryClient:
                 and error.temporary
                 and attempt < self.options.retries
             ):
-                self._sleep(attempt, _retry_after(response.headers.get("Retry-After")))
+                self._sleep(attempt, retry_after(response.headers.get("Retry-After")))
                 attempt += 1
                 continue
             raise error
@@ -215,10 +189,17 @@ class RegistryClient:
     def _base(self, registry: str) -> str:
         with self._lock:
             base = self._bases.get(registry)
-        if base is None:
-            self.ping(registry)
+            pinging = self._pinging.setdefault(registry, threading.Lock())
+        if base is not None:
+            return base
+        # one ping per registry, however many threads (a build's platforms) ask at once
+        with pinging:
             with self._lock:
-                base = self._bases[registry]
+                base = self._bases.get(registry)
+            if base is None:
+                self.ping(registry)
+                with self._lock:
+                    base = self._bases[registry]
         return base
 
     def _url(self, ref: Reference, path: str) -> str:
@@ -295,9 +276,9 @@ class RegistryClient:
             finally:
                 response.close()
         raw = bytes(data)
-        media_type = _media_type(response.headers.get("Content-Type"))
+        media_type = media_type_of(response.headers.get("Content-Type"))
         if not (mt.is_manifest(media_type) or mt.is_index(media_type)):
-            media_type = _sniff_media_type(raw, str(ref))
+            media_type = sniff_media_type(raw, str(ref))
         doc = Document(raw, media_type)
         if ref.digest is not None and doc.digest != ref.digest:
             raise DigestMismatch(str(ref.digest), str(doc.digest), f"manifest {ref}")
@@ -320,7 +301,7 @@ class RegistryClient:
         )
         if response.status_code == 404:
             return None
-        media_type = _media_type(response.headers.get("Content-Type"))
+        media_type = media_type_of(response.headers.get("Content-Type"))
         announced = response.headers.get("Docker-Content-Digest")
         length = response.headers.get("Content-Length")
         if (
@@ -521,7 +502,7 @@ class RegistryClient:
                 else:
                     response = self._send("POST", uploads, ref.registry, ok=(202,), scopes=scopes)
                     response.close()
-                self._upload(ref, desc, opener, _location(response), scopes)
+                self._upload(ref, desc, opener, upload_location(response), scopes)
                 return True
             except (RegistryError, TransportError) as e:
                 restart = e.temporary or bool(_UPLOAD_RESTART_CODES & set(e.codes))
@@ -566,7 +547,7 @@ class RegistryClient:
                         retry=False,  # a half-applied PATCH cannot be replayed: restart instead
                     )
                     response.close()
-                    location = _location(response)
+                    location = upload_location(response)
                     offset += len(chunk)
                 if source.read(1):
                     raise DigestMismatch(f"{desc.size} bytes", f"more than {desc.size} bytes", what)
@@ -582,30 +563,6 @@ class RegistryClient:
             retry=False,
         )
         response.close()
-
-
-def _location(response: httpx.Response) -> httpx.URL:
-    location = response.headers.get("Location")
-    if not location:
-        raise RegistryError(
-            f"{response.request.method} {redact_url(response.url)}: "
-            "the registry opened an upload without a Location",
-            status=response.status_code,
-        )
-    return response.url.join(location)
-
-
-def _sniff_media_type(data: bytes, where: str) -> str:
-    try:
-        obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidDocument(f"the manifest of {where} is not JSON") from None
-    if not isinstance(obj, dict):
-        raise InvalidDocument(f"the manifest of {where} is not a JSON object")
-    declared = obj.get("mediaType")
-    if isinstance(declared, str) and (mt.is_manifest(declared) or mt.is_index(declared)):
-        return declared
-    return mt.OCI_INDEX if "manifests" in obj else mt.OCI_MANIFEST
 
 
 __all__ = ["MAX_MANIFEST", "RegistryClient", "api_host"]

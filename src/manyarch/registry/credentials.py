@@ -78,9 +78,9 @@ def _load(config_dir: Path) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except OSError as e:
-        raise InvalidInput(f"cannot read {path}: {e.strerror}") from None
+        raise InvalidInput(f"cannot read {path}: {e.strerror}") from e
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InvalidInput(f"{path} is not valid JSON: {e}") from None
+        raise InvalidInput(f"{path} is not valid JSON: {e}") from e
     if not isinstance(data, dict):
         raise InvalidInput(f"{path} is not a JSON object")
     return data
@@ -96,6 +96,7 @@ def _from_entry(entry: Any, where: str) -> Credentials:
         try:
             decoded = base64.b64decode(str(auth), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
+            # not chained: a decoding error quotes bytes of the secret
             raise InvalidInput(
                 f"{where}: the 'auth' value is not base64 of user:password",
                 "log in again to rewrite it",
@@ -117,10 +118,10 @@ def run_helper(helper: str, server: str) -> Credentials:
             timeout=60,
             check=False,
         )
-    except FileNotFoundError:
-        raise ToolMissing(program) from None
-    except subprocess.TimeoutExpired:
-        raise AuthError(f"{program} did not answer within 60 s") from None
+    except FileNotFoundError as e:
+        raise ToolMissing(program) from e
+    except subprocess.TimeoutExpired as e:
+        raise AuthError(f"{program} did not answer within 60 s") from e
     if proc.returncode != 0:
         out = proc.stdout.decode(errors="replace").strip()
         # The helper protocol's "not found" message: anonymous access, not an error.
@@ -133,8 +134,8 @@ def run_helper(helper: str, server: str) -> Credentials:
     try:
         data = json.loads(proc.stdout)
         username, secret = str(data["Username"]), str(data["Secret"])
-    except (ValueError, KeyError, TypeError):
-        raise AuthError(f"{program} get did not answer with credentials JSON") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise AuthError(f"{program} get did not answer with credentials JSON") from e
     if username == "<token>":
         return Credentials(identity_token=secret)
     return Credentials(username, secret)

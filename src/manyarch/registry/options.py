@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from manyarch._version import __version__
-from manyarch.errors import InvalidInput, ManyarchError, UsageError
+from manyarch.errors import InvalidArgument, InvalidInput, ManyarchError
 
 #: The host that ``docker.io`` references are pulled from.
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -33,7 +33,7 @@ DOCKER_HUB_API = "registry-1.docker.io"
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
 
 
-def _check_host(entry: str, what: str, error: type[ManyarchError] = UsageError) -> str:
+def _check_host(entry: str, what: str, error: type[ManyarchError] = InvalidArgument) -> str:
     entry = entry.strip()
     if "/" in entry and "://" not in entry:
         try:
@@ -82,25 +82,27 @@ class RegistryOptions:
         for name in ("insecure", "skip_verify"):
             value = getattr(self, name)
             if isinstance(value, str):
-                raise UsageError(f"RegistryOptions.{name} must be a set of hosts, not a string")
+                raise InvalidArgument(
+                    f"RegistryOptions.{name} must be a set of hosts, not a string"
+                )
             object.__setattr__(
                 self, name, frozenset(_check_host(h, "insecure registry") for h in value)
             )
         if self.jobs < 1:
-            raise UsageError(f"jobs must be at least 1, not {self.jobs}")
+            raise InvalidArgument(f"jobs must be at least 1, not {self.jobs}")
         if self.retries < 0:
-            raise UsageError(f"retries cannot be negative ({self.retries})")
+            raise InvalidArgument(f"retries cannot be negative ({self.retries})")
         if self.backoff <= 0 or self.backoff_max < self.backoff:
-            raise UsageError(
+            raise InvalidArgument(
                 f"back-off {self.backoff}s..{self.backoff_max}s is not a range",
                 "the first delay must be positive and not above the longest one",
             )
         if self.timeout <= 0:
-            raise UsageError(f"timeout must be positive, not {self.timeout}")
+            raise InvalidArgument(f"timeout must be positive, not {self.timeout}")
         if self.chunk_size < 1:
-            raise UsageError(f"chunk size must be positive, not {self.chunk_size}")
+            raise InvalidArgument(f"chunk size must be positive, not {self.chunk_size}")
         if self.monolithic_max < 0:
-            raise UsageError(f"monolithic_max cannot be negative ({self.monolithic_max})")
+            raise InvalidArgument(f"monolithic_max cannot be negative ({self.monolithic_max})")
 
     def with_hosts(self, hosts: RegistryHosts) -> RegistryOptions:
         """A copy that also trusts the insecure hosts of a configuration file."""
@@ -180,14 +182,14 @@ def _read(path: Path, what: str) -> bytes:
     try:
         return path.read_bytes()
     except OSError as e:
-        raise InvalidInput(f"cannot read {what} {path}: {e.strerror}") from None
+        raise InvalidInput(f"cannot read {what} {path}: {e.strerror}") from e
 
 
 def _registry_tables(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(_read(path, "buildkitd.toml").decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise InvalidInput(f"{path} is not valid TOML: {e}") from None
+        raise InvalidInput(f"{path} is not valid TOML: {e}") from e
     registries = data.get("registry", {})
     if not isinstance(registries, dict):
         raise InvalidInput(f"{path}: [registry] is not a table")
@@ -212,7 +214,7 @@ def load_registry_hosts(
         try:
             data = json.loads(_read(daemon_json, "daemon.json"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InvalidInput(f"{daemon_json} is not valid JSON: {e}") from None
+            raise InvalidInput(f"{daemon_json} is not valid JSON: {e}") from e
         entries = data.get("insecure-registries", []) if isinstance(data, dict) else None
         if not isinstance(entries, list) or not all(isinstance(x, str) for x in entries):
             raise InvalidInput(f"{daemon_json}: insecure-registries is not a list of strings")

@@ -12,27 +12,30 @@ docker, pulling another platform of the same reference moves the tag.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
-import tarfile
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
-from manyarch.errors import InvalidReference, NotFound, PlatformNotFound, UsageError
+from manyarch.errors import InvalidArgument, InvalidReference, NotFound, PlatformNotFound
 from manyarch.images import (
     LayoutSink,
     LayoutSource,
+    TransferEvent,
+    TransferProgress,
+    TransferStatus,
     copy,
     copy_blobs,
+    copy_tree,
     open_source,
     parse_top,
     resolve_image,
 )
-from manyarch.layout import Layout, export_tar
+from manyarch.layout import Layout, export_docker_archive, export_tar
+from manyarch.layout.dockerarchive import CONTAINERD_NAME, DockerImage
 from manyarch.oci import mediatypes as mt
 from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Descriptor, ImageConfig, Index, Manifest
@@ -42,12 +45,8 @@ from manyarch.oci.reference import AnyReference, LayoutReference, Reference, par
 if TYPE_CHECKING:
     from manyarch.registry import RegistryClient
 
-Progress = Callable[[str], None]
-
 #: Annotation on a store entry: the digest the reference resolved to when pulled.
 REPO_DIGEST = "io.manyarch.repo.digest"
-#: Annotation docker (25+) and containerd put on ``docker save`` entries.
-CONTAINERD_NAME = "io.containerd.image.name"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._/-]+")
 
@@ -212,40 +211,40 @@ def lookup(store: Layout, text: str) -> list[LocalImage]:
 
 def pull(
     ref: AnyReference,
-    client: Callable[[], RegistryClient],
+    client: RegistryClient | None,
     *,
     platform: Platform | None = None,
     store: Layout,
     jobs: int = 4,
-    progress: Progress | None = None,
+    progress: TransferProgress | None = None,
 ) -> PullResult:
     """Store the image ``ref`` names for ``platform`` (the host's by default).
 
     Only the blobs the store lacks are fetched, ``jobs`` at a time. An index
     without the platform raises :class:`PlatformNotFound` listing those it has.
+    ``client`` is needed for a registry reference.
     """
+    name = store_name(ref)
+
+    def tell(status: TransferStatus, digest: Digest | None = None, size: int = 0) -> None:
+        if progress is not None:
+            progress(TransferEvent(name, status, digest, size))
+
+    tell("pulling")
     source = open_source(ref, client)
     wanted = platform or host_platform()
     image = resolve_image(source, wanted)
     resolved = source.root().digest
-    name = store_name(ref)
     before = find_local(store, name, None)
     sink = LayoutSink(store)
     layers = list(image.manifest.layers)
     missing = [d for d in layers if not store.has_blob(d.digest)]
-    if progress:
-        for d in layers:
-            if d not in missing:
-                progress(f"{d.digest.short}: Already exists")
-
-    def note(line: str) -> None:
-        short, _, what = line.partition(": ")
-        if progress and what.startswith("copied"):
-            progress(f"{short}: Pull complete")
-
+    for d in layers:
+        if d not in missing:
+            tell("exists", d.digest, d.size)
     with store.lease():
         copy_blobs(source, sink, [image.manifest.config], jobs=1)
-        copy_blobs(source, sink, missing, jobs=jobs, progress=note)
+        copy_blobs(source, sink, missing, jobs=jobs, progress=progress)
         store.put_document(image.manifest_doc)
         platform_of = image.descriptor.platform or image.platform
         desc = Descriptor.of(image.manifest_doc, platform=platform_of)
@@ -255,7 +254,49 @@ def pull(
     if stored is None:  # pragma: no cover - we just wrote it
         raise NotFound(f"{name} vanished from the store while it was pulled")
     up_to_date = before is not None and before.descriptor.digest == desc.digest and not missing
+    tell("up-to-date" if up_to_date else "pulled", resolved)
     return PullResult(stored, resolved, up_to_date, len(missing))
+
+
+#: When ``run`` pulls: when the image is not in the local store, always, or never.
+PullPolicy = Literal["missing", "always", "never"]
+PULL_POLICIES: tuple[PullPolicy, ...] = ("missing", "always", "never")
+
+
+def image_for_run(
+    ref: AnyReference,
+    client: RegistryClient | None,
+    *,
+    platform: Platform | None = None,
+    store: Layout,
+    policy: PullPolicy = "missing",
+    jobs: int = 4,
+    progress: TransferProgress | None = None,
+) -> LocalImage:
+    """The local image ``ref`` names for ``platform``, pulled as ``policy`` says (docker's rule).
+
+    ``missing`` pulls when the store has no image of that name for the
+    platform (telling ``progress`` so first when it has none at all);
+    ``always`` pulls every time; ``never`` raises :class:`NotFound` instead.
+    """
+    if policy not in PULL_POLICIES:
+        raise InvalidArgument(f"unknown pull policy {policy!r}", "use missing, always or never")
+    name = store_name(ref)
+    image = None if policy == "always" else find_local(store, name, platform)
+    if image is not None:
+        return image
+    if policy == "never":
+        raise NotFound(
+            f"no image {_display(ref)} for {platform or 'this platform'} in the local store",
+            f"pull it first: manyarch pull {_display(ref)}",
+        )
+    if policy == "missing" and progress is not None and find_local(store, name, None) is None:
+        progress(TransferEvent(name, "missing"))
+    return pull(ref, client, platform=platform, store=store, jobs=jobs, progress=progress).image
+
+
+def _display(ref: AnyReference) -> str:
+    return ref.familiar if isinstance(ref, Reference) else str(ref)
 
 
 def remove(store: Layout, text: str) -> list[LocalImage]:
@@ -272,7 +313,7 @@ def remove(store: Layout, text: str) -> list[LocalImage]:
 
 
 def prune(store: Layout) -> list[Digest]:
-    """Remove blobs no tag reaches (the builder's cache included)."""
+    """Remove blobs no tag reaches (the build cache's layers in the store included)."""
     return store.gc()
 
 
@@ -284,7 +325,7 @@ def save(
     platform: Platform | None = None,
     docker: bool = False,
 ) -> list[str]:
-    """Write the named images to an OCI archive (with docker's manifest.json when ``docker``).
+    """Write the named images to an OCI archive (``docker save``'s format when ``docker``).
 
     A docker archive holds one platform per image: the one asked for, else the host's.
     """
@@ -310,53 +351,37 @@ def save(
         by_name: dict[str, list[LocalImage]] = {}
         for img in chosen:
             by_name.setdefault(img.name, []).append(img)
-        entries: list[dict[str, object]] = []
+        singles: list[DockerImage] = []
         for name, imgs in by_name.items():
             if len(imgs) == 1:
                 img = imgs[0]
-                source = LayoutSource(store, str(img.descriptor.digest))
-                copy(source, sink, tag=None)
-                desc = img.descriptor.with_annotations(**{CONTAINERD_NAME: name})
-                out.tag(name, desc)
-                entries.append(_docker_entry(img))
+                copy_tree(LayoutSource(store, str(img.descriptor.digest)), sink, img.descriptor)
+                out.tag(name, img.descriptor.with_annotations(**{CONTAINERD_NAME: name}))
+                singles.append((img.descriptor, _repo_tags(name)))
             else:
                 source = LayoutSource(store, name)
                 copy(source, sink, tag=name, platforms=[i.platform for i in imgs])
             names.append(name)
-        export_tar(out, dest)
         if docker:
-            with tarfile.open(dest, "a") as tar:
-                data = json.dumps(entries, separators=(",", ":")).encode()
-                info = tarfile.TarInfo("manifest.json")
-                info.size = len(data)
-                info.mode = 0o644
-                import io
-
-                tar.addfile(info, io.BytesIO(data))
+            export_docker_archive(out, dest, singles)
+        else:
+            export_tar(out, dest)
     return names
 
 
-def _docker_entry(img: LocalImage) -> dict[str, object]:
-    def path(d: Digest) -> str:
-        return f"blobs/{d.algorithm}/{d.hex}"
-
-    familiar = img.name
+def _repo_tags(name: str) -> list[Reference]:
+    """The names ``docker load`` gives an image stored as ``name`` (none for a digest)."""
     try:
-        ref = Reference.parse(img.name)
-        familiar = ref.familiar
+        ref = Reference.parse(name)
     except InvalidReference:
-        pass
-    return {
-        "Config": path(img.config_digest),
-        "RepoTags": [familiar] if ":" in familiar.rsplit("/", 1)[-1] else [],
-        "Layers": [path(d.digest) for d in img.manifest.layers],
-    }
+        return []
+    return [ref] if ref.tag else []
 
 
 def load(store: Layout, src: Path) -> list[str]:
     """Import an OCI archive (``manyarch save``, ``docker save`` 25+); returns what it tagged."""
     if not src.is_file():
-        raise UsageError(f"{src} does not exist", "give the archive with -i FILE.tar")
+        raise InvalidArgument(f"{src} does not exist", "check the path of the archive")
     before = {(n, d.digest) for n, d in store.tags()}
     with store.lease():
         from manyarch.layout.archive import import_tar

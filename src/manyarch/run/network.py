@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from manyarch.errors import SandboxError, ToolMissing, UsageError
+from manyarch.errors import InvalidArgument, SandboxError, ToolMissing
 
 _PORT = re.compile(
     r"^(?:(?P<ip>\[[0-9A-Fa-f:.]+\]|\d+\.\d+\.\d+\.\d+):)?(?:(?P<host>\d*):)?(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$"
@@ -47,14 +47,14 @@ class PortMapping:
         """Parse docker's ``-p`` syntax; without a host port (``-p 80``) it is 0: any free one."""
         m = _PORT.match(text.strip())
         if not m:
-            raise UsageError(
+            raise InvalidArgument(
                 f"invalid port mapping {text!r}",
-                "write -p HOST:CONTAINER (e.g. -p 8080:80), optionally IP: before and /udp after",
+                "write HOST:CONTAINER (e.g. 8080:80), optionally IP: before and /udp after",
             )
         host, ctr = int(m.group("host") or 0), int(m.group("ctr"))
         for p in (host, ctr) if m.group("host") else (ctr,):
             if not 0 < p < 65536:
-                raise UsageError(f"invalid port {p} in {text!r}", "ports are 1 to 65535")
+                raise InvalidArgument(f"invalid port {p} in {text!r}", "ports are 1 to 65535")
         ip = (m.group("ip") or "").strip("[]")
         return cls(host, ctr, m.group("proto") or "tcp", ip)
 

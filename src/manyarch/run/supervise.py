@@ -13,7 +13,8 @@ import signal
 from collections.abc import Sequence
 from pathlib import Path
 
-from manyarch.run.container import ContainerState, Supervisor, reap
+from manyarch.run.container import ContainerState
+from manyarch.run.supervisor import Supervisor, reap
 
 
 def main(argv: Sequence[str]) -> int:

@@ -191,7 +191,7 @@ def _ensure_mountpoint(
         if created is not None:
             created.append(target)
     except OSError as e:
-        raise SandboxError(f"cannot create mount point /{rel} in the rootfs: {e}") from None
+        raise SandboxError(f"cannot create mount point /{rel} in the rootfs: {e}") from e
 
 
 def remove_created(created: list[Path]) -> None:
@@ -300,7 +300,7 @@ def _write_identity_map(pid: int) -> None:
             raise SandboxError(
                 f"cannot map the sandbox's users ({name} of process {pid}): {e.strerror}",
                 "running a non-root USER needs root (or sudo) for the build",
-            ) from None
+            ) from e
 
 
 def run(

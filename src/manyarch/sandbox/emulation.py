@@ -164,7 +164,7 @@ def install(arch: str) -> Handler:
         raise EmulationError(
             f"cannot register {name}: {e}",
             f"registering needs root and a writable {BINFMT_DIR}/register",
-        ) from None
+        ) from e
     h = handler_for(arch)
     if h is None:
         raise EmulationError(

@@ -18,6 +18,6 @@ and an unzip. For a RUN line that is only ``pip install`` (``pip``, ``pip3``,
    shebang, with pip's ``INSTALLER`` and ``REQUESTED`` markers.
 
 A requirement without a wheel for the target raises :class:`NativePipUnavailable`
-before the rootfs is touched; :mod:`.interceptor` then lets the builder run the
+before the rootfs is touched; :mod:`.interceptor` then lets the executor run the
 line under emulation.
 """

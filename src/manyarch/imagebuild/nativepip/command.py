@@ -12,6 +12,9 @@ command substitution, redirections) is a :class:`Fallback` with the reason.
 
 from __future__ import annotations
 
+import glob
+import os
+import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +28,7 @@ _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class NativePipUnavailable(ManyarchError):
-    """The native path cannot do this RUN exactly; the builder emulates it instead."""
+    """The native path cannot do this RUN exactly; the executor emulates it instead."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ class NativePip:
 def plan_run(
     argv: Sequence[str], shell_form: bool, env: Mapping[str, str], workdir: str
 ) -> NativePip | Fallback:
-    """Decide whether a RUN (its argv as the builder runs it) can run natively."""
+    """Decide whether a RUN (its argv as the executor runs it) can run natively."""
     if shell_form:
         if len(argv) != 3 or argv[1] != "-c" or Path(argv[0]).name not in ("sh", "bash", "dash"):
             return Fallback("not a /bin/sh -c command")
@@ -157,6 +160,42 @@ def is_pip(name: str) -> bool:
 _OPERATORS = ("&&", "||", ";;", ";", "|", "&", "(", ")", "<", ">")
 
 
+class _Words:
+    """The commands and the word being split."""
+
+    def __init__(self) -> None:
+        self.commands: list[list[Word]] = [[]]
+        self.cur: list[str] = []
+        self.in_word = False
+        self.glob = False
+
+    def end(self) -> None:
+        """The current word is complete (if there is one)."""
+        if self.in_word:
+            self.commands[-1].append(Word("".join(self.cur), self.glob))
+        self.cur, self.in_word, self.glob = [], False, False
+
+    def add(self, text: str, glob: bool = False) -> None:
+        """More of the current word (quoted text is a word even when empty)."""
+        self.in_word = True
+        self.cur.append(text)
+        self.glob = self.glob or glob
+
+    def fields(self, value: str) -> None:
+        """An unquoted expansion: split on blanks, each field may be a glob."""
+        pieces = value.split()
+        if not pieces:
+            return  # an empty unquoted expansion adds nothing
+        if value[:1].isspace():
+            self.end()
+        for k, p in enumerate(pieces):
+            if k:
+                self.end()
+            self.add(p, any(ch in p for ch in "*?["))
+        if value[-1:].isspace():
+            self.end()
+
+
 def split_shell(text: str, env: Mapping[str, str]) -> list[list[Word]] | Fallback:
     """``sh -c TEXT`` as simple commands joined by ``&&`` or ``;``, their words expanded.
 
@@ -164,116 +203,82 @@ def split_shell(text: str, env: Mapping[str, str]) -> list[list[Word]] | Fallbac
     ``${NAME:-x}``/``${NAME-x}``) outside single quotes, unset names empty,
     unquoted expansions split on blanks; a comment runs to the end of the line.
     """
-    commands: list[list[Word]] = [[]]
+    w = _Words()
     i, n = 0, len(text)
-    cur: list[str] = []
-    in_word = False
-    glob = False
-
-    def end_word() -> None:
-        nonlocal cur, in_word, glob
-        if in_word:
-            commands[-1].append(Word("".join(cur), glob))
-        cur, in_word, glob = [], False, False
-
     while i < n:
         c = text[i]
         if c in " \t\n":
-            end_word()
+            w.end()
             i += 1
-            continue
-        if c == "#" and not in_word:
+        elif c == "#" and not w.in_word:
             while i < n and text[i] != "\n":
                 i += 1
-            continue
-        op = next((o for o in _OPERATORS if text.startswith(o, i)), None)
-        if op is not None:
-            end_word()
+        elif (op := next((o for o in _OPERATORS if text.startswith(o, i)), None)) is not None:
+            w.end()
             if op not in ("&&", ";"):
                 return Fallback(f"shell operator {op!r} (only && and ; are understood)")
-            if not commands[-1]:
+            if not w.commands[-1]:
                 return Fallback(f"empty command before {op!r}")
-            commands.append([])
+            w.commands.append([])
             i += len(op)
-            continue
-        if c == "\\" and i + 1 < n and text[i + 1] == "\n":
-            i += 2
-            continue
-        if c != "$":
-            in_word = True
-        if c == "\\":
-            cur.append(text[i + 1] if i + 1 < n else "\\")
+        elif c == "\\":
+            if text[i + 1 : i + 2] != "\n":  # a backslash-newline joins lines
+                w.add(text[i + 1] if i + 1 < n else "\\")
             i += 2
         elif c == "'":
             j = text.find("'", i + 1)
             if j < 0:
                 return Fallback("shell syntax: no closing quote")
-            cur.append(text[i + 1 : j])
+            w.add(text[i + 1 : j])
             i = j + 1
-        elif c == '"':
-            i += 1
-            while True:
-                if i >= n:
-                    return Fallback("shell syntax: no closing quote")
-                d = text[i]
-                if d == '"':
-                    i += 1
-                    break
-                if d == "\\" and i + 1 < n and text[i + 1] in '$`"\\\n':
-                    if text[i + 1] != "\n":
-                        cur.append(text[i + 1])
-                    i += 2
-                elif d == "$":
-                    got = _expand(text, i, env)
-                    if isinstance(got, Fallback):
-                        return got
-                    value, i = got
-                    cur.append(value)
-                elif d == "`":
-                    return Fallback("command substitution in the command")
-                else:
-                    cur.append(d)
-                    i += 1
-        elif c == "$":
-            got = _expand(text, i, env)
+        elif c in '"$':
+            got = _double_quoted(text, i + 1, env) if c == '"' else _expand(text, i, env)
             if isinstance(got, Fallback):
                 return got
             value, i = got
-            # an unquoted expansion is split into fields (and may be globbed)
-            pieces = value.split()
-            if not pieces:
-                continue  # an empty unquoted expansion adds nothing
-            if value[:1].isspace():
-                end_word()
-            in_word = True
-            cur.append(pieces[0])
-            glob = glob or any(ch in pieces[0] for ch in "*?[")
-            for p in pieces[1:]:
-                end_word()
-                in_word = True
-                cur.append(p)
-                glob = any(ch in p for ch in "*?[")
-            if value[-1:].isspace():
-                end_word()
+            w.add(value) if c == '"' else w.fields(value)
         elif c == "`":
             return Fallback("command substitution in the command")
-        elif c in "*?[":
-            glob = True
-            cur.append(c)
-            i += 1
-        elif c == "~" and not cur:
+        elif c == "~" and not w.cur:
             return Fallback("~ expansion in the command")
         elif c == "{" and "}" in text[i:] and "," in text[i : text.find("}", i)]:
             return Fallback("brace expansion in the command")
         else:
-            cur.append(c)
+            w.add(c, c in "*?[")
             i += 1
-    end_word()
-    if not commands[-1]:
-        if len(commands) == 1:
+    w.end()
+    if not w.commands[-1]:
+        if len(w.commands) == 1:
             return Fallback("empty command")
-        commands.pop()  # a trailing ;
-    return commands
+        w.commands.pop()  # a trailing ;
+    return w.commands
+
+
+def _double_quoted(text: str, i: int, env: Mapping[str, str]) -> tuple[str, int] | Fallback:
+    """The text of a double-quoted string starting at ``text[i]``, and the index after it."""
+    n = len(text)
+    out: list[str] = []
+    while True:
+        if i >= n:
+            return Fallback("shell syntax: no closing quote")
+        d = text[i]
+        if d == '"':
+            return "".join(out), i + 1
+        if d == "\\" and i + 1 < n and text[i + 1] in '$`"\\\n':
+            if text[i + 1] != "\n":
+                out.append(text[i + 1])
+            i += 2
+        elif d == "$":
+            got = _expand(text, i, env)
+            if isinstance(got, Fallback):
+                return got
+            value, i = got
+            out.append(value)
+        elif d == "`":
+            return Fallback("command substitution in the command")
+        else:
+            out.append(d)
+            i += 1
 
 
 def _expand(text: str, i: int, env: Mapping[str, str]) -> tuple[str, int] | Fallback:
@@ -303,3 +308,29 @@ def _expand(text: str, i: int, env: Mapping[str, str]) -> tuple[str, int] | Fall
     if m:
         return env.get(m.group(0), ""), m.end()
     return Fallback(f"shell expansion ${c}")
+
+
+def expand_words(words: Sequence[Word], rootfs: Path, workdir: str) -> list[str]:
+    """Glob words expanded against the image's files, as the step's shell would."""
+    out: list[str] = []
+    for w in words:
+        if not w.glob:
+            out.append(w.text)
+            continue
+        absolute = w.text.startswith("/")
+        base = rootfs.resolve()
+        pattern = w.text if absolute else posixpath.join(workdir, w.text)
+        host_pattern = str(base) + posixpath.normpath("/" + pattern)
+        found = sorted(glob.glob(host_pattern))
+        if not found:
+            out.append(w.text)  # sh leaves an unmatched pattern as it is
+            continue
+        for f in found:
+            image = "/" + os.path.relpath(f, base)
+            out.append(image if absolute else os.path.relpath(image, workdir))
+    return out
+
+
+def image_path(path: str, workdir: str) -> str:
+    """``path`` (relative to ``workdir``) as a normalised absolute image path."""
+    return posixpath.normpath(path if path.startswith("/") else posixpath.join(workdir, path))

@@ -1,4 +1,4 @@
-"""The builder's hook: a foreign platform's Python install line done on the host.
+"""The executor's hook: a foreign platform's Python install line done on the host.
 
 Every RUN line of a foreign platform gets one progress line saying how it
 runs: ``native: ...`` (what was installed, by which python) or
@@ -28,7 +28,7 @@ OUTPUT_VERSION = 3
 
 
 class NativePipInterceptor:
-    """The builder's interceptor: a Python install line done on the host, else None."""
+    """The executor's interceptor: a Python install line done on the host, else None."""
 
     def __init__(self, cache_dir: Path) -> None:
         self.cache_dir = cache_dir
@@ -37,7 +37,7 @@ class NativePipInterceptor:
         self.fallbacks: list[str] = []
 
     def __call__(self, ctx: StepContext) -> Ran | None:
-        """Install natively and return :data:`RAN`, or None (the builder emulates)."""
+        """Install natively and return :data:`RAN`, or None (the executor emulates)."""
         step = ctx.step
         if not isinstance(step, df.RunStep) or ctx.sandbox is None:
             return None

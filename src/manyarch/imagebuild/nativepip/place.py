@@ -123,125 +123,163 @@ def place_wheel(
 ) -> Placed:
     """Install ``wheel`` into ``rootfs`` with ``scheme`` (image paths), as pip would."""
     with zipfile.ZipFile(wheel) as zf:
-        names = zf.namelist()
-        info_dir = next(n.split("/")[0] for n in names if n.split("/")[0].endswith(".dist-info"))
-        wheel_meta = Parser().parsestr(zf.read(f"{info_dir}/WHEEL").decode())
-        name = Parser().parsestr(zf.read(f"{info_dir}/METADATA").decode("utf-8", "replace"))["Name"]
-        purelib = wheel_meta.get("Root-Is-Purelib", "").lower() == "true"
-        lib = scheme["purelib" if purelib else "platlib"]
-        sch = {k: v.replace("@DIST@", name) for k, v in scheme.items()}
-        try:
-            console, gui = _entry_points(zf.read(f"{info_dir}/entry_points.txt").decode())
-        except KeyError:
-            console, gui = {}, {}
-        installed: dict[str, str] = {}
-        changed: set[str] = set()
-        made: set[Path] = set()
-
-        dirs: dict[str, Path] = {}
-
-        def host(image_path: str) -> Path:
-            d = posixpath.dirname(image_path)
-            if d not in dirs:
-                dirs[d] = resolve_in_root(rootfs, d)
-            return dirs[d] / posixpath.basename(image_path)
-
-        def rel(image_path: str) -> str:
-            return posixpath.relpath(image_path, lib)
-
-        root_files = [n for n in names if not n.endswith("/") and not _is_data(n)]
-        data_files = [n for n in names if not n.endswith("/") and _is_data(n)]
-        scripts = [n for n in data_files if _is_script(n)]
-        others = [n for n in data_files if not _is_script(n)]
-        for n in root_files + others + scripts:
-            is_script = n in scripts
-            if _is_data(n):
-                parts = posixpath.normpath(n).split("/", 2)
-                if len(parts) < 3 or parts[1] not in sch:
-                    raise NativePipUnavailable(f"{wheel.name}: unexpected file {n}")
-                base = sch[parts[1]]
-                dest = posixpath.normpath(posixpath.join(base, parts[2]))
-                if is_script and _wrapper_of(posixpath.basename(dest), console, gui):
-                    continue  # setuptools' own wrappers: pip writes its own
-            else:
-                base = lib
-                dest = posixpath.normpath(posixpath.join(lib, n))
-            if not (dest + "/").startswith(base.rstrip("/") + "/"):
-                raise NativePipUnavailable(f"{wheel.name}: {n} would be written outside {base}")
-            target = host(dest)
-            if target.parent not in made:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                made.add(target.parent)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(target)  # pip unlinks first: a file two wheels ship is replaced
-            zi = zf.getinfo(n)
-            data = zf.read(zi)
-            modified = False
-            if is_script and data.startswith(b"#!python"):
-                rest = data.split(b"\n", 1)[1] if b"\n" in data else b""
-                data = b"#!" + executable.encode() + b"\n" + rest
-                modified = True
-            mode = zi.external_attr >> 16
-            _write(target, data, _EXEC_MODE if mode & 0o111 and stat.S_ISREG(mode) else _FILE_MODE)
-            installed[n] = rel(dest)
-            if modified:
-                changed.add(rel(dest))
-        modules = sorted(
-            {
-                posixpath.normpath(posixpath.join(lib, p))
-                for p in installed.values()
-                if p.endswith(".py")
-            }
-        )
-        generated: list[str] = []
-        head = shebang(executable)
-        template = facts.script_template
-        specs = [(s, v, False) for s, v in _console_specs(console, facts.xy)]
-        specs += [(s, v, True) for s, v in gui.items()]
-        for script, value, _gui in specs:
-            module, _, func = value.partition(":")
-            func = func.strip()
-            body = template % {
-                "module": module.strip(),
-                "import_name": func.split(".")[0],
-                "func": func,
-            }
-            dest = posixpath.join(sch["scripts"], script)
-            target = host(dest)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.is_symlink() or target.exists():
-                target.unlink()
-            target.write_bytes(head + body.encode())
-            os.chmod(target, _EXEC_MODE)
-            generated.append(dest)
-        dinfo = posixpath.join(lib, info_dir)
+        placer = _Placer(rootfs, wheel, zf, scheme, executable)
+        placer.files()
+        placer.scripts(facts)
         extra = [("INSTALLER", b"pip\n")]
         if direct_url is not None:
             extra.append(("direct_url.json", direct_url.encode()))
         if requested:
             extra.append(("REQUESTED", b""))
-        for fname, content in extra:
-            target = host(f"{dinfo}/{fname}")
+        placer.metadata(extra)
+        record = placer.record()
+    modules = {posixpath.normpath(posixpath.join(placer.lib, p)) for p in placer.installed.values()}
+    return Placed(
+        canonical(placer.name), record, placer.lib, sorted(m for m in modules if m.endswith(".py"))
+    )
+
+
+class _Placer:
+    """One wheel placed as ``pip/_internal/operations/install/wheel.py`` places it."""
+
+    def __init__(
+        self,
+        rootfs: Path,
+        wheel: Path,
+        zf: zipfile.ZipFile,
+        scheme: Mapping[str, str],
+        executable: str,
+    ) -> None:
+        self.rootfs, self.wheel, self.zf, self.executable = rootfs, wheel, zf, executable
+        self.names = zf.namelist()
+        self.info_dir = next(
+            n.split("/")[0] for n in self.names if n.split("/")[0].endswith(".dist-info")
+        )
+        wheel_meta = Parser().parsestr(zf.read(f"{self.info_dir}/WHEEL").decode())
+        meta = zf.read(f"{self.info_dir}/METADATA").decode("utf-8", "replace")
+        self.name = str(Parser().parsestr(meta)["Name"])
+        purelib = wheel_meta.get("Root-Is-Purelib", "").lower() == "true"
+        self.lib = scheme["purelib" if purelib else "platlib"]
+        self.scheme = {k: v.replace("@DIST@", self.name) for k, v in scheme.items()}
+        try:
+            entry_points = zf.read(f"{self.info_dir}/entry_points.txt").decode()
+            self.console, self.gui = _entry_points(entry_points)
+        except KeyError:
+            self.console, self.gui = {}, {}
+        #: wheel RECORD path -> installed RECORD path (relative to lib)
+        self.installed: dict[str, str] = {}
+        self.changed: set[str] = set()
+        self.generated: list[str] = []
+        self._dirs: dict[str, Path] = {}
+        self._made: set[Path] = set()
+
+    def host(self, image_path: str) -> Path:
+        """Where an image path is on the host (each directory resolved once)."""
+        d = posixpath.dirname(image_path)
+        if d not in self._dirs:
+            self._dirs[d] = resolve_in_root(self.rootfs, d)
+        return self._dirs[d] / posixpath.basename(image_path)
+
+    def rel(self, image_path: str) -> str:
+        """A path as RECORD lists it: relative to the lib directory."""
+        return posixpath.relpath(image_path, self.lib)
+
+    def files(self) -> None:
+        """The wheel's files in pip's order: lib, then .data, then .data/scripts."""
+        names = [n for n in self.names if not n.endswith("/")]
+        data = [n for n in names if _is_data(n)]
+        scripts = [n for n in data if _is_script(n)]
+        ordered = [n for n in names if not _is_data(n)] + [n for n in data if n not in scripts]
+        for n in ordered + scripts:
+            dest = self._destination(n, n in scripts)
+            if dest is not None:
+                self._file(n, dest, n in scripts)
+
+    def _destination(self, n: str, is_script: bool) -> str | None:
+        if _is_data(n):
+            parts = posixpath.normpath(n).split("/", 2)
+            if len(parts) < 3 or parts[1] not in self.scheme:
+                raise NativePipUnavailable(f"{self.wheel.name}: unexpected file {n}")
+            base = self.scheme[parts[1]]
+            dest = posixpath.normpath(posixpath.join(base, parts[2]))
+            if is_script and _wrapper_of(posixpath.basename(dest), self.console, self.gui):
+                return None  # setuptools' own wrappers: pip writes its own
+        else:
+            base = self.lib
+            dest = posixpath.normpath(posixpath.join(self.lib, n))
+        if not (dest + "/").startswith(base.rstrip("/") + "/"):
+            raise NativePipUnavailable(f"{self.wheel.name}: {n} would be written outside {base}")
+        return dest
+
+    def _file(self, n: str, dest: str, is_script: bool) -> None:
+        target = self.host(dest)
+        if target.parent not in self._made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(target.parent)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target)  # pip unlinks first: a file two wheels ship is replaced
+        zi = self.zf.getinfo(n)
+        data = self.zf.read(zi)
+        if is_script and data.startswith(b"#!python"):
+            rest = data.split(b"\n", 1)[1] if b"\n" in data else b""
+            data = b"#!" + self.executable.encode() + b"\n" + rest
+            self.changed.add(self.rel(dest))
+        mode = zi.external_attr >> 16
+        _write(target, data, _EXEC_MODE if mode & 0o111 and stat.S_ISREG(mode) else _FILE_MODE)
+        self.installed[n] = self.rel(dest)
+
+    def scripts(self, facts: TargetFacts) -> None:
+        """Console and GUI scripts, from the image pip's template, with its shebang."""
+        head = shebang(self.executable)
+        specs = [(s, v) for s, v in _console_specs(self.console, facts.xy)]
+        specs += list(self.gui.items())
+        for script, value in specs:
+            module, _, func = value.partition(":")
+            func = func.strip()
+            body = facts.script_template % {
+                "module": module.strip(),
+                "import_name": func.split(".")[0],
+                "func": func,
+            }
+            dest = posixpath.join(self.scheme["scripts"], script)
+            target = self.host(dest)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_symlink() or target.exists():
+                target.unlink()
+            target.write_bytes(head + body.encode())
+            os.chmod(target, _EXEC_MODE)
+            self.generated.append(dest)
+
+    def metadata(self, files: Sequence[tuple[str, bytes]]) -> None:
+        """INSTALLER, direct_url.json, REQUESTED in the dist-info directory."""
+        dinfo = posixpath.join(self.lib, self.info_dir)
+        for fname, content in files:
+            target = self.host(f"{dinfo}/{fname}")
             target.write_bytes(content)
             os.chmod(target, _FILE_MODE)
-            generated.append(f"{dinfo}/{fname}")
+            self.generated.append(f"{dinfo}/{fname}")
+
+    def record(self) -> Path:
+        """pip's RECORD: the wheel's rows renamed, changed ones re-hashed, generated added."""
         rows: list[tuple[str, str, str]] = []
-        for row in csv.reader(zf.read(f"{info_dir}/RECORD").decode().splitlines()):
+        installed = dict(self.installed)
+        text = self.zf.read(f"{self.info_dir}/RECORD").decode()
+        for row in csv.reader(text.splitlines()):
             if not row:
                 continue
             path = installed.pop(row[0], row[0])
-            if path in changed:
-                digest, size = _record_hash(host(posixpath.join(lib, path)).read_bytes())
+            if path in self.changed:
+                digest, size = _record_hash(self.host(posixpath.join(self.lib, path)).read_bytes())
             else:
                 digest = row[1] if len(row) > 1 else ""
                 size = row[2] if len(row) > 2 else ""
             rows.append((path, digest, size))
-        for g in generated:
-            rows.append((rel(g), *_record_hash(host(g).read_bytes())))
+        for g in self.generated:
+            rows.append((self.rel(g), *_record_hash(self.host(g).read_bytes())))
         rows += [(p, "", "") for p in installed.values()]
-        record = host(f"{dinfo}/RECORD")
+        record = self.host(f"{posixpath.join(self.lib, self.info_dir)}/RECORD")
         _write_record(record, rows)
-    return Placed(canonical(name), record, lib, modules)
+        return record
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
@@ -316,10 +354,8 @@ def uninstall(rootfs: Path, site: str, name: str) -> bool:
             continue
         try:
             rows = list(csv.reader((info / "RECORD").read_text().splitlines()))
-        except OSError:
-            raise NativePipUnavailable(
-                f"{info.name} has no RECORD: pip cannot uninstall it"
-            ) from None
+        except OSError as e:
+            raise NativePipUnavailable(f"{info.name} has no RECORD: pip cannot uninstall it") from e
         dirs: set[Path] = set()
         for row in rows:
             if not row:

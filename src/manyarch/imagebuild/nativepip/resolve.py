@@ -42,10 +42,10 @@ def uv_binary() -> str:
         from uv import find_uv_bin
 
         return str(find_uv_bin())
-    except (ImportError, FileNotFoundError):
+    except (ImportError, FileNotFoundError) as e:
         found = shutil.which("uv")
         if found is None:
-            raise NativePipUnavailable("uv is not installed on the host") from None
+            raise NativePipUnavailable("uv is not installed on the host") from e
         return found
 
 
@@ -324,8 +324,8 @@ def fetch(wheels: Sequence[Resolved], cache_dir: Path) -> list[Path]:
                 except httpx.HTTPError as e:
                     raise BuildError(
                         f"native pip: downloading {w.filename} failed: {e}",
-                        "check the network, or build with --no-native-pip",
-                    ) from None
+                        "check the network, or build without native pip",
+                    ) from e
             got = hashlib.sha256(data).hexdigest()
             if w.sha256 and got != w.sha256:
                 raise BuildError(f"native pip: {w.filename} did not download as announced")

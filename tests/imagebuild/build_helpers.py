@@ -1,4 +1,4 @@
-"""Helpers for the builder tests: contexts, builds on the tiny base, reading results."""
+"""Helpers for the executor tests: contexts, builds on the tiny base, reading results."""
 
 from __future__ import annotations
 
