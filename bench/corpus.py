@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))  # for tests.helpers
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from build import buildah_env, manyarch_env, timed  # noqa: E402
+from build import buildah_env, install_step_seconds, manyarch_env, timed  # noqa: E402
 
 from manyarch.baseimage.image import build_base, save_layout  # noqa: E402
 from manyarch.layout import Layout  # noqa: E402
@@ -63,6 +63,23 @@ def push_base(work: Path, reg: str, name: str, **overrides: object) -> str:
         check=True,
     )  # fmt: skip
     return ref
+
+
+def cross_vs_qemu(
+    case: Path, bargs: list[str], reg: str, env: dict[str, str], log: Path, mark: int
+) -> None:
+    """The C-extension install step for arm64: cross-built (the run just done) vs under QEMU."""
+    cross = install_step_seconds(log, mark).get("linux/arm64")
+    mark = log.stat().st_size
+    timed(
+        [*MANYARCH, "build", str(case), "--platform", "linux/arm64", *bargs, "--no-native-pip",
+         "--no-cache", "-t", f"{reg}/{case.name}:qemu", "--progress", "plain"],
+        env, log,
+    )  # fmt: skip
+    qemu = install_step_seconds(log, mark).get("linux/arm64")
+    if cross and qemu:
+        print(f"  {case.name}: arm64 install step cross-built {cross:.1f} s, "
+              f"compiled under QEMU {qemu:.1f} s: {qemu / cross:.1f}x", flush=True)  # fmt: skip
 
 
 def main() -> int:
@@ -100,6 +117,8 @@ def main() -> int:
             )  # fmt: skip
             text = log.read_bytes()[mark:].decode(errors="replace")
             native, emulated, reasons = count_lines(text)
+            if "c-extension" in name:
+                cross_vs_qemu(case, bargs, reg, env, log, mark)
             b = None
             if not args.skip_buildah:
                 t0 = time.monotonic()
