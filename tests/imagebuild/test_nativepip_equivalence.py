@@ -1,7 +1,9 @@
-"""Native pip gives the layer an emulated ``pip install`` gives (bytecode aside).
+"""Native installs give the layers the emulated tools give, file by file.
 
-One expensive comparison (the demo's requirements on linux/arm64, ~70 s
-under QEMU), then a fallback that must say why.
+One Dockerfile holds every install form (pip's, a venv's, the project's, uv's,
+and the demo's requirements last); it is built once natively and once under
+QEMU for linux/arm64 (a module fixture: the emulated build is the expensive
+part), and the tests compare the layers. Then a fallback that must say why.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import importlib.util
 import io
 import marshal
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,23 +23,10 @@ from manyarch.imagebuild.nativepip.interceptor import NativePipInterceptor
 from manyarch.oci.platform import Platform
 from tests.helpers.base_fixture import PythonBase
 from tests.imagebuild.build_helpers import Built, make_context, run_build
-from tests.imagebuild.layer_compare import (
-    assert_last_layers_equal,
-    layer_differences,
-    layer_entries,
-)
+from tests.imagebuild.layer_compare import assert_last_layers_equal
 
 ARM64 = (Platform.parse("linux/arm64"),)
 REPO = Path(__file__).resolve().parents[2]
-
-DOCKERFILE = """\
-ARG BASE
-FROM ${BASE}
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_BREAK_SYSTEM_PACKAGES=1
-WORKDIR /srv
-COPY requirements.txt .
-RUN python3 -m pip install --no-cache-dir -r requirements.txt
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -95,26 +85,13 @@ def records(built: Built, *, with_bytecode: bool = False) -> dict[str, set[str]]
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
-def test_native_equals_emulated_for_the_demo_requirements(
-    tmp_path: Path, python_base: PythonBase
-) -> None:
-    req = (REPO / "requirements.txt").read_text()
-    ctx = make_context(tmp_path, DOCKERFILE, {"requirements.txt": req})
-    native_pip = NativePipInterceptor(tmp_path / "cache" / "manyarch")
-    native = run_build(ctx, python_base.ref, ARM64, interceptors=[native_pip], epoch=0)
-    assert native_pip.native == 1, native_pip.fallbacks
+@pytest.mark.timeout(1800)  # builds the module's fixture: FORMS under QEMU
+def test_native_equals_emulated_for_the_demo_requirements(forms: tuple[Built, Built]) -> None:
+    native, emulated = forms
     assert any("native: 14 distributions" in line for line in native.output("linux/arm64"))
-    emulated = run_build(ctx, python_base.ref, ARM64, epoch=0)
-
     # file by file: bytes, modes, RECORD rows (CRLF, sorted, pycs listed), scripts,
     # INSTALLER/REQUESTED, and every pyc's code object
-    assert (
-        layer_differences(
-            layer_entries(native, "linux/arm64", -1), layer_entries(emulated, "linux/arm64", -1)
-        )
-        == []
-    )
+    assert_last_layers_equal(native, emulated, 1)
     n = pip_layer(native)
     nr, er = records(native), records(emulated)
     assert len(er) == 14 and nr.keys() == er.keys()
@@ -198,11 +175,13 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_BREAK_SYSTEM
 WORKDIR /srv
 COPY wheels/ /wheels/
 COPY proj/ /app/
+COPY uvproj/ /uvproj/
+COPY requirements.txt .
 # two distributions ship jwt/__init__.py: the later in pip's order wins; an option prefix
 RUN pip install --no-cache PyJWT==2.9.0 jwt==1.3.1
 # a version from an ARG, a long option's prefix, pip's store_false variable read inverted
 RUN PIP_NO_COMPILE=1 pip install six==$SIXV --no-dependencies
-RUN pip install --user click==8.1.7
+RUN pip install --user itsdangerous==2.2.0
 RUN pip install --prefix=/opt/p idna==3.10
 RUN pip install --target /opt/t idna==3.10 six==1.16.0
 # a wheelhouse: scripts, .data/scripts with #!python, data files
@@ -211,18 +190,30 @@ RUN pip install --no-index --find-links=/wheels demo-tool
 RUN pip install --no-cache-dir /app
 # a venv (the host's twin of Debian's python makes it) and that venv's own pip
 RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir idna==3.10
+# uv lines: the host's uv (the image's version) in the host's twin of Debian's python
+ENV UV_NO_CACHE=1 UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy
+RUN pip install --no-cache-dir uv==0.13.9
+RUN uv pip install --system packaging==24.2 six==1.16.0
+WORKDIR /uvproj
+RUN uv sync --locked --no-dev
+RUN uv venv /opt/uvvenv
+# last: the demo's requirements (14 wheels, pydantic-core's for aarch64)
+RUN python3 -m pip install --no-cache-dir -r /srv/requirements.txt
 """
+
+#: the RUN lines above
+FORMS_RUNS = 13
 
 PROJECT = {
     "proj/pyproject.toml": """\
 [build-system]
-requires = ["setuptools>=61"]
+requires = ["setuptools==80.9.0"]
 build-backend = "setuptools.build_meta"
 
 [project]
 name = "demo-app"
 version = "0.1.0"
-dependencies = ["idna==3.10"]
+dependencies = ["attrs==24.2.0"]
 
 [project.scripts]
 demo-app = "demo_app:main"
@@ -261,40 +252,9 @@ def _demo_wheel() -> bytes:
             info = zipfile.ZipInfo(name)
             info.external_attr = (0o100755 if "scripts/" in name else 0o100644) << 16
             zf.writestr(info, data)
-        zf.writestr("demo_tool-1.0.dist-info/RECORD", "".join(rows))
+        zf.writestr(zipfile.ZipInfo("demo_tool-1.0.dist-info/RECORD"), "".join(rows))
     return buf.getvalue()
 
-
-@pytest.mark.slow
-@pytest.mark.timeout(1200)
-def test_every_pip_form_equals_emulated(tmp_path: Path, python_base: PythonBase) -> None:
-    import re
-
-    wheels = {"wheels/demo_tool-1.0-py3-none-any.whl": _demo_wheel()}
-    ctx = make_context(tmp_path, FORMS, {**wheels, **PROJECT})
-    native_pip = NativePipInterceptor(tmp_path / "cache" / "manyarch")
-    native = run_build(ctx, python_base.ref, ARM64, interceptors=[native_pip], epoch=0)
-    assert native_pip.emulated == 0, native_pip.fallbacks
-    assert native_pip.native == 8
-    emulated = run_build(ctx, python_base.ref, ARM64, epoch=0)
-
-    def stage(name: str) -> str:  # pip's --target stage is a random temporary directory
-        return re.sub(r"^/tmp/pip-target-[^/]+/", "/tmp/pip-target-native/", name)
-
-    assert_last_layers_equal(native, emulated, 8, pyc_filename=stage)
-
-
-UV_FORMS = """\
-ARG BASE
-FROM ${BASE}
-ENV PIP_BREAK_SYSTEM_PACKAGES=1 UV_NO_CACHE=1 UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy
-RUN pip install --no-cache-dir uv==0.13.9
-RUN uv pip install --system idna==3.10 six==1.16.0
-WORKDIR /app
-COPY uvproj/ /app/
-RUN uv sync --locked --no-dev
-RUN uv venv /opt/uvvenv
-"""
 
 UV_PROJECT = {
     "uvproj/pyproject.toml": """\
@@ -311,15 +271,75 @@ dev = ["six==1.16.0"]
 }
 
 
+@pytest.fixture(scope="module")
+def forms(
+    python_base: PythonBase, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Built, Built]]:
+    """FORMS built natively (every RUN native) and under QEMU, for linux/arm64."""
+    tmp = tmp_path_factory.mktemp("forms")
+    with pytest.MonkeyPatch.context() as mp:
+        for var, sub in (
+            ("MANYARCH_STORE", "store"),
+            ("XDG_DATA_HOME", "data"),
+            ("XDG_CACHE_HOME", "cache"),
+            ("MANYARCH_TMPDIR", "work"),
+        ):
+            (tmp / sub).mkdir()
+            mp.setenv(var, str(tmp / sub))  # fmt: skip
+        files = {
+            "wheels/demo_tool-1.0-py3-none-any.whl": _demo_wheel(),
+            "requirements.txt": (REPO / "requirements.txt").read_text(),
+            **PROJECT,
+            **UV_PROJECT,
+        }
+        ctx = make_context(tmp, FORMS, files)
+        native_pip = NativePipInterceptor(tmp / "cache" / "manyarch")
+        native = run_build(ctx, python_base.ref, ARM64, interceptors=[native_pip], epoch=0)
+        assert native_pip.emulated == 0, native_pip.fallbacks
+        assert native_pip.native == FORMS_RUNS
+        yield native, emulated_reference(ctx, python_base, files)
+
+
+def emulated_reference(ctx: Path, base: PythonBase, files: dict[str, str | bytes]) -> Built:
+    """FORMS built under QEMU, kept between sessions like the test base (by every input).
+
+    Every requirement and build backend is pinned, so the emulated tools' result
+    only changes with the inputs; its store is kept whole.
+    """
+    import hashlib
+    import json
+    import shutil
+
+    from manyarch.imagebuild.options import BuildResult
+    from manyarch.layout import Layout
+    from manyarch.oci.manifest import Descriptor
+    from tests.helpers.images import tests_cache_dir
+
+    h = hashlib.sha256(f"{FORMS}\0{base.tag}".encode())
+    h.update(Layout.open(base.layout).resolve(base.tag).digest.hex.encode())
+    for name in sorted(files):
+        data = files[name]
+        h.update(name.encode() + b"\0" + (data if isinstance(data, bytes) else data.encode()))
+    cached = tests_cache_dir("emulated") / h.hexdigest()[:32]
+    if (cached / "manifest.json").is_file():
+        desc = Descriptor.from_json(json.loads((cached / "manifest.json").read_text()))
+        return Built(BuildResult(Layout.open(cached / "store"), desc, (desc,)))
+    built = run_build(ctx, base.ref, ARM64, epoch=0)
+    shutil.rmtree(cached, ignore_errors=True)
+    tmp = cached.with_name(cached.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(built.store.path, tmp / "store", symlinks=True)
+    (tmp / "manifest.json").write_text(json.dumps(built.manifest_desc("linux/arm64").to_json()))
+    tmp.rename(cached)
+    return built
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(1200)
-def test_uv_forms_equal_emulated(tmp_path: Path, python_base: PythonBase) -> None:
-    # uv pip install --system, uv sync --locked, uv venv: the host's uv (the image's
-    # version) in the host's twin of Debian's python, for the target's wheels
-    ctx = make_context(tmp_path, UV_FORMS, UV_PROJECT)
-    native_pip = NativePipInterceptor(tmp_path / "cache" / "manyarch")
-    native = run_build(ctx, python_base.ref, ARM64, interceptors=[native_pip], epoch=0)
-    assert native_pip.emulated == 0, native_pip.fallbacks
-    assert native_pip.native == 4
-    emulated = run_build(ctx, python_base.ref, ARM64, epoch=0)
-    assert_last_layers_equal(native, emulated, 5)
+@pytest.mark.timeout(1800)  # when run alone, it builds the module's fixture
+def test_every_install_form_equals_emulated(forms: tuple[Built, Built]) -> None:
+    import re
+
+    def stage(name: str) -> str:  # pip's --target stage is a random temporary directory
+        return re.sub(r"^/tmp/pip-target-[^/]+/", "/tmp/pip-target-native/", name)
+
+    assert_last_layers_equal(*forms, FORMS_RUNS, pyc_filename=stage)

@@ -273,6 +273,21 @@ class _Job:
         return [f"{self.resolved[i].name}=={self.resolved[i].version}" for i in self.order]
 
 
+def _check_user_site(
+    resolved: Sequence[Resolved], opts: PipOptions, facts: TargetFacts, rootfs: Path, home: str
+) -> None:
+    """A distribution in the user site shadows the system's: pip would uninstall it there."""
+    if opts.get("use_user_site") or opts.get("target_dir") or facts.venv:
+        return
+    site = resolve_in_root(rootfs, f"{home}/.local/lib/python{facts.xy}/site-packages")
+    if not site.is_dir():
+        return
+    there = {canonical(p.name.split("-")[0]) for p in site.glob("*.dist-info")}
+    clash = sorted(there & {canonical(r.name) for r in resolved})
+    if clash:
+        raise NativePipUnavailable(f"{clash[0]} is in the user site too (pip would uninstall it)")
+
+
 def _build_sdists(
     resolved: Sequence[Resolved],
     wheels: list[Path],
@@ -425,6 +440,7 @@ def _prepare(
         if requirements or project_deps or req_files
         else []
     )
+    _check_user_site(resolved, opts, facts, rootfs, home)
     wheels = fetch(resolved, cache_dir)
     _build_sdists(resolved, wheels, opts, bool(only), facts, rootfs, cache_dir, work)
     direct: dict[int, str] = {}

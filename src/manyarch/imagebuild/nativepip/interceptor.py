@@ -70,10 +70,17 @@ class NativePipInterceptor:
                 return None
             return self._fallback(ctx, e.message)
         self.native += 1
-        ctx.log(
-            f"native: {len(done.installed)} distributions for {ctx.platform} "
-            f"(python {done.python}) installed from the host, as the image's pip would"
-        )
+        dists = [d for d in done.installed if "==" in d]
+        tools = [d for d in done.installed if "==" not in d]
+        if tools:  # venv and uv lines: the real tool, in the host's twin of the image's python
+            more = f" and {len(dists)} distributions" if dists else ""
+            ctx.log(f"native: {', '.join(tools)}{more} for {ctx.platform} by the real tool "
+                    f"on the host's twin of the image's python {done.python}")  # fmt: skip
+        else:
+            ctx.log(
+                f"native: {len(dists)} distributions for {ctx.platform} "
+                f"(python {done.python}) installed from the host, as the image's pip would"
+            )
         return RAN
 
     def _fallback(self, ctx: StepContext, reason: str) -> Ran | None:
