@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.helpers
 sys.path.insert(0, str(ROOT / "src"))
 
-from manyarch.baseimage.image import build_base, save_layout  # noqa: E402
+from manyarch.baseimage.image import build_base  # noqa: E402
 from manyarch.layout import Layout  # noqa: E402
-from tests.helpers.base_fixture import BASE_TAG, python_base_options  # noqa: E402
+from tests.helpers.base_fixture import BASE_TAG, python_base_options, save_base  # noqa: E402
 from tests.helpers.registry_server import start_registry  # noqa: E402
 
 MANYARCH = [str(ROOT / ".venv" / "bin" / "manyarch")]
@@ -130,7 +130,7 @@ def main() -> int:
         reg_flag = ["--insecure-registry", reg]
         # the base, once, into the registry
         base = build_base(python_base_options())
-        save_layout(base, Layout.open(work / "base", create=True), BASE_TAG)
+        save_base(base, Layout.open(work / "base", create=True), BASE_TAG)
         subprocess.run(
             ["skopeo", "copy", "--all", "--dest-tls-verify=false", "-q",
              f"oci:{work / 'base'}:{BASE_TAG}", f"docker://{reg}/python:bookworm"],

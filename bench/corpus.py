@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from build import buildah_env, install_step_seconds, manyarch_env, timed  # noqa: E402
 
-from manyarch.baseimage.image import build_base, save_layout  # noqa: E402
+from manyarch.baseimage.image import build_base  # noqa: E402
 from manyarch.layout import Layout  # noqa: E402
-from tests.helpers.base_fixture import BASE_TAG, python_base_options  # noqa: E402
+from tests.helpers.base_fixture import BASE_TAG, python_base_options, save_base  # noqa: E402
 from tests.helpers.registry_server import start_registry  # noqa: E402
 
 MANYARCH = [str(ROOT / ".venv" / "bin" / "manyarch")]
@@ -55,7 +55,7 @@ def push_base(work: Path, reg: str, name: str, **overrides: object) -> str:
     """Build (or take from the tests' cache) a base and push it; its reference."""
     base = build_base(python_base_options(**overrides))
     layout = work / f"base-{name}"
-    save_layout(base, Layout.open(layout, create=True), BASE_TAG)
+    save_base(base, Layout.open(layout, create=True), BASE_TAG)
     ref = f"{reg}/{name}:bookworm"
     subprocess.run(
         ["skopeo", "copy", "--all", "--dest-tls-verify=false", "-q",

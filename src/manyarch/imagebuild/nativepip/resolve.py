@@ -15,11 +15,13 @@ the target's tag order) is fetched into a cache keyed by sha256.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import hashlib
 import json
 import os
 import shutil
 import sys
+import threading
 import tomllib
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -36,8 +38,14 @@ from manyarch.sandbox.rootpath import resolve_in_root
 _CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
-def uv_binary() -> str:
-    """The uv executable of the ``uv`` distribution manyarch depends on."""
+_UV_LOCK = threading.Lock()
+
+
+@functools.cache
+def _uv_binary() -> str:
+    beside = Path(sys.executable).parent / "uv"  # the venv's own, as pip installed it
+    if beside.is_file():
+        return str(beside)
     try:
         from uv import find_uv_bin
 
@@ -47,6 +55,14 @@ def uv_binary() -> str:
         if found is None:
             raise NativePipUnavailable("uv is not installed on the host") from e
         return found
+
+
+def uv_binary() -> str:
+    """The uv executable of the ``uv`` distribution manyarch depends on."""
+    # once, under a lock: find_uv_bin reads sysconfig, whose first read is not
+    # thread-safe (the platforms of a build ask at once)
+    with _UV_LOCK:
+        return _uv_binary()
 
 
 def uv_env(cache_dir: Path) -> dict[str, str]:
