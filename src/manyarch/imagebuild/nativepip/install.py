@@ -103,7 +103,9 @@ def install(
             for n, cmd in enumerate(plan.commands):
                 env = {**plan.env, **cmd.env}
                 if isinstance(cmd, UvCommand):
-                    jobs.append(prepare_uv(cmd, rootfs, env, plan.workdir))
+                    uv_job = prepare_uv(cmd, rootfs, env, plan.workdir)
+                    jobs.append(uv_job)
+                    out.python = uv_job.python
                     flush()  # what uv writes, the commands after it read
                     continue
                 exe = interpreter_path(rootfs, cmd.python, path)

@@ -132,6 +132,7 @@ class UvJob:
     env: dict[str, str]
     cwd: str
     mounts: list[tuple[str, bool]]
+    python: str = ""
     wheels: list[Path] = field(default_factory=list)
 
     def run(self, rootfs: Path, cache_dir: Path) -> list[str]:
@@ -207,6 +208,11 @@ def prepare_uv(cmd: UvCommand, rootfs: Path, env: Mapping[str, str], workdir: st
     mounts: list[tuple[str, bool]] = [("/usr/local", True)]
     if workdir.strip("/"):
         mounts.append((workdir, True))
+    else:  # "/": the files the line names there (a requirements file), not the whole image
+        for a in args:
+            name = a.split("=", 1)[-1] if a.startswith("-") else a
+            if name and not name.startswith("/") and resolve_in_root(rootfs, "/" + name).exists():
+                mounts.append(("/" + posixpath.normpath(name), False))
     mounts += [(d, False) for d in facts.site_dirs if not d.startswith("/usr/local/")]
     project_env = env.get("UV_PROJECT_ENVIRONMENT", "")
     if project_env.startswith("/"):
@@ -216,7 +222,7 @@ def prepare_uv(cmd: UvCommand, rootfs: Path, env: Mapping[str, str], workdir: st
             mounts.append((posixpath.dirname(a) if "." in posixpath.basename(a) else a, True))
     if args[:1] != ["venv"]:  # a venv has no platform: only what is installed in it does
         args = [*args, "--python-platform", facts.uv_platform]
-    return UvJob(host_uv, args, uv_env, workdir, mounts)
+    return UvJob(host_uv, args, uv_env, workdir, mounts, facts.python_version)
 
 
 def _image_uv_version(rootfs: Path, image_uv: str) -> str:
