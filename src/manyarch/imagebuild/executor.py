@@ -448,7 +448,8 @@ class _PlatformBuild:
         copy_step = cast(df.CopyStep, step)
         if not state.made and not copy_step.is_add and not copy_step.chown:
             try:
-                targets = copy_targets(copy_step, self.copy_sources(copy_step))
+                sources = self.copy_sources(copy_step)
+                targets = self.trees.copy_targets(state, copy_targets(copy_step, sources), sources)
                 with self.trees.sparse_root(state, targets) as root:
                     before = Snapshot.take(root)
                     self.copy(copy_step, root)

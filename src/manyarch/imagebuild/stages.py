@@ -201,6 +201,27 @@ class StageTrees:
                 return None
         return None
 
+    def copy_targets(
+        self, state: StageState, targets: list[str], sources: Sequence[tuple[Path, str]]
+    ) -> list[str]:
+        """A COPY's targets, one file into a directory the image has (``COPY req.txt /app``).
+
+        The file lands inside that directory: the sparse tree needs it as a parent,
+        not as the target (which exists). Anything else is left as it is.
+        """
+        if len(targets) != 1 or len(sources) != 1 or targets[0].endswith("/"):
+            return targets
+        src = sources[0][0]
+        if src.is_symlink() or not src.is_file():
+            return targets
+        try:
+            meta = self.lookup(state, image_path(targets[0]))
+        except NeedRootfs:
+            return targets
+        if meta is None or meta.kind != "dir":
+            return targets
+        return [f"{targets[0]}/{src.name}"]
+
     def partial_root(self, state: StageState, patterns: Sequence[str]) -> Path:
         """A new tree of only the image's paths matching ``patterns`` (and their parents).
 
