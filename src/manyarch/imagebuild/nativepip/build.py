@@ -20,6 +20,7 @@ import hashlib
 import os
 import shutil
 import sys
+import threading
 import zipfile
 from dataclasses import dataclass
 from email.parser import Parser
@@ -201,5 +202,7 @@ def build_wheel(
         msg = Parser().parsestr(zf.read(meta).decode("utf-8", "replace"))
     keep = cache_dir / "built" / hashlib.sha256(wheel.read_bytes()).hexdigest() / wheel.name
     keep.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(wheel, keep)
+    part = keep.with_name(f".{keep.name}.{os.getpid()}.{threading.get_ident()}")
+    shutil.copyfile(wheel, part)
+    os.replace(part, keep)
     return Built(keep, str(msg["Name"]), tuple(msg.get_all("Requires-Dist") or ()), pure)

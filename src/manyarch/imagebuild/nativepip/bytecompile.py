@@ -15,6 +15,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def compile_placed(
                     if pyc.is_file():
                         os.chmod(pyc, 0o644)
                         kept.parent.mkdir(parents=True, exist_ok=True)
-                        part = kept.with_name(f".{kept.name}.{os.getpid()}")
+                        part = kept.with_name(f".{kept.name}.{os.getpid()}.{threading.get_ident()}")
                         shutil.copyfile(pyc, part)
                         os.replace(part, kept)
     add_pyc_rows(root, placed)

@@ -346,7 +346,8 @@ def fetch(wheels: Sequence[Resolved], cache_dir: Path) -> list[Path]:
             if w.sha256 and got != w.sha256:
                 raise BuildError(f"native pip: {w.filename} did not download as announced")
             p.parent.mkdir(parents=True, exist_ok=True)
-            part = p.with_name(f".{p.name}.{os.getpid()}.part")
+            # the platforms of a build fetch the same pure wheels at once: a name of their own
+            part = p.with_name(f".{p.name}.{os.getpid()}.{threading.get_ident()}.part")
             part.write_bytes(data)
             os.replace(part, p)
 
