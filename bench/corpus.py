@@ -122,11 +122,40 @@ def main() -> int:
             b = None
             if not args.skip_buildah:
                 t0 = time.monotonic()
-                timed(["buildah", "build", "--isolation", "chroot", "--platform", PLATFORMS,
-                       "--manifest", f"{name}-b", *bargs, *ca, str(case)], benv, log)  # fmt: skip
-                timed(["buildah", "manifest", "push", "--all", "--tls-verify=false", f"{name}-b",
-                       f"docker://{reg}/{name}:buildah"], benv, log)  # fmt: skip
-                b = time.monotonic() - t0
+                try:
+                    timed(
+                        [
+                            "buildah",
+                            "build",
+                            "--isolation",
+                            "chroot",
+                            "--platform",
+                            PLATFORMS,
+                            "--manifest",
+                            f"{name}-b",
+                            *bargs,
+                            *ca,
+                            str(case),
+                        ],
+                        benv,
+                        log,
+                    )
+                    timed(
+                        [
+                            "buildah",
+                            "manifest",
+                            "push",
+                            "--all",
+                            "--tls-verify=false",
+                            f"{name}-b",
+                            f"docker://{reg}/{name}:buildah",
+                        ],
+                        benv,
+                        log,
+                    )
+                    b = time.monotonic() - t0
+                except SystemExit as e:  # buildah failed: say so, go on with the next case
+                    print(f"{name}: buildah failed ({e})", flush=True)  # fmt: skip
             rows.append((name, m, b, native, emulated, reasons))
             ratio = f"{b / m:5.1f}x" if b else "  -  "
             print(f"{name:<26} manyarch {m:6.1f} s  buildah {b or 0:6.1f} s  {ratio}  "
