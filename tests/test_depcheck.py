@@ -26,6 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "_version": set(),
     "errors": set(),
     "units": set(),
+    "gotemplate": {"errors"},
     "procs": set(),
     "oci": {"errors"},
     "dockerfile": {"errors", "oci"},
@@ -38,7 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "store": {"layout"},
     "builders": {"errors"},
     "images": {"errors", "oci", "layout", "registry", "store"},
-    "inspect": {"errors", "oci", "images", "units"},
+    "inspect": {"errors", "oci", "images", "units", "gotemplate"},
     "rootfs": {"errors", "oci", "layers", "layout", "store", "procs"},
     "imagebuild": {
         *_BASE,
@@ -69,6 +70,7 @@ ALLOWED: dict[str, set[str]] = {
         "rootfs",
         "procs",
         "units",
+        "gotemplate",
     },
     # the public floor: the session maps every call onto the library below it;
     # config finds what the session is not told (buildkitd.toml, daemon.json, builders)
@@ -89,6 +91,8 @@ ALLOWED: dict[str, set[str]] = {
         "imagebuild",
         "baseimage",
         "run",
+        "gotemplate",
+        "units",
     },
     # the package exports the session, the error tree and the values calls return
     "__init__": {
@@ -117,6 +121,7 @@ ALLOWED: dict[str, set[str]] = {
         "imagebuild",
         "baseimage",
         "run",
+        "gotemplate",
     },
     "__main__": {"cli"},
 }

@@ -189,7 +189,8 @@ def test_debug_is_manyarchs_own_flag(
     monkeypatch.setenv("MANYARCH_STORE", str(tmp_path / "store"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     # after the image, --debug is the command's (grep's here): an error stays an error
-    assert main(["run", "--pull", "never", "no-such-image", "grep", "--debug", "x"]) == 1
+    # (125: docker run's status for its own errors)
+    assert main(["run", "--pull", "never", "no-such-image", "grep", "--debug", "x"]) == 125
     assert "error: no image no-such-image" in capsys.readouterr().err
     with pytest.raises(NotFound):
         main(["--debug", "run", "--pull", "never", "no-such-image", "grep", "x"])

@@ -22,6 +22,7 @@ from manyarch._version import __version__
 from manyarch.errors import (
     AuthError,
     BuildError,
+    CommandNotRunnable,
     DigestMismatch,
     DockerfileError,
     EmulationError,
@@ -33,6 +34,7 @@ from manyarch.errors import (
     InvalidReference,
     LayerError,
     LayoutError,
+    LimitsUnavailable,
     ManyarchError,
     NotFound,
     PlatformNotFound,
@@ -59,10 +61,14 @@ if TYPE_CHECKING:
         LayoutDestination,
         OciArchive,
         RegistryDestination,
+        StoreDestination,
     )
     from manyarch.registry import RegistryOptions
+    from manyarch.run.cgroups import Limits
     from manyarch.run.container import ContainerState, RunOptions
     from manyarch.run.local import LocalImage, PullResult
+    from manyarch.run.logs import Record
+    from manyarch.run.mounts import Mount
     from manyarch.run.network import PortMapping
 
 #: Names whose modules load when first used (a build's modules are heavy, and
@@ -76,16 +82,20 @@ _LAZY = {
     "DockerArchive": "manyarch.publish",
     "Inspection": "manyarch.inspect",
     "LayoutDestination": "manyarch.publish",
+    "Limits": "manyarch.run.cgroups",
     "LocalImage": "manyarch.run.local",
+    "Mount": "manyarch.run.mounts",
     "OciArchive": "manyarch.publish",
     "Platform": "manyarch.oci.platform",
     "PortMapping": "manyarch.run.network",
     "PullResult": "manyarch.run.local",
+    "Record": "manyarch.run.logs",
     "Reference": "manyarch.oci.reference",
     "RegistryDestination": "manyarch.publish",
     "RegistryOptions": "manyarch.registry",
     "RunOptions": "manyarch.run.container",
     "StepEvent": "manyarch.imagebuild.options",
+    "StoreDestination": "manyarch.publish",
     "TransferEvent": "manyarch.images",
 }
 
@@ -105,6 +115,7 @@ __all__ = [
     "BuildError",
     "BuildResult",
     "CacheSpec",
+    "CommandNotRunnable",
     "Container",
     "ContainerState",
     "Descriptor",
@@ -123,8 +134,11 @@ __all__ = [
     "LayerError",
     "LayoutDestination",
     "LayoutError",
+    "Limits",
+    "LimitsUnavailable",
     "LocalImage",
     "ManyarchError",
+    "Mount",
     "NotFound",
     "OciArchive",
     "Platform",
@@ -132,6 +146,7 @@ __all__ = [
     "PortMapping",
     "PruneReport",
     "PullResult",
+    "Record",
     "Reference",
     "RegistryDestination",
     "RegistryError",
@@ -143,6 +158,7 @@ __all__ = [
     "Started",
     "StepEvent",
     "StepFailed",
+    "StoreDestination",
     "ToolMissing",
     "TransferEvent",
     "TransportError",

@@ -32,7 +32,9 @@ its traceback.
     │   └── TransportError         could not talk to the registry at all
     ├── ToolMissing                .tool: mmdebstrap, bwrap, ... is not installed
     ├── SandboxError               a sandboxed process could not start
-    │   └── EmulationError         no binfmt handler for a foreign architecture
+    │   ├── EmulationError         no binfmt handler for a foreign architecture
+    │   ├── LimitsUnavailable      resource limits where no cgroup may be made
+    │   └── CommandNotRunnable     .exit_status: docker's 126 (cannot run), 127 (not found)
     └── BuildError                 a build (image or base) failed
         └── StepFailed             .file, .line, .platform, .step, .exit_code, .output
 """
@@ -196,6 +198,18 @@ class SandboxError(ManyarchError):
 
 class EmulationError(SandboxError):
     """No emulation handler is registered for a foreign architecture."""
+
+
+class LimitsUnavailable(SandboxError):
+    """Memory, CPU or process limits asked where this process may not make cgroups."""
+
+
+class CommandNotRunnable(SandboxError):
+    """A command given to a container cannot be run: docker's 126, or 127 when not found."""
+
+    def __init__(self, message: str, exit_status: int, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.exit_status = exit_status
 
 
 class BuildError(ManyarchError):

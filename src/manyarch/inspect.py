@@ -4,13 +4,12 @@ and per-platform sizes; :class:`Inspection` holds them for one image."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from manyarch.errors import InvalidArgument, PlatformNotFound
+from manyarch.errors import PlatformNotFound
 from manyarch.images import Source, parse_top
 from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Descriptor, ImageConfig, Index, Manifest
@@ -74,56 +73,54 @@ def describe(source: Source) -> tuple[Descriptor, Index | Manifest]:
     return Descriptor.of(doc), parse_top(doc)
 
 
-_FORMAT = re.compile(
-    r"^\{\{\s*json\s+(?:\(\s*index\s+)?\.(?P<field>Manifest|Image|Name)"
-    r'(?:\s+"(?P<platform>[^"]+)")?\s*\)?\s*\}\}$'
-)
-
-
 def format_template(fmt: str, name: str, source: Source) -> str:
-    """The subset of buildx's Go templates buildx users rely on.
+    """buildx's ``--format``: a Go template (:mod:`manyarch.gotemplate`) over ``.Name``,
+    ``.Manifest`` and ``.Image`` (every platform's config, or one:
+    ``{{json .Image "linux/arm64"}}``, ``{{json (index .Image "linux/arm64")}}``);
+    ``json`` indents as buildx's does."""
+    from manyarch.gotemplate import indented_json, render
 
-    ``{{json .Manifest}}``, ``{{json .Image}}``, ``{{json .Image "linux/arm64"}}``
-    (or ``{{json (index .Image "linux/arm64")}}``) and ``{{.Name}}``.
-    """
-    if fmt.strip() in ("{{.Name}}", "{{ .Name }}"):
-        return name + "\n"
-    m = _FORMAT.match(fmt.strip())
-    if not m:
-        raise InvalidArgument(
-            f"unsupported template {fmt!r}",
-            'use {{json .Manifest}}, {{json .Image}} or {{json .Image "linux/arm64"}}',
-        )
-    desc, top = describe(source)
-    fld = m.group("field")
-    if fld == "Name":
-        return _json(name)
-    if fld == "Manifest":
-        if isinstance(top, Index):
-            obj: dict[str, Any] = {
-                "schemaVersion": 2,
-                "mediaType": top.media_type,
-                "digest": str(desc.digest),
-                "size": desc.size,
-                "manifests": [d.to_json() for d in top.manifests],
-            }
-            if top.annotations:
-                obj["annotations"] = dict(top.annotations)
-            return _json(obj)
-        return _json(desc.to_json())
-    configs = image_configs(source, top)
-    wanted = m.group("platform")
-    if wanted is not None:
-        from manyarch.oci.platform import Platform
+    data = _TemplateData(name, source)
+    return render(fmt.strip(), data, {"json": indented_json}) + "\n"
 
-        p = Platform.parse(wanted)
-        for key, cfg in configs.items():
-            if Platform.parse(key).same(p):
-                return _json(cfg)
-        raise PlatformNotFound(wanted, list(configs), where=name)
-    if isinstance(top, Manifest) or len(configs) == 1:
-        return _json(next(iter(configs.values())))
-    return _json(configs)
+
+class _TemplateData:
+    """What buildx's templates see; each part is read only when a template asks for it."""
+
+    def __init__(self, name: str, source: Source) -> None:
+        self.Name = name
+        self._source = source
+
+    @property
+    def Manifest(self) -> Any:
+        desc, top = describe(self._source)
+        if not isinstance(top, Index):
+            return desc.to_json()
+        obj: dict[str, Any] = {
+            "schemaVersion": 2,
+            "mediaType": top.media_type,
+            "digest": str(desc.digest),
+            "size": desc.size,
+            "manifests": [d.to_json() for d in top.manifests],
+        }
+        if top.annotations:
+            obj["annotations"] = dict(top.annotations)
+        return obj
+
+    def Image(self, wanted: str | None = None) -> Any:
+        _, top = describe(self._source)
+        configs = image_configs(self._source, top)
+        if wanted is not None:
+            from manyarch.oci.platform import Platform
+
+            p = Platform.parse(wanted)
+            for key, cfg in configs.items():
+                if Platform.parse(key).same(p):
+                    return cfg
+            raise PlatformNotFound(wanted, list(configs), where=self.Name)
+        if isinstance(top, Manifest) or len(configs) == 1:
+            return next(iter(configs.values()))
+        return configs
 
 
 def image_configs(source: Source, top: Index | Manifest) -> dict[str, Any]:

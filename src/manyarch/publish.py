@@ -7,7 +7,9 @@ by a string as the rest of manyarch names images:
 * ``oci-layout://PATH[:TAG]``: an OCI layout directory (:class:`LayoutDestination`);
 * ``oci-archive://PATH[:TAG]``: the same as one tar (:class:`OciArchive`);
 * ``docker-archive://PATH[:NAME]``: what ``docker load`` reads, one platform
-  (:class:`DockerArchive`; the first ``:`` ends the path, as in skopeo).
+  (:class:`DockerArchive`; the first ``:`` ends the path, as in skopeo);
+* the local store itself (:class:`StoreDestination`, ``build --load``): the
+  image named there for ``images`` and ``run``, every platform kept.
 
 Media types live here, because they are the destination's choice (as
 buildx's ``oci-mediatypes`` is an exporter's attribute): a build is stored
@@ -65,10 +67,12 @@ class RegistryDestination:
 
 @dataclass(frozen=True)
 class LayoutDestination:
-    """An OCI image layout directory, the image tagged ``tag`` in it."""
+    """An OCI image layout directory, the image tagged ``tag`` in it (and, as buildx
+    does, its full ``name`` kept in ``io.containerd.image.name`` for ``docker load``)."""
 
     path: Path
     tag: str = "latest"
+    name: str | None = None
 
     def __str__(self) -> str:
         return f"{LAYOUT_SCHEME}{self.path}:{self.tag}"
@@ -80,6 +84,7 @@ class OciArchive:
 
     path: Path
     tag: str = "latest"
+    name: str | None = None
 
     def __str__(self) -> str:
         return f"{OCI_ARCHIVE_SCHEME}{self.path}:{self.tag}"
@@ -96,7 +101,19 @@ class DockerArchive:
         return f"{DOCKER_ARCHIVE_SCHEME}{self.path}"
 
 
-Destination = RegistryDestination | LayoutDestination | OciArchive | DockerArchive
+@dataclass(frozen=True)
+class StoreDestination:
+    """The local store itself (``build --load``): the image named ``names`` there."""
+
+    names: tuple[Reference, ...] = field(default=())
+
+    def __str__(self) -> str:
+        return "the local store"
+
+
+Destination = (
+    RegistryDestination | LayoutDestination | OciArchive | DockerArchive | StoreDestination
+)
 
 
 def parse_destination(text: str) -> Destination:
@@ -122,6 +139,7 @@ def parse_destination(text: str) -> Destination:
 def default_media_types(dest: Destination) -> MediaTypes:
     """What a destination gets unless asked: Docker's in a registry and a docker archive."""
     return "docker" if isinstance(dest, RegistryDestination | DockerArchive) else "oci"
+    # (the local store keeps a build's OCI form: run, save and push make the others)
 
 
 def media_types_for(dests: Sequence[Destination]) -> MediaTypes:
@@ -197,6 +215,8 @@ def publish(
     beside its destination and renamed into place once complete.
     """
     source = LayoutSource(store, str(desc.digest))
+    if isinstance(dest, StoreDestination):
+        return _name_in_store(store, desc, dest.names)
     if isinstance(dest, RegistryDestination):
         if client is None:
             raise InvalidArgument(f"{dest} is in a registry, and no registry client was given")
@@ -207,12 +227,14 @@ def publish(
     if isinstance(dest, LayoutDestination):
         layout = Layout.open(dest.path, create=True)
         copy_tree(source, LayoutSink(layout), desc, tag=dest.tag, progress=progress)
+        _keep_name(layout, dest.tag, dest.name)
         return f"{LAYOUT_SCHEME}{dest.path}:{dest.tag}@{desc.digest}"
     parent = dest.path.parent if str(dest.path.parent) else Path(".")
     with tempfile.TemporaryDirectory(prefix=".manyarch-", dir=parent) as tmp:
         layout = Layout.open(Path(tmp) / "layout", create=True)
         if isinstance(dest, OciArchive):
             copy_tree(source, LayoutSink(layout), desc, tag=dest.tag, progress=progress)
+            _keep_name(layout, dest.tag, dest.name)
             export_tar(layout, dest.path)
             return f"{OCI_ARCHIVE_SCHEME}{dest.path}:{dest.tag}@{desc.digest}"
         image = _one_platform(store, desc)
@@ -223,6 +245,22 @@ def publish(
             layout.tag(name, image.with_annotations(**{CONTAINERD_NAME: name}))
         export_docker_archive(layout, dest.path, [(image, dest.names)])
         return f"{DOCKER_ARCHIVE_SCHEME}{dest.path}@{image.digest}"
+
+
+def _keep_name(layout: Layout, tag: str, name: str | None) -> None:
+    if name:
+        layout.tag(tag, layout.resolve(tag).with_annotations(**{CONTAINERD_NAME: name}))
+
+
+def _name_in_store(store: Layout, desc: Descriptor, names: Sequence[Reference]) -> str:
+    """Tag ``desc`` in the local store as ``pull`` and ``load`` do (``none@DIGEST`` unnamed)."""
+    tags = [str(n.tagged_or_latest()) for n in names] or [f"none@{desc.digest}"]
+    plain = Descriptor(desc.media_type, desc.digest, desc.size, desc.platform)
+    for tag in tags:
+        # the full name, and the digest it resolved to, as a pull records them
+        notes = {CONTAINERD_NAME: tag, "io.manyarch.repo.digest": str(desc.digest)}
+        store.tag(tag, plain.with_annotations(**notes))
+    return ", ".join(f"{t}@{desc.digest}" for t in tags) + " (local store)"
 
 
 def _one_platform(store: Layout, desc: Descriptor) -> Descriptor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 import time
 
 
@@ -68,3 +69,47 @@ def epoch_of(text: str | None) -> int:
     """Seconds since the epoch of an RFC 3339 time (0 when absent, unreadable or before 1970)."""
     when = parse_rfc3339(text)
     return max(0, int(when.timestamp())) if when is not None else 0
+
+
+_BINARY = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def parse_size(text: str) -> int:
+    """docker's memory sizes (go-units RAMInBytes): ``64m``, ``1g``, ``512kb``, ``100``.
+
+    Raises ValueError for anything else.
+    """
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtpb]?)b?\s*", text.lower())
+    if not m:
+        raise ValueError(f"invalid size: {text!r}")
+    return int(float(m.group(1)) * _BINARY[m.group(2)])
+
+
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_go_duration(text: str) -> float:
+    """Go's ``time.ParseDuration`` in seconds: ``30s``, ``1m30s``, ``500ms``, ``0``.
+
+    Raises ValueError for anything else.
+    """
+    t = text.strip()
+    if t in ("0", "+0", "-0"):
+        return 0.0
+    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", t)
+    if not parts or "".join(n + u for n, u in parts) != t.lstrip("+"):
+        raise ValueError(f"invalid duration: {text!r}")
+    return sum(float(n) * _GO_UNITS[u] for n, u in parts)
+
+
+def parse_timestamp(text: str, now: float | None = None) -> float:
+    """docker's ``--since``/``--until``: RFC 3339, Unix seconds, or a Go duration before now."""
+    t = text.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        return float(t)
+    when = parse_rfc3339(t)
+    if when is None and re.fullmatch(r"\d{4}-\d{2}-\d{2}", t):
+        when = parse_rfc3339(t + "T00:00:00Z")
+    if when is not None:
+        return when.timestamp()
+    return (time.time() if now is None else now) - parse_go_duration(t)

@@ -35,6 +35,7 @@ from manyarch.debian import archs, deb
 from manyarch.debian.deb import Package
 from manyarch.errors import BuildError, InvalidArgument, InvalidInput, ToolMissing
 from manyarch.layout import Layout
+from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import ImageConfig, Index, Manifest
 from manyarch.oci.platform import Platform
 from manyarch.sandbox import emulation
@@ -884,3 +885,32 @@ def test_compile_python_skips_another_bytecode_version(tmp_path: Path) -> None:
 )
 def test_spdx_supplier(maintainer: str, supplier: str) -> None:
     assert spdx._spdx_supplier(maintainer) == supplier
+
+
+def test_a_base_without_source_date_epoch_is_as_old_as_its_newest_package(tmp_path: Path) -> None:
+    # the files a .deb unpacks keep the package's time; those written while the rootfs
+    # was finished are newer than its start and do not count ("56 years ago" otherwise)
+    root = tmp_path / "rootfs"
+    (root / "usr/bin").mkdir(parents=True)
+    for name, mtime in (("old", 1_600_000_000), ("newest-package", 1_700_000_000)):
+        (root / "usr/bin" / name).write_text(name)
+        os.utime(root / "usr/bin" / name, (mtime, mtime))
+    (root / "etc").mkdir()
+    (root / "etc/written-while-finishing").write_text("x")
+    os.utime(root / "etc/written-while-finishing", (1_900_000_000, 1_900_000_000))
+    assert base_image.packages_epoch(root, before=1_800_000_000) == 1_700_000_000
+    info = finish.RootfsInfo(packages=(), os_release={}, certificates=0)
+    d = Digest.parse("sha256:" + "0" * 64)
+    opts = BaseOptions(platforms=(Platform.parse("linux/amd64"),))
+    config = base_image.image_config(
+        opts, Platform.parse("linux/amd64"), info, d, True, 1_700_000_000
+    )
+    assert config.created == "2023-11-14T22:13:20Z"
+    assert [h.created for h in config.history] == ["2023-11-14T22:13:20Z"]
+    # SOURCE_DATE_EPOCH wins
+    opts = BaseOptions(platforms=(Platform.parse("linux/amd64"),), epoch=0)
+    config = base_image.image_config(
+        opts, Platform.parse("linux/amd64"), info, d, True, 1_700_000_000
+    )
+    assert config.created == "1970-01-01T00:00:00Z"
+    assert base_image.packages_epoch(tmp_path / "empty", before=0) is None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
+import sys
 import tarfile
 import urllib.error
 import urllib.request
@@ -203,7 +205,6 @@ def test_outputs_oci_layout_archive_and_docker(
 @pytest.mark.parametrize(
     "argv",
     [
-        ["--load"],
         ["--platform", "linux/amd64,linux/arm64", "-o", "type=docker,dest=x.tar"],
         ["--push"],  # no -t
         ["-o", "type=oci"],  # no dest
@@ -217,3 +218,120 @@ def test_usage_errors(tmp_path: Path, argv: list[str], capsys: pytest.CaptureFix
     ctx = make_context(tmp_path, "FROM scratch\n")
     assert main(["build", *argv, str(ctx)]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def _manyarch(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "manyarch", *args],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ),
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_load_puts_every_platform_in_the_local_store_for_images_and_run(
+    tmp_path: Path, tiny_base: TinyBase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ctx = make_context(tmp_path, DOCKERFILE, FILES)
+    base = ["build", "--build-arg", f"BASE={tiny_base.ref}", "--progress", "quiet"]
+    rc = main([*base, "--platform", "linux/amd64,linux/arm64", "--load", "-t", "demo:1", str(ctx)])
+    assert rc == 0, capsys.readouterr().err
+    rc = main([*base, "-o", "type=docker", "-t", "demo:default", str(ctx)])  # no --platform
+    assert rc == 0, capsys.readouterr().err
+    capsys.readouterr()
+    rows = _manyarch("images", "--format", "{{.Repository}}:{{.Tag}} {{.Platform}}").stdout
+    assert sorted(rows.splitlines()) == [
+        "demo:1 linux/amd64",
+        "demo:1 linux/arm64",
+        "demo:default linux/amd64",  # containerd's default spec: no x86-64 level
+    ]
+    r = _manyarch("run", "--rm", "demo:1", "cat", "/srv/arch")
+    assert (r.returncode, r.stdout) == (0, "x86_64\n"), r.stderr
+    if Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists():
+        r = _manyarch("run", "--rm", "--platform", "linux/arm64", "demo:1", "cat", "/srv/arch")
+        assert (r.returncode, r.stdout) == (0, "aarch64\n"), r.stderr
+    fmt = "{{.Architecture}} {{.Variant}} {{json .RepoTags}}"
+    r = _manyarch("inspect", "--format", fmt, "demo:default")
+    # the same image as demo:1's amd64 one (reproducible): docker lists both tags
+    assert r.stdout.split() == ["amd64", "<no", "value>", '["demo:1","demo:default"]'], r.stderr
+    # a container keeps its image: rmi refuses it, as docker does, unless forced
+    assert _manyarch("run", "--name", "user", "demo:default", "true").returncode == 0
+    r = _manyarch("rmi", "demo:default")
+    assert r.returncode == 1 and "is using its referenced image" in r.stderr
+    assert _manyarch("rmi", "-f", "demo:default").returncode == 0
+    assert "demo:default" not in _manyarch("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
+    assert _manyarch("rm", "user").returncode == 0
+
+
+@pytest.mark.slow
+def test_load_reads_what_docker_skopeo_buildx_and_manyarch_write(
+    tmp_path: Path, tiny_base: TinyBase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ctx = make_context(tmp_path, DOCKERFILE, FILES)
+    base = ["build", "--build-arg", f"BASE={tiny_base.ref}", "--progress", "quiet"]
+    docker_tar, oci_tar = tmp_path / "docker.tar", tmp_path / "oci.tar"
+    rc = main([*base, "-t", "app:own", "-o", f"type=docker,dest={docker_tar}", str(ctx)])
+    assert rc == 0
+    rc = main([*base, "--platform", "linux/amd64,linux/arm64", "-t", "myapp:dev",
+               "-o", f"type=oci,dest={oci_tar}", str(ctx)])  # fmt: skip
+    assert rc == 0
+    capsys.readouterr()
+    # skopeo's docker-archive (uncompressed layers, <hex>.tar names, RepoTags)
+    skopeo_tar = tmp_path / "skopeo.tar"
+    r = subprocess.run(
+        ["skopeo", "copy", f"docker-archive:{docker_tar}",
+         f"docker-archive:{skopeo_tar}:app:skopeo"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = _manyarch("load", "-i", str(docker_tar))
+    assert r.stdout == "Loaded image: app:own\n", r.stderr
+    r = _manyarch("load", "-i", str(skopeo_tar))
+    assert r.stdout == "Loaded image: app:skopeo\n", r.stderr
+    with open(oci_tar, "rb") as f:  # from stdin, named as buildx names it
+        r = subprocess.run([sys.executable, "-m", "manyarch", "load"], stdin=f,
+                           capture_output=True, text=True, env=dict(os.environ))  # fmt: skip
+    assert r.stdout == "Loaded image: myapp:dev\n", r.stderr
+    rows = _manyarch("images", "--format", "{{.Repository}}:{{.Tag}} {{.Platform}}").stdout
+    assert sorted(rows.splitlines()) == [
+        "app:own linux/amd64",
+        "app:skopeo linux/amd64",
+        "myapp:dev linux/amd64",
+        "myapp:dev linux/arm64",
+    ]
+    for name in ("app:own", "app:skopeo", "myapp:dev"):
+        r = _manyarch("run", "--rm", name, "cat", "/srv/arch")
+        assert (r.returncode, r.stdout) == (0, "x86_64\n"), (name, r.stderr)
+    # images REPO[:TAG] and --filter
+    assert _manyarch("images", "-q", "app").stdout.count("\n") == 2
+    assert _manyarch("images", "--format", "{{.Tag}}", "app:skopeo").stdout == "skopeo\n"
+    r = _manyarch("images", "--format", "{{.Tag}}", "-f", "reference=myapp:*")
+    assert r.stdout.splitlines() == ["dev", "dev"]
+    # save to stdout, rmi, load it back
+    out = tmp_path / "saved.tar"
+    with open(out, "wb") as f:
+        r = subprocess.run([sys.executable, "-m", "manyarch", "save", "app:own"], stdout=f,
+                           stderr=subprocess.PIPE, text=True, env=dict(os.environ))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert _manyarch("rmi", "app:own").returncode == 0
+    assert _manyarch("load", "-q", "-i", str(out)).returncode == 0
+    assert "own" in _manyarch("images", "--format", "{{.Tag}}", "app").stdout.split()
+    r = _manyarch("load", "-i", str(ctx / "app" / "hello.txt"))
+    assert r.returncode == 1 and "not a tar archive" in r.stderr
+
+
+@pytest.mark.slow
+def test_pull_all_tags(tmp_path: Path, tiny_base: TinyBase, registry: RegistryServer) -> None:
+    ctx = make_context(tmp_path, DOCKERFILE, FILES)
+    for tag in ("a", "b"):
+        rc = main(["build", "--build-arg", f"BASE={tiny_base.ref}", "--progress", "quiet",
+                   "--push", "-t", f"{registry.host}/every:{tag}", "--insecure-registry",
+                   registry.host, str(ctx)])  # fmt: skip
+        assert rc == 0
+    r = _manyarch(
+        "pull", "-a", "-q", "--insecure-registry", registry.host, f"{registry.host}/every"
+    )
+    assert r.returncode == 0, r.stderr
+    tags = _manyarch("images", "--format", "{{.Tag}}", f"{registry.host}/every").stdout
+    assert sorted(tags.split()) == ["a", "b"]
+    r = _manyarch("pull", "-a", f"{registry.host}/every:a")
+    assert r.returncode == 2 and "--all-tags" in r.stderr

@@ -9,7 +9,13 @@ import pytest
 from manyarch.cli.common import UsageError
 from manyarch.cli.outputs import OutputSpec, outputs, parse_output
 from manyarch.oci.reference import Reference
-from manyarch.publish import DockerArchive, LayoutDestination, OciArchive, RegistryDestination
+from manyarch.publish import (
+    DockerArchive,
+    LayoutDestination,
+    OciArchive,
+    RegistryDestination,
+    StoreDestination,
+)
 
 
 @pytest.mark.parametrize(
@@ -41,9 +47,10 @@ def test_destinations_and_media_types() -> None:
     )
     a, b = Reference.parse("r.example/app:v1"), Reference.parse("r.example/app:v2")
     assert outs.destinations == [
-        LayoutDestination(Path("dir"), "v1"),
-        OciArchive(Path("a.tar"), "v1"),
-        OciArchive(Path("b"), "v1"),
+        # the first name kept whole, as buildx keeps it (io.containerd.image.name)
+        LayoutDestination(Path("dir"), "v1", "r.example/app:v1"),
+        OciArchive(Path("a.tar"), "v1", "r.example/app:v1"),
+        OciArchive(Path("b"), "v1", "r.example/app:v1"),
         RegistryDestination(a),
         RegistryDestination(b),
     ]
@@ -53,6 +60,13 @@ def test_destinations_and_media_types() -> None:
     assert named.media_types == "oci"
     docker = outputs(["type=docker,dest=d.tar"], ["demo:1"], push=False)
     assert docker.destinations == [DockerArchive(Path("d.tar"), (Reference.parse("demo:1"),))]
+    # docker's --load (type=docker without dest): the local store, named by every name
+    demo = (Reference.parse("demo:1"),)
+    for loaded in (
+        outputs(["type=docker"], ["demo:1"], push=False),
+        outputs([], ["demo:1"], push=False, load=True),
+    ):
+        assert loaded.destinations == [StoreDestination(demo)]
 
 
 @pytest.mark.parametrize(

@@ -84,7 +84,7 @@ def test_deferred_flags_are_there_when_used(capsys: pytest.CaptureFixture[str]) 
     assert f"--preset {{{','.join(sorted(PRESETS))}}}" in base_help
     assert f"(default {DEFAULT_MIRROR})" in base_help
     stop_help = _help(["stop"], capsys)
-    assert "usage: manyarch stop [-h] [-t TIME] CONTAINER [CONTAINER ...]" in stop_help
+    assert "usage: manyarch stop [-h] [-t TIME] [-s SIGNAL] CONTAINER [CONTAINER ...]" in stop_help
     prune_help = _help(["prune"], capsys)
     assert f"(default {DEFAULT_MAX_BYTES // 1024**3}GB)" in prune_help
     assert "--keep-storage SIZE" in prune_help

@@ -116,3 +116,21 @@ def test_parse_platforms_list() -> None:
     assert [str(p) for p in got] == ["linux/amd64", "linux/arm64"]
     with pytest.raises(InvalidPlatform):
         parse_platforms(" , ")
+
+
+def test_default_platform_is_containerds_default_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a build without --platform targets linux/amd64, not the host's x86-64 level, and
+    # containerd's Only(linux/amd64) (our fallbacks) does not take amd64/v4 for it
+    from manyarch.oci import platform as mod
+
+    for host, default in (
+        ("linux/amd64/v4", "linux/amd64"),
+        ("linux/arm64", "linux/arm64"),
+        ("linux/arm/v6", "linux/arm/v6"),
+    ):
+        monkeypatch.setattr(mod, "host_platform", lambda h=host: Platform.parse(h))
+        got = mod.default_platform()
+        assert str(got) == default
+        assert Platform.parse(default).same(got)
+    only = Platform.parse("linux/amd64").fallbacks()
+    assert not any(p.same(Platform.parse("linux/amd64/v4")) for p in only)

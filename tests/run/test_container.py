@@ -121,15 +121,20 @@ def test_a_link_cannot_climb_out_of_the_root(tmp_path: Path) -> None:
 def test_exec_errors_are_worded_as_runc_words_them(
     tmp_path: Path, first: bytes, expected: str, error: list[str]
 ) -> None:
+    # the supervisor rewords the first line of the output only: bwrap's, when it failed
     r, w = os.pipe()
     out = tmp_path / "out"
+    state = container.ContainerState(
+        "c" * 64, "n", "img", "sha256:" + "0" * 64, "linux/amd64", ["x"], {}, "/", ""
+    )
+    (tmp_path / "c").mkdir()
+    sup = supervisor.Supervisor(state, stdout_fd=-1)
     with open(out, "wb") as dest, os.fdopen(r, "rb") as src:
         os.write(w, first + b"bwrap: execvp later lines are the program's\n")
         os.close(w)
-        seen: list[str] = []
-        supervisor._copy_stderr(src, dest.fileno(), "HINT", seen)
+        sup._copier(src, "stderr", dest.fileno(), "HINT").join()
     assert out.read_text() == expected + "bwrap: execvp later lines are the program's\n"
-    assert seen == error  # what the supervisor records as the exec error
+    assert sup._seen == error  # what the supervisor records as the exec error
 
 
 @pytest.mark.parametrize(

@@ -114,11 +114,37 @@ class BaseImage:
         return self.index_document().digest
 
 
+def packages_epoch(rootfs: Path, before: float) -> int | None:
+    """The newest mtime of the files the packages brought (those older than ``before``).
+
+    A base made without SOURCE_DATE_EPOCH is as old as its newest package: the
+    files a .deb unpacks keep the package's build time, while those written
+    while finishing the rootfs are newer than ``before`` (when it started).
+    None when no file qualifies.
+    """
+    newest = -1
+    for dirpath, _dirs, files in os.walk(rootfs):
+        for name in files:
+            try:
+                mtime = os.lstat(os.path.join(dirpath, name)).st_mtime
+            except OSError:
+                continue
+            if mtime < before and mtime > newest:
+                newest = int(mtime)
+    return newest if newest >= 0 else None
+
+
 def image_config(
-    opts: BaseOptions, platform: Platform, info: RootfsInfo, diff_id: Digest, has_shell: bool
+    opts: BaseOptions,
+    platform: Platform,
+    info: RootfsInfo,
+    diff_id: Digest,
+    has_shell: bool,
+    epoch: int | None = None,
 ) -> ImageConfig:
-    """The config of one platform's base image."""
-    created = rfc3339(opts.epoch) if opts.epoch is not None else None
+    """The config of one platform's base image; created at SOURCE_DATE_EPOCH, else ``epoch``."""
+    when = opts.epoch if opts.epoch is not None else epoch
+    created = rfc3339(when) if when is not None else None
     env = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8", "SSL_CERT_FILE": CA_BUNDLE}
     cmd: tuple[str, ...] | None = ("/bin/sh",) if has_shell else None
     if opts.preset == "python" and info.python_version:
@@ -210,10 +236,11 @@ def build_platform(
         with _work_dir(opts.cache_dir, f".work-{debian_arch(platform)}-") as work:
             rootfs = work / "rootfs"
             rootfs.mkdir()
+            began = time.time()
             info = prepare_rootfs(opts, platform, rootfs)
             t = _timed(progress, platform, f"{len(info.packages)} packages unpacked", start)
             staged = work / "entry"
-            desc, size = _store_image(opts, platform, rootfs, info, staged)
+            desc, size = _store_image(opts, platform, rootfs, info, staged, began)
             shutil.rmtree(rootfs)
             _timed(progress, platform, f"layer {size / 1e6:.1f} MB", t)
             # The entry appears whole or not at all: a rename within the cache directory.
@@ -232,7 +259,12 @@ def build_platform(
 
 
 def _store_image(
-    opts: BaseOptions, platform: Platform, rootfs: Path, info: RootfsInfo, dest: Path
+    opts: BaseOptions,
+    platform: Platform,
+    rootfs: Path,
+    info: RootfsInfo,
+    dest: Path,
+    began: float,
 ) -> tuple[Descriptor, int]:
     layout = Layout.open(dest, create=True)
     with layout.writer() as w:
@@ -241,7 +273,8 @@ def _store_image(
         )
         w.commit(layer.digest)
     has_shell = (rootfs / "usr/bin/sh").exists() or (rootfs / "bin/sh").exists()
-    config = image_config(opts, platform, info, layer.diff_id, has_shell)
+    epoch = None if opts.epoch is not None else packages_epoch(rootfs, began)
+    config = image_config(opts, platform, info, layer.diff_id, has_shell, epoch)
     config_desc = layout.put_document(config.to_document())
     manifest = Manifest(config=config_desc, layers=(layer.descriptor(),))
     desc = layout.put_document(manifest.to_document())

@@ -110,7 +110,8 @@ class BaseOptions:
             "platform": str(platform),
             "packages": list(self.packages),
             "preset": self.preset,
-            "epoch": self.epoch,
+            # without SOURCE_DATE_EPOCH the base is dated by its newest package
+            "epoch": self.epoch if self.epoch is not None else "packages",
             "manyarch": __version__,
             "recipe": RECIPE,
         }

@@ -41,7 +41,11 @@ def register(sub: Any) -> None:
     p.add_argument("-t", "--tag", action="append", default=[], help="name:tag; repeatable")
     p.add_argument("--platform", action="append", default=[], help="e.g. linux/amd64,linux/arm64")
     p.add_argument("--push", action="store_true", help="same as --output type=registry")
-    p.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--load",
+        action="store_true",
+        help="name the result in the local store, for images and run (type=docker, no dest)",
+    )
     p.add_argument(
         "-o",
         "--output",
@@ -104,11 +108,6 @@ def _kv(items: list[str], what: str, from_env: bool = False) -> dict[str, str]:
 
 def _refuse(args: argparse.Namespace) -> None:
     """What buildx has and manyarch has not: said before anything runs."""
-    if args.load:
-        raise UsageError(
-            "--load needs a Docker daemon, and manyarch works without one",
-            "use --push, or --output type=docker,dest=FILE.tar and `docker load -i FILE.tar`",
-        )
     for flag in ("provenance", "sbom"):
         value = getattr(args, flag)
         if value not in (None, "false", "0"):
@@ -124,7 +123,7 @@ def _run(args: argparse.Namespace) -> int:
 
     _refuse(args)
     platforms = parse_platforms(args.platform) if args.platform else []
-    outs = outputs(args.output, args.tag, push=args.push)
+    outs = outputs(args.output, args.tag, push=args.push, load=args.load)
     if len(platforms) > 1 and any(isinstance(d, DockerArchive) for d in outs.destinations):
         raise UsageError(
             "--output type=docker holds one platform; "
@@ -161,7 +160,10 @@ def _run(args: argparse.Namespace) -> int:
         for warning in result.warnings:
             say(f"WARNING: {warning}")
         if not outs.destinations:
-            say("WARNING: no output specified; the result is only in the local store")
+            say(
+                "WARNING: no output specified; the result is only in the build cache "
+                "(--load names it in the local store, for images and run)"
+            )
         names = [s.publish(result, d) for d in outs.destinations]
     if args.metadata_file:
         _write_metadata(args.metadata_file, result, [str(n) for n in outs.names])

@@ -26,9 +26,16 @@ class UsageError(ManyarchError):
     """The command line is wrong (exit 2). Raised only here, in the CLI: the library
     raises :class:`~manyarch.errors.InvalidArgument`, which the CLI reports alike."""
 
+    #: the exit status when a command's own differs (``run``: docker's 125)
+    exit_status: int | None = None
+
 
 def exit_code(error: ManyarchError) -> int:
-    """2 for a command line (or an argument) that is wrong, else 1."""
+    """An error's own status (``exec``'s 126/127, ``run``'s 125), else 2 for a command line
+    (or an argument) that is wrong, else 1."""
+    own = getattr(error, "exit_status", None)
+    if isinstance(own, int):
+        return own
     return 2 if isinstance(error, UsageError | InvalidArgument) else 1
 
 
@@ -38,15 +45,24 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.deferred: list[AddFlags] = []
+        #: docker's ``--flag=false`` of a boolean flag, as a flag argparse knows
+        self.spellings: dict[str, str] = {}
 
     def _complete(self) -> None:
         while self.deferred:
             self.deferred.pop(0)(self)
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
-        """Add the deferred flags, then parse."""
+        """Add the deferred flags, then parse; a sub-command names its own unknown flags."""
         self._complete()
-        return super().parse_known_args(args, namespace)
+        if self.spellings and args is not None:
+            words = list(args)
+            end = words.index("--") if "--" in words else len(words)
+            args = [self.spellings.get(w, w) for w in words[:end]] + words[end:]
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras and " " in self.prog:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
 
     def format_usage(self) -> str:
         """Add the deferred flags, then the usage line."""
@@ -59,8 +75,21 @@ class Parser(argparse.ArgumentParser):
         return super().format_help()
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        """Raise the error instead of printing usage and exiting."""
-        raise UsageError(f"{self.prog}: {message}", f"see '{self.prog} --help'")
+        """Raise the error instead of printing usage and exiting.
+
+        An unknown flag is named alone (argparse would list the words after it too).
+        """
+        if message.startswith("unrecognized arguments: "):
+            words = message.removeprefix("unrecognized arguments: ").split()
+            flag = next((w for w in words if w.startswith("-")), words[0] if words else "")
+            if flag.startswith("-"):
+                message = f"unknown flag: {flag.split('=', 1)[0]}"
+            else:
+                message = f"unexpected argument: {flag}"
+        error = UsageError(f"{self.prog}: {message}", f"see '{self.prog} --help'")
+        if self.prog.endswith(" run"):
+            error.exit_status = 125  # docker run's status for its own errors
+        raise error
 
 
 def defer(parser: argparse.ArgumentParser, add: AddFlags) -> None:

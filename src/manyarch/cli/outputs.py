@@ -7,6 +7,7 @@ one parser and one set of rules for ``build`` and ``base``.
   ``tar=true`` (or, without ``tar=``, when PATH ends in ``.tar``), tagged with
   the first name's tag;
 * ``type=docker,dest=FILE``: a ``docker load`` archive named by every name;
+* ``type=docker`` without ``dest`` (``--load``): the local store, every name;
 * ``oci-mediatypes=true|false`` on any of them chooses the media types of all.
 
 ``type=local`` and ``type=tar`` (a filesystem export), ``dest=-`` (stdout) and
@@ -69,14 +70,24 @@ class Outputs:
     names: list[Reference]
 
 
-def outputs(texts: Sequence[str], tags: Sequence[str], *, push: bool) -> Outputs:
-    """The destinations of ``--output`` flags, ``-t`` names and ``--push``."""
+def outputs(
+    texts: Sequence[str], tags: Sequence[str], *, push: bool, load: bool = False
+) -> Outputs:
+    """The destinations of ``--output`` flags, ``-t`` names, ``--push`` and ``--load``."""
     from manyarch.oci.reference import Reference
-    from manyarch.publish import DockerArchive, LayoutDestination, OciArchive, RegistryDestination
+    from manyarch.publish import (
+        DockerArchive,
+        LayoutDestination,
+        OciArchive,
+        RegistryDestination,
+        StoreDestination,
+    )
 
     specs = [parse_output(t) for t in texts]
     if push:
         specs.append(OutputSpec("registry"))
+    if load:
+        specs.append(OutputSpec("docker"))
     names = [Reference.parse(t) for t in tags]
     for spec in specs:
         if spec.type in ("registry", "image"):
@@ -84,6 +95,7 @@ def outputs(texts: Sequence[str], tags: Sequence[str], *, push: bool) -> Outputs
             names.extend(Reference.parse(n) for n in listed)
     explicit = next((s.attrs["oci-mediatypes"] for s in specs if "oci-mediatypes" in s.attrs), None)
     tag = (names[0].tagged_or_latest().tag if names else None) or "latest"
+    full = str(names[0].tagged_or_latest()) if names else None
     dests: list[Destination] = []
     for spec in specs:
         if spec.type == "image" and spec.attrs.get("push") != "true":
@@ -100,6 +112,9 @@ def outputs(texts: Sequence[str], tags: Sequence[str], *, push: bool) -> Outputs
                 "use --push, --output type=oci,dest=PATH or type=docker,dest=FILE.tar",
             )
         dest = spec.attrs.get("dest")
+        if spec.type == "docker" and not dest:
+            dests.append(StoreDestination(tuple(names)))  # docker's --load: its image store
+            continue
         if not dest or dest == "-":
             raise UsageError(
                 f"--output type={spec.type} needs dest=PATH (stdout is not supported)",
@@ -108,9 +123,9 @@ def outputs(texts: Sequence[str], tags: Sequence[str], *, push: bool) -> Outputs
         if spec.type == "docker":
             dests.append(DockerArchive(Path(dest), tuple(names)))
         elif spec.attrs.get("tar", "true" if dest.endswith(".tar") else "false") == "true":
-            dests.append(OciArchive(Path(dest), tag))
+            dests.append(OciArchive(Path(dest), tag, full))
         else:
-            dests.append(LayoutDestination(Path(dest), tag))
+            dests.append(LayoutDestination(Path(dest), tag, full))
     media: MediaTypes | None = None
     if explicit is not None:
         media = "docker" if explicit != "true" else "oci"

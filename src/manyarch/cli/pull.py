@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from manyarch.cli.common import add_registry_flags, session
+from manyarch.cli.common import UsageError, add_registry_flags, session
 
 if TYPE_CHECKING:
     from manyarch.images import TransferEvent, TransferProgress
@@ -24,6 +24,7 @@ def register(sub: Any) -> None:
     p.add_argument("image", metavar="REF", help="e.g. localhost:5000/fastapi-multiarch:latest")
     p.add_argument("--platform", help="e.g. linux/arm64 (default: this host's)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the reference")
+    p.add_argument("-a", "--all-tags", action="store_true", help="every tag of the repository")
     add_registry_flags(p)
     p.set_defaults(func=_run)
 
@@ -72,11 +73,19 @@ def _run(args: argparse.Namespace) -> int:
     from manyarch.run.local import parse_image_ref
 
     ref = parse_image_ref(args.image)
-    with session(args) as s:
-        s.pull(
-            args.image,
-            platform=args.platform,
-            progress=pull_printer(args.image, sys.stdout, quiet=args.quiet),
+    if args.all_tags and (not isinstance(ref, Reference) or ref.tag or ref.digest):
+        raise UsageError(
+            "tag can't be used with --all-tags/-a",
+            f"give the repository alone: manyarch pull -a {args.image.split(':')[0]}",
         )
-    print(ref.tagged_or_latest() if isinstance(ref, Reference) else ref)
+    with session(args) as s:
+        names = s.tags(args.image) if args.all_tags else [args.image]
+        for name in names:
+            s.pull(
+                name,
+                platform=args.platform,
+                progress=pull_printer(name, sys.stdout, quiet=args.quiet),
+            )
+    shown = ref.tagged_or_latest() if isinstance(ref, Reference) and not args.all_tags else ref
+    print(shown)
     return 0

@@ -6,9 +6,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from manyarch.cli.common import UsageError, add_registry_flags, session
+from manyarch.cli.common import Parser, UsageError, add_registry_flags, session
+from manyarch.cli.refused import add_refused
+
+if TYPE_CHECKING:
+    from manyarch.run.container import RunOptions
 
 
 def register(sub: Any) -> None:
@@ -18,15 +22,18 @@ def register(sub: Any) -> None:
         help="run a command in a new container (pulls the image when needed)",
         description="Run an image's Entrypoint + Cmd in a bubblewrap sandbox (own PID, IPC, "
         "UTS and mount namespaces). Without -p the container shares the host's network; "
-        "with -p it gets its own, wired by pasta.",
+        "with -p it gets its own, wired by pasta. Exit status: the program's, 125 when "
+        "manyarch fails, 126 when the command cannot be run, 127 when it is not found.",
+        add_help=False,  # -h is --hostname, as in docker
     )
+    p.add_argument("--help", action="help", help="show this help and exit")
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument("-d", "--detach", action="store_true", help="run in the background, print id")
     p.add_argument(
         "-i", "--interactive", action="store_true", help="keep stdin open: the container reads it"
     )
     p.add_argument(
-        "-t", "--tty", action="store_true", help="give the container this terminal (with -i)"
+        "-t", "--tty", action="store_true", help="a pseudo-terminal, sized as this one, with TERM"
     )
     p.add_argument("--name", help="name the container")
     p.add_argument("--platform", help="run this platform of the image (e.g. linux/arm64)")
@@ -38,14 +45,23 @@ def register(sub: Any) -> None:
         metavar="[IP:][HOST:]CONTAINER",
         help="forward a host port (a free one when omitted) to the container; repeatable",
     )
+    p.add_argument(
+        "-P", "--publish-all", action="store_true", help="publish every exposed port to a free one"
+    )
+    p.add_argument("--expose", action="append", default=[], metavar="PORT[/PROTO]")
     p.add_argument("-e", "--env", action="append", default=[], metavar="KEY[=VALUE]")
     p.add_argument("--env-file", action="append", default=[], type=Path, metavar="FILE")
-    p.add_argument("-w", "--workdir", help="working directory inside the container")
+    p.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--label-file", action="append", default=[], type=Path, metavar="FILE")
+    p.add_argument("-w", "--workdir", help="working directory inside the container (created)")
     p.add_argument("-u", "--user", help="USER[:GROUP] (names or numbers)")
     p.add_argument("--entrypoint", help="override the image's ENTRYPOINT")
+    _container_flags(p)
     p.add_argument(
         "--stop-signal", metavar="SIGNAL", help="what `stop` sends first (default: the image's)"
     )
+    p.add_argument("--stop-timeout", type=float, metavar="SECONDS", help="before SIGKILL")
+    p.add_argument("--cidfile", type=Path, metavar="FILE", help="write the container id there")
     p.add_argument(
         "--emulation",
         choices=["on", "off"],
@@ -59,10 +75,87 @@ def register(sub: Any) -> None:
         help="when to pull (default: missing)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="pull without printing")
+    add_refused(p, "run")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")
     add_registry_flags(p)
     p.set_defaults(func=_run)
+
+
+def _container_flags(p: argparse.ArgumentParser) -> None:
+    """Names, mounts and the root: -h, --add-host, -v, --mount, --tmpfs, --read-only."""
+    p.add_argument("-h", "--hostname", help="the container's host name")
+    p.add_argument(
+        "--add-host", action="append", default=[], metavar="NAME:IP", help="a line of /etc/hosts"
+    )
+    p.add_argument(
+        "-v",
+        "--volume",
+        action="append",
+        default=[],
+        metavar="[SRC:]DST[:ro]",
+        help="bind a host path (SRC starts with / or .) or a named volume; DST alone: anonymous",
+    )
+    p.add_argument(
+        "--mount",
+        action="append",
+        default=[],
+        metavar="type=bind|volume|tmpfs,...",
+        help="source=,target=,readonly,tmpfs-size=,tmpfs-mode=",
+    )
+    p.add_argument("--tmpfs", action="append", default=[], metavar="DST[:size=64m,mode=1777]")
+    p.add_argument("--read-only", action="store_true", help="mount the root read-only")
+    _runtime_flags(p)
+
+
+def _runtime_flags(p: argparse.ArgumentParser) -> None:
+    """The init, restarts, cgroup limits and the health check."""
+    p.add_argument(
+        "--init",
+        action="store_const",
+        const="true",
+        help="a native init (tini) as PID 1 that forwards signals and reaps; --init=false "
+        "turns it off (default: on for an emulated image, off otherwise)",
+    )
+    p.add_argument("--no-init", dest="init", action="store_const", const="false",
+                   help=argparse.SUPPRESS)  # fmt: skip
+    if isinstance(p, Parser):
+        p.spellings.update({"--init=true": "--init", "--init=false": "--no-init"})
+    p.add_argument(
+        "--restart",
+        default="no",
+        metavar="POLICY",
+        help="no | on-failure[:N] | always | unless-stopped (the supervisor restarts it)",
+    )
+    p.add_argument("-m", "--memory", metavar="BYTES", help="memory limit (cgroups), e.g. 256m")
+    p.add_argument("--cpus", type=float, default=0.0, help="CPU limit (cgroups), e.g. 1.5")
+    p.add_argument("--pids-limit", type=int, default=0, help="process limit (cgroups)")
+    p.add_argument("--health-cmd", metavar="CMD", help="the health probe (a shell command)")
+    p.add_argument("--health-interval", metavar="DURATION")
+    p.add_argument("--health-timeout", metavar="DURATION")
+    p.add_argument("--health-retries", type=int, metavar="N")
+    p.add_argument("--health-start-period", metavar="DURATION")
+    p.add_argument("--health-start-interval", metavar="DURATION")
+    p.add_argument("--no-healthcheck", action="store_true", help="ignore the image's HEALTHCHECK")
+
+
+def parse_labels(items: list[str], files: list[Path]) -> dict[str, str]:
+    """``--label-file`` then ``-l`` (``KEY`` alone: an empty value, as docker)."""
+    lines: list[str] = []
+    for f in files:
+        try:
+            text = f.read_text()
+        except OSError as e:
+            raise UsageError(f"cannot read label file {f}: {e.strerror}") from e
+        lines += [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    lines += items
+    out: dict[str, str] = {}
+    for line in lines:
+        key, _, value = line.partition("=")
+        if not key:
+            raise UsageError(f"invalid label {line!r}", "write -l KEY=VALUE")
+        out[key] = value
+    return out
 
 
 def parse_env(items: list[str], files: list[Path]) -> dict[str, str]:
@@ -91,17 +184,49 @@ def parse_env(items: list[str], files: list[Path]) -> dict[str, str]:
     return out
 
 
-def _run(args: argparse.Namespace) -> int:
-    from manyarch.cli.pull import pull_printer
+def _options(args: argparse.Namespace) -> RunOptions:
+    """RunOptions from the flags (each parsed and checked before any pull)."""
+    from manyarch.errors import LimitsUnavailable
+    from manyarch.run import cgroups, container, mounts
+    from manyarch.run.cgroups import Limits
     from manyarch.run.container import RunOptions
     from manyarch.run.network import PortMapping
+    from manyarch.run.spec import parse_add_host
+    from manyarch.units import parse_size
 
+    if args.stop_signal:
+        container.parse_signal(args.stop_signal)  # a bad one fails before any pull
     if args.tty and args.interactive and not os.isatty(0):
         raise UsageError(
             "the input device is not a TTY",
             "drop -t when stdin is a pipe or a file (keep -i to feed it to the container)",
         )
-    options = RunOptions(
+    memory = 0
+    if args.memory:
+        try:
+            memory = parse_size(args.memory)
+        except ValueError as e:
+            raise UsageError(f"invalid --memory {args.memory!r}", "e.g. -m 256m or -m 1g") from e
+    container.parse_restart(args.restart)
+    limits = Limits(memory, args.cpus, args.pids_limit)
+    try:
+        cgroups.check(limits)  # refused before anything is pulled
+    except LimitsUnavailable as e:
+        flags = {"memory": "--memory", "cpu": "--cpus", "pids": "--pids-limit"}
+        named = ", ".join(flags[c] for c in limits.controllers())
+        raise UsageError(
+            e.message.replace(limits.words(), named, 1),
+            (e.hint or "").replace("or go without", "or drop the flag"),
+        ) from e
+    health = {
+        "cmd": args.health_cmd,
+        "interval": args.health_interval,
+        "timeout": args.health_timeout,
+        "retries": args.health_retries,
+        "start_period": args.health_start_period,
+        "start_interval": args.health_start_interval,
+    }
+    return RunOptions(
         command=list(args.command),
         entrypoint=args.entrypoint,
         env=parse_env(args.env, args.env_file),
@@ -113,9 +238,46 @@ def _run(args: argparse.Namespace) -> int:
         detach=args.detach,
         emulation=args.emulation == "on",
         interactive=args.interactive,
-        tty=args.tty and os.isatty(0),
+        tty=args.tty and (args.detach or os.isatty(0)),
         stop_signal=args.stop_signal,
+        init=None if args.init is None else args.init == "true",
+        hostname=args.hostname,
+        extra_hosts=[parse_add_host(h) for h in args.add_host],
+        mounts=[
+            *(mounts.parse_volume(v) for v in args.volume),
+            *(mounts.parse_mount(m) for m in args.mount),
+            *(mounts.parse_tmpfs(t) for t in args.tmpfs),
+        ],
+        read_only=args.read_only,
+        labels=parse_labels(args.label, args.label_file),
+        restart=args.restart,
+        limits=limits,
+        health_flags={k: v for k, v in health.items() if v is not None},
+        no_healthcheck=args.no_healthcheck,
+        stop_timeout=args.stop_timeout,
+        publish_all=args.publish_all,
+        expose=list(args.expose),
     )
+
+
+def _run(args: argparse.Namespace) -> int:
+    """docker run's exit status: manyarch's own failures are 125."""
+    from manyarch.cli.common import report
+    from manyarch.errors import ManyarchError
+
+    try:
+        return _run_container(args)
+    except ManyarchError as e:
+        if getattr(args, "debug", False):
+            raise
+        report(e)
+        return 125
+
+
+def _run_container(args: argparse.Namespace) -> int:
+    from manyarch.cli.pull import pull_printer
+
+    options = _options(args)
     with session(args) as s:
         created = s.create(
             args.image,
@@ -126,6 +288,8 @@ def _run(args: argparse.Namespace) -> int:
         )
         for warning in created.warnings:
             print(f"WARNING: {warning}", file=sys.stderr, flush=True)
+        if args.cidfile:
+            args.cidfile.write_text(created.state.id)
         if not args.detach:
             sys.stdout.flush()
             sys.stderr.flush()

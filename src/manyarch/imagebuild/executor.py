@@ -90,7 +90,7 @@ from manyarch.oci.manifest import (
     ImageConfig,
     Index,
 )
-from manyarch.oci.platform import Platform, host_platform
+from manyarch.oci.platform import Platform, default_platform
 from manyarch.oci.reference import parse_any
 from manyarch.registry import RegistryClient
 from manyarch.sandbox import emulation
@@ -160,7 +160,8 @@ class _Build:
         self.store = store
         self.tmp = tmp
         self.progress = progress
-        self.host = host_platform()
+        #: BUILDPLATFORM: containerd's default spec (linux/amd64, whatever the x86-64 level)
+        self.host = default_platform()
         #: The wall-clock time, for a platform whose build ran a RUN under emulation.
         self.wall_clock = rfc3339(int(time.time()))
         self.sandboxes = StepSandboxes()

@@ -296,6 +296,17 @@ def host_platform_from(machine: str, cpuinfo: str = "", os: str = "linux") -> Pl
     return Platform(os, arch, variant)
 
 
+def default_platform() -> Platform:
+    """containerd's ``DefaultSpec()``: this machine's os/arch, a variant only for 32-bit ARM.
+
+    What a build without ``--platform`` targets (``linux/amd64`` on any x86-64
+    level, as buildx labels it); :meth:`Platform.fallbacks` of it is then
+    containerd's ``Only()``, which ``linux/amd64/v4`` would not satisfy.
+    """
+    host = host_platform()
+    return Platform(host.os, host.architecture, host.variant if host.architecture == "arm" else "")
+
+
 def host_platform() -> Platform:
     """This machine's platform, with its amd64 level (``linux/amd64/v3``) or arm variant."""
     try:

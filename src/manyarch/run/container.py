@@ -19,7 +19,7 @@ import secrets
 import shutil
 import signal
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +28,12 @@ from typing import TYPE_CHECKING, Any
 from manyarch import procs, rootfs
 from manyarch.errors import InvalidArgument, NotFound, SandboxError
 from manyarch.oci.digest import Digest
+from manyarch.run import cgroups, health
+from manyarch.run.cgroups import Cgroup, Limits
+from manyarch.run.health import Healthcheck
+from manyarch.run.mounts import Mount, check_targets, remove_volume, with_anonymous_names
 from manyarch.run.network import PortMapping
+from manyarch.sandbox import emulation
 from manyarch.sandbox.bwrap import DEFAULT_PATH
 from manyarch.sandbox.rootpath import resolve_in_root
 from manyarch.store import data_home, open_store
@@ -37,6 +42,8 @@ if TYPE_CHECKING:
     from manyarch.run.local import LocalImage
 
 STATE_FILE = "state.json"
+#: Left by ``stop``/``kill`` so that ``--restart`` does not start the program again.
+STOPPED_MARK = "stopped"
 LOG_FILE = "container.log"
 DEFAULT_STOP_TIMEOUT = 10.0
 
@@ -78,6 +85,29 @@ class ContainerState:
     tty: bool = False
     stop_signal: str = "SIGTERM"  # what `stop` sends first
     exec_error: str = ""  # the program could not be started (the kernel's or runc's words)
+    #: the image's id (its config digest), and Entrypoint / Cmd as given (for inspect)
+    image_id: str = ""
+    entrypoint: list[str] = field(default_factory=list)
+    cmd: list[str] = field(default_factory=list)
+    init: bool = False
+    hostname: str = ""
+    extra_hosts: list[list[str]] = field(default_factory=list)
+    mounts: list[dict[str, Any]] = field(default_factory=list)
+    read_only: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    restart: str = "no"  # no, always, unless-stopped, on-failure[:N]
+    restart_count: int = 0
+    memory: int = 0
+    cpus: float = 0.0
+    pids_limit: int = 0
+    oom_killed: bool = False
+    healthcheck: dict[str, Any] | None = None
+    stop_timeout: float | None = None
+    #: -P: every port the image exposes (and ``expose``) to a free host port
+    publish_all: bool = False
+    expose: Sequence[str] = ()
+    term: str = ""  # -t: the caller's TERM
+    cgroups: list[str] = field(default_factory=list)  # the cgroup directories, while it runs
 
     @property
     def directory(self) -> Path:
@@ -93,6 +123,21 @@ class ContainerState:
     def port_mappings(self) -> list[PortMapping]:
         """The ``-p`` mappings."""
         return [PortMapping.from_json(p) for p in self.ports]
+
+    @property
+    def mount_list(self) -> list[Mount]:
+        """``-v``, ``--mount`` and ``--tmpfs``, and the image's volumes."""
+        return [Mount.from_json(m) for m in self.mounts]
+
+    @property
+    def limits(self) -> Limits:
+        """``-m``, ``--cpus``, ``--pids-limit``."""
+        return Limits(self.memory, self.cpus, self.pids_limit)
+
+    @property
+    def health(self) -> Healthcheck | None:
+        """The health check in force (None: none)."""
+        return Healthcheck.from_config(self.healthcheck)
 
     def save(self) -> None:
         """Write ``state.json`` atomically."""
@@ -132,9 +177,27 @@ class RunOptions:
     tty: bool = False
     #: --stop-signal (else the image's StopSignal, else SIGTERM)
     stop_signal: str | None = None
+    #: --init; None: on when the image runs under emulation (so that signals behave)
+    init: bool | None = None
+    hostname: str | None = None
+    extra_hosts: Sequence[tuple[str, str]] = ()
+    #: -v, --mount, --tmpfs
+    mounts: Sequence[Mount] = ()
+    read_only: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+    restart: str = "no"
+    limits: Limits = field(default_factory=Limits)
+    #: --health-cmd, --health-interval, ... as :func:`manyarch.run.health.from_flags` takes them
+    health_flags: Mapping[str, Any] = field(default_factory=dict)
+    no_healthcheck: bool = False
+    stop_timeout: float | None = None
+    #: -P: every port the image exposes (and ``expose``) to a free host port
+    publish_all: bool = False
+    expose: Sequence[str] = ()
 
 
-def _now() -> str:
+def now() -> str:
+    """A timestamp as ``state.json`` keeps them."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -220,29 +283,105 @@ def _unique_name(wanted: str | None) -> str:
             return name
 
 
+def parse_restart(text: str) -> str:
+    """``--restart no|always|unless-stopped|on-failure[:N]``, checked."""
+    name, _, count = text.partition(":")
+    if name not in ("no", "always", "unless-stopped", "on-failure") or (
+        count and (name != "on-failure" or not count.isdigit())
+    ):
+        raise InvalidArgument(
+            f"invalid restart policy {text!r}",
+            "use no, always, unless-stopped or on-failure[:MAX-RETRIES]",
+        )
+    return text
+
+
+def _published(image: LocalImage, options: RunOptions) -> list[PortMapping]:
+    """``-P``: every port the image exposes (and ``--expose``), each to a free host port."""
+    if not options.publish_all:
+        return []
+    out = []
+    for spec in [*image.config.config.exposed_ports, *options.expose]:
+        port, _, proto = spec.partition("/")
+        if port.isdigit():
+            out.append(PortMapping(0, int(port), proto or "tcp"))
+    return out
+
+
+def _mounts(image: LocalImage, options: RunOptions) -> list[Mount]:
+    """The mounts asked for, then an anonymous volume for each VOLUME of the image not covered."""
+    mounts = list(options.mounts)
+    check_targets(mounts)
+    taken = {m.target for m in mounts}
+    for target in image.config.config.volumes:
+        t = target.rstrip("/") or "/"
+        if t not in taken and t != "/":
+            mounts.append(Mount("volume", t))
+    return with_anonymous_names(mounts)
+
+
 def create(image: LocalImage, options: RunOptions) -> ContainerState:
     """Unpack the image (cached) and write the state of a new container."""
+    restart = parse_restart(options.restart)
+    if restart != "no" and options.remove:
+        raise InvalidArgument(
+            "conflicting options: a restart policy and removal on exit (--restart and --rm)",
+            "give only one of them",
+        )
+    cgroups.check(options.limits)
+    check = health.from_flags(
+        Healthcheck.from_config(image.config.config.healthcheck),
+        disabled=options.no_healthcheck,
+        **options.health_flags,
+    )
     store = open_store()
     rootfs.unpacked(store, image.descriptor.digest, image.manifest)
     cfg = image.config.config
+    env = environment(image, options)
+    term = ""
+    if options.tty:
+        term = env.get("TERM") or os.environ.get("TERM") or "xterm"
+        env.setdefault("TERM", term)
+    ident = secrets.token_hex(32)
     state = ContainerState(
-        id=secrets.token_hex(32),
+        id=ident,
         name=_unique_name(options.name),
         image=image.name,
         manifest_digest=str(image.descriptor.digest),
         platform=str(image.platform),
         argv=command_of(image, options),
-        env=environment(image, options),
+        env=env,
         cwd=options.workdir or cfg.working_dir or "/",
         user=options.user if options.user is not None else cfg.user,
-        ports=[p.with_host_port().to_json() for p in options.ports],
+        ports=[p.with_host_port().to_json() for p in [*options.ports, *_published(image, options)]],
         remove=options.remove,
         emulation=options.emulation,
-        created=_now(),
+        created=now(),
         detached=options.detach,
         stop_signal=stop_signal_of(image, options),
         interactive=options.interactive and not options.detach,
-        tty=options.tty and not options.detach,
+        tty=options.tty,
+        image_id=str(image.id),
+        entrypoint=[options.entrypoint]
+        if options.entrypoint
+        else ([] if options.entrypoint == "" else list(cfg.entrypoint or ())),
+        cmd=list(options.command)
+        or ([] if options.entrypoint is not None else list(cfg.cmd or ())),
+        init=options.init
+        if options.init is not None
+        else options.emulation and not emulation.runs_natively(image.platform),
+        hostname=options.hostname or ident[:12],
+        extra_hosts=[[n, ip] for n, ip in options.extra_hosts],
+        mounts=[m.to_json() for m in _mounts(image, options)],
+        read_only=options.read_only,
+        labels={**cfg.labels, **options.labels},
+        restart=restart,
+        memory=options.limits.memory,
+        cpus=options.limits.cpus,
+        pids_limit=options.limits.pids,
+        healthcheck=check.to_config() if check is not None else None,
+        stop_timeout=options.stop_timeout,
+        term=term,
     )
     state.directory.mkdir(parents=True)
     state.save()
@@ -276,26 +415,15 @@ def resolve_command(root: Path, argv: Sequence[str], path_env: str) -> list[str]
     raise SandboxError(f'exec: "{prog}": executable file not found in $PATH')
 
 
-def load_state(directory: Path) -> ContainerState | None:
-    """The state in ``directory``, None when it is gone."""
-    try:
-        return ContainerState.load(directory)
-    except NotFound:
-        return None
-
-
-# -- ps, stop, rm, logs ----------------------------------------------------------
-
-
-def _sweep(state: ContainerState) -> ContainerState | None:
-    """A container whose supervisor died without cleaning up: clean up now."""
-    if state.status == "exited" or not state.supervisor:
-        return state
-    if procs.alive(state.supervisor, state.supervisor_start):
-        return state
+def _clean_after_death(state: ContainerState) -> ContainerState | None:
+    """A supervisor died without cleaning up: kill, uncgroup, unmount, delete with ``--rm``."""
     if state.pid and procs.running(state.pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(state.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while procs.running(state.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    Cgroup([Path(p) for p in state.cgroups], 0).remove()
     view = rootfs.View(rootfs.cached_path(Digest.parse(state.manifest_digest)), state.directory)
     if state.remove:
         view.remove()
@@ -304,9 +432,40 @@ def _sweep(state: ContainerState) -> ContainerState | None:
     view.unmount()
     state.status = "exited"
     state.exit_code = 137 if state.exit_code is None else state.exit_code
-    state.finished = state.finished or _now()
+    state.finished = state.finished or now()
+    state.pid = 0
     state.save()
     return state
+
+
+def reap(directory: Path) -> None:
+    """Clean up after a supervisor that died (the reaper's job)."""
+    state = load_state(directory)
+    if state is None or state.status == "exited":
+        return
+    state.exit_code = 137
+    state.finished = ""
+    _clean_after_death(state)
+
+
+def load_state(directory: Path) -> ContainerState | None:
+    """The state in ``directory``, None when it is gone."""
+    try:
+        return ContainerState.load(directory)
+    except NotFound:
+        return None
+
+
+# -- ps, stop, kill, rm ----------------------------------------------------------
+
+
+def _sweep(state: ContainerState) -> ContainerState | None:
+    """A container whose supervisor died without cleaning up: clean up now."""
+    if state.status == "exited" or not state.supervisor:
+        return state
+    if procs.alive(state.supervisor, state.supervisor_start):
+        return state
+    return _clean_after_death(state)
 
 
 def list_containers(*, all_: bool = False) -> list[ContainerState]:
@@ -320,7 +479,7 @@ def list_containers(*, all_: bool = False) -> list[ContainerState]:
         if st is None:
             continue
         swept = _sweep(st)
-        if swept is not None and (all_ or swept.status == "running"):
+        if swept is not None and (all_ or swept.status in ("running", "restarting")):
             out.append(swept)
     out.sort(key=lambda s: s.created, reverse=True)
     return out
@@ -341,34 +500,61 @@ def find(word: str) -> ContainerState:
     )
 
 
-def stop(state: ContainerState, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
-    """The stop signal (the run's, else the image's, else SIGTERM); SIGKILL after ``timeout``."""
-    if state.status != "running" or not state.pid:
+def is_running(state: ContainerState) -> bool:
+    """Running, or between two starts of ``--restart``."""
+    return state.status in ("running", "restarting")
+
+
+def stop(
+    state: ContainerState, timeout: float | None = None, signal_name: str | None = None
+) -> None:
+    """The stop signal (``-s``, else the container's), SIGKILL after ``timeout``; no restart."""
+    if not is_running(state):
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(state.pid, parse_signal(state.stop_signal or "SIGTERM"))
-    if not _wait_exit(state, timeout):
+    (state.directory / STOPPED_MARK).touch()
+    wait = timeout if timeout is not None else state.stop_timeout
+    wait = DEFAULT_STOP_TIMEOUT if wait is None else wait
+    if state.pid:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(state.pid, signal.SIGKILL)
+            os.kill(state.pid, parse_signal(signal_name or state.stop_signal or "SIGTERM"))
+    if not _wait_exit(state, wait):
+        current = load_state(state.directory)
+        if current is not None and current.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(current.pid, signal.SIGKILL)
         _wait_exit(state, 10)
+
+
+def kill(state: ContainerState, signal_name: str = "SIGKILL") -> None:
+    """Send a signal to the container's PID 1 (``kill -s``); SIGKILL also ends ``--restart``."""
+    sig = parse_signal(signal_name)
+    if not is_running(state) or not state.pid:
+        raise InvalidArgument(
+            f"cannot kill container {state.name}: it is not running", "start it first"
+        )
+    if sig in (signal.SIGKILL, parse_signal(state.stop_signal or "SIGTERM")):
+        (state.directory / STOPPED_MARK).touch()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(state.pid, sig)
 
 
 def _wait_exit(state: ContainerState, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         current = load_state(state.directory)
         if current is None or current.status == "exited":
             return True
         if not procs.alive(current.supervisor, current.supervisor_start):
             _sweep(current)
             return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.05)
-    return False
 
 
-def remove(state: ContainerState, *, force: bool = False) -> None:
-    """Delete a stopped container (``force`` stops it first)."""
-    if state.status == "running":
+def remove(state: ContainerState, *, force: bool = False, volumes: bool = False) -> None:
+    """Delete a stopped container (``force`` stops it first; ``volumes``: its anonymous ones)."""
+    if is_running(state):
         if not force:
             raise InvalidArgument(
                 f"container {state.name} is running", "stop it first, or remove it by force"
@@ -377,32 +563,10 @@ def remove(state: ContainerState, *, force: bool = False) -> None:
     view = rootfs.View(rootfs.cached_path(Digest.parse(state.manifest_digest)), state.directory)
     view.remove()
     shutil.rmtree(state.directory, ignore_errors=True)
-
-
-def read_log(state: ContainerState, *, follow: bool = False) -> Iterator[bytes]:
-    """What a detached container wrote, in chunks; ``follow``: until it ends."""
-    try:
-        f = open(state.log, "rb")  # noqa: SIM115
-    except FileNotFoundError as e:
-        raise NotFound(
-            f"container {state.name} has no log",
-            "only detached containers keep one; the others wrote to the terminal",
-        ) from e
-    with f:
-        while True:
-            chunk = f.read(1 << 16)
-            if chunk:
-                yield chunk
-                continue
-            if not follow:
-                return
-            current = load_state(state.directory)
-            if current is None or current.status == "exited":
-                rest = f.read()
-                if rest:
-                    yield rest
-                return
-            time.sleep(0.2)
+    if volumes:
+        for m in state.mount_list:
+            if m.type == "volume" and len(m.source) == 64 and m.source.isalnum():
+                remove_volume(m.source)
 
 
 def in_use() -> set[str]:

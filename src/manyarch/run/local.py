@@ -14,11 +14,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from manyarch.errors import InvalidArgument, InvalidReference, NotFound, PlatformNotFound
 from manyarch.images import (
@@ -41,6 +42,8 @@ from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Descriptor, ImageConfig, Index, Manifest
 from manyarch.oci.platform import Platform, host_platform
 from manyarch.oci.reference import AnyReference, LayoutReference, Reference, parse_any
+from manyarch.run.archives import UNNAMED
+from manyarch.run.archives import load as load_archive
 
 if TYPE_CHECKING:
     from manyarch.registry import RegistryClient
@@ -79,8 +82,8 @@ class LocalImage:
 
     @property
     def repository(self) -> str:
-        """The name without tag or digest."""
-        return split_name(self.name)[0]
+        """The name without tag or digest (``<none>`` for an image kept without a name)."""
+        return "<none>" if self.name.startswith(f"{UNNAMED}@") else split_name(self.name)[0]
 
     @property
     def tag(self) -> str:
@@ -193,6 +196,16 @@ def find_local(store: Layout, name: str, platform: Platform | None = None) -> Lo
     return None
 
 
+def best_of(images: Sequence[LocalImage], platform: Platform | None = None) -> LocalImage:
+    """The one of several platforms' images the host (or ``platform``) runs best."""
+    want = platform or host_platform()
+    for p in want.fallbacks():
+        for img in images:
+            if p.same(img.platform):
+                return img
+    return images[0]
+
+
 def lookup(store: Layout, text: str) -> list[LocalImage]:
     """Images a user's word names: a reference, a familiar name, or an image id prefix."""
     images = list_images(store)
@@ -299,6 +312,14 @@ def _display(ref: AnyReference) -> str:
     return ref.familiar if isinstance(ref, Reference) else str(ref)
 
 
+def all_tags(ref: Reference, client: RegistryClient) -> list[Reference]:
+    """``pull -a``: every tag of the repository, as references."""
+    tags = client.list_tags(ref)
+    if not tags:
+        raise NotFound(f"{ref.familiar} has no tags", "push one first, or check the name")
+    return [Reference(ref.registry, ref.repository, t) for t in sorted(tags)]
+
+
 def remove(store: Layout, text: str) -> list[LocalImage]:
     """Untag the images ``text`` names; returns them (blobs stay until the store is pruned)."""
     hits = lookup(store, text)
@@ -320,7 +341,7 @@ def prune(store: Layout) -> list[Digest]:
 def save(
     store: Layout,
     texts: Sequence[str],
-    dest: Path,
+    dest: Path | BinaryIO,
     *,
     platform: Platform | None = None,
     docker: bool = False,
@@ -328,7 +349,15 @@ def save(
     """Write the named images to an OCI archive (``docker save``'s format when ``docker``).
 
     A docker archive holds one platform per image: the one asked for, else the host's.
+    ``dest`` is a path or a stream (``save > f.tar``).
     """
+    if not isinstance(dest, (str, os.PathLike)):
+        with tempfile.TemporaryDirectory(dir=store.path.parent, prefix=".manyarch-save-") as tmp:
+            saved = save(store, texts, Path(tmp) / "out.tar", platform=platform, docker=docker)
+            with open(Path(tmp) / "out.tar", "rb") as f:
+                shutil.copyfileobj(f, dest, 1 << 20)
+            return saved
+    dest = Path(dest)
     chosen: list[LocalImage] = []
     for text in texts:
         hits = lookup(store, text)
@@ -378,14 +407,6 @@ def _repo_tags(name: str) -> list[Reference]:
     return [ref] if ref.tag else []
 
 
-def load(store: Layout, src: Path) -> list[str]:
-    """Import an OCI archive (``manyarch save``, ``docker save`` 25+); returns what it tagged."""
-    if not src.is_file():
-        raise InvalidArgument(f"{src} does not exist", "check the path of the archive")
-    before = {(n, d.digest) for n, d in store.tags()}
-    with store.lease():
-        from manyarch.layout.archive import import_tar
-
-        import_tar(store, src)
-    after = store.tags()
-    return [n for n, d in after if (n, d.digest) not in before]
+def load(store: Layout, src: Path | BinaryIO) -> list[str]:
+    """Import an OCI or docker archive (a path or a stream); returns what it tagged."""
+    return load_archive(store, src)

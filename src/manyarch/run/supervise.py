@@ -13,8 +13,8 @@ import signal
 from collections.abc import Sequence
 from pathlib import Path
 
-from manyarch.run.container import ContainerState
-from manyarch.run.supervisor import Supervisor, reap
+from manyarch.run.container import ContainerState, reap
+from manyarch.run.supervisor import Supervisor
 
 
 def main(argv: Sequence[str]) -> int:
@@ -26,7 +26,7 @@ def main(argv: Sequence[str]) -> int:
         reap(Path(args[1]))
         return 0
     state = ContainerState.load(Path(args[0]))
-    sup = Supervisor(state, result_fd=int(args[1]) if len(args) > 1 else -1)
+    sup = Supervisor(state, echo=False, result_fd=int(args[1]) if len(args) > 1 else -1)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda s, _f: sup.forward(s))
     return sup.run()

@@ -349,6 +349,17 @@ class Session(LocalCalls):
             progress=progress,
         )
 
+    def tags(self, repository: str) -> list[str]:
+        """Every tag of a registry repository, as references (``pull -a``)."""
+        from manyarch.oci.reference import Reference
+        from manyarch.run.local import all_tags
+
+        ref = Reference.parse(repository)
+        client = self._client_for(ref)
+        if client is None:  # pragma: no cover - a registry reference always has one
+            raise InvalidArgument(f"{repository} is not in a registry")
+        return [str(r) for r in all_tags(ref, client)]
+
     def base(
         self,
         *,

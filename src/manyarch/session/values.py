@@ -93,15 +93,15 @@ def platform_of(value: str | Platform | None) -> Platform | None:
 
 def platforms_of(values: Sequence[str | Platform]) -> list[Platform]:
     """Platforms from values or strings (``"linux/amd64,linux/arm64"`` counts as two);
-    this host's when none."""
-    from manyarch.oci.platform import Platform, host_platform, parse_platforms
+    containerd's default spec when none (``linux/amd64``, not the host's x86-64 level)."""
+    from manyarch.oci.platform import Platform, default_platform, parse_platforms
 
     if isinstance(values, str):
         values = [values]
     out: list[Platform] = []
     for v in values:
         out.extend([v] if isinstance(v, Platform) else parse_platforms([v]))
-    return out or [host_platform()]
+    return out or [default_platform()]
 
 
 def shown_name(ref: AnyReference) -> str:
