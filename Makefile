@@ -9,9 +9,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests and the demo use (real parts, no mocks).
 APT_PACKAGES := qemu-user-static docker-registry mmdebstrap bubblewrap skopeo umoci \
 	passt chromium pngquant curl apache2-utils ca-certificates python3-venv fonts-dejavu-core \
-	tini
+	tini python3.11 gcc-aarch64-linux-gnu libc6-dev-arm64-cross buildah runc
+# Native installs cross-compile C extensions for arm64 on the host: the arm64 Python
+# headers come from Debian's multiarch packages (dpkg learns the arm64 architecture).
+CROSS_PACKAGES := libpython3-dev:arm64
 
-.PHONY: test demo lint deps apt venv emulation registry-down bench clean
+.PHONY: test demo lint deps apt cross venv emulation registry-down bench clean
 
 test: deps
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -24,7 +27,7 @@ lint: venv
 demo: deps
 	./scripts/demo.sh
 
-deps: apt venv emulation
+deps: apt cross venv emulation
 
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -32,6 +35,17 @@ apt:
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "apt-get install$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+cross: apt
+	@missing=""; for p in $(CROSS_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "apt-get install$$missing"; \
+		dpkg --print-foreign-architectures | grep -qx arm64 || $(SUDO) dpkg --add-architecture arm64; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi

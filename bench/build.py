@@ -1,18 +1,22 @@
-"""Build benchmark: manyarch (native pip, emulated pip, rebuilds) against buildah.
+"""Build benchmark: manyarch (native installs, emulated pip, rebuilds) against buildah.
 
 On the demo app (Dockerfile.fastapi, requirements.txt, app/), linux/amd64 +
 linux/arm64, pushed to a fresh loopback registry (Debian's docker-registry),
 all in one run:
 
-  (a) manyarch, native pip, cold build cache, warm pip download cache
+  (cold) manyarch, every cache empty: no wheel/uv/pyc cache, no build cache,
+         no store, no unpacked base
+  (warm) manyarch, the download caches warm (wheels, uv's index pages, pycs),
+         still no build cache, no store, no unpacked base
   (b) manyarch --no-native-pip --no-cache (pip under QEMU, as buildx does)
   (c) manyarch rebuild after editing only app/ (bytes the registry received)
   (d) buildah build --isolation chroot --platform ... --manifest, manifest push --all
   (e) app copied before requirements (pip re-runs): manyarch and buildah rebuilds
 
 The base (Debian bookworm python3 + pip, both platforms) is pushed to the
-registry first; every build pulls it from there. Prints each time and the
-ratios b/a, d/a, e(buildah)/e(manyarch).
+registry first; every build pulls it from there. Prints each time, the
+native install step's time per platform (cold and warm), and the ratios
+d/cold, d/warm, b/warm, e(buildah)/e(manyarch).
 """
 
 from __future__ import annotations
@@ -30,9 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.helpers
 sys.path.insert(0, str(ROOT / "src"))
 
-from manyarch.baseimage.image import build_base, save_layout  # noqa: E402
+from manyarch.baseimage.image import build_base  # noqa: E402
 from manyarch.layout import Layout  # noqa: E402
-from tests.helpers.base_fixture import BASE_TAG, python_base_options  # noqa: E402
+from tests.helpers.base_fixture import BASE_TAG, python_base_options, save_base  # noqa: E402
 from tests.helpers.registry_server import start_registry  # noqa: E402
 
 MANYARCH = [str(ROOT / ".venv" / "bin" / "manyarch")]
@@ -56,6 +60,35 @@ def timed(cmd: list[str], env: dict[str, str], log: Path) -> float:
     if r.returncode != 0:
         sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}; see {log}")
     return took
+
+
+def manyarch_env(work: Path) -> dict[str, str]:
+    """manyarch's store, caches, unpacked trees and scratch space, all under ``work``."""
+    env = dict(os.environ)
+    env.update(
+        MANYARCH_STORE=str(work / "store"),
+        XDG_CACHE_HOME=str(work / "xdg"),
+        XDG_DATA_HOME=str(work / "data"),
+        MANYARCH_TMPDIR=str(work),
+    )
+    return env
+
+
+def install_step_seconds(log: Path, since: int) -> dict[str, float]:
+    """The pip RUN step's seconds per platform, from the plain progress after byte ``since``."""
+    import re
+
+    text = log.read_bytes()[since:].decode(errors="replace")
+    steps: dict[str, str] = {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        m = re.match(r"#(\d+) \[(linux/\w+) \d+/\d+\] RUN .*pip install", line)
+        if m:
+            steps[m.group(1)] = m.group(2)
+        m = re.match(r"#(\d+) DONE ([\d.]+)s", line)
+        if m and m.group(1) in steps:
+            out[steps[m.group(1)]] = float(m.group(2))
+    return out
 
 
 def make_context(dest: Path, app_first: bool) -> Path:
@@ -93,17 +126,11 @@ def main() -> int:
     server = start_registry(work / "registry")
     reg = server.host
     try:
-        env = dict(os.environ)
-        env.update(
-            MANYARCH_STORE=str(work / "store"),
-            XDG_CACHE_HOME=str(work / "xdg"),
-            XDG_DATA_HOME=str(work / "data"),
-            MANYARCH_TMPDIR=str(work),
-        )
+        env = manyarch_env(work)
         reg_flag = ["--insecure-registry", reg]
         # the base, once, into the registry
         base = build_base(python_base_options())
-        save_layout(base, Layout.open(work / "base", create=True), BASE_TAG)
+        save_base(base, Layout.open(work / "base", create=True), BASE_TAG)
         subprocess.run(
             ["skopeo", "copy", "--all", "--dest-tls-verify=false", "-q",
              f"oci:{work / 'base'}:{BASE_TAG}", f"docker://{reg}/python:bookworm"],
@@ -118,13 +145,25 @@ def main() -> int:
             return timed(cmd, env, log)
 
         ctx = make_context(work / "ctx", app_first=False)
-        # warm the pip download cache and the target facts, then forget the build cache
-        build(ctx, "warmup", "--no-cache")
-        shutil.rmtree(work / "xdg" / "manyarch" / "buildcache", ignore_errors=True)
-        shutil.rmtree(work / "store", ignore_errors=True)
-        shutil.rmtree(work / "data", ignore_errors=True)  # unpacked base trees: (a) is cold
+
+        def forget(downloads: bool) -> None:
+            """Drop the build cache, the store and the unpacked bases (and the downloads)."""
+            shutil.rmtree(work / "xdg" / "manyarch" / "buildcache", ignore_errors=True)
+            if downloads:
+                shutil.rmtree(work / "xdg", ignore_errors=True)
+            shutil.rmtree(work / "store", ignore_errors=True)
+            shutil.rmtree(work / "data", ignore_errors=True)
+
         t = {}
-        t["a"] = build(ctx, "a")
+        steps = {}
+        forget(downloads=True)
+        mark = log.stat().st_size if log.exists() else 0
+        t["cold"] = build(ctx, "cold")
+        steps["cold"] = install_step_seconds(log, mark)
+        forget(downloads=False)
+        mark = log.stat().st_size
+        t["warm"] = build(ctx, "a")
+        steps["warm"] = install_step_seconds(log, mark)
         t["b"] = build(ctx, "b", "--no-native-pip", "--no-cache")
         edit_app(ctx, 1)
         before = du(work / "registry" / "data")
@@ -160,18 +199,30 @@ def main() -> int:
         server.stop()
 
     rows = [
-        ("(a) manyarch, native pip, cold build cache", t["a"], ""),
-        ("(b) manyarch --no-native-pip (pip under QEMU)", t["b"], f"b/a = {t['b'] / t['a']:.1f}"),
+        ("(cold) manyarch, every cache empty", t["cold"], ""),
+        ("(warm) manyarch, download caches warm", t["warm"], ""),
+        (
+            "(b) manyarch --no-native-pip (pip under QEMU)",
+            t["b"],
+            f"b/warm = {t['b'] / t['warm']:.1f}",
+        ),
         ("(c) rebuild after editing app/ only", t["c"], f"uploaded {uploaded} bytes"),
     ]
     if "d" in t:
         rows.append(
-            ("(d) buildah, same Dockerfile and base", t["d"], f"d/a = {t['d'] / t['a']:.1f}")
+            (
+                "(d) buildah, same Dockerfile and base",
+                t["d"],
+                f"d/cold = {t['d'] / t['cold']:.1f}, d/warm = {t['d'] / t['warm']:.1f}",
+            )
         )
     rows.append(("(e) app before pip, rebuild: manyarch", t["e_manyarch"], ""))
     if "e_buildah" in t:
         ratio = f"buildah/manyarch = {t['e_buildah'] / t['e_manyarch']:.1f}"
         rows.append(("(e) app before pip, rebuild: buildah", t["e_buildah"], ratio))
+    for which in ("cold", "warm"):
+        for plat, secs in sorted(steps[which].items()):
+            rows.append((f"    native install step, {which}, {plat}", secs, ""))
     for name, secs, note in rows:
         print(f"{name:<48} {secs:7.1f} s   {note}")
     shutil.rmtree(work, ignore_errors=True)

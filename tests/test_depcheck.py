@@ -143,7 +143,7 @@ THIRD_PARTY: dict[str, set[str]] = {
     "layers": {"isal", "zstandard"},
     "debian": {"zstandard"},
     "registry": {"httpx", "httpcore"},
-    "imagebuild": {"installer", "packaging", "pip"},
+    "imagebuild": {"packaging", "uv", "httpx"},
     "baseimage": {"httpx"},
     "cli": {"rich"},
 }

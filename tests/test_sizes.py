@@ -19,9 +19,6 @@ ALLOWED = {
     # one pass over the parsed instructions that checks their order as it goes (ARG
     # before FROM, stage names, the end of each stage): cut, the order checks would spread
     "dockerfile/syntax.py::parse": "one pass over the instructions",
-    # pip's install options, one branch each, as pip reads them; a table would hide
-    # which ones make native pip fall back to emulation
-    "imagebuild/nativepip/command.py::parse_pip_command": "one branch per pip option",
 }
 
 

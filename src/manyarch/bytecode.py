@@ -43,6 +43,43 @@ def host_python(version: str, magic: int) -> str | None:
     return None
 
 
+@functools.cache  # asked for every native pip line: the host does not change meanwhile
+def exact_python(version: str, magic: int) -> tuple[str, str] | None:
+    """A host interpreter of ``version`` (X.Y.Z) if there is one, else one of ``magic``.
+
+    Returns ``(path, its X.Y.Z)``. The compiler changes between micro
+    versions (a few code objects differ): the image's own version gives the
+    pycs its pip would write (Debian's python3.11 on a Debian host is the
+    same build as a Debian image's).
+    """
+    xy = ".".join(version.split(".")[:2])
+    probe = (
+        "import importlib.util as u, platform; "
+        "print(int.from_bytes(u.MAGIC_NUMBER[:2], 'little'), platform.python_version())"
+    )
+    candidates = [f"/usr/bin/python{xy}", f"/usr/local/bin/python{xy}", shutil.which(f"python{xy}")]
+    candidates.append(sys.executable)
+    same_magic: tuple[str, str] | None = None
+    for c in dict.fromkeys(filter(None, candidates)):
+        if not os.access(c, os.X_OK):
+            continue
+        proc = subprocess.run([c, "-I", "-c", probe], capture_output=True, text=True, check=False)
+        got = proc.stdout.split()
+        if proc.returncode != 0 or len(got) != 2 or got[0] != str(magic):
+            continue
+        if got[1] == version:
+            return c, got[1]
+        same_magic = same_magic or (c, got[1])
+    return same_magic
+
+
+def compile_argv(interp: str, root: Path, listing: Path) -> list[str]:
+    """compileall's command line for the modules listed in ``listing`` (host paths in ``root``)."""
+    cmd = [interp, "-I", "-m", "compileall", "-q", "-j", "1"]
+    cmd += ["--invalidation-mode", "checked-hash", "-s", str(root), "-p", "/"]
+    return [*cmd, "-i", str(listing)]
+
+
 def compile_tree(
     interp: str, root: Path, paths: Sequence[Path]
 ) -> subprocess.CompletedProcess[str]:
@@ -56,7 +93,5 @@ def compile_tree(
     with tempfile.NamedTemporaryFile("w", suffix=".list") as listing:
         listing.write("".join(f"{p}\n" for p in paths))
         listing.flush()
-        cmd = [interp, "-I", "-m", "compileall", "-q", "-j", "1"]
-        cmd += ["--invalidation-mode", "checked-hash", "-s", str(root), "-p", "/"]
-        cmd += ["-i", listing.name]
+        cmd = compile_argv(interp, root, Path(listing.name))
         return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)

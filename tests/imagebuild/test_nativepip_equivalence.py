@@ -1,7 +1,9 @@
-"""Native pip gives the layer an emulated ``pip install`` gives (bytecode aside).
+"""Native installs give the layers the emulated tools give, file by file.
 
-One expensive comparison (the demo's requirements on linux/arm64, ~70 s
-under QEMU), then a fallback that must say why.
+One Dockerfile holds every install form (pip's, a venv's, the project's, uv's,
+and the demo's requirements last); it is built once natively and once under
+QEMU for linux/arm64 (a module fixture: the emulated build is the expensive
+part), and the tests compare the layers. Then a fallback that must say why.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import importlib.util
 import io
 import marshal
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,18 +23,10 @@ from manyarch.imagebuild.nativepip.interceptor import NativePipInterceptor
 from manyarch.oci.platform import Platform
 from tests.helpers.base_fixture import PythonBase
 from tests.imagebuild.build_helpers import Built, make_context, run_build
+from tests.imagebuild.layer_compare import assert_last_layers_equal
 
 ARM64 = (Platform.parse("linux/arm64"),)
 REPO = Path(__file__).resolve().parents[2]
-
-DOCKERFILE = """\
-ARG BASE
-FROM ${BASE}
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_BREAK_SYSTEM_PACKAGES=1
-WORKDIR /srv
-COPY requirements.txt .
-RUN python3 -m pip install --no-cache-dir -r requirements.txt
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -90,38 +85,16 @@ def records(built: Built, *, with_bytecode: bool = False) -> dict[str, set[str]]
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
-def test_native_equals_emulated_for_the_demo_requirements(
-    tmp_path: Path, python_base: PythonBase
-) -> None:
-    req = (REPO / "requirements.txt").read_text()
-    ctx = make_context(tmp_path, DOCKERFILE, {"requirements.txt": req})
-    native_pip = NativePipInterceptor(tmp_path / "cache" / "manyarch")
-    native = run_build(ctx, python_base.ref, ARM64, interceptors=[native_pip], epoch=0)
-    assert native_pip.native == 1, native_pip.fallbacks
-    assert any("native pip: 14 distributions" in line for line in native.output("linux/arm64"))
-    emulated = run_build(ctx, python_base.ref, ARM64, epoch=0)
-
-    n, e = pip_layer(native), pip_layer(emulated)
-    # the sandbox's mount points (/etc/resolv.conf, the CA bundle) are removed after
-    # an emulated RUN, but /etc's mtime changed: a bare `etc` entry in its layer only
-    if "etc" in e and e["etc"].isdir() and not any(k.startswith("etc/") for k in e):
-        del e["etc"]
-    assert sorted(set(n) ^ set(e)) == []
-    for name, m in e.items():
-        assert (n[name].type, n[name].mode, n[name].uid, n[name].gid) == (
-            m.type,
-            m.mode,
-            m.uid,
-            m.gid,
-        ), name
-        if m.issym():
-            assert n[name].linkname == m.linkname
+@pytest.mark.timeout(1800)  # builds the module's fixture: FORMS under QEMU
+def test_native_equals_emulated_for_the_demo_requirements(forms: tuple[Built, Built]) -> None:
+    native, emulated = forms
+    assert any("native: 14 distributions" in line for line in native.output("linux/arm64"))
+    # file by file: bytes, modes, RECORD rows (CRLF, sorted, pycs listed), scripts,
+    # INSTALLER/REQUESTED, and every pyc's code object
+    assert_last_layers_equal(native, emulated, 1)
+    n = pip_layer(native)
     nr, er = records(native), records(emulated)
     assert len(er) == 14 and nr.keys() == er.keys()
-    for dist in er:
-        # pip also lists the files it compiled and INSTALLER/REQUESTED; compare the sets
-        assert nr[dist] == er[dist], dist
     script = next(k for k in n if k.endswith("bin/uvicorn"))
     assert n[script].mode & 0o111
     head = _read(native, script).split(b"\n", 1)[0]
@@ -170,7 +143,7 @@ def test_sdist_only_requirement_falls_back_and_says_why(
     built = run_build(ctx, python_base.ref, ARM64, interceptors=[native_pip])
     assert native_pip.native == 0
     out = "\n".join(built.output("linux/arm64"))
-    assert "native pip: not used (shell operator '||'" in out
+    assert "emulated (QEMU): shell operator '||'" in out
     ctx2 = make_context(
         tmp_path / "2",
         "ARG BASE\nFROM ${BASE}\nENV PIP_BREAK_SYSTEM_PACKAGES=1\n"
@@ -182,19 +155,191 @@ def test_sdist_only_requirement_falls_back_and_says_why(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "line",
-    ["pip install --no-compile idna==3.20", "PIP_NO_COMPILE=1 pip install idna==3.20"],
-)
-def test_no_compile_leaves_the_modules_uncompiled(
-    tmp_path: Path, python_base: PythonBase, line: str
-) -> None:
-    env, _, cmd = line.rpartition(" pip ")
-    dockerfile = "ARG BASE\nFROM ${BASE}\n"
-    dockerfile += f"ENV {env}\nRUN pip {cmd}\n" if env else f"RUN {line}\n"
+def test_no_compile_leaves_the_modules_uncompiled(tmp_path: Path, python_base: PythonBase) -> None:
+    # (PIP_NO_COMPILE=1 does compile: pip reads store_false variables inverted; that
+    # case is compared with the emulated pip in test_every_pip_form_equals_emulated)
+    dockerfile = "ARG BASE\nFROM ${BASE}\nRUN pip install --no-compile idna==3.20\n"
     ctx = make_context(tmp_path, dockerfile)
     native_pip = NativePipInterceptor(tmp_path / "cache" / "manyarch")
     built = run_build(ctx, python_base.ref, ARM64, interceptors=[native_pip])
     assert native_pip.native == 1, native_pip.fallbacks
     assert "usr/local/lib/python3.11/dist-packages/idna/core.py" in pip_layer(built)
     assert bytecode(built) == {}
+
+
+FORMS = """\
+ARG BASE
+FROM ${BASE}
+ARG SIXV=1.16.0
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_BREAK_SYSTEM_PACKAGES=1
+WORKDIR /srv
+COPY wheels/ /wheels/
+COPY proj/ /app/
+COPY uvproj/ /uvproj/
+COPY requirements.txt .
+# two distributions ship jwt/__init__.py: the later in pip's order wins; an option prefix
+RUN pip install --no-cache PyJWT==2.9.0 jwt==1.3.1
+# a version from an ARG, a long option's prefix, pip's store_false variable read inverted
+RUN PIP_NO_COMPILE=1 pip install six==$SIXV --no-dependencies
+RUN pip install --user itsdangerous==2.2.0
+RUN pip install --prefix=/opt/p idna==3.10
+RUN pip install --target /opt/t idna==3.10 six==1.16.0
+# a wheelhouse: scripts, .data/scripts with #!python, data files
+RUN pip install --no-index --find-links=/wheels demo-tool
+# the project in the context, built through its PEP 517 backend (in the tree, as pip does)
+RUN pip install --no-cache-dir /app
+# a venv (the host's twin of Debian's python makes it) and that venv's own pip
+RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir idna==3.10
+# uv lines: the host's uv (the image's version) in the host's twin of Debian's python
+ENV UV_NO_CACHE=1 UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy
+RUN pip install --no-cache-dir uv==0.13.9
+RUN uv pip install --system packaging==24.2 six==1.16.0
+WORKDIR /uvproj
+RUN uv sync --locked --no-dev
+RUN uv venv /opt/uvvenv
+# last: the demo's requirements (14 wheels, pydantic-core's for aarch64)
+RUN python3 -m pip install --no-cache-dir -r /srv/requirements.txt
+"""
+
+#: the RUN lines above
+FORMS_RUNS = 13
+
+PROJECT = {
+    "proj/pyproject.toml": """\
+[build-system]
+requires = ["setuptools==80.9.0"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "demo-app"
+version = "0.1.0"
+dependencies = ["attrs==24.2.0"]
+
+[project.scripts]
+demo-app = "demo_app:main"
+
+[tool.setuptools]
+packages = ["demo_app"]
+""",
+    "proj/demo_app/__init__.py": "def main():\n    print('demo app')\n",
+}
+
+
+def _demo_wheel() -> bytes:
+    """A pure wheel with a console script, a .data script and a data file."""
+    import base64
+    import hashlib
+    import zipfile
+
+    files = {
+        "demo_tool/__init__.py": b"def main():\n    print('demo')\n",
+        "demo_tool-1.0.data/scripts/demo-raw": b"#!python\nprint('raw')\n",
+        "demo_tool-1.0.data/data/share/demo/readme.txt": b"hello\n",
+        "demo_tool-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: demo-tool\n"
+        b"Version: 1.0\n",
+        "demo_tool-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: x\nRoot-Is-Purelib: true"
+        b"\nTag: py3-none-any\n",
+        "demo_tool-1.0.dist-info/entry_points.txt": b"[console_scripts]\ndemo = demo_tool:main\n",
+    }
+    rows = []
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        rows.append(f"{name},sha256={digest},{len(data)}\n")
+    rows.append("demo_tool-1.0.dist-info/RECORD,,\n")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (0o100755 if "scripts/" in name else 0o100644) << 16
+            zf.writestr(info, data)
+        zf.writestr(zipfile.ZipInfo("demo_tool-1.0.dist-info/RECORD"), "".join(rows))
+    return buf.getvalue()
+
+
+UV_PROJECT = {
+    "uvproj/pyproject.toml": """\
+[project]
+name = "uvproj"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = ["idna==3.10"]
+
+[dependency-groups]
+dev = ["six==1.16.0"]
+""",
+    "uvproj/uv.lock": (Path(__file__).parent / "uvproj.lock").read_text(),
+}
+
+
+@pytest.fixture(scope="module")
+def forms(
+    python_base: PythonBase, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Built, Built]]:
+    """FORMS built natively (every RUN native) and under QEMU, for linux/arm64."""
+    tmp = tmp_path_factory.mktemp("forms")
+    with pytest.MonkeyPatch.context() as mp:
+        for var, sub in (
+            ("MANYARCH_STORE", "store"),
+            ("XDG_DATA_HOME", "data"),
+            ("XDG_CACHE_HOME", "cache"),
+            ("MANYARCH_TMPDIR", "work"),
+        ):
+            (tmp / sub).mkdir()
+            mp.setenv(var, str(tmp / sub))  # fmt: skip
+        files = {
+            "wheels/demo_tool-1.0-py3-none-any.whl": _demo_wheel(),
+            "requirements.txt": (REPO / "requirements.txt").read_text(),
+            **PROJECT,
+            **UV_PROJECT,
+        }
+        ctx = make_context(tmp, FORMS, files)
+        native_pip = NativePipInterceptor(tmp / "cache" / "manyarch")
+        native = run_build(ctx, python_base.ref, ARM64, interceptors=[native_pip], epoch=0)
+        assert native_pip.emulated == 0, native_pip.fallbacks
+        assert native_pip.native == FORMS_RUNS
+        yield native, emulated_reference(ctx, python_base, files)
+
+
+def emulated_reference(ctx: Path, base: PythonBase, files: dict[str, str | bytes]) -> Built:
+    """FORMS built under QEMU, kept between sessions like the test base (by every input).
+
+    Every requirement and build backend is pinned, so the emulated tools' result
+    only changes with the inputs; its store is kept whole.
+    """
+    import hashlib
+    import json
+    import shutil
+
+    from manyarch.imagebuild.options import BuildResult
+    from manyarch.layout import Layout
+    from manyarch.oci.manifest import Descriptor
+    from tests.helpers.images import tests_cache_dir
+
+    h = hashlib.sha256(f"{FORMS}\0{base.tag}".encode())
+    h.update(Layout.open(base.layout).resolve(base.tag).digest.hex.encode())
+    for name in sorted(files):
+        data = files[name]
+        h.update(name.encode() + b"\0" + (data if isinstance(data, bytes) else data.encode()))
+    cached = tests_cache_dir("emulated") / h.hexdigest()[:32]
+    if (cached / "manifest.json").is_file():
+        desc = Descriptor.from_json(json.loads((cached / "manifest.json").read_text()))
+        return Built(BuildResult(Layout.open(cached / "store"), desc, (desc,)))
+    built = run_build(ctx, base.ref, ARM64, epoch=0)
+    shutil.rmtree(cached, ignore_errors=True)
+    tmp = cached.with_name(cached.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(built.store.path, tmp / "store", symlinks=True)
+    (tmp / "manifest.json").write_text(json.dumps(built.manifest_desc("linux/arm64").to_json()))
+    tmp.rename(cached)
+    return built
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # when run alone, it builds the module's fixture
+def test_every_install_form_equals_emulated(forms: tuple[Built, Built]) -> None:
+    import re
+
+    def stage(name: str) -> str:  # pip's --target stage is a random temporary directory
+        return re.sub(r"^/tmp/pip-target-[^/]+/", "/tmp/pip-target-native/", name)
+
+    assert_last_layers_equal(*forms, FORMS_RUNS, pyc_filename=stage)

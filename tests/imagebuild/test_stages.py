@@ -147,3 +147,23 @@ def test_source_date_epoch_wins_over_the_default(tmp_path: Path, tiny_base: Tiny
     built = run_build(make_context(tmp_path, df), tiny_base.ref, epoch=1800000000)
     for p in ("linux/amd64", "linux/arm64"):
         assert built.config(p).created == "2027-01-15T08:00:00Z"
+
+
+def test_a_file_copied_into_an_existing_directory_needs_no_rootfs(
+    tmp_path: Path, tiny_base: TinyBase
+) -> None:
+    # COPY requirements.txt /srv: /srv is a directory of the image, the file lands in it;
+    # written in a sparse tree, the layer is the one a rootfs gives
+    text = "ARG BASE\nFROM $BASE\nWORKDIR /srv\nCOPY requirements.txt /srv\n"
+    ctx = make_context(tmp_path, text, {"requirements.txt": "idna\n"})
+    sparse = run_build(ctx, tiny_base.ref, AMD64)
+    assert sparse.result.rootfs_work == ()
+    assert "srv/requirements.txt" in sparse.layer("linux/amd64", -1)
+    # the same COPY after a RUN (the rootfs made): the same layer
+    made = make_context(
+        tmp_path / "made", text.replace("WORKDIR /srv\n", "WORKDIR /srv\nRUN true\n"),
+        {"requirements.txt": "idna\n"},
+    )  # fmt: skip
+    full = run_build(made, tiny_base.ref, AMD64)
+    assert full.result.rootfs_work != ()
+    assert layers(full)["linux/amd64"][-1] == layers(sparse)["linux/amd64"][-1]

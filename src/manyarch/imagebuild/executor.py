@@ -72,7 +72,7 @@ from manyarch.imagebuild.sandboxes import (
     in_parallel,
     run_spec,
 )
-from manyarch.imagebuild.stages import NeedRootfs, StageState, StageTrees, image_path
+from manyarch.imagebuild.stages import NeedRootfs, PartialTrees, StageState, StageTrees, image_path
 from manyarch.imagebuild.workdirs import build_dir
 from manyarch.images import (
     LayoutSink,
@@ -429,21 +429,23 @@ class _PlatformBuild:
                 snap.append(Snapshot.take(root))
             return root
 
-        ctx = StepContext(
-            step, self.platform, live, state.config, tuple(state.layers),
-            self.options, self.store, spec, log, self.stage,
-        )  # fmt: skip
-        for intercept in self.options.interceptors:
-            outcome = intercept(ctx)
-            if isinstance(outcome, CachedLayer):
-                state.layers.append(outcome.descriptor)
-                state.config = state.config.with_layer(outcome.diff_id, self.history(step))
-                self._cached = True
-                return
-            if outcome is RAN:
-                live()
-                self.commit_observed(ctx, state, step, snap[0], state.rootfs)
-                return
+        with PartialTrees(self.trees, state) as partial:
+            ctx = StepContext(
+                step, self.platform, live, state.config, tuple(state.layers), self.options,
+                self.store, spec, log, self.stage,
+                None if state.made or spec is None else partial.open,
+            )  # fmt: skip
+            for intercept in self.options.interceptors:
+                outcome = intercept(ctx)
+                if isinstance(outcome, CachedLayer):
+                    state.layers.append(outcome.descriptor)
+                    state.config = state.config.with_layer(outcome.diff_id, self.history(step))
+                    self._cached = True
+                    return
+                if outcome is RAN:  # in the partial tree it opened, else in the rootfs
+                    root, before = partial.last if partial.last and not snap else (live(), snap[0])
+                    self.commit_observed(ctx, state, step, before, root)
+                    return
         if spec is not None:
             live()
             if not emulation.runs_natively(self.platform):
@@ -456,7 +458,8 @@ class _PlatformBuild:
         copy_step = cast(df.CopyStep, step)
         if not state.made and not copy_step.is_add and not copy_step.chown:
             try:
-                targets = copy_targets(copy_step, self.copy_sources(copy_step))
+                sources = self.copy_sources(copy_step)
+                targets = self.trees.copy_targets(state, copy_targets(copy_step, sources), sources)
                 with self.trees.sparse_root(state, targets) as root:
                     before = Snapshot.take(root)
                     self.copy(copy_step, root)

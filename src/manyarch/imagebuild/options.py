@@ -88,6 +88,12 @@ class StepContext:
     log: Callable[[str], None]
     #: The names the step's stage answers to (its name and its index), for --no-cache-filter.
     stage: tuple[str, ...] = ()
+    #: Before the stage's rootfs is made: a new tree of only the image's paths
+    #: matching the patterns given (see ``stages.pattern_filter``), for an
+    #: interceptor that reads and writes known places; after it returns
+    #: :data:`RAN`, the step's layer is that tree's diff (and the rootfs is not
+    #: made). None once the rootfs exists: use :attr:`rootfs`.
+    open_partial: Callable[[Sequence[str]], Path] | None = None
 
     @property
     def rootfs(self) -> Path:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from manyarch.images import ResolvedImage
-from manyarch.layers import unpack
+from manyarch.layers import Snapshot, unpack
 from manyarch.layers.compress import open_decompressed
 from manyarch.layout import Layout
 from manyarch.oci.manifest import Descriptor, ImageConfig
@@ -68,6 +68,7 @@ class PathMeta:
     uid: int
     gid: int
     mtime: int
+    xattrs: bool = False
 
 
 @dataclass
@@ -106,7 +107,10 @@ def layer_index(store: Layout, desc: Descriptor) -> LayerIndex:
                 idx.hidden.add(posixpath.join(parent, base[4:]))
             else:
                 kind = "dir" if m.isdir() else "symlink" if m.issym() else "other"
-                idx.entries[name] = PathMeta(kind, m.mode & 0o7777, m.uid, m.gid, int(m.mtime))
+                xattrs = any(k.startswith("SCHILY.xattr.") for k in m.pax_headers)
+                idx.entries[name] = PathMeta(
+                    kind, m.mode & 0o7777, m.uid, m.gid, int(m.mtime), xattrs
+                )
     with _index_lock:
         _index_memo[key] = idx
     return idx
@@ -178,29 +182,60 @@ class StageTrees:
         return path
 
     def lookup(self, state: StageState, path: str) -> PathMeta | None:
-        """What ``path`` (relative) is in the stage's image so far, without its rootfs."""
+        """What ``path`` (relative) is in the stage's image so far, without its rootfs.
+
+        Read from the layers' headers (each layer's read once per process):
+        nothing is unpacked.
+        """
         if state.made:
             raise NeedRootfs()
-        for desc in reversed(state.layers[state.base_layers :]):
+        for desc in reversed(state.layers):
             idx = layer_index(self.store, desc)
             if path in idx.entries:
-                return idx.entries[path]
+                meta = idx.entries[path]
+                if meta.xattrs:
+                    raise NeedRootfs()  # kept simple: the layer writer does not carry xattrs
+                return meta
             above = [path, *ancestors(path)]
             if any(a in idx.hidden for a in above) or any(a in idx.opaque for a in above[1:]):
                 return None
-        if state.image is None:
-            return None
-        tree = unpacked(self.store, state.image.descriptor.digest, state.image.manifest)
+        return None
+
+    def copy_targets(
+        self, state: StageState, targets: list[str], sources: Sequence[tuple[Path, str]]
+    ) -> list[str]:
+        """A COPY's targets, one file into a directory the image has (``COPY req.txt /app``).
+
+        The file lands inside that directory: the sparse tree needs it as a parent,
+        not as the target (which exists). Anything else is left as it is.
+        """
+        if len(targets) != 1 or len(sources) != 1 or targets[0].endswith("/"):
+            return targets
+        src = sources[0][0]
+        if src.is_symlink() or not src.is_file():
+            return targets
         try:
-            st = os.lstat(tree / path)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        kind = "dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode) else ""
-        if not kind:
-            kind = "other"
-        if kind == "dir" and os.listxattr(tree / path, follow_symlinks=False):
-            raise NeedRootfs()  # kept simple: the layer writer does not carry xattrs anyway
-        return PathMeta(kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, int(st.st_mtime))
+            meta = self.lookup(state, image_path(targets[0]))
+        except NeedRootfs:
+            return targets
+        if meta is None or meta.kind != "dir":
+            return targets
+        return [f"{targets[0]}/{src.name}"]
+
+    def partial_root(self, state: StageState, patterns: Sequence[str]) -> Path:
+        """A new tree of only the image's paths matching ``patterns`` (and their parents).
+
+        For a step that reads and writes few known places (a Python install):
+        no base unpacked, and the step's layer is the diff of this tree. The
+        caller removes it.
+        """
+        self._sparse += 1
+        root = self.dir / f"partial{self._sparse}"
+        root.mkdir()
+        store = self.store
+        blobs = [(str(d.digest), store.blob_path(d.digest), d.media_type) for d in state.layers]
+        unpack(root, blobs, only=pattern_filter(patterns))
+        return root
 
     @contextmanager
     def sparse_root(self, state: StageState, targets: Sequence[str]) -> Iterator[Path]:
@@ -239,6 +274,73 @@ class StageTrees:
             yield root
         finally:
             shutil.rmtree(root, ignore_errors=True)
+
+
+class PartialTrees:
+    """The partial trees an interceptor opens during one step (``StepContext.open_partial``).
+
+    Each is snapshotted when made (its diff is the step's layer) and removed
+    when the step is over, whatever happened.
+    """
+
+    def __init__(self, trees: StageTrees, state: StageState) -> None:
+        self.trees = trees
+        self.state = state
+        self.made: list[tuple[Path, Snapshot]] = []
+
+    def open(self, patterns: Sequence[str]) -> Path:
+        """A new partial tree (see :meth:`StageTrees.partial_root`)."""
+        root = self.trees.partial_root(self.state, patterns)
+        self.made.append((root, Snapshot.take(root)))
+        return root
+
+    @property
+    def last(self) -> tuple[Path, Snapshot] | None:
+        """The last tree opened and its snapshot from before the step."""
+        return self.made[-1] if self.made else None
+
+    def __enter__(self) -> PartialTrees:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for root, _ in self.made:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def pattern_filter(patterns: Sequence[str]) -> Callable[[tuple[str, ...]], bool]:
+    """A filter for :func:`manyarch.layers.unpack`: paths matching ``patterns``, and their parents.
+
+    A pattern is an image path whose components are :mod:`fnmatch` patterns;
+    a last component ``**`` keeps the whole subtree. Whatever stands where a
+    pattern's parent directories are (a directory, a symlink such as a
+    merged-/usr ``/lib``) is kept too. Compiled into one regular expression:
+    it is asked for every entry of every layer.
+    """
+    import fnmatch
+    import re
+
+    alternatives = []
+    for pat in patterns:
+        parts = [p for p in pat.split("/") if p]
+        deep = bool(parts) and parts[-1] == "**"
+        fixed = parts[:-1] if deep else parts
+        comps = [fnmatch.translate(p).removeprefix("(?s:").removesuffix(")\\Z") for p in fixed]
+        comps = [f"(?:{c.replace('.*', '[^/]*')})" for c in comps]
+        # the path itself or one of its parents: nested optional groups
+        body = ""
+        for c in reversed(comps[1:]):
+            body = f"(?:/{c}{body})?"
+        tail = "(?:/.*)?" if deep else ""
+        if comps:
+            alternatives.append(f"{comps[0]}{body}")
+            if deep:
+                alternatives.append("/".join(comps) + tail)
+    regex = re.compile("(?:" + "|".join(alternatives) + ")\\Z", re.S) if alternatives else None
+
+    def keep(parts: tuple[str, ...]) -> bool:
+        return regex is not None and regex.match("/".join(parts)) is not None
+
+    return keep
 
 
 def _prepare_upper(lower: Path, upper: Path) -> None:

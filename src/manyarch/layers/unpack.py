@@ -23,7 +23,7 @@ import shutil
 import stat
 import tarfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -60,8 +60,15 @@ def unpack(
     layers: Sequence[LayerSource],
     *,
     same_owner: bool | None = None,
+    only: Callable[[tuple[str, ...]], bool] | None = None,
 ) -> None:
-    """Apply ``layers`` (lowest first) to ``root``; ``same_owner`` None means "when root"."""
+    """Apply ``layers`` (lowest first) to ``root``; ``same_owner`` None means "when root".
+
+    ``only`` (an entry's path components -> keep it) unpacks part of the
+    layers: whiteouts still apply, and a hard link whose target was left out
+    is left out too. It must keep the directories above what it keeps, or
+    they are made with default metadata.
+    """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     if same_owner is None:
@@ -79,15 +86,22 @@ def unpack(
             except OSError as e:
                 raise LayerError(f"layer {name}: cannot open {source}: {e.strerror}") from e
             with f:
-                _Unpacker(root, name, same_owner).run(f)
+                _Unpacker(root, name, same_owner, only).run(f)
         else:
-            _Unpacker(root, name, same_owner).run(source)
+            _Unpacker(root, name, same_owner, only).run(source)
 
 
 class _Unpacker:
     """Applies one layer."""
 
-    def __init__(self, root: Path, layer: str, same_owner: bool) -> None:
+    def __init__(
+        self,
+        root: Path,
+        layer: str,
+        same_owner: bool,
+        only: Callable[[tuple[str, ...]], bool] | None = None,
+    ) -> None:
+        self.only = only
         self.root = os.path.abspath(root)
         self.layer = layer
         self.same_owner = same_owner
@@ -220,6 +234,8 @@ class _Unpacker:
         if base.startswith(WHITEOUT_PREFIX):
             self._whiteout(m.name, parts)
             return
+        if self.only is not None and not self.only(parts):
+            return
         parent = self._resolve_dir(parts[:-1], m.name, create=True)
         assert parent is not None
         rel = (*parent, base)
@@ -276,6 +292,8 @@ class _Unpacker:
         if not target:
             raise self._unsafe(m.name, "is a hard link to the root")
         parent = self._resolve_dir(target[:-1], m.name, create=False)
+        if parent is None and self.only is not None:
+            return  # a partial unpack left the target out
         if parent is None:
             raise LayerError(
                 f"layer {self.layer}: hard link {m.name!r} has no target {m.linkname!r}"
@@ -286,6 +304,8 @@ class _Unpacker:
         try:
             tst = os.lstat(source)
         except FileNotFoundError as e:
+            if self.only is not None:
+                return
             raise LayerError(
                 f"layer {self.layer}: hard link {m.name!r} has no target {m.linkname!r}"
             ) from e

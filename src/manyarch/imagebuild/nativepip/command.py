@@ -1,65 +1,30 @@
-"""pip command lines: which RUN lines native pip understands, and what they ask."""
+"""RUN lines native pip understands: the shell's words, then which commands they are.
+
+The line is split as ``/bin/sh`` splits it: quotes, backslashes, ``$VAR``
+and ``${VAR}`` (``:-``/``-`` defaults) from the step's environment (its
+``ENV`` and ``ARG`` values), commands chained with ``&&`` or ``;``, and
+``NAME=value`` prefixes. Unquoted glob characters are kept as a flag on the
+word and expanded against the image's files when the step runs (the shell
+does it in the image). What a command's options mean is decided later, by
+the image's own pip (:mod:`.pipoptions`). Anything else (pipes, ``||``,
+command substitution, redirections) is a :class:`Fallback` with the reason.
+"""
 
 from __future__ import annotations
 
-import shlex
+import glob
+import os
+import posixpath
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from manyarch.errors import ManyarchError
 
-#: pip options taken over as they are (flag -> takes a value).
-_PASS_OPTIONS: dict[str, bool] = {
-    "-i": True,
-    "--index-url": True,
-    "--extra-index-url": True,
-    "--no-index": False,
-    "-f": True,
-    "--find-links": True,
-    "--pre": False,
-    "--no-deps": False,
-    "--upgrade-strategy": True,
-    "--trusted-host": True,
-    "--timeout": True,
-    "--retries": True,
-    "--prefer-binary": False,
-}
-#: pip options with no effect on what lands in the image (flag -> takes a value).
-_NEUTRAL_OPTIONS: dict[str, bool] = {
-    "--no-cache-dir": False,
-    "-q": False,
-    "--quiet": False,
-    "-v": False,
-    "--verbose": False,
-    "--disable-pip-version-check": False,
-    "--no-warn-script-location": False,
-    "--no-warn-conflicts": False,
-    "--root-user-action": True,
-    "--break-system-packages": False,
-    "--progress-bar": True,
-    "--no-input": False,
-    "--no-build-isolation": False,
-    "--compile": False,
-    "--no-color": False,
-    "--only-binary": True,
-    "--cache-dir": True,
-}
-#: PIP_* variables of the RUN environment a native run understands.
-_PIP_ENV_PASS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "PIP_PRE")
-_PIP_ENV_NEUTRAL = (
-    "PIP_NO_CACHE_DIR",
-    "PIP_DISABLE_PIP_VERSION_CHECK",
-    "PIP_ROOT_USER_ACTION",
-    "PIP_BREAK_SYSTEM_PACKAGES",
-    "PIP_NO_WARN_SCRIPT_LOCATION",
-    "PIP_PROGRESS_BAR",
-    "PIP_NO_INPUT",
-    "PIP_NO_COMPILE",
-    "PIP_DEFAULT_TIMEOUT",
-    "PIP_CERT",
-)
-_PYTHON_NAMES = ("python", "python3")
+_PYTHON_RE = re.compile(r"python(3(\.\d+)?)?$")
+_PIP_RE = re.compile(r"pip(3(\.\d+)?)?$")
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class NativePipUnavailable(ManyarchError):
@@ -67,21 +32,43 @@ class NativePipUnavailable(ManyarchError):
 
 
 @dataclass(frozen=True)
-class PipInstall:
-    """One understood ``pip install`` command."""
+class Word:
+    """One shell word after quote removal and expansion; ``glob`` when it has unquoted ``*?[``."""
 
-    python: str  # the command that runs pip: "pip3", "python3", "/usr/bin/python3"
-    requirements: tuple[str, ...] = ()
-    requirement_files: tuple[str, ...] = ()
-    constraint_files: tuple[str, ...] = ()
-    pip_options: tuple[str, ...] = ()
-    upgrade: bool = False
-    force_reinstall: bool = False
-    ignore_installed: bool = False
-    user: bool = False
-    prefix: str | None = None
-    #: byte-compile what is installed, as pip does unless --no-compile
-    compile: bool = True
+    text: str
+    glob: bool = False
+
+
+@dataclass(frozen=True)
+class PipCommand:
+    """``pip install ARGS`` (or ``python -m pip install ARGS``): run by ``python``."""
+
+    #: the command that runs pip, as written: ``pip3``, ``python3``, ``/venv/bin/pip``
+    python: str
+    args: tuple[Word, ...]
+    #: ``NAME=value`` words before the command
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VenvCommand:
+    """``python -m venv [--without-pip] DIR``."""
+
+    python: str
+    args: tuple[Word, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UvCommand:
+    """``uv pip install ...``, ``uv sync ...`` or ``uv venv ...``: ``args`` after ``uv``."""
+
+    python: str  # the uv command as written
+    args: tuple[Word, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+Command = PipCommand | VenvCommand | UvCommand
 
 
 @dataclass(frozen=True)
@@ -93,9 +80,9 @@ class Fallback:
 
 @dataclass(frozen=True)
 class NativePip:
-    """A RUN line the host can do: one or more ``pip install`` commands."""
+    """A RUN line the host can do: one or more understood commands, in order."""
 
-    commands: tuple[PipInstall, ...]
+    commands: tuple[Command, ...]
     env: Mapping[str, str] = field(default_factory=dict)
     workdir: str = "/"
 
@@ -104,20 +91,17 @@ def plan_run(
     argv: Sequence[str], shell_form: bool, env: Mapping[str, str], workdir: str
 ) -> NativePip | Fallback:
     """Decide whether a RUN (its argv as the executor runs it) can run natively."""
-    for k in env:
-        if k.startswith("PIP_") and k not in _PIP_ENV_PASS + _PIP_ENV_NEUTRAL:
-            return Fallback(f"{k} is set")
     if shell_form:
         if len(argv) != 3 or argv[1] != "-c" or Path(argv[0]).name not in ("sh", "bash", "dash"):
             return Fallback("not a /bin/sh -c command")
-        parts = _split_shell(argv[2])
+        parts = split_shell(argv[2], env)
         if isinstance(parts, Fallback):
             return parts
     else:
-        parts = [list(argv)]
-    commands: list[PipInstall] = []
+        parts = [[Word(a) for a in argv]]
+    commands: list[Command] = []
     for words in parts:
-        cmd = parse_pip_command(words)
+        cmd = parse_command(words)
         if isinstance(cmd, Fallback):
             return cmd
         commands.append(cmd)
@@ -126,206 +110,227 @@ def plan_run(
     return NativePip(tuple(commands), dict(env), workdir or "/")
 
 
-_SHELL_SPECIAL = set("$`\\*?~{}<>|;&()'\"#")
-
-
-def _split_shell(text: str) -> list[list[str]] | Fallback:
-    lexer = shlex.shlex(text, posix=True, punctuation_chars=True)
-    lexer.whitespace_split = True
-    lexer.commenters = ""
-    try:
-        tokens = list(lexer)
-    except ValueError as e:
-        return Fallback(f"shell syntax: {e}")
-    for ch in "$`~*?{}":
-        if ch in text:
-            return Fallback(f"shell expansion ({ch!r}) in the command")
-    parts: list[list[str]] = [[]]
-    for tok in tokens:
-        if tok == "&&":
-            parts.append([])
-        elif tok and all(c in "();<>|&" for c in tok):
-            return Fallback(f"shell operator {tok!r} (only && is understood)")
-        else:
-            parts[-1].append(tok)
-    if any(not p for p in parts):
-        return Fallback("empty command around &&")
-    for p in parts:
-        if "=" in p[0] and not p[0].startswith("-"):
-            return Fallback("variable assignment before the command")
-    return parts
-
-
-def parse_pip_command(words: Sequence[str]) -> PipInstall | Fallback:
-    """``pip install ...`` words (after the shell) as a :class:`PipInstall`, or why not."""
-    # Long on purpose: one branch per pip option, as pip reads them; a table would hide
-    # which ones make native pip fall back to emulation.
+def parse_command(words: Sequence[Word]) -> Command | Fallback:
+    """One simple command's words as a :class:`Command`, or why not."""
+    assigned: dict[str, str] = {}
+    words = list(words)
+    while words and not words[0].glob and "=" in words[0].text:
+        name, _, value = words[0].text.partition("=")
+        if not _NAME_RE.fullmatch(name):
+            break
+        assigned[name] = value
+        words.pop(0)
     if not words:
-        return Fallback("empty command")
-    exe = words[0]
+        return Fallback("a command with only variable assignments")
+    exe = words[0].text
     name = Path(exe).name
-    rest: list[str]
-    if is_pip(name):
-        python, rest = exe, list(words[1:])
-    elif _is_python(name):
-        args = list(words[1:])
-        while args and args[0] in ("-I", "-E", "-s", "-B", "-u"):
-            args.pop(0)
-        if args[:2] == ["-m", "pip"]:
-            python, rest = exe, args[2:]
+    rest = words[1:]
+    if words[0].glob:
+        return Fallback(f"a glob as the command ({exe})")
+    if name == "uv":
+        sub = [w.text for w in rest[:2]]
+        if sub[:2] == ["pip", "install"] or sub[:1] in (["sync"], ["venv"]):
+            return UvCommand(exe, tuple(rest), assigned)
+        return Fallback(f"uv {' '.join(sub)} is not an install uv does natively here")
+    if _PIP_RE.fullmatch(name):
+        python = exe
+    elif _PYTHON_RE.fullmatch(name):
+        while rest and rest[0].text in ("-I", "-E", "-s", "-B", "-u", "-q"):
+            rest.pop(0)
+        module = [w.text for w in rest[:2]]
+        if module == ["-m", "pip"]:
+            python, rest = exe, rest[2:]
+        elif module == ["-m", "venv"]:
+            return VenvCommand(exe, tuple(rest[2:]), assigned)
         else:
             return Fallback(f"{exe} runs something else than pip")
     else:
         return Fallback(f"{exe!r} is not pip")
-    if not rest or rest[0] != "install":
-        return Fallback(f"pip {rest[0] if rest else ''} is not pip install".replace("  ", " "))
-    reqs: list[str] = []
-    rfiles: list[str] = []
-    cfiles: list[str] = []
-    opts: list[str] = []
-    upgrade = force = ignore = user = False
-    compile_ = True
-    prefix: str | None = None
-    i = 1
-    args = rest
-    while i < len(args):
-        a = args[i]
-        flag, eq, inline = a.partition("=") if a.startswith("--") else (a, "", "")
-
-        def value(a: str = a, flag: str = flag, eq: str = eq, inline: str = inline) -> str | None:
-            nonlocal i
-            if eq:
-                return inline
-            if flag.startswith("-") and not flag.startswith("--") and len(a) > 2:
-                return a[2:]  # -rfile
-            if i + 1 >= len(args):
-                return None
-            i += 1
-            return args[i]
-
-        short = a[:2] if a.startswith("-") and not a.startswith("--") else flag
-        if short in ("-r",) or flag == "--requirement":
-            v = value()
-            if v is None:
-                return Fallback(f"{a} without a value")
-            rfiles.append(v)
-        elif short == "-c" or flag == "--constraint":
-            v = value()
-            if v is None:
-                return Fallback(f"{a} without a value")
-            cfiles.append(v)
-        elif a in ("-U", "--upgrade"):
-            upgrade = True
-        elif a == "--force-reinstall":
-            force = True
-        elif a in ("-I", "--ignore-installed"):
-            ignore = True
-        elif a == "--user":
-            user = True
-        elif a == "--no-compile":
-            compile_ = False
-        elif flag == "--prefix":
-            v = value()
-            if v is None or not v.startswith("/"):
-                return Fallback("--prefix needs an absolute path")
-            prefix = v
-        elif flag in _PASS_OPTIONS or short in _PASS_OPTIONS:
-            key = flag if flag in _PASS_OPTIONS else short
-            if _PASS_OPTIONS[key]:
-                v = value()
-                if v is None:
-                    return Fallback(f"{a} without a value")
-                if key in ("-f", "--find-links") and not v.startswith(("http://", "https://")):
-                    return Fallback("--find-links to a local directory")
-                opts += [key, v]
-            else:
-                opts.append(key)
-        elif flag in _NEUTRAL_OPTIONS:
-            if _NEUTRAL_OPTIONS[flag]:
-                v = value()
-                if v is None:
-                    return Fallback(f"{a} without a value")
-                if flag == "--only-binary" and v != ":all:":
-                    return Fallback(f"--only-binary={v}")
-        elif a in ("-qq", "-qqq", "-vv", "-vvv"):
-            pass
-        elif a.startswith("-"):
-            return Fallback(f"pip option {a} is not understood")
-        else:
-            bad = _requirement_problem(a)
-            if bad:
-                return Fallback(bad)
-            reqs.append(a)
-        i += 1
-    if not reqs and not rfiles:
-        return Fallback("nothing to install")
-    if user and prefix:
-        return Fallback("--user with --prefix")
-    return PipInstall(
-        python=python,
-        requirements=tuple(reqs),
-        requirement_files=tuple(rfiles),
-        constraint_files=tuple(cfiles),
-        pip_options=tuple(opts),
-        upgrade=upgrade,
-        force_reinstall=force,
-        ignore_installed=ignore,
-        user=user,
-        prefix=prefix,
-        compile=compile_,
-    )
+    if not rest or rest[0].text != "install":
+        what = rest[0].text if rest else ""
+        return Fallback(f"pip {what} is not pip install".replace("  ", " "))
+    return PipCommand(python, tuple(rest[1:]), assigned)
 
 
 def is_pip(name: str) -> bool:
-    return name in ("pip", "pip3") or (name.startswith("pip3.") and name[5:].isdigit())
+    """``pip``, ``pip3``, ``pip3.11``."""
+    return bool(_PIP_RE.fullmatch(name))
 
 
-def _is_python(name: str) -> bool:
-    return name in _PYTHON_NAMES or (name.startswith("python3.") and name[8:].isdigit())
+_OPERATORS = ("&&", "||", ";;", ";", "|", "&", "(", ")", "<", ">")
 
 
-def _requirement_problem(text: str) -> str | None:
-    from packaging.requirements import InvalidRequirement, Requirement
+class _Words:
+    """The commands and the word being split."""
 
-    try:
-        req = Requirement(text)
-    except InvalidRequirement:
-        return f"{text!r} is not a requirement pip finds on an index (a path or URL?)"
-    if req.url:
-        return f"{text!r} is a direct URL"
-    return None
+    def __init__(self) -> None:
+        self.commands: list[list[Word]] = [[]]
+        self.cur: list[str] = []
+        self.in_word = False
+        self.glob = False
+
+    def end(self) -> None:
+        """The current word is complete (if there is one)."""
+        if self.in_word:
+            self.commands[-1].append(Word("".join(self.cur), self.glob))
+        self.cur, self.in_word, self.glob = [], False, False
+
+    def add(self, text: str, glob: bool = False) -> None:
+        """More of the current word (quoted text is a word even when empty)."""
+        self.in_word = True
+        self.cur.append(text)
+        self.glob = self.glob or glob
+
+    def fields(self, value: str) -> None:
+        """An unquoted expansion: split on blanks, each field may be a glob."""
+        pieces = value.split()
+        if not pieces:
+            return  # an empty unquoted expansion adds nothing
+        if value[:1].isspace():
+            self.end()
+        for k, p in enumerate(pieces):
+            if k:
+                self.end()
+            self.add(p, any(ch in p for ch in "*?["))
+        if value[-1:].isspace():
+            self.end()
 
 
-def requirement_file_problem(path: Path, seen: set[Path] | None = None) -> str | None:
-    seen = seen if seen is not None else set()
-    if path in seen:
-        return None
-    seen.add(path)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as e:
-        return f"cannot read {path.name}: {e.strerror}"
-    for raw in lines:
-        line = raw.split(" #", 1)[0].strip()
-        if not line or line.startswith("#"):
+def split_shell(text: str, env: Mapping[str, str]) -> list[list[Word]] | Fallback:
+    """``sh -c TEXT`` as simple commands joined by ``&&`` or ``;``, their words expanded.
+
+    Expansion follows POSIX for what it covers: ``$NAME``/``${NAME}`` (and
+    ``${NAME:-x}``/``${NAME-x}``) outside single quotes, unset names empty,
+    unquoted expansions split on blanks; a comment runs to the end of the line.
+    """
+    w = _Words()
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in " \t\n":
+            w.end()
+            i += 1
+        elif c == "#" and not w.in_word:
+            while i < n and text[i] != "\n":
+                i += 1
+        elif (op := next((o for o in _OPERATORS if text.startswith(o, i)), None)) is not None:
+            w.end()
+            if op not in ("&&", ";"):
+                return Fallback(f"shell operator {op!r} (only && and ; are understood)")
+            if not w.commands[-1]:
+                return Fallback(f"empty command before {op!r}")
+            w.commands.append([])
+            i += len(op)
+        elif c == "\\":
+            if text[i + 1 : i + 2] != "\n":  # a backslash-newline joins lines
+                w.add(text[i + 1] if i + 1 < n else "\\")
+            i += 2
+        elif c == "'":
+            j = text.find("'", i + 1)
+            if j < 0:
+                return Fallback("shell syntax: no closing quote")
+            w.add(text[i + 1 : j])
+            i = j + 1
+        elif c in '"$':
+            got = _double_quoted(text, i + 1, env) if c == '"' else _expand(text, i, env)
+            if isinstance(got, Fallback):
+                return got
+            value, i = got
+            w.add(value) if c == '"' else w.fields(value)
+        elif c == "`":
+            return Fallback("command substitution in the command")
+        elif c == "~" and not w.cur:
+            return Fallback("~ expansion in the command")
+        elif c == "{" and "}" in text[i:] and "," in text[i : text.find("}", i)]:
+            return Fallback("brace expansion in the command")
+        else:
+            w.add(c, c in "*?[")
+            i += 1
+    w.end()
+    if not w.commands[-1]:
+        if len(w.commands) == 1:
+            return Fallback("empty command")
+        w.commands.pop()  # a trailing ;
+    return w.commands
+
+
+def _double_quoted(text: str, i: int, env: Mapping[str, str]) -> tuple[str, int] | Fallback:
+    """The text of a double-quoted string starting at ``text[i]``, and the index after it."""
+    n = len(text)
+    out: list[str] = []
+    while True:
+        if i >= n:
+            return Fallback("shell syntax: no closing quote")
+        d = text[i]
+        if d == '"':
+            return "".join(out), i + 1
+        if d == "\\" and i + 1 < n and text[i + 1] in '$`"\\\n':
+            if text[i + 1] != "\n":
+                out.append(text[i + 1])
+            i += 2
+        elif d == "$":
+            got = _expand(text, i, env)
+            if isinstance(got, Fallback):
+                return got
+            value, i = got
+            out.append(value)
+        elif d == "`":
+            return Fallback("command substitution in the command")
+        else:
+            out.append(d)
+            i += 1
+
+
+def _expand(text: str, i: int, env: Mapping[str, str]) -> tuple[str, int] | Fallback:
+    """The value of the expansion at ``text[i] == '$'`` and the index after it."""
+    n = len(text)
+    if i + 1 >= n:
+        return "$", i + 1
+    c = text[i + 1]
+    if c == "(":
+        return Fallback("command substitution in the command")
+    if c == "{":
+        j = text.find("}", i + 2)
+        if j < 0:
+            return Fallback("shell syntax: no closing }")
+        inner = text[i + 2 : j]
+        m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)(.*))?", inner, re.S)
+        if not m:
+            return Fallback(f"shell expansion ${{{inner}}}")
+        name, op, default = m.group(1), m.group(2), m.group(3) or ""
+        if op is not None and ("$" in default or "`" in default):
+            return Fallback(f"shell expansion ${{{inner}}}")
+        value = env.get(name)
+        if (op == ":-" and not value) or (op == "-" and value is None):
+            value = default
+        return value or "", j + 1
+    m = _NAME_RE.match(text, i + 1)
+    if m:
+        return env.get(m.group(0), ""), m.end()
+    return Fallback(f"shell expansion ${c}")
+
+
+def expand_words(words: Sequence[Word], rootfs: Path, workdir: str) -> list[str]:
+    """Glob words expanded against the image's files, as the step's shell would."""
+    out: list[str] = []
+    for w in words:
+        if not w.glob:
+            out.append(w.text)
             continue
-        if line.startswith("-"):
-            head = line.split(None, 1)
-            opt = head[0].split("=", 1)[0]
-            if opt in ("-r", "--requirement", "-c", "--constraint"):
-                target = head[1] if len(head) > 1 else head[0].split("=", 1)[-1]
-                if target.startswith("/") or "://" in target:
-                    return f"{path.name} includes {target}"
-                problem = requirement_file_problem(path.parent / target, seen)
-                if problem:
-                    return problem
-            elif opt not in ("-i", "--index-url", "--extra-index-url", "--pre", "--prefer-binary"):
-                return f"{path.name} has the option {opt}"
+        absolute = w.text.startswith("/")
+        base = rootfs.resolve()
+        pattern = w.text if absolute else posixpath.join(workdir, w.text)
+        host_pattern = str(base) + posixpath.normpath("/" + pattern)
+        found = sorted(glob.glob(host_pattern))
+        if not found:
+            out.append(w.text)  # sh leaves an unmatched pattern as it is
             continue
-        req = line.split(";", 1)[0].strip() + (";" + line.split(";", 1)[1] if ";" in line else "")
-        if "--hash" in req:
-            req = req.split("--hash", 1)[0].strip()
-        bad = _requirement_problem(req)
-        if bad:
-            return f"{path.name}: {bad}"
-    return None
+        for f in found:
+            image = "/" + os.path.relpath(f, base)
+            out.append(image if absolute else os.path.relpath(image, workdir))
+    return out
+
+
+def image_path(path: str, workdir: str) -> str:
+    """``path`` (relative to ``workdir``) as a normalised absolute image path."""
+    return posixpath.normpath(path if path.startswith("/") else posixpath.join(workdir, path))

@@ -1,4 +1,13 @@
-"""Native pip's install: resolve and fetch on the host, place the target's wheels."""
+"""Native pip's install: a ``pip install`` line done on the host, as the image's pip does it.
+
+For each command: the target's facts from the image's files
+(:mod:`.target`), the command line read as the image's pip reads it
+(:mod:`.pipoptions`), uv's resolution for the target's tags and markers
+(:mod:`.resolve`), the wheels placed in pip's order as pip places them
+(:mod:`.place`), then byte-compiled in one batch by a host interpreter of the
+image's exact version, in a sandbox, with pycs reused from a cache.
+:class:`NativePipUnavailable` before the rootfs is touched means: emulate.
+"""
 
 from __future__ import annotations
 
@@ -6,381 +15,554 @@ import json
 import os
 import posixpath
 import shutil
-import subprocess
-import sys
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from manyarch.bytecode import bytecode_magic, compile_tree, host_python
 from manyarch.errors import BuildError
+from manyarch.imagebuild.nativepip.build import Built, build_wheel
+from manyarch.imagebuild.nativepip.bytecompile import compile_placed
 from manyarch.imagebuild.nativepip.command import (
-    _PIP_ENV_PASS,
     NativePip,
     NativePipUnavailable,
-    PipInstall,
-    requirement_file_problem,
+    PipCommand,
+    UvCommand,
+    VenvCommand,
+    Word,
+    expand_words,
+    image_path,
 )
-from manyarch.imagebuild.nativepip.target import TargetFacts, file_digest
+from manyarch.imagebuild.nativepip.pipoptions import (
+    PipOptions,
+    fast_pip_options,
+    parse_pip_options,
+)
+from manyarch.imagebuild.nativepip.place import (
+    Placed,
+    canonical,
+    install_order,
+    place_wheel,
+    uninstall,
+)
+from manyarch.imagebuild.nativepip.resolve import Resolved, ResolveRequest, fetch, resolve
+from manyarch.imagebuild.nativepip.target import (
+    DEFAULT_PATH,
+    TargetFacts,
+    interpreter_path,
+    target_facts,
+)
+from manyarch.imagebuild.nativepip.twin import UvJob, VenvJob, prepare_uv, prepare_venv
 from manyarch.sandbox.rootpath import resolve_in_root
 
-#: Host variables the host pip keeps (the proxy and its CA); the rest of PIP_* goes.
-_HOST_PIP_KEEP = ("PIP_CERT", "PIP_CLIENT_CERT", "PIP_DEFAULT_TIMEOUT", "PIP_PROXY")
-#: pip configuration files in an image change what pip does there.
-_IMAGE_PIP_CONFIGS = ("etc/pip.conf", "etc/xdg/pip/pip.conf", "root/.config/pip/pip.conf")
-#: The host pip runs in a child process (pip keeps global state, and is patched
-#: there); this is that process's entry point, handed its arguments.
-_RUNNER = [
-    sys.executable,
-    "-c",
-    "import sys; from manyarch.imagebuild.nativepip.hostpip import runner; "
-    "raise SystemExit(runner(sys.argv[1:]))",
-]
+#: pip.conf files the image's pip reads (global, user, site).
+_CONFIGS = ("/etc/pip.conf", "/etc/xdg/pip/pip.conf")
+
+
+@dataclass
+class Outcome:
+    """What a native run did: distributions installed, per command, and how."""
+
+    installed: list[str] = field(default_factory=list)
+    python: str = ""
+    notes: list[str] = field(default_factory=list)
 
 
 def install(
     plan: NativePip,
     rootfs: Path,
-    facts: TargetFacts,
     *,
     cache_dir: Path,
-    epoch: int | None = None,
-) -> list[str]:
-    """Install ``plan`` into ``rootfs``; returns ``name==version`` installed, in order.
+    home: str = "/root",
+    scratch: bool = False,
+) -> Outcome:
+    """Do every command of ``plan`` in ``rootfs``.
 
-    Raises :class:`NativePipUnavailable` (nothing changed in the rootfs
-    for the command that raised) when a wheel is missing for the target.
+    Commands are read, resolved and fetched before anything is written, so
+    :class:`NativePipUnavailable` leaves the rootfs as it was; a later
+    command's resolution sees what the earlier ones install (their wheels'
+    metadata join the installed view). A ``python -m venv`` is done when
+    reached (the commands after it need the venv): a failure after it is a
+    :class:`BuildError` unless ``rootfs`` is a ``scratch`` tree the caller
+    throws away.
     """
-    done: list[str] = []
+    out = Outcome()
+    path = plan.env.get("PATH", DEFAULT_PATH)
+    jobs: list[_Job | VenvJob | UvJob] = []
+    written = False
+
+    def flush() -> None:
+        nonlocal written
+        for job in jobs:
+            out.installed += job.run(rootfs, cache_dir)
+            written = True
+        jobs.clear()
+
+    with tempfile.TemporaryDirectory(prefix="manyarch-native-") as tmp:
+        try:
+            for n, cmd in enumerate(plan.commands):
+                env = {**plan.env, **cmd.env}
+                if isinstance(cmd, UvCommand):
+                    uv_job = prepare_uv(cmd, rootfs, env, plan.workdir)
+                    jobs.append(uv_job)
+                    out.python = uv_job.python
+                    flush()  # what uv writes, the commands after it read
+                    continue
+                exe = interpreter_path(rootfs, cmd.python, path)
+                if exe is None:
+                    raise NativePipUnavailable(f"cannot tell which python {cmd.python} runs")
+                facts = target_facts(rootfs, exe)
+                out.python = facts.python_version
+                if isinstance(cmd, VenvCommand):
+                    jobs.append(prepare_venv(cmd, exe, facts, rootfs, env, plan.workdir))
+                    flush()
+                    continue
+                earlier = [w for j in jobs for w in j.wheels]
+                work = Path(tmp) / str(n)
+                work.mkdir()
+                jobs.append(
+                    _prepare(cmd, facts, rootfs, env, plan.workdir, cache_dir, home, work, earlier)
+                )
+            flush()
+        except NativePipUnavailable as e:
+            if written and not scratch:
+                raise BuildError(
+                    f"native install: {e.message}, after part of the line was done natively",
+                    "build without native pip to run the line under emulation",
+                ) from e
+            raise
+    return out
+
+
+#: What an install reads and writes in any image (patterns of ``stages.pattern_filter``):
+#: interpreters, what tells their version, architecture, glibc and scheme, the
+#: installed distributions' metadata, pip (its parser and script template), pip's
+#: configuration, the user tables, and the trees installs write to.
+_READ_ALWAYS = (
+    "bin/python*",
+    "bin/pip*",
+    "usr/bin/python*",
+    "usr/bin/pip*",
+    "usr/lib/python3*/_sysconfigdata*",
+    "usr/lib/python3*/sysconfig.py",
+    "usr/lib/python3*/EXTERNALLY-MANAGED",
+    "usr/lib/python3*/importlib/_bootstrap_external.py",
+    "usr/lib/python3*/dist-packages/*.dist-info/**",
+    "usr/lib/python3*/dist-packages/*.egg-info/**",
+    "usr/lib/python3*/dist-packages/*.egg-info",
+    "usr/lib/python3*/dist-packages/pip/_internal/operations/install/wheel.py",
+    "usr/lib/python3*/dist-packages/pip/_vendor/distlib/scripts.py",
+    "usr/lib/*/libc.so.6",
+    "usr/lib/*/libpython3*",
+    "lib/*/libc.so.6",
+    "lib64/libc.so.6",
+    "usr/local/**",
+    "usr/include/python3*/**",
+    "opt/**",
+    "etc/passwd",
+    "etc/group",
+    "etc/pip.conf",
+    "etc/xdg/pip/**",
+    "root/.pip/**",
+    "root/.config/pip/**",
+    "root/.local/**",
+)
+_SYSTEM_BIN = ("/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/local/sbin")
+
+
+def paths_read(plan: NativePip, env: Mapping[str, str]) -> list[str]:
+    """What :func:`install` may read or write for ``plan``, as ``pattern_filter`` patterns.
+
+    The fixed set, the step's working directory, every absolute path the
+    commands name (a venv's pip, ``--target``, ``--find-links``, a
+    requirement file) and the tree above a non-system ``PATH`` directory (a
+    venv's ``bin``).
+    """
+    out = list(_READ_ALWAYS)
+    if any(isinstance(c, VenvCommand | UvCommand) for c in plan.commands):
+        out += ["usr/lib/python3*/venv/**", "usr/lib/python3*/ensurepip/**"]
+        out.append("usr/share/python-wheels/**")
+    plain = all(
+        fast_pip_options("23.0.1", [w.text for w in c.args], env, False) is not None
+        for c in plan.commands
+        if isinstance(c, PipCommand)
+    )
+    if not plain:  # the image's pip will read the line: all of it
+        out.append("usr/lib/python3*/dist-packages/pip/**")
+    roots = {plan.workdir}
+    for d in env.get("PATH", DEFAULT_PATH).split(":"):
+        if d.startswith("/") and d.rstrip("/") not in _SYSTEM_BIN:
+            roots.add(posixpath.dirname(d.rstrip("/")))
     for cmd in plan.commands:
-        done += _execute_one(cmd, rootfs, facts, plan.env, plan.workdir, cache_dir, epoch)
-    return done
+        for w in (Word(cmd.python), *cmd.args):
+            text = w.text.split("=", 1)[-1] if w.text.startswith("-") else w.text
+            if text.startswith("/"):
+                roots.add(posixpath.dirname(text) if "*" in text else text)
+        if cmd.python.startswith("/"):
+            roots.add(posixpath.dirname(posixpath.dirname(cmd.python)))
+    for r in roots:
+        r = posixpath.normpath(r).strip("/")
+        out += [r, f"{r}/**"] if r else ["*"]  # "/": the files at the top, not the whole image
+    return out
 
 
-def _scheme_for(cmd: PipInstall, facts: TargetFacts, dist: str) -> dict[str, str]:
-    if cmd.user:
-        base = facts.user_scheme
-    elif cmd.prefix is not None:
-        pre = cmd.prefix.rstrip("/")
-        base = {k: v.replace("/@PREFIX@", pre) for k, v in facts.prefix_scheme.items()}
-    else:
-        base = facts.scheme
-    return {k: v.replace("@DIST@", dist) for k, v in base.items()}
-
-
-def _host_env(run_env: Mapping[str, str], cache_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k in _HOST_PIP_KEEP}
-    # the host's pip.conf (find-links, mirrors) is not the image's
-    env["PIP_CONFIG_FILE"] = os.devnull
-    env.setdefault("PIP_CERT", env.get("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt"))
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    env["PIP_NO_INPUT"] = "1"
-    for k in _PIP_ENV_PASS:
-        if k in run_env:
-            env[k] = run_env[k]
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env
-
-
-def _execute_one(
-    cmd: PipInstall,
-    rootfs: Path,
+def _options(
+    cmd: PipCommand,
     facts: TargetFacts,
-    run_env: Mapping[str, str],
+    rootfs: Path,
+    env: Mapping[str, str],
     workdir: str,
     cache_dir: Path,
-    epoch: int | None,
-) -> list[str]:
-    for cfg in _IMAGE_PIP_CONFIGS:
-        if resolve_in_root(rootfs, cfg).exists():
-            raise NativePipUnavailable(f"the image has a pip configuration (/{cfg})")
-    if facts.implementation != "cpython":
-        raise NativePipUnavailable(f"the target python is {facts.implementation}")
-    args: list[str] = []
-    files = [("-r", f) for f in cmd.requirement_files] + [("-c", f) for f in cmd.constraint_files]
-    for flag, f in files:
-        host = resolve_in_root(rootfs, f if f.startswith("/") else f"{workdir.rstrip('/')}/{f}")
-        problem = requirement_file_problem(host)
-        if problem:
-            raise NativePipUnavailable(problem)
-        args += [flag, str(host)]
-    args += list(cmd.requirements) + list(cmd.pip_options)
-    if cmd.upgrade:
-        args.append("--upgrade")
-    if cmd.force_reinstall:
-        args.append("--force-reinstall")
-    if cmd.ignore_installed:
-        args.append("--ignore-installed")
-    scheme = _scheme_for(cmd, facts, "@DIST@")
-    site_dirs = [scheme["purelib"], scheme["platlib"]]
-    if cmd.user or cmd.prefix is None:
-        site_dirs += [p for p in facts.path if p not in site_dirs]
-    paths = [str(resolve_in_root(rootfs, p)) for p in dict.fromkeys(site_dirs)]
-    with tempfile.TemporaryDirectory(prefix="manyarch-pip-") as tmp:
-        t = Path(tmp)
-        (t / "facts.json").write_text(json.dumps(facts.to_json()))
-        (t / "paths.json").write_text(json.dumps(paths))
-        report = t / "report.json"
-        r = subprocess.run(
-            [
-                *_RUNNER,
-                "resolve",
-                str(t / "facts.json"),
-                str(t / "paths.json"),
-                str(report),
-                *args,
-            ],
-            env=_host_env(run_env, cache_dir),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )
-        if r.returncode != 0:
-            raise NativePipUnavailable(_pip_failure(r.stdout.decode(errors="replace")))
-        items = json.loads(report.read_text()).get("install", [])
-        wheels = _fetch_wheels(
-            items, cache_dir, _host_env(run_env, cache_dir), t / "dl", t / "facts.json"
-        )
-        _check_replacements(items, rootfs, scheme, facts, cmd)
-        done: list[str] = []
-        installed: list[_Installed] = []
-        for item, wheel in zip(items, wheels, strict=True):
-            meta = item["metadata"]
-            _uninstall(meta["name"], rootfs, scheme)
-            installed.append(
-                _install_wheel(wheel, rootfs, cmd, facts, meta["name"], bool(item.get("requested")))
-            )
-            done.append(f"{meta['name']}=={meta['version']}")
-    compile_off = run_env.get("PIP_NO_COMPILE", "").lower() in ("1", "true", "yes", "on")
-    if cmd.compile and not compile_off:
-        _compile(rootfs, facts, installed)
-    return done
+    home: str,
+) -> PipOptions:
+    if not facts.pip_version:
+        raise NativePipUnavailable(f"the image's {facts.executable} has no pip")
+    args = expand_words(cmd.args, rootfs, workdir)
+    prefix = facts.venv or facts.base_prefix
+    confs = [*_CONFIGS, f"{home}/.pip/pip.conf", f"{home}/.config/pip/pip.conf"]
+    confs.append(f"{prefix}/pip.conf")
+    exists = any(resolve_in_root(rootfs, c).exists() for c in confs)
+    fast = fast_pip_options(facts.pip_version, args, env, exists)
+    if fast is not None:
+        return fast
+    pip_site = next(
+        d for d in facts.site_dirs if any(resolve_in_root(rootfs, d).glob("pip-*.dist-info"))
+    )
+    return parse_pip_options(rootfs, pip_site, prefix, home, args, env, cache_dir=cache_dir)
 
 
 @dataclass
-class _Installed:
-    """What one wheel put in the image: its RECORD and its modules (image paths)."""
+class _Job:
+    """One resolved ``pip install``: the wheels to place, where and how."""
 
-    record: str
-    site: str
-    modules: list[str] = field(default_factory=list)
+    direct: dict[int, str]
+    facts: TargetFacts
+    resolved: list[Resolved]
+    wheels: list[Path]
+    order: list[int]
+    requested: set[str]
+    scheme: dict[str, str]
+    compile: bool
+    stage: Path | None
+    target: str
+    upgrade: bool
 
-
-def _compile(rootfs: Path, facts: TargetFacts, installed: Sequence[_Installed]) -> None:
-    """Byte-compile the installed modules and list the pycs in each RECORD, as pip does.
-
-    Without a host interpreter of the target's bytecode, nothing is compiled
-    (Python compiles at first import, as with ``--no-compile``).
-    """
-    modules = [m for i in installed for m in i.modules]
-    if not modules:
-        return
-    magic = None
-    for entry in facts.path:
-        magic = bytecode_magic(resolve_in_root(rootfs, entry))
-        if magic is not None:
-            break
-    v = facts.version
-    interp = host_python(f"python{v[0]}.{v[1]}", magic) if magic is not None else None
-    if interp is None:
-        return
-    compile_tree(interp, rootfs, [resolve_in_root(rootfs, m) for m in modules])
-    tag = f"{facts.implementation}-{v[0]}{v[1]}"
-    for inst in installed:
-        rows = []
-        for m in inst.modules:
-            d, name = posixpath.split(m)
-            pyc = f"{d}/__pycache__/{name.removesuffix('.py')}.{tag}.pyc"
-            if resolve_in_root(rootfs, pyc).is_file():
-                rows.append(f"{posixpath.relpath(pyc, inst.site)},,\n")
-        if rows:
-            with open(resolve_in_root(rootfs, inst.record), "a", newline="") as f:
-                f.write("".join(rows))
-
-
-def _pip_failure(output: str) -> str:
-    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
-    for ln in lines:
-        if "No matching distribution found" in ln or "Could not find a version" in ln:
-            return ln.removeprefix("ERROR: ") + " as a wheel for the target"
-    errors = [ln for ln in lines if ln.startswith("ERROR:")]
-    return (errors[-1] if errors else (lines[-1] if lines else "pip failed")).removeprefix(
-        "ERROR: "
-    )
-
-
-def wheel_cache_dir(cache_dir: Path) -> Path:
-    """Where downloaded wheels are kept, by sha256."""
-    return cache_dir / "wheels"
-
-
-def _fetch_wheels(
-    items: Sequence[Mapping[str, Any]],
-    cache_dir: Path,
-    env: Mapping[str, str],
-    dl: Path,
-    facts_file: Path,
-) -> list[Path]:
-    out: list[Path | None] = []
-    missing: list[tuple[int, str, str]] = []
-    for n, item in enumerate(items):
-        info = item.get("download_info") or {}
-        url = str(info.get("url", ""))
-        sha = (info.get("archive_info") or {}).get("hashes", {}).get("sha256") or ""
-        name = url.rsplit("/", 1)[-1].split("#", 1)[0]
-        if not name.endswith(".whl") or not sha:
-            raise NativePipUnavailable(f"{item['metadata']['name']} has no wheel for the target")
-        cached = wheel_cache_dir(cache_dir) / sha / name
-        out.append(cached if cached.exists() else None)
-        if not cached.exists():
-            missing.append((n, url, sha))
-    if missing:
-        dl.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run(
-            [*_RUNNER, "download", str(facts_file)]
-            + ["--no-deps", "--quiet", "-d", str(dl)]
-            + [f"{Path(u.split('#', 1)[0]).name.split('-')[0]} @ {u}" for _, u, _ in missing],
-            env=dict(env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )
-        if r.returncode != 0:
-            raise BuildError(
-                f"native pip: downloading wheels failed: {_pip_failure(r.stdout.decode())}",
-                "check the network, or build without native pip",
+    def run(self, rootfs: Path, cache_dir: Path) -> list[str]:
+        """Place the wheels in pip's order, compile, move a --target's items."""
+        if self.stage is not None:
+            self.stage.mkdir(exist_ok=True)
+        dest_root = self.stage if self.stage is not None else rootfs
+        placed: list[Placed] = []
+        for i in self.order:
+            r = self.resolved[i]
+            if self.stage is None:
+                uninstall(rootfs, self.scheme["purelib"], r.name)
+            placed.append(
+                place_wheel(
+                    dest_root,
+                    self.wheels[i],
+                    self.scheme,
+                    self.facts,
+                    executable=self.facts.executable,
+                    requested=canonical(r.name) in self.requested,
+                    direct_url=self.direct.get(i),
+                )
             )
-        for n, url, sha in missing:
-            name = url.rsplit("/", 1)[-1].split("#", 1)[0]
-            got = dl / name
-            if not got.exists() or file_digest(got) != sha:
-                raise BuildError(f"native pip: {name} did not download as announced")
-            dest = wheel_cache_dir(cache_dir) / sha / name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(got, dest.with_suffix(".tmp"))
-            os.replace(dest.with_suffix(".tmp"), dest)
-            out[n] = dest
-    return [p for p in out if p is not None]
+        if self.compile:
+            compile_placed(dest_root, placed, self.facts, rootfs, cache_dir)
+        if self.stage is not None:
+            _move_target(self.stage, rootfs, self.target, self.upgrade)
+        return [f"{self.resolved[i].name}=={self.resolved[i].version}" for i in self.order]
 
 
-def _installed(rootfs: Path, dirs: Sequence[str]) -> dict[str, Path]:
-    from packaging.utils import canonicalize_name
-
-    found: dict[str, Path] = {}
-    for d in dirs:
-        host = resolve_in_root(rootfs, d)
-        if not host.is_dir():
-            continue
-        for info in sorted(host.iterdir()):
-            if info.suffix in (".dist-info", ".egg-info"):
-                name = info.name.rsplit("-", 1)[0] if "-" in info.stem else info.stem
-                found.setdefault(str(canonicalize_name(name.split("-")[0])), info)
-    return found
-
-
-def _check_replacements(
-    items: Sequence[Mapping[str, Any]],
-    rootfs: Path,
-    scheme: Mapping[str, str],
-    facts: TargetFacts,
-    cmd: PipInstall,
+def _check_user_site(
+    resolved: Sequence[Resolved], opts: PipOptions, facts: TargetFacts, rootfs: Path, home: str
 ) -> None:
-    from packaging.utils import canonicalize_name
-
-    if cmd.ignore_installed:
+    """A distribution in the user site shadows the system's: pip would uninstall it there."""
+    if opts.get("use_user_site") or opts.get("target_dir") or facts.venv:
         return
-    ours = {scheme["purelib"], scheme["platlib"]}
-    elsewhere = _installed(rootfs, [p for p in facts.path if p not in ours])
-    for item in items:
-        name = str(canonicalize_name(item["metadata"]["name"]))
-        if name in elsewhere and not (elsewhere[name] / "RECORD").exists():
-            raise NativePipUnavailable(
-                f"{name} is installed outside pip's scheme ({elsewhere[name].parent}) "
-                "without a RECORD"
-            )
+    site = resolve_in_root(rootfs, f"{home}/.local/lib/python{facts.xy}/site-packages")
+    if not site.is_dir():
+        return
+    there = {canonical(p.name.split("-")[0]) for p in site.glob("*.dist-info")}
+    clash = sorted(there & {canonical(r.name) for r in resolved})
+    if clash:
+        raise NativePipUnavailable(f"{clash[0]} is in the user site too (pip would uninstall it)")
 
 
-def _uninstall(name: str, rootfs: Path, scheme: Mapping[str, str]) -> None:
-    from packaging.utils import canonicalize_name
-
-    want = str(canonicalize_name(name))
-    for d in dict.fromkeys((scheme["purelib"], scheme["platlib"])):
-        site = resolve_in_root(rootfs, d)
-        old = _installed(rootfs, [d]).get(want)
-        if old is None:
+def _build_sdists(
+    resolved: Sequence[Resolved],
+    wheels: list[Path],
+    opts: PipOptions,
+    only_binary: bool,
+    facts: TargetFacts,
+    rootfs: Path,
+    cache_dir: Path,
+    work: Path,
+) -> None:
+    """Replace each resolved sdist in ``wheels`` by the wheel built from it for the target."""
+    for n, r in enumerate(resolved):
+        if not r.sdist:
             continue
-        record = old / "RECORD"
-        if record.exists():
-            import csv
-
-            with open(record, newline="") as f:
-                for row in csv.reader(f):
-                    if not row:
-                        continue
-                    p = (site / row[0]).resolve()
-                    root = rootfs.resolve()
-                    if root not in p.parents:
-                        continue
-                    if p.is_file() or p.is_symlink():
-                        p.unlink()
-                        pycache = p.parent / "__pycache__"
-                        for pyc in pycache.glob(f"{p.stem}.*.pyc") if p.suffix == ".py" else []:
-                            pyc.unlink()
-        if old.exists():
-            shutil.rmtree(old)
-        for parent in sorted({p for p in site.rglob("*") if p.is_dir()}, reverse=True):
-            if parent.name == "__pycache__" and not any(parent.iterdir()):
-                parent.rmdir()
+        if opts.get("cache_dir") is not False:
+            raise NativePipUnavailable(
+                f"{r.name} {r.version} is an sdist and pip would keep the wheel it builds in "
+                "its cache (the image's ~/.cache/pip)"
+            )
+        if only_binary:
+            raise NativePipUnavailable(f"{r.name} {r.version} has no wheel (--only-binary)")
+        b = build_wheel(wheels[n], facts, rootfs, cache_dir=cache_dir, tmp=work, in_tree=False)
+        wheels[n] = b.wheel
 
 
-def _install_wheel(
-    wheel: Path, rootfs: Path, cmd: PipInstall, facts: TargetFacts, name: str, requested: bool
-) -> _Installed:
-    from installer import install
-    from installer.destinations import SchemeDictionaryDestination
-    from installer.records import RecordEntry
-    from installer.sources import WheelFile
-    from installer.utils import Scheme
+def _build_project(
+    project: str, facts: TargetFacts, rootfs: Path, cache: Path, work: Path
+) -> Built:
+    """``pip install DIR``: the project built in its tree, as pip builds it."""
+    host = resolve_in_root(rootfs, project)
+    return build_wheel(host, facts, rootfs, cache_dir=cache, tmp=work, in_tree=True)
 
-    done = _Installed("", "")
 
-    class Destination(SchemeDictionaryDestination):
-        """Notes the RECORD and the modules written, for one compile of every wheel's."""
-
-        def finalize_installation(
-            self,
-            scheme: Scheme,
-            record_file_path: str,
-            records: Iterable[tuple[Scheme, RecordEntry]],
-        ) -> None:
-            entries = list(records)
-            done.site = self.scheme_dict[scheme]
-            done.record = f"{done.site}/{record_file_path}"
-            done.modules = [
-                posixpath.normpath(f"{self.scheme_dict[s]}/{r.path}")
-                for s, r in entries
-                if s in ("purelib", "platlib") and r.path.endswith(".py")
-            ]
-            super().finalize_installation(scheme, record_file_path, entries)
-
-    scheme = _scheme_for(cmd, facts, name)
-    dest = Destination(
-        scheme,
-        interpreter=facts.executable,
-        script_kind="posix",
-        bytecode_optimization_levels=(),
-        destdir=str(rootfs),
+def _scheme(opts: PipOptions, facts: TargetFacts, home: str) -> tuple[dict[str, str], list[str]]:
+    """pip's install scheme for the options, and where it sees what is installed."""
+    user = bool(opts.get("use_user_site"))
+    target = opts.get("target_dir")
+    scheme = facts.scheme(
+        user_home=home if user else "",
+        prefix=str(opts.get("prefix_path") or ""),
+        home=_TARGET_STAGE if target else "",
     )
-    extra = {"INSTALLER": b"pip\n"}
-    if requested:
-        extra["REQUESTED"] = b""
-    # directories through image symlinks (/usr/local/bin -> ...) stay inside the root
-    for k, v in scheme.items():
-        host = resolve_in_root(rootfs, v)
-        if host != rootfs / v.lstrip("/"):
-            raise NativePipUnavailable(f"the image's {k} directory {v} is a symbolic link")
-    with WheelFile.open(wheel) as source:
-        install(source, dest, extra)
-    return done
+    if opts.get("ignore_installed") or target or opts.get("force_reinstall"):
+        return scheme, []
+    return scheme, ([scheme["purelib"]] if user else []) + list(facts.site_dirs)
+
+
+def _check_options(opts: PipOptions, facts: TargetFacts, rootfs: Path) -> list[str]:
+    """Refuse what is not done natively (or what pip itself refuses); ``--only-binary``'s value."""
+    bad = opts.unhandled
+    if bad:
+        raise NativePipUnavailable(f"pip option {bad[0]} is not done natively")
+    fc = opts.get("format_control", {"no_binary": [], "only_binary": []})
+    if fc.get("no_binary"):
+        raise NativePipUnavailable("--no-binary: pip builds from source")
+    only: list[str] = list(fc.get("only_binary", []))
+    if only and only != [":all:"]:
+        raise NativePipUnavailable(f"--only-binary {','.join(only)}")
+    if opts.get("editables"):
+        raise NativePipUnavailable("-e: an editable install")
+    user = bool(opts.get("use_user_site"))
+    target = opts.get("target_dir")
+    prefix = opts.get("prefix_path")
+    if user and target:
+        raise NativePipUnavailable("--user with --target: pip refuses it")
+    if sum(map(bool, (user, target, prefix))) > 1:
+        raise NativePipUnavailable("more than one of --user, --prefix, --target")
+    if user and facts.venv:
+        raise NativePipUnavailable("--user in a virtual environment: pip refuses it")
+    externally = resolve_in_root(rootfs, f"{facts.stdlib}/EXTERNALLY-MANAGED").is_file()
+    if (
+        externally
+        and not facts.venv
+        and not (target or prefix)
+        and not opts.get("override_externally_managed")
+    ):
+        raise NativePipUnavailable("the image's python is externally managed (PEP 668)")
+    return only
+
+
+def _sort_args(args: Sequence[str], rootfs: Path, workdir: str) -> tuple[list[str], list[str]]:
+    """Requirements on an index, and project directories (image paths) to build."""
+    requirements: list[str] = []
+    projects: list[str] = []
+    for a in args:
+        if "://" in a or "@" in a:
+            raise NativePipUnavailable(f"{a} is a URL, not a name on an index")
+        if a.endswith(".whl") or a.startswith((".", "/")) or "/" in a:
+            path = image_path(a, workdir)
+            if not resolve_in_root(rootfs, path).is_dir():
+                raise NativePipUnavailable(f"{a} is a file, not a name on an index")
+            projects.append(path)
+        else:
+            requirements.append(a)
+    return requirements, projects
+
+
+def _prepare(
+    cmd: PipCommand,
+    facts: TargetFacts,
+    rootfs: Path,
+    env: Mapping[str, str],
+    workdir: str,
+    cache_dir: Path,
+    home: str,
+    work: Path,
+    earlier: Sequence[Path],
+) -> _Job:
+    opts = _options(cmd, facts, rootfs, env, workdir, cache_dir, home)
+    only = _check_options(opts, facts, rootfs)
+    target = opts.get("target_dir")
+    requirements, projects = _sort_args(opts.args, rootfs, workdir)
+    built = [(_build_project(p, facts, rootfs, cache_dir, work), p) for p in projects]
+    # a project's own requirements are resolved with the rest, but are not requested:
+    # pip reaches them through the project
+    project_deps = [r for b, _ in built for r in b.requires if "extra" not in r.partition(";")[2]]
+    requirements_named = [b.name for b, _ in built]
+    req_files = [_in_rootfs(rootfs, f, workdir) for f in opts.get("requirements", [])]
+    con_files = [_in_rootfs(rootfs, f, workdir) for f in opts.get("constraints", [])]
+    roots = list(requirements) + requirements_named
+    for f in req_files:
+        roots += _requirement_names(f, rootfs)
+    if not roots:
+        raise NativePipUnavailable("nothing to install")
+    links = [
+        x if "://" in x else str(_in_rootfs(rootfs, x, workdir)) for x in opts.get("find_links", [])
+    ]
+    upgrade, eager = bool(opts.get("upgrade")), opts.get("upgrade_strategy") == "eager"
+    scheme, view_dirs = _scheme(opts, facts, home)
+    request = ResolveRequest(
+        requirements=requirements + project_deps,
+        requirement_files=req_files,
+        constraint_files=con_files,
+        index_url=opts.get("index_url"),
+        extra_index_urls=list(opts.get("extra_index_urls", [])),
+        no_index=bool(opts.get("no_index")),
+        find_links=links,
+        pre=bool(opts.get("pre")),
+        no_deps=bool(opts.get("ignore_dependencies")),
+        only_binary=bool(only),
+        upgrade=[canonical(_name(r)) for r in roots] if upgrade and not eager else [],
+        upgrade_all=upgrade and eager,
+        installed_view=[resolve_in_root(rootfs, d) for d in dict.fromkeys(view_dirs)],
+        installed_wheels=earlier if view_dirs else (),
+        require_hashes=bool(opts.get("require_hashes")),
+        pins=_pins(roots) if not upgrade else None,
+    )
+    resolved = (
+        resolve(request, facts, cache_dir=cache_dir, tmp=work, rootfs=rootfs)
+        if requirements or project_deps or req_files
+        else []
+    )
+    _check_user_site(resolved, opts, facts, rootfs, home)
+    wheels = fetch(resolved, cache_dir)
+    _build_sdists(resolved, wheels, opts, bool(only), facts, rootfs, cache_dir, work)
+    direct: dict[int, str] = {}
+    for b, project in built:
+        url = {"dir_info": {}, "url": f"file://{project}"}
+        direct[len(resolved)] = json.dumps(url, sort_keys=True)  # pip's DirectUrl.to_json
+        resolved.append(Resolved(b.name, "", "", "", b.wheel.name))
+        wheels.append(b.wheel)
+    stage = work / "stage" if target else None  # --target: a stage, then moved
+    return _Job(
+        direct=direct,
+        facts=facts,
+        resolved=resolved,
+        wheels=wheels,
+        order=install_order(wheels, roots, facts.markers) if wheels else [],
+        requested={canonical(_name(r)) for r in roots},
+        scheme=scheme,
+        compile=opts.get("compile", True) is not False,
+        stage=stage,
+        target=image_path(str(target), workdir) if target else "",
+        upgrade=upgrade,
+    )
+
+
+#: pip's --target installs into a temporary home scheme first (its pycs name it).
+_TARGET_STAGE = "/tmp/pip-target-native"
+
+
+def _move_target(stage: Path, rootfs: Path, target: str, upgrade: bool) -> None:
+    """pip's ``_handle_target_dir``: the staged lib and data items moved into ``target``."""
+    home = stage / _TARGET_STAGE.lstrip("/")
+    dest = resolve_in_root(rootfs, target)
+    dest.mkdir(parents=True, exist_ok=True)
+    for src in (home / "lib/python", home):
+        if not src.is_dir():
+            continue
+        for item in sorted(os.listdir(src)):
+            if src == home and item == "lib":
+                continue
+            there = dest / item
+            if there.exists() or there.is_symlink():
+                if not upgrade:
+                    continue  # pip: "Target directory ... already exists"
+                if there.is_dir() and not there.is_symlink():
+                    shutil.rmtree(there)
+                else:
+                    there.unlink()
+            shutil.move(str(src / item), there)
+
+
+def _in_rootfs(rootfs: Path, path: str, workdir: str) -> Path:
+    host = resolve_in_root(rootfs, image_path(path, workdir))
+    if not host.exists():
+        raise NativePipUnavailable(f"{path} is not in the image")
+    return host
+
+
+def _pins(requirements: Sequence[str]) -> dict[str, str] | None:
+    """``{name: version}`` when every requirement is ``name==version`` (no marker), else None."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    pins: dict[str, str] = {}
+    for r in requirements:
+        try:
+            req = Requirement(r)
+        except InvalidRequirement:
+            return None
+        specs = list(req.specifier)
+        if req.marker is not None or req.extras or len(specs) != 1:
+            return None
+        spec = specs[0]
+        if spec.operator not in ("==", "===") or "*" in spec.version:
+            return None
+        pins[canonical(req.name)] = spec.version
+    return pins or None
+
+
+def _name(requirement: str) -> str:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        return Requirement(requirement).name
+    except InvalidRequirement:
+        return requirement
+
+
+def _requirement_names(path: Path, rootfs: Path, seen: set[Path] | None = None) -> list[str]:
+    """The requirements a file names (for REQUESTED and pip's install order); nested -r too."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    seen = seen if seen is not None else set()
+    if path in seen:
+        return []
+    seen.add(path)
+    out: list[str] = []
+    text = path.read_text(errors="replace").replace("\\\n", " ")
+    for raw in text.splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("-"):
+            opt, _, value = line.replace("=", " ", 1).partition(" ")
+            value = value.strip()
+            if opt in ("-r", "--requirement"):
+                if value.startswith("/"):
+                    raise NativePipUnavailable(f"{path.name} includes {value}")
+                out += _requirement_names(path.parent / value, rootfs, seen)
+            elif opt in ("-e", "--editable"):
+                raise NativePipUnavailable(f"{path.name} has an editable requirement (-e)")
+            elif opt in ("--no-binary",):
+                raise NativePipUnavailable(f"{path.name} has {opt}")
+            continue
+        req = line.split(" --hash", 1)[0].split("\t--hash", 1)[0].strip()
+        try:
+            parsed = Requirement(req)
+        except InvalidRequirement as e:
+            raise NativePipUnavailable(
+                f"{path.name}: {req!r} is a path or URL, not a name on an index"
+            ) from e
+        if parsed.url:
+            raise NativePipUnavailable(f"{path.name}: {req!r} is a direct URL")
+        out.append(req)
+    return out

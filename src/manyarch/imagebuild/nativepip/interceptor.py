@@ -1,4 +1,9 @@
-"""The executor's hook: a foreign platform's ``RUN pip install`` done on the host."""
+"""The executor's hook: a foreign platform's Python install line done on the host.
+
+Every RUN line of a foreign platform gets one progress line saying how it
+runs: ``native: ...`` (what was installed, by which python) or
+``emulated (QEMU): <why>``.
+"""
 
 from __future__ import annotations
 
@@ -11,21 +16,24 @@ from manyarch.imagebuild.nativepip.command import (
     NativePipUnavailable,
     plan_run,
 )
-from manyarch.imagebuild.nativepip.install import install
-from manyarch.imagebuild.nativepip.target import TargetFacts, interpreter_path, target_facts
+from manyarch.imagebuild.nativepip.install import install, paths_read
 from manyarch.imagebuild.options import RAN, Ran, StepContext
+from manyarch.sandbox import emulation
+from manyarch.sandbox.users import resolve_user
 
 #: What a native install writes, in the build cache's keys: bump it when that
-#: changes (2: modules byte-compiled), so no older result is reused.
-OUTPUT_VERSION = 2
+#: changes (2: modules byte-compiled; 3: pip's RECORD, scripts and install order,
+#: uv's resolution), so no older result is reused.
+OUTPUT_VERSION = 3
 
 
 class NativePipInterceptor:
-    """The executor's interceptor: a ``RUN pip install`` done on the host, else None."""
+    """The executor's interceptor: a Python install line done on the host, else None."""
 
     def __init__(self, cache_dir: Path) -> None:
         self.cache_dir = cache_dir
         self.native = 0
+        self.emulated = 0
         self.fallbacks: list[str] = []
 
     def __call__(self, ctx: StepContext) -> Ran | None:
@@ -33,45 +41,50 @@ class NativePipInterceptor:
         step = ctx.step
         if not isinstance(step, df.RunStep) or ctx.sandbox is None:
             return None
-        if "pip" not in step.command_text and "pip" not in " ".join(step.argv):
-            return None  # not a pip line: nothing to say
+        host = emulation.runs_natively(ctx.platform)
         spec = ctx.sandbox
-        plan = plan_run(step.argv, step.shell_form, spec.env, spec.cwd)
+        env = {"HOME": "/root", **spec.env}
+        plan = plan_run(step.argv, step.shell_form, env, spec.cwd)
         if isinstance(plan, NativePip):
             if spec.user not in ("", "root", "0", "0:0", "root:root"):
                 plan = Fallback(f"runs as user {spec.user}")
             elif spec.network == "none":
                 plan = Fallback("the network is off")
         if isinstance(plan, Fallback):
+            if host:
+                ctx.log(f"native: the host's architecture ({plan.reason})")
+                return None
             return self._fallback(ctx, plan.reason)
-        path = spec.env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        base_key = str(ctx.layers[0].digest) if ctx.layers else ""
         try:
-            facts_by_python: dict[str, TargetFacts] = {}
-            for cmd in plan.commands:
-                interp = interpreter_path(ctx.rootfs, cmd.python, path)
-                if interp is None:
-                    return self._fallback(ctx, f"cannot tell which python {cmd.python} runs")
-                if interp not in facts_by_python:
-                    facts_by_python[interp] = target_facts(
-                        ctx.rootfs, interp, base_key=base_key, cache_dir=self.cache_dir
-                    )
-            if len(facts_by_python) != 1:
-                return self._fallback(ctx, "more than one python")
-            facts = next(iter(facts_by_python.values()))
-            done = install(
-                plan, ctx.rootfs, facts, cache_dir=self.cache_dir, epoch=ctx.options.epoch
+            scratch = ctx.open_partial is not None
+            rootfs = (
+                ctx.open_partial(paths_read(plan, env))
+                if ctx.open_partial is not None
+                else ctx.rootfs
             )
+            home = resolve_user(rootfs, spec.user).home if spec.user else "/root"
+            done = install(plan, rootfs, cache_dir=self.cache_dir, home=home, scratch=scratch)
         except NativePipUnavailable as e:
+            if host:
+                ctx.log(f"native: the host's architecture, the line's own tools ({e.message})")
+                return None
             return self._fallback(ctx, e.message)
         self.native += 1
-        ctx.log(
-            f"native pip: {len(done)} distributions for {ctx.platform} "
-            f"(python {facts.python_version}) installed from the host"
-        )
+        dists = [d for d in done.installed if "==" in d]
+        tools = [d for d in done.installed if "==" not in d]
+        if tools:  # venv and uv lines: the real tool, in the host's twin of the image's python
+            more = f" and {len(dists)} distributions" if dists else ""
+            ctx.log(f"native: {', '.join(tools)}{more} for {ctx.platform} by the real tool "
+                    f"on the host's twin of the image's python {done.python}")  # fmt: skip
+        else:
+            ctx.log(
+                f"native: {len(dists)} distributions for {ctx.platform} "
+                f"(python {done.python}) installed from the host, as the image's pip would"
+            )
         return RAN
 
     def _fallback(self, ctx: StepContext, reason: str) -> Ran | None:
+        self.emulated += 1
         self.fallbacks.append(reason)
-        ctx.log(f"native pip: not used ({reason}); running it under emulation")
+        ctx.log(f"emulated (QEMU): {reason}")
         return None

@@ -1,0 +1,109 @@
+"""Byte-code for what a native install placed, as pip compiles it.
+
+By a host interpreter of the image's exact version when there is one
+(Debian's python3.11 is a Debian image's), else one of the same bytecode
+magic; in the host sandbox, hash-checked pycs naming the image paths, a
+cache keyed by the interpreter, the path and the source, shared by the
+platforms of a build.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from manyarch.bytecode import bytecode_magic, compile_argv, exact_python
+from manyarch.imagebuild.nativepip.command import NativePipUnavailable
+from manyarch.imagebuild.nativepip.place import Placed, add_pyc_rows
+from manyarch.imagebuild.nativepip.target import TargetFacts
+from manyarch.sandbox.rootpath import resolve_in_root
+
+
+def compile_placed(
+    root: Path,
+    placed: Sequence[Placed],
+    facts: TargetFacts,
+    rootfs: Path,
+    cache_dir: Path,
+) -> None:
+    """Byte-compile the placed modules as pip does, and list their pycs in each RECORD.
+
+    By a host interpreter of the image's exact version when there is one
+    (Debian's python3.11 is the image's), else one of the same bytecode
+    magic; in a sandbox, the pycs hash-checked and naming the image paths.
+    Pycs are kept in a cache keyed by the interpreter, the image path and the
+    source's hash. Without a suitable interpreter nothing is compiled (Python
+    compiles at first import).
+    """
+    modules = [m for p in placed for m in p.modules]
+    if not modules:
+        return
+    magic = bytecode_magic(resolve_in_root(rootfs, facts.stdlib))
+    interp = exact_python(facts.python_version, magic) if magic is not None else None
+    if interp is None:
+        return
+    key_base = f"{interp[1]}\0{magic}\0".encode()
+    keyed: list[tuple[str, Path, Path]] = []
+    for m in modules:
+        src = resolve_in_root(root, m)
+        pyc = Path(importlib.util.cache_from_source(str(src)))
+        h = hashlib.sha256(key_base + m.encode() + b"\0" + src.read_bytes()).hexdigest()
+        keyed.append((m, pyc, cache_dir / "pyc" / h[:2] / h))
+    todo = _from_cache(keyed)
+    if todo:
+        # the platforms of a build install the same pure modules at the same paths at
+        # once: one compiles while the other waits, then takes the pycs from the cache
+        lock = cache_dir / "pyc" / ".lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            todo = _from_cache(todo)
+            if todo:
+                _compile(interp[0], root, [m for m, _, _ in todo])
+                for _, pyc, kept in todo:
+                    if pyc.is_file():
+                        os.chmod(pyc, 0o644)
+                        kept.parent.mkdir(parents=True, exist_ok=True)
+                        part = kept.with_name(f".{kept.name}.{os.getpid()}.{threading.get_ident()}")
+                        shutil.copyfile(pyc, part)
+                        os.replace(part, kept)
+    add_pyc_rows(root, placed)
+
+
+def _from_cache(keyed: Sequence[tuple[str, Path, Path]]) -> list[tuple[str, Path, Path]]:
+    """Copy the cached pycs in place; the modules still to compile."""
+    todo = []
+    for m, pyc, kept in keyed:
+        if kept.is_file():
+            pyc.parent.mkdir(exist_ok=True)
+            shutil.copyfile(kept, pyc)
+            os.chmod(pyc, 0o644)
+        else:
+            todo.append((m, pyc, kept))
+    return todo
+
+
+def _compile(interp: str, root: Path, modules: Sequence[str]) -> None:
+    from manyarch.sandbox.host import run_host_tool
+
+    host_root = root.resolve()
+    with tempfile.TemporaryDirectory(prefix="manyarch-compile-") as tmp:
+        listing = Path(tmp) / "modules.list"
+        listing.write_text("".join(f"{host_root}{m}\n" for m in modules))
+        r = run_host_tool(
+            compile_argv(interp, host_root, listing),
+            env={"PYTHONHASHSEED": "0", "PATH": "/usr/bin:/bin"},
+            readonly=[Path(tmp)],
+            writable=[host_root],
+        )
+    if r.returncode not in (0, 1):  # 1: a module that does not compile, left as pip leaves it
+        raise NativePipUnavailable(
+            f"byte-compiling failed: {r.stderr.decode(errors='replace').strip()[-300:]}"
+        )
