@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,45 @@ def test_exec_errors_are_worded_as_runc_words_them(
         sup._copier(src, "stderr", dest.fileno(), "HINT").join()
     assert out.read_text() == expected + "bwrap: execvp later lines are the program's\n"
     assert sup._seen == error  # what the supervisor records as the exec error
+
+
+def test_an_exec_failure_written_in_pieces_is_still_reworded(tmp_path: Path) -> None:
+    # bwrap's stderr is unbuffered: "bwrap: ", the message and the newline are separate
+    # writes, and a quiet machine's copier reads the first alone
+    r, w = os.pipe()
+    out = tmp_path / "out"
+    state = container.ContainerState(
+        "c" * 64, "n", "img", "sha256:" + "0" * 64, "linux/amd64", ["x"], {}, "/", ""
+    )
+    sup = supervisor.Supervisor(state, stdout_fd=-1)
+    with open(out, "wb") as dest, os.fdopen(r, "rb") as src:
+        copier = sup._copier(src, "stderr", dest.fileno(), None)
+        for piece in (b"bwrap: ", b"execvp /etc/passwd", b": Permission denied", b"\n"):
+            os.write(w, piece)
+            time.sleep(0.05)  # the copier reads each piece on its own
+        os.close(w)
+        copier.join()
+    assert out.read_text() == "exec /etc/passwd: permission denied\n"
+    assert sup._seen == ["Permission denied"]
+
+
+def test_output_that_is_not_an_exec_failure_is_not_held(tmp_path: Path) -> None:
+    # a prompt without a newline reaches the terminal at once
+    r, w = os.pipe()
+    out = tmp_path / "out"
+    state = container.ContainerState(
+        "c" * 64, "n", "img", "sha256:" + "0" * 64, "linux/amd64", ["x"], {}, "/", ""
+    )
+    sup = supervisor.Supervisor(state, stdout_fd=-1)
+    with open(out, "wb") as dest, os.fdopen(r, "rb") as src:
+        copier = sup._copier(src, "stdout", dest.fileno(), None)
+        os.write(w, b"Password: ")
+        deadline = time.monotonic() + 5
+        while out.read_bytes() != b"Password: " and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert out.read_bytes() == b"Password: "
+        os.close(w)
+        copier.join()
 
 
 @pytest.mark.parametrize(

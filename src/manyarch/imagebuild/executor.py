@@ -85,12 +85,7 @@ from manyarch.images import (
 from manyarch.layers import Snapshot, unpack, write_diff_layer
 from manyarch.layout import Layout
 from manyarch.oci import mediatypes as mt
-from manyarch.oci.manifest import (
-    Descriptor,
-    History,
-    ImageConfig,
-    Index,
-)
+from manyarch.oci.manifest import Descriptor, History, ImageConfig, Index
 from manyarch.oci.platform import Platform, default_platform
 from manyarch.oci.reference import parse_any
 from manyarch.registry import RegistryClient

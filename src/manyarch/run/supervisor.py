@@ -387,20 +387,26 @@ class Supervisor:
         """A thread copying one output stream to the log (and the terminal)."""
 
         def copy() -> None:
-            first = True
+            head: bytes | None = (
+                b""  # the start of the stream, held while it may be bwrap's exec failure
+            )
             read = getattr(src, "read1", src.read)
             while True:
                 try:
                     chunk = read(65536)
                 except OSError:  # EIO: the pty's last writer is gone
-                    break
+                    chunk = b""
+                if head is not None:
+                    # bwrap writes its exec failure as one line, alone, in several writes
+                    # (stderr is unbuffered): hold the start until the line is whole
+                    head += chunk
+                    if chunk and _may_be_exec_failure(head) and b"\n" not in head:
+                        continue
+                    line, nl, rest = head.partition(b"\n")
+                    chunk = reword_exec_error(line + nl, hint, self._seen) + rest
+                    head = None
                 if not chunk:
                     break
-                if first:
-                    # bwrap writes its exec failure as one line, alone
-                    first = False
-                    line, nl, rest = chunk.partition(b"\n")
-                    chunk = reword_exec_error(line + nl, hint, self._seen) + rest
                 if self._log is not None:
                     self._log.write(stream, chunk)
                 if self.echo:
@@ -565,3 +571,12 @@ def start_again(state: ContainerState) -> ContainerState:
             f"see `manyarch logs {state.name}`",
         )
     return started
+
+
+_EXEC_FAILURE_PREFIX = b"bwrap: execvp "
+
+
+def _may_be_exec_failure(head: bytes) -> bool:
+    """Whether a stream's first bytes are, or may grow into, bwrap's exec failure line."""
+    n = min(len(head), len(_EXEC_FAILURE_PREFIX))
+    return head[:n] == _EXEC_FAILURE_PREFIX[:n] and len(head) < 65536
