@@ -36,7 +36,7 @@ from manyarch.run.network import PortMapping
 from manyarch.sandbox import emulation
 from manyarch.sandbox.bwrap import DEFAULT_PATH
 from manyarch.sandbox.rootpath import resolve_in_root
-from manyarch.store import data_home, open_store
+from manyarch.store import data_home, open_store, private_data_dir
 
 if TYPE_CHECKING:
     from manyarch.run.local import LocalImage
@@ -383,6 +383,7 @@ def create(image: LocalImage, options: RunOptions) -> ContainerState:
         stop_timeout=options.stop_timeout,
         term=term,
     )
+    private_data_dir(containers_dir().name)
     state.directory.mkdir(parents=True)
     state.save()
     return state
