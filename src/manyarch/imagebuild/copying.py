@@ -19,6 +19,7 @@ from typing import BinaryIO, cast
 
 from manyarch import dockerfile as df
 from manyarch.errors import BuildError
+from manyarch.imagebuild.contextfiles import read_context_text
 from manyarch.layers import unpack
 from manyarch.oci import mediatypes as mt
 from manyarch.sandbox.rootpath import glob_in_root, in_root, resolve_in_root
@@ -225,9 +226,8 @@ def _check_confined(base: Path, rel: str, pat: str, what: str) -> None:
 
 def read_dockerignore(context: Path) -> df.DockerIgnore | None:
     p = context / ".dockerignore"
-    if not p.exists():
-        return None
-    return df.DockerIgnore.parse(p.read_text(), file=str(p))
+    text = read_context_text(context, p, missing_ok=True)
+    return None if text is None else df.DockerIgnore.parse(text, file=str(p))
 
 
 @dataclass

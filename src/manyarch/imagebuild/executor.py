@@ -44,7 +44,8 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar, cast
 
 from manyarch import dockerfile as df
-from manyarch.errors import BuildError, DockerfileError, ManyarchError, StepFailed
+from manyarch.errors import BuildError, ManyarchError, StepFailed
+from manyarch.imagebuild.contextfiles import read_context_text
 from manyarch.imagebuild.copying import (
     copy_into,
     copy_targets,
@@ -110,7 +111,7 @@ def build(
     ``store`` is the local store by default; ``client`` reads the bases that
     live in a registry (a build FROM layouts only needs none).
     """
-    text = _read_dockerfile(options.dockerfile)
+    text = read_context_text(options.context, options.dockerfile) or ""
     parsed = df.parse(text, file=str(options.dockerfile))
     for p in options.platforms:
         emulation.require(p)
@@ -126,17 +127,6 @@ def build(
             index = Index(manifests, mt.OCI_INDEX)
             top = store.put_document(index.to_document())
     return BuildResult(store, top, manifests, unused, tuple(b.notes), bases=tuple(b.bases))
-
-
-def _read_dockerfile(path: Path) -> str:
-    try:
-        return path.read_text()
-    except FileNotFoundError as e:
-        raise DockerfileError(
-            "no such file", file=str(path), line=None, hint="check the Dockerfile's path"
-        ) from e
-    except OSError as e:
-        raise DockerfileError(str(e), file=str(path), line=None) from e
 
 
 class _Build:
