@@ -103,7 +103,19 @@ def _add_image_flags(p: argparse.ArgumentParser) -> None:
 
 def _add_ci_flags(p: argparse.ArgumentParser) -> None:
     """The flags build-push-action passes: metadata, RUN sandboxes' hosts and limits, --call."""
-    p.add_argument("--network", default="default", choices=["default", "host", "none"])
+    p.add_argument(
+        "--network",
+        default="default",
+        choices=["default", "host", "none"],
+        help="RUN steps' network: default (their own, outbound through pasta), host, none",
+    )
+    p.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="ENTITLEMENT",
+        help="network.host (RUN --network=host) or security.insecure (RUN --security=insecure)",
+    )
     p.add_argument("--metadata-file", type=Path, help="write buildx's build metadata (JSON)")
     p.add_argument("--iidfile", type=Path, help="write the image ID (config or index digest)")
     p.add_argument("--add-host", action="append", default=[], metavar="HOST:IP")
@@ -213,6 +225,7 @@ def _run(args: argparse.Namespace) -> int:
                 build_args=_kv(args.build_arg, "--build-arg", from_env=True),
                 target=args.target,
                 network=args.network,
+                allow=[a for v in args.allow for a in v.split(",") if a],
                 labels=_kv(args.label, "--label"),
                 annotations=[*outs.annotations, *args.annotation],
                 media_types=outs.media_types or media_types_for(outs.destinations),

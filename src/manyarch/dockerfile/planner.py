@@ -451,6 +451,11 @@ class _Planner:
                 f"RUN --network={network} is not supported", ins.line,
                 "use --network=default, none or host",
             )  # fmt: skip
+        security = ins.flag("security") or "sandbox"
+        if security not in ("sandbox", "insecure"):
+            raise self.error(
+                f"RUN --security={security} is not supported", ins.line, "use sandbox or insecure"
+            )
         if ins.json:
             argv, command_text = ins.args, " ".join(ins.args)
         else:
@@ -470,6 +475,7 @@ class _Planner:
             command_text=command_text,
             env=tuple(env),
             network=network,
+            security=security,
         )
 
     def heredoc_script(self, ins: Instruction) -> str:

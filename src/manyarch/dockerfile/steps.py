@@ -36,6 +36,8 @@ class RunStep:
     command_text: str
     env: tuple[tuple[str, str], ...] = ()
     network: str = "default"
+    #: ``--security=insecure`` (needs ``--allow security.insecure``), else "sandbox"
+    security: str = "sandbox"
 
 
 @dataclass(frozen=True)

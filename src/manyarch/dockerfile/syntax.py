@@ -65,7 +65,7 @@ _FLAGS: dict[str, dict[str, _Flag]] = {
     "RUN": {
         "network": _Flag(_Kind.STRING),
         "mount": _Flag(_Kind.LIST, _MOUNT_HINT),
-        "security": _Flag(_Kind.STRING, "RUN --security=insecure needs a privileged BuildKit"),
+        "security": _Flag(_Kind.STRING),
         "device": _Flag(_Kind.LIST, "RUN --device needs BuildKit's CDI devices"),
     },
     "HEALTHCHECK": {

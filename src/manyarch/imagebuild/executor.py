@@ -551,8 +551,9 @@ class _PlatformBuild:
         """The sandbox a RUN step runs in: the image's Env, WorkingDir and User."""
         o = self.options
         return run_spec(
-            step, state.config, state.rootfs, epoch=o.epoch, network=o.network, flags=o.run_flags
-        )
+            step, state.config, state.rootfs, epoch=o.epoch, network=o.network,
+            flags=o.run_flags, allow=o.allow,
+        )  # fmt: skip
 
     def exec_run(
         self,

@@ -108,6 +108,10 @@ Interceptor = Callable[[StepContext], "Ran | CachedLayer | None"]
 Observer = Callable[[StepContext, Descriptor | None, Digest | None], None]
 
 
+#: BuildKit's entitlements (``--allow``).
+ENTITLEMENTS = frozenset({"network.host", "security.insecure"})
+
+
 @dataclass(frozen=True)
 class BuildOptions:
     """Everything a build is asked, defaults in one place."""
@@ -122,6 +126,9 @@ class BuildOptions:
     epoch: int | None = None
     #: ``--add-host``, ``--shm-size``, ``--ulimit``: the RUN sandboxes'
     run_flags: RunFlags = field(default_factory=RunFlags)
+    #: ``--allow``: BuildKit's entitlements a Dockerfile may use (``network.host``,
+    #: ``security.insecure``)
+    allow: frozenset[str] = frozenset()
     #: ``--no-cache-filter``: the stages (by name or index) no cache is read for
     no_cache_filter: tuple[str, ...] = ()
     interceptors: Sequence[Interceptor] = ()
@@ -132,6 +139,11 @@ class BuildOptions:
             raise BuildError("no platform to build", "give one or more, e.g. linux/amd64")
         if self.network not in ("default", "host", "none"):
             raise BuildError(f"unsupported network {self.network!r}", "use default, host or none")
+        unknown = sorted(self.allow - ENTITLEMENTS)
+        if unknown:
+            raise BuildError(
+                f"unknown entitlement {unknown[0]!r}", "use network.host or security.insecure"
+            )
         seen = set()
         for p in self.platforms:
             if str(p) in seen:

@@ -15,11 +15,15 @@ from pathlib import Path
 from typing import TypeVar
 
 from manyarch import dockerfile as df
+from manyarch.errors import BuildError, SandboxError
 from manyarch.imagebuild.runflags import RunFlags
 from manyarch.layers import Snapshot
 from manyarch.layers.snapshot import FileState
 from manyarch.oci.manifest import ImageConfig
+from manyarch.sandbox import netns
 from manyarch.sandbox.bwrap import Bind, Sandboxed, SandboxSpec, remove_created, start
+from manyarch.sandbox.confine import Security
+from manyarch.sandbox.rootpath import resolve_in_root
 
 #: Host CA bundle made visible to RUN steps (never baked into a layer): the
 #: machines that build often sit behind a TLS-intercepting proxy.
@@ -41,10 +45,17 @@ def run_spec(
     epoch: int | None,
     network: str,
     flags: RunFlags | None = None,
+    allow: frozenset[str] = frozenset(),
 ) -> SandboxSpec:
     """The sandbox a RUN step runs in: the image's Env, WorkingDir and User, and the
-    build's ``--add-host``, ``--shm-size`` and ``--ulimit``."""
+    build's ``--add-host``, ``--shm-size`` and ``--ulimit``.
+
+    A network namespace of its own (BuildKit's default), the host's with
+    ``--network host``, none with ``--network none``; ``RUN --network=host`` and
+    ``RUN --security=insecure`` only with the entitlement (``--allow``), as BuildKit.
+    """
     flags = flags or RunFlags()
+    _check_entitlements(step, allow)
     cfg = config.config
     env = {"PATH": df.DEFAULT_PATH, **cfg.env_dict(), **dict(step.env)}
     binds: list[Bind] = []
@@ -62,13 +73,28 @@ def run_spec(
         env=env,
         cwd=cfg.working_dir or "/",
         user=cfg.user,
-        network="none" if network == "none" else "host",
+        network={"none": "none", "host": "host"}.get(network, "private"),
         binds=binds,
         hostname="buildkitsandbox",
         hosts=flags.hosts("buildkitsandbox"),
         bwrap_args=flags.bwrap_args(),
         prlimit=tuple(u.prlimit_arg() for u in flags.ulimits),
+        security=Security(privileged=step.security == "insecure"),
     )
+
+
+def _check_entitlements(step: df.RunStep, allow: frozenset[str]) -> None:
+    """BuildKit's rule: a Dockerfile escapes its sandbox only where the command line allows."""
+    for flag, value, entitlement in (
+        ("network", step.network, "network.host"),
+        ("security", step.security, "security.insecure"),
+    ):
+        wanted = "host" if flag == "network" else "insecure"
+        if value == wanted and entitlement not in allow:
+            raise BuildError(
+                f"line {step.line}: RUN --{flag}={wanted} needs the {entitlement} entitlement",
+                f"build with --allow {entitlement} if you trust this Dockerfile",
+            )
 
 
 class StepSandboxes:
@@ -101,6 +127,7 @@ class StepSandboxes:
         (unless the command itself changed it) and are added to ``restored``.
         """
         created: list[Path] = []
+        pasta: list[subprocess.Popen[bytes]] = []
         tail: collections.deque[str] = collections.deque(maxlen=OUTPUT_TAIL)
         parents = _mountpoint_parents(spec)
         original = {d: _mtime_ns(d) for d in parents}
@@ -116,6 +143,9 @@ class StepSandboxes:
                     spec,
                     created,
                     before_spawn=lambda: after_create.update({d: _mtime_ns(d) for d in parents}),
+                    hold=(lambda pid: pasta.append(netns.connect(pid)))
+                    if spec.network == "private"
+                    else None,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
@@ -135,6 +165,8 @@ class StepSandboxes:
                     proc.wait()
                 with self._lock:
                     self._procs.discard(sandboxed)
+                for wire in pasta:
+                    netns.stop(wire)
             self.check()
             return rc, list(tail)
         finally:
@@ -157,10 +189,14 @@ class StepSandboxes:
 
 def _mountpoint_parents(spec: SandboxSpec) -> list[Path]:
     """The existing directories in the rootfs where bwrap may have to create a mount point."""
-    root = spec.rootfs
+    root = spec.rootfs.resolve()
     out: list[Path] = []
-    for dest in ["/etc/resolv.conf", *(b.dest for b in spec.binds)]:
-        p = root / dest.lstrip("/")
+    names = ["/etc/resolv.conf", "/etc/hosts", "/etc/hostname"]
+    for dest in [*names, *(b.dest for b in spec.binds)]:
+        try:
+            p = resolve_in_root(root, dest)
+        except SandboxError:
+            continue
         while p != root:
             p = p.parent
             if p.is_symlink():

@@ -35,6 +35,7 @@ from manyarch.run.mounts import Mount, check_targets, remove_volume, with_anonym
 from manyarch.run.network import PortMapping
 from manyarch.sandbox import emulation
 from manyarch.sandbox.bwrap import DEFAULT_PATH
+from manyarch.sandbox.confine import Security
 from manyarch.sandbox.rootpath import resolve_in_root
 from manyarch.store import data_home, open_store, private_data_dir
 
@@ -108,6 +109,9 @@ class ContainerState:
     expose: Sequence[str] = ()
     term: str = ""  # -t: the caller's TERM
     cgroups: list[str] = field(default_factory=list)  # the cgroup directories, while it runs
+    network: str = "bridge"  # bridge (its own, through pasta), host or none
+    #: --privileged, --cap-add, --cap-drop, --security-opt seccomp=unconfined
+    security: dict[str, Any] = field(default_factory=dict)
 
     @property
     def directory(self) -> Path:
@@ -194,6 +198,14 @@ class RunOptions:
     #: -P: every port the image exposes (and ``expose``) to a free host port
     publish_all: bool = False
     expose: Sequence[str] = ()
+    #: --network: bridge (a namespace of its own, outbound through pasta), host or none
+    network: str = "bridge"
+    #: --privileged, --cap-add, --cap-drop, --security-opt seccomp=unconfined
+    security: Security = field(default_factory=Security)
+
+
+#: ``--network`` as docker spells it (``default`` is bridge's other name).
+NETWORKS = ("bridge", "host", "none")
 
 
 def now() -> str:
@@ -329,6 +341,10 @@ def create(image: LocalImage, options: RunOptions) -> ContainerState:
             "give only one of them",
         )
     cgroups.check(options.limits)
+    if options.network not in NETWORKS:
+        raise InvalidArgument(f"unknown network {options.network!r}", "use bridge, host or none")
+    if options.network != "bridge" and (options.ports or options.publish_all):
+        raise InvalidArgument("-p and -P need the bridge network", "drop --network or -p")
     check = health.from_flags(
         Healthcheck.from_config(image.config.config.healthcheck),
         disabled=options.no_healthcheck,
@@ -374,6 +390,8 @@ def create(image: LocalImage, options: RunOptions) -> ContainerState:
         extra_hosts=[[n, ip] for n, ip in options.extra_hosts],
         mounts=[m.to_json() for m in _mounts(image, options)],
         read_only=options.read_only,
+        network=options.network,
+        security=asdict(options.security),
         labels={**cfg.labels, **options.labels},
         restart=restart,
         memory=options.limits.memory,

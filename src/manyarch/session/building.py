@@ -66,6 +66,7 @@ def build_options(
     shm_size: str | int | None,
     ulimits: Sequence[str],
     no_cache_filter: Sequence[str],
+    allow: Sequence[str] = (),
 ) -> BuildOptions:
     """What the executor is asked (:class:`BuildOptions`), from :meth:`Session.build`'s words."""
     from manyarch.errors import InvalidArgument
@@ -86,6 +87,7 @@ def build_options(
         epoch=epoch,
         run_flags=RunFlags.parse(tuple(add_hosts), shm_size, tuple(ulimits)),
         no_cache_filter=tuple(no_cache_filter),
+        allow=frozenset(allow),
     )
 
 

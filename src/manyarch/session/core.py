@@ -155,6 +155,7 @@ class Session(FrontendCalls, LocalCalls):
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | Sequence[str] | None = None,
         network: str = "default",
+        allow: Sequence[str] = (),
         media_types: MediaTypes | None = None,
         compression: str = "gzip",
         compression_level: int | None = None,
@@ -182,7 +183,7 @@ class Session(FrontendCalls, LocalCalls):
         it to each :meth:`publish` (attestations and annotations make it OCI, as
         BuildKit does). ``annotations``, ``compression*``, ``attest``/``sbom``/
         ``provenance`` (none unless asked), ``add_hosts``, ``shm_size``, ``ulimits``,
-        ``no_cache_filter``, ``cache_from`` and ``cache_to`` are buildx's flags,
+        ``no_cache_filter``, ``cache_from``, ``cache_to``, ``allow`` are buildx's flags,
         spelled as buildx spells them (``docs/api.md``); ``names`` are the image's
         names (its attestations' subjects). ``native_pip`` runs ``pip install``
         lines natively for the target's wheels; ``progress`` gets every step's events.
@@ -204,7 +205,7 @@ class Session(FrontendCalls, LocalCalls):
         options = build_options(
             context, dockerfile, platforms_of(platforms), build_args, target, network, labels,
             epoch=epoch if epoch is not None else sde, add_hosts=add_hosts, shm_size=shm_size,
-            ulimits=ulimits, no_cache_filter=no_cache_filter,
+            ulimits=ulimits, no_cache_filter=no_cache_filter, allow=allow,
         )  # fmt: skip
         cache_export, inline = cache_exports(cache_to, options.build_args)
         export_options = ExportOptions.of(
