@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests and the demo use (real parts, no mocks).
-APT_PACKAGES := qemu-user-static docker-registry mmdebstrap bubblewrap skopeo umoci \
+APT_PACKAGES := qemu-user-static docker-registry mmdebstrap arch-test bubblewrap skopeo umoci \
 	passt chromium pngquant curl apache2-utils ca-certificates python3-venv fonts-dejavu-core \
 	tini python3.11 gcc-aarch64-linux-gnu libc6-dev-arm64-cross buildah runc python3-seccomp gcc
 # Native installs cross-compile C extensions for arm64 on the host: the arm64 Python

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers.base_fixture import python_base, python_base_image
+from tests.helpers.base_fixture import python_base, python_base_image, slim_base, slim_base_image
 from tests.helpers.demo_image import demo_image, demo_layout
 from tests.helpers.isolation import isolated_build
 from tests.helpers.registry_server import (
@@ -24,6 +24,8 @@ __all__ = [
     "python_base",
     "python_base_image",
     "registry",
+    "slim_base",
+    "slim_base_image",
     "tls_registry",
     "token_registry",
 ]

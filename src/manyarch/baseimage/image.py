@@ -27,6 +27,7 @@ from manyarch.baseimage.options import (
     CA_BUNDLE,
     DEFAULT_PATH,
     LABEL_PREFIX,
+    OFFICIAL_PYTHON_PATH,
     BaseOptions,
     BaseProgress,
 )
@@ -147,7 +148,10 @@ def image_config(
     created = rfc3339(when) if when is not None else None
     env = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8", "SSL_CERT_FILE": CA_BUNDLE}
     cmd: tuple[str, ...] | None = ("/bin/sh",) if has_shell else None
-    if opts.preset == "python" and info.python_version:
+    if opts.preset == "python-slim":
+        # The official python:3.X-slim's environment (its PATH repeats /usr/local/bin).
+        env = {"PATH": OFFICIAL_PYTHON_PATH, "LANG": "C.UTF-8"}
+    if opts.preset.startswith("python") and info.python_version:
         env["PYTHON_VERSION"] = info.python_version
         cmd = ("python3",)
     labels = {
@@ -156,6 +160,10 @@ def image_config(
         LABEL_PREFIX + "preset": opts.preset,
         LABEL_PREFIX + "packages": ",".join(opts.packages),
     }
+    if opts.patterns:
+        labels[LABEL_PREFIX + "patterns"] = ",".join(opts.patterns)
+    if opts.preset == "python-slim" and info.python_version:
+        labels[LABEL_PREFIX + "python"] = info.python_version
     if info.os_release.get("PRETTY_NAME"):
         labels[LABEL_PREFIX + "os"] = info.os_release["PRETTY_NAME"]
     argv = f"manyarch base --suite {opts.suite} --preset {opts.preset}"
@@ -237,8 +245,15 @@ def build_platform(
             rootfs = work / "rootfs"
             rootfs.mkdir()
             began = time.time()
-            info = prepare_rootfs(opts, platform, rootfs)
-            t = _timed(progress, platform, f"{len(info.packages)} packages unpacked", start)
+            t = start
+
+            def step(what: str) -> None:
+                nonlocal t
+                t = _timed(progress, platform, what, t)
+
+            info = prepare_rootfs(opts, platform, rootfs, step)
+            done = "installed" if opts.configured else "unpacked"
+            t = _timed(progress, platform, f"{len(info.packages)} packages {done}", t)
             staged = work / "entry"
             desc, size = _store_image(opts, platform, rootfs, info, staged, began)
             shutil.rmtree(rootfs)

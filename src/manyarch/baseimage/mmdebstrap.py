@@ -8,15 +8,17 @@ import re
 import shutil
 import ssl
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from manyarch.baseimage.finish import RootfsInfo, finish_rootfs
 from manyarch.baseimage.options import DEFAULT_MIRROR, MERGED_USR_HOOK, BaseOptions
+from manyarch.baseimage.slim import configure_rootfs, finish_configured
 from manyarch.debian.archs import debian_arch
 from manyarch.debian.deb import parse_control
 from manyarch.errors import BuildError, ManyarchError, ToolMissing
-from manyarch.oci.platform import Platform
+from manyarch.oci.platform import Platform, host_platform
 
 log = logging.getLogger("manyarch.base")
 
@@ -41,6 +43,7 @@ def mmdebstrap_command(opts: BaseOptions, platform: Platform, target: Path) -> l
         "--variant=extract",
         f"--arch={debian_arch(platform)}",
         f"--include={','.join(opts.packages)}",
+        *(f"--include={p}" for p in opts.patterns),
         # The .debs stay in /var/cache/apt/archives: their control data is
         # what the dpkg database is written from (then they are removed).
         "--skip=cleanup/apt/cache",
@@ -139,8 +142,16 @@ def check_mirror(opts: BaseOptions) -> None:
                 )
 
 
-def prepare_rootfs(opts: BaseOptions, platform: Platform, target: Path) -> RootfsInfo:
-    """Unpack ``platform``'s packages into the empty directory ``target`` and finish it."""
+def prepare_rootfs(
+    opts: BaseOptions,
+    platform: Platform,
+    target: Path,
+    step: Callable[[str], None] | None = None,
+) -> RootfsInfo:
+    """Unpack ``platform``'s packages into the empty directory ``target`` and finish it.
+
+    ``step(what)`` after each stage of a configured base (``opts.configured``).
+    """
     cmd = mmdebstrap_command(opts, platform, target)
     env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
     if opts.epoch is not None:
@@ -152,7 +163,13 @@ def prepare_rootfs(opts: BaseOptions, platform: Platform, target: Path) -> Rootf
     if proc.returncode != 0:
         log.debug("mmdebstrap stderr:\n%s", proc.stderr)
         raise _mmdebstrap_error(opts, platform, proc.stderr)
-    return finish_rootfs(target, opts.preset)
+    if not opts.configured:
+        return finish_rootfs(target, opts.preset)
+    report = step or (lambda _what: None)
+    report("packages downloaded and extracted")
+    emulated = platform.architecture != host_platform().architecture
+    configure_rootfs(target, emulated=emulated, epoch=opts.epoch, step=report)
+    return finish_configured(target, opts.preset)
 
 
 def require_root() -> None:

@@ -25,13 +25,30 @@ ALWAYS = ("base-files", "base-passwd", "ca-certificates", "netbase", "tzdata")
 PRESETS: Mapping[str, tuple[str, ...]] = {
     "minimal": (),
     "python": ("coreutils", "dash", "python-is-python3", "python3", "python3-pip", "python3-venv"),
+    # python:3.X-slim: debian:SUITE-slim (the required set, apt) plus Python with its headers
+    "python-slim": (
+        "adduser",
+        "apt",
+        "libpython3-dev",
+        "python-is-python3",
+        "python3",
+        "python3-pip",
+        "python3-venv",
+    ),
 }
+#: Presets whose maintainer scripts run (``dpkg --configure``), with Debian's required
+#: set as ``debian:SUITE-slim`` has it: a system apt, adduser and PAM work in.
+CONFIGURED: Mapping[str, tuple[str, ...]] = {"python-slim": ("?priority(required)",)}
 NONROOT_ID = 65532
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: python:3.X-slim's PATH: ``ENV PATH /usr/local/bin:$PATH`` over debian's.
+OFFICIAL_PYTHON_PATH = "/usr/local/bin:" + DEFAULT_PATH
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 LABEL_PREFIX = "dev.manyarch.base."
 #: Bumped whenever what is done to a rootfs changes, so older cache entries are not reused.
 RECIPE = 2
+#: The same for what is done to a configured rootfs (``baseimage/slim.py``).
+CONFIGURED_RECIPE = 1
 MERGED_USR_HOOK = Path("/usr/share/mmdebstrap/hooks/merged-usr/setup00.sh")
 _PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 _SUITE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -97,6 +114,16 @@ class BaseOptions:
             )
 
     @property
+    def configured(self) -> bool:
+        """Whether the packages' maintainer scripts run (a system apt works in the image)."""
+        return self.preset in CONFIGURED
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        """apt patterns installed besides :attr:`packages` (Debian's required set)."""
+        return CONFIGURED.get(self.preset, ())
+
+    @property
     def packages(self) -> tuple[str, ...]:
         """The packages asked for (their dependencies come along), sorted and unique."""
         return tuple(sorted({*ALWAYS, *PRESETS[self.preset], *self.include}))
@@ -115,5 +142,8 @@ class BaseOptions:
             "manyarch": __version__,
             "recipe": RECIPE,
         }
+        if self.configured:
+            inputs["patterns"] = list(self.patterns)
+            inputs["configured"] = CONFIGURED_RECIPE
         blob = json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
