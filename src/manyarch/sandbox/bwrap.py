@@ -1,5 +1,5 @@
 """Run a process in a rootfs with bubblewrap (own PID, IPC, UTS and mount namespaces;
-fresh /proc, /dev and /tmp). Shared by RUN steps and by containers.
+fresh /proc and /dev, and /tmp unless told). Shared by RUN steps and by containers.
 
 Foreign architectures run through the host's binfmt_misc handlers (registered
 with the ``F`` flag, so the interpreter is found inside the sandbox). With
@@ -59,6 +59,8 @@ class SandboxSpec:
     bwrap_args: Sequence[str] = ()
     #: resource limits as prlimit(1) sets them before bwrap starts (``--nofile=1024:2048``)
     prlimit: Sequence[str] = ()
+    #: a fresh tmpfs on /tmp (containers); RUN steps keep the image's /tmp, as BuildKit
+    tmp_tmpfs: bool = True
 
 
 def bwrap_path() -> str:
@@ -93,7 +95,7 @@ def command(
         "--bind", str(root), "/",
         "--proc", "/proc",
         "--dev", "/dev",
-        "--tmpfs", "/tmp",
+        *(["--tmpfs", "/tmp"] if spec.tmp_tmpfs else []),
         "--unshare-pid", "--unshare-ipc", "--unshare-uts",
         "--hostname", spec.hostname,
         "--die-with-parent",
