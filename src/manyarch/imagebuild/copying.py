@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from manyarch import dockerfile as df
-from manyarch.errors import BuildError
+from manyarch.errors import BuildError, DockerfileError
 from manyarch.layers import unpack
 from manyarch.oci import mediatypes as mt
 from manyarch.sandbox.rootpath import resolve_in_root
@@ -301,3 +301,15 @@ def _remove(p: Path) -> None:
         shutil.rmtree(p)
     else:
         p.unlink()
+
+
+def read_dockerfile(path: Path) -> str:
+    """The Dockerfile's text, or a :class:`DockerfileError` naming it."""
+    try:
+        return path.read_text()
+    except FileNotFoundError as e:
+        raise DockerfileError(
+            "no such file", file=str(path), line=None, hint="check the Dockerfile's path"
+        ) from e
+    except OSError as e:
+        raise DockerfileError(str(e), file=str(path), line=None) from e

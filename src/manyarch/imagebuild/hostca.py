@@ -115,7 +115,9 @@ def _take_out(
     if now == merged:
         _rewrite(bundle, original)
         os.utime(bundle, ns=times)
-        restored.append(bundle)
+        # and its directories, which an overlay copied up to write it (same times, another inode)
+        rootfs = bundle.parents[len(Path(IMAGE_CA_BUNDLE).parts) - 2]
+        restored += [bundle, *[d for d in bundle.parents if rootfs in d.parents]]
         return
     at = now.find(block)
     if at < 0:

@@ -160,7 +160,7 @@ def _mountpoint_parents(spec: SandboxSpec) -> list[Path]:
     """The existing directories in the rootfs where bwrap may have to create a mount point."""
     root = spec.rootfs
     out: list[Path] = []
-    for dest in ["/etc/resolv.conf", *(b.dest for b in spec.binds)]:
+    for dest in ["/etc/resolv.conf", *(b.dest for b in spec.binds), *(t for t, _ in spec.tmpfs)]:
         p = root / dest.lstrip("/")
         while p != root:
             p = p.parent

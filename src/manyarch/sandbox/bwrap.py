@@ -61,6 +61,8 @@ class SandboxSpec:
     prlimit: Sequence[str] = ()
     #: a fresh tmpfs on /tmp (containers); RUN steps keep the image's /tmp, as BuildKit
     tmp_tmpfs: bool = True
+    #: more tmpfs mounts: (path, size in bytes or None), after the binds (RUN --mount=type=tmpfs)
+    tmpfs: Sequence[tuple[str, int | None]] = ()
 
 
 def bwrap_path() -> str:
@@ -114,6 +116,9 @@ def command(
     for b in spec.binds:
         _ensure_mountpoint(root, b.dest.lstrip("/"), directory=b.source.is_dir(), created=created)
         args += ["--ro-bind" if b.readonly else "--bind", str(b.source), b.dest]
+    for dest, size in spec.tmpfs:
+        _ensure_mountpoint(root, dest.lstrip("/"), directory=True, created=created)
+        args += [*(["--size", str(size)] if size else []), "--tmpfs", dest]
     if (ids.uid, ids.gid) != (0, 0) or os.geteuid() != 0:
         args += ["--unshare-user", "--uid", str(ids.uid), "--gid", str(ids.gid)]
         if userns_block_fd is not None:
