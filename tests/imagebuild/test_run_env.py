@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from manyarch.errors import BuildError
 from manyarch.imagebuild import hostca
 from manyarch.oci.platform import Platform
 from tests.helpers.tiny_base import TinyBase, tiny_base
@@ -77,3 +78,11 @@ RUN echo regenerated > /{BUNDLE}
         entries = built.layer("linux/amd64", i)
         assert not [n for n in entries if n.startswith("run")]  # the side mount's point
         assert all(HOST_LINE.encode() not in (data or b"") for _, data in entries.values())
+
+
+def test_run_security_insecure_is_refused(tmp_path: Path, tiny_base: TinyBase) -> None:
+    # dockerfile_runsecurity_test.go testRunSecurityInsecure: without the entitlement the
+    # build fails; sandbox is the default and runs
+    df = "ARG BASE\nFROM $BASE\nRUN --security=sandbox true\nRUN --security=insecure true\n"
+    with pytest.raises(BuildError, match="Dockerfile:4: .*security.insecure"):
+        run_build(make_context(tmp_path, df), tiny_base.ref, AMD64)

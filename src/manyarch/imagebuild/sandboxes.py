@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from manyarch import dockerfile as df
+from manyarch.errors import BuildError
 from manyarch.imagebuild.hostca import trusting_host_cas
 from manyarch.imagebuild.runflags import RunFlags
 from manyarch.layers import Snapshot
@@ -42,6 +43,12 @@ def run_spec(
     """The sandbox a RUN step runs in: the image's Env, WorkingDir and User, and the
     build's ``--add-host``, ``--shm-size`` and ``--ulimit``."""
     flags = flags or RunFlags()
+    if step.security == "insecure":
+        # BuildKit refuses it too unless the build is given --allow security.insecure
+        raise BuildError(
+            "RUN --security=insecure: granting security.insecure is not allowed",
+            "manyarch does not run privileged steps; drop --security=insecure",
+        )
     cfg = config.config
     env = {"PATH": df.DEFAULT_PATH, **cfg.env_dict(), **dict(step.env)}
     binds: list[Bind] = []
