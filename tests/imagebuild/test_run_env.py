@@ -84,5 +84,5 @@ def test_run_security_insecure_is_refused(tmp_path: Path, tiny_base: TinyBase) -
     # dockerfile_runsecurity_test.go testRunSecurityInsecure: without the entitlement the
     # build fails; sandbox is the default and runs
     df = "ARG BASE\nFROM $BASE\nRUN --security=sandbox true\nRUN --security=insecure true\n"
-    with pytest.raises(BuildError, match="Dockerfile:4: .*security.insecure"):
+    with pytest.raises(BuildError, match=r"Dockerfile:4: .*security\.insecure"):
         run_build(make_context(tmp_path, df), tiny_base.ref, AMD64)
