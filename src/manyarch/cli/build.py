@@ -122,6 +122,14 @@ def _add_ci_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shm-size", metavar="SIZE", help="/dev/shm of RUN steps, e.g. 128m")
     p.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]")
     p.add_argument(
+        "--secret", action="append", default=[], metavar="id=ID[,src=PATH|,env=VAR]",
+        help="a secret for RUN --mount=type=secret (never in the image)",
+    )  # fmt: skip
+    p.add_argument(
+        "--ssh", action="append", default=[], metavar="default|ID=SOCKET",
+        help="an ssh-agent socket for RUN --mount=type=ssh",
+    )  # fmt: skip
+    p.add_argument(
         "--call",
         metavar="METHOD",
         help="check | outline | targets | build, [,format=json][,ignorestatus=true]",
@@ -177,11 +185,16 @@ def _check_flags(args: argparse.Namespace) -> None:
     from manyarch.export.annotations import parse_annotations
     from manyarch.imagebuild.cache import CacheSpec
     from manyarch.imagebuild.runflags import RunFlags
+    from manyarch.imagebuild.secrets import SecretSource, parse_ssh
 
     try:
         attestations(args.attest, sbom=args.sbom, provenance=args.provenance)
         parse_annotations(args.annotation)
         RunFlags.parse(tuple(args.add_host), args.shm_size, tuple(args.ulimit))
+        for text in args.secret:
+            SecretSource.parse(text)
+        for text in args.ssh:
+            parse_ssh(text)
         for c in args.cache_to:
             CacheSpec.parse(c, export=True)
         for c in args.cache_from:
@@ -241,6 +254,8 @@ def _run(args: argparse.Namespace) -> int:
                 ulimits=args.ulimit,
                 no_cache=args.no_cache,
                 no_cache_filter=[f for v in args.no_cache_filter for f in v.split(",") if f],
+                secrets=args.secret,
+                ssh=args.ssh,
                 cache_from=args.cache_from,
                 cache_to=args.cache_to,
                 native_pip=not args.no_native_pip,

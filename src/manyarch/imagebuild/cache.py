@@ -175,6 +175,8 @@ def step_key(ctx: StepContext, extra: Mapping[str, Any] | None = None) -> str | 
         **(extra or {}),
     }
     if isinstance(step, df.RunStep):
+        if any(m.type == "bind" for m in step.mounts):
+            return None  # the files a bind mount shows are not tracked here
         spec = ctx.sandbox
         recipe["run"] = {
             "argv": list(step.argv),

@@ -65,6 +65,7 @@ from manyarch.imagebuild.options import (
     StepEvent,
     StepProgress,
 )
+from manyarch.imagebuild.runmounts import RunMounts
 from manyarch.imagebuild.sandboxes import (
     OUTPUT_TAIL,
     Cancelled,
@@ -227,6 +228,9 @@ class _PlatformBuild:
         self._cached = False
         self._log_tail: list[str] = []
         self.plan: df.BuildPlan | None = None
+        o = self.options
+        self.mounts = RunMounts(self.dir, platform, build.context, build.ignore, self.root_of,
+                                o.secrets, o.ssh)  # fmt: skip
         #: The epoch is the default one (no SOURCE_DATE_EPOCH), and a RUN ran under emulation.
         self.default_epoch = False
         self.emulated = False
@@ -531,14 +535,16 @@ class _PlatformBuild:
         state.config = state.config.with_layer(info.diff_id, self.history(step))
         return True
 
+    def root_of(self, source: str) -> Path:
+        """The files of a stage (``"stage:<i>"``) or of an image (unpacked once)."""
+        if source.startswith("stage:"):
+            return self.trees.rootfs(self.states[int(source[6:])])
+        return self.image_root(source)
+
     def copy_sources(self, step: df.CopyStep) -> list[tuple[Path, str]]:
         """The source paths of a COPY, from the context, a stage or an image."""
         if step.from_ is not None:
-            if step.from_.startswith("stage:"):
-                src_root = self.trees.rootfs(self.states[int(step.from_.split(":", 1)[1])])
-            else:
-                src_root = self.image_root(step.from_)
-            return expand_sources(src_root, step, None)
+            return expand_sources(self.root_of(step.from_), step, None)
         return expand_sources(self.b.context, step, self.b.ignore)
 
     def copy(self, step: df.CopyStep, rootfs: Path) -> None:
@@ -571,7 +577,8 @@ class _PlatformBuild:
             del tail[:-OUTPUT_TAIL]
             log(line)
 
-        rc, _ = self.b.sandboxes.run(spec, keep, restored)
+        with self.mounts.mounted(step, spec) as mounted:
+            rc, _ = self.b.sandboxes.run(mounted, keep, restored)
         if rc != 0:
             raise StepFailed(
                 f"exited with code {rc}",

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from manyarch import dockerfile as df
 from manyarch.errors import BuildError
 from manyarch.imagebuild.runflags import RunFlags
+from manyarch.imagebuild.secrets import SecretSource
 from manyarch.layout import Layout
 from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Descriptor, ImageConfig
@@ -131,6 +132,10 @@ class BuildOptions:
     allow: frozenset[str] = frozenset()
     #: ``--no-cache-filter``: the stages (by name or index) no cache is read for
     no_cache_filter: tuple[str, ...] = ()
+    #: ``--secret``: what ``RUN --mount=type=secret`` reads, by id (read when mounted)
+    secrets: Mapping[str, SecretSource] = field(default_factory=dict)
+    #: ``--ssh``: the agent sockets ``RUN --mount=type=ssh`` forwards, by id
+    ssh: Mapping[str, Path] = field(default_factory=dict)
     interceptors: Sequence[Interceptor] = ()
     observers: Sequence[Observer] = ()
 

@@ -1,6 +1,6 @@
 """Run a process in a rootfs with bubblewrap (own user, PID, IPC, UTS, mount and
-network namespaces; fresh /proc, /dev and /tmp). Shared by RUN steps, containers and
-host tools.
+network namespaces; fresh /proc and /dev, and /tmp for containers). Shared by RUN
+steps, containers and host tools.
 
 The user namespace maps every id to itself: bwrap holds (``--userns-block-fd``)
 until its privileged caller has written ``0 0 4294967295`` into its maps, so
@@ -75,6 +75,10 @@ class SandboxSpec:
     prlimit: Sequence[str] = ()
     #: capabilities, seccomp, masked /proc; privileged: as the host's root (explicit only)
     security: Security = field(default_factory=Security)
+    #: a fresh tmpfs on /tmp (containers); RUN steps keep the image's /tmp, as BuildKit
+    tmp_tmpfs: bool = True
+    #: more tmpfs mounts: (path, size in bytes or None), after the binds (RUN --mount=type=tmpfs)
+    tmpfs: Sequence[tuple[str, int | None]] = ()
 
 
 def bwrap_path() -> str:
@@ -109,7 +113,7 @@ def command(
         if (root / name).is_symlink():  # bwrap would mount (and mkdir) where it points
             raise SandboxError(f"the image's /{name} is a symbolic link", "it must be a directory")
     tmp = "/tmp"
-    if (root / "tmp").is_symlink():
+    if spec.tmp_tmpfs and (root / "tmp").is_symlink():
         tmp = _mountpoint(root, tmp, directory=True, created=created)
     args = [
         bwrap_path(),
@@ -117,7 +121,7 @@ def command(
         "--proc", "/proc",
         *(confine.proc_args() if confined else ()),
         "--dev", "/dev",
-        "--tmpfs", tmp,
+        *(["--tmpfs", tmp] if spec.tmp_tmpfs else []),
         "--unshare-pid", "--unshare-ipc", "--unshare-uts",
         "--hostname", spec.hostname,
         "--die-with-parent",
@@ -136,6 +140,9 @@ def command(
     for b in spec.binds:
         dest = _mountpoint(root, b.dest, directory=b.source.is_dir(), created=created)
         args += ["--ro-bind" if b.readonly else "--bind", str(b.source), dest]
+    for tdest, size in spec.tmpfs:
+        tdest = _mountpoint(root, tdest, directory=True, created=created)
+        args += [*(["--size", str(size)] if size else []), "--tmpfs", tdest]
     if (ids.uid, ids.gid) != (0, 0) or os.geteuid() != 0 or _identity_mapped(spec, ids):
         args += ["--unshare-user", "--uid", str(ids.uid), "--gid", str(ids.gid)]
         if userns_block_fd is not None:

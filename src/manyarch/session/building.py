@@ -67,11 +67,14 @@ def build_options(
     ulimits: Sequence[str],
     no_cache_filter: Sequence[str],
     allow: Sequence[str] = (),
+    secrets: Sequence[str] = (),
+    ssh: Sequence[str] = (),
 ) -> BuildOptions:
     """What the executor is asked (:class:`BuildOptions`), from :meth:`Session.build`'s words."""
     from manyarch.errors import InvalidArgument
     from manyarch.imagebuild.options import BuildOptions
     from manyarch.imagebuild.runflags import RunFlags
+    from manyarch.imagebuild.secrets import SecretSource, parse_ssh
 
     where = Path(context)
     if not where.is_dir():
@@ -88,6 +91,8 @@ def build_options(
         run_flags=RunFlags.parse(tuple(add_hosts), shm_size, tuple(ulimits)),
         no_cache_filter=tuple(no_cache_filter),
         allow=frozenset(allow),
+        secrets={s.id: s for s in map(SecretSource.parse, secrets)},
+        ssh=dict(map(parse_ssh, ssh)),
     )
 
 

@@ -170,6 +170,8 @@ class Session(FrontendCalls, LocalCalls):
         epoch: int | None = None,
         no_cache: bool = False,
         no_cache_filter: Sequence[str] = (),
+        secrets: Sequence[str] = (),
+        ssh: Sequence[str] = (),
         cache_from: Sequence[str | CacheSpec] = (),
         cache_to: str | CacheSpec | Sequence[str | CacheSpec] | None = None,
         native_pip: bool = True,
@@ -177,16 +179,15 @@ class Session(FrontendCalls, LocalCalls):
     ) -> BuildResult:
         """Build a Dockerfile for every platform (in parallel) into the local store.
 
-        ``platforms`` default to this host's; ``dockerfile`` to CONTEXT/Dockerfile;
-        ``epoch`` to ``SOURCE_DATE_EPOCH``, else the newest base's ``created``.
-        ``media_types`` (``docker`` or ``oci``) fixes the result's form; None leaves
-        it to each :meth:`publish` (attestations and annotations make it OCI, as
-        BuildKit does). ``annotations``, ``compression*``, ``attest``/``sbom``/
-        ``provenance`` (none unless asked), ``add_hosts``, ``shm_size``, ``ulimits``,
-        ``no_cache_filter``, ``cache_from``, ``cache_to``, ``allow`` are buildx's flags,
-        spelled as buildx spells them (``docs/api.md``); ``names`` are the image's
-        names (its attestations' subjects). ``native_pip`` runs ``pip install``
-        lines natively for the target's wheels; ``progress`` gets every step's events.
+        ``platforms`` default to this host's; ``dockerfile`` to CONTEXT/Dockerfile; ``epoch``
+        to ``SOURCE_DATE_EPOCH``, else the newest base's ``created``. ``media_types``
+        (``docker`` or ``oci``) fixes the result's form; None leaves it to each
+        :meth:`publish` (attestations and annotations make it OCI, as BuildKit does).
+        ``annotations``, ``compression*``, ``attest``/``sbom``/``provenance`` (none unless
+        asked), ``add_hosts``, ``shm_size``, ``ulimits``, ``no_cache_filter``, ``secrets``,
+        ``ssh``, ``allow``, ``cache_from``, ``cache_to``: buildx's flags, spelled as buildx
+        spells them (``docs/api.md``); ``names`` are the image's names (its attestations' subjects).
+        ``native_pip``: ``pip install`` lines natively; ``progress``: every step's events.
         """
         from manyarch.export.image import ExportOptions
         from manyarch.imagebuild.cache import cache_home
@@ -205,7 +206,8 @@ class Session(FrontendCalls, LocalCalls):
         options = build_options(
             context, dockerfile, platforms_of(platforms), build_args, target, network, labels,
             epoch=epoch if epoch is not None else sde, add_hosts=add_hosts, shm_size=shm_size,
-            ulimits=ulimits, no_cache_filter=no_cache_filter, allow=allow,
+            ulimits=ulimits, no_cache_filter=no_cache_filter, allow=allow, secrets=secrets,
+            ssh=ssh,
         )  # fmt: skip
         cache_export, inline = cache_exports(cache_to, options.build_args)
         export_options = ExportOptions.of(
