@@ -561,10 +561,15 @@ def _wait_exit(state: ContainerState, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while True:
         current = load_state(state.directory)
-        if current is None or current.status == "exited":
+        if current is None:
             return True
         if not procs.alive(current.supervisor, current.supervisor_start):
-            _sweep(current)
+            if current.status != "exited":
+                _sweep(current)
+            return True
+        if current.status == "exited" and time.monotonic() >= deadline:
+            # its supervisor still tidies up (network, cgroup); a start after this
+            # one must not have its state overwritten by that supervisor's last write
             return True
         if time.monotonic() >= deadline:
             return False

@@ -555,6 +555,11 @@ def start_again(state: ContainerState) -> ContainerState:
     """``manyarch start``: a stopped container runs again, detached (its view kept)."""
     if state.status in ("running", "restarting"):
         return state
+    # the last run's supervisor may still be tidying up (its network, its cgroup): its
+    # final write of the state must come before this start's, not over it
+    deadline = time.monotonic() + 10
+    while procs.alive(state.supervisor, state.supervisor_start) and time.monotonic() < deadline:
+        time.sleep(0.02)
     state = replace(
         state,
         status="created",
