@@ -54,7 +54,9 @@ RUN --mount=type=cache,target=/c,uid=1000,gid=1000,mode=0700 stat -c '%u %g %a' 
     assert first.output("linux/amd64")[-1] == "1000 1000 700"
     second = run_build(ctx, tiny_base.ref, BOTH)
     for plat in ("linux/amd64", "linux/arm64"):
-        assert second.output(plat)[:2] == ["aarch64", "x86_64"]  # one cache, both platforms
+        # one cache, both platforms: each sees what both wrote in the first build (and
+        # maybe the other's line of this build, which may run first)
+        assert {"aarch64", "x86_64"} <= set(second.output(plat)[:3])
         # the cache is mounted over the rootfs: no layer holds it, nor its mount point
         assert not [n for n in all_entries(second, plat) if n.startswith(("root", "c"))]
         assert [h.empty_layer for h in second.config(plat).history[-2:]] == [True, True]

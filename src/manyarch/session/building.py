@@ -14,7 +14,6 @@ from manyarch.attest.facts import build_facts
 from manyarch.attest.make import PlatformFacts, base_materials, predicates
 from manyarch.attest.provenance import ProvenanceOptions, predicate, record_provenance
 from manyarch.export.image import ExportOptions, export
-from manyarch.imagebuild.contextfiles import read_context_text
 from manyarch.units import rfc3339
 
 if TYPE_CHECKING:
@@ -198,6 +197,8 @@ def lint_build(result: BuildResult, options: BuildOptions) -> list[str]:
         return image.config.config.env_dict()
 
     try:
+        from manyarch.imagebuild.contextfiles import read_context_text
+
         text = read_context_text(options.context, options.dockerfile) or ""
         warnings, config = lint(
             text, file=str(options.dockerfile), build_args=options.build_args, base_env=env

@@ -182,12 +182,9 @@ class Session(FrontendCalls, LocalCalls):
         ``platforms`` default to this host's; ``dockerfile`` to CONTEXT/Dockerfile; ``epoch``
         to ``SOURCE_DATE_EPOCH``, else the newest base's ``created``. ``media_types``
         (``docker`` or ``oci``) fixes the result's form; None leaves it to each
-        :meth:`publish` (attestations and annotations make it OCI, as BuildKit does).
-        ``annotations``, ``compression*``, ``attest``/``sbom``/``provenance`` (none unless
-        asked), ``add_hosts``, ``shm_size``, ``ulimits``, ``no_cache_filter``, ``secrets``,
-        ``ssh``, ``allow``, ``cache_from``, ``cache_to``: buildx's flags, spelled as buildx
-        spells them (``docs/api.md``); ``names`` are the image's names (its attestations' subjects).
-        ``native_pip``: ``pip install`` lines natively; ``progress``: every step's events.
+        :meth:`publish` (attestations and annotations make it OCI, as BuildKit does). The
+        other words are buildx's flags, spelled as buildx spells them (``docs/api.md``);
+        ``names`` are the image's names (its attestations' subjects).
         """
         from manyarch.export.image import ExportOptions
         from manyarch.imagebuild.cache import cache_home
