@@ -77,6 +77,13 @@ _FLAGS: dict[str, dict[str, _Flag]] = {
     },
 }
 
+#: Longest instruction (its lines joined), in bytes. Linux runs no command with an
+#: argument longer than MAX_ARG_STRLEN (32 pages: 128 KiB), and a shell-form RUN
+#: is one argument of ``sh -c``, an ENV one string of the environment: nothing
+#: longer could run. The Go parser also takes time quadratic in an instruction's
+#: continuation lines (a 10 MB one: minutes), so this is checked before it runs.
+MAX_INSTRUCTION = 128 * 1024
+
 _VALID_STAGE_NAME = re.compile(r"^[a-z][a-z0-9\-_.]*$")
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 _HEREDOC = re.compile(r"^(\d*)<<(-?)\s*([^<]*)$")
@@ -164,6 +171,25 @@ def _directives(text: str, file: str) -> dict[str, tuple[str, int]]:
                                   line=lineno)  # fmt: skip
         found[key] = (m.group(2), lineno)
     return found
+
+
+def _check_lengths(text: str, escape: str, file: str) -> None:
+    """Refuse an instruction (its continuation lines joined) over :data:`MAX_INSTRUCTION`."""
+    start, size = 0, 0
+    for n, line in enumerate(text.split("\n"), 1):
+        if not start:
+            start, size = n, 0
+        size += len(line.encode("utf-8", "surrogateescape")) + 1
+        if size > MAX_INSTRUCTION:
+            raise DockerfileError(
+                f"instruction longer than {MAX_INSTRUCTION // 1024} KiB",
+                file=file,
+                line=start,
+                hint="Linux runs no command with a longer argument: "
+                "put long scripts or data in files of the context and COPY them",
+            )
+        if not line.rstrip().endswith(escape):
+            start = 0
 
 
 def _error_line(text: str, message: str) -> int | None:
@@ -335,6 +361,7 @@ def parse(text: str, *, file: str = "Dockerfile") -> Dockerfile:
     if syntax is not None:
         _check_syntax(syntax, file, directives["syntax"][1])
 
+    _check_lengths(text, escape, file)
     try:
         commands = _goparser.parse_string(text)
     except _goparser.GoParseError as e:
