@@ -28,6 +28,10 @@ def _login(args: argparse.Namespace) -> int:
 
     if args.password_stdin and args.password:
         raise UsageError("--password and --password-stdin are mutually exclusive")
+    if args.password:
+        # docker's words: the password stays in the shell's history and in ps
+        print("WARNING! Using --password via the CLI is insecure. Use --password-stdin.",
+              file=sys.stderr)  # fmt: skip
     if not args.username and not sys.stdin.isatty():
         raise UsageError("no username given and no terminal to ask for one", "give it with -u USER")
     user = args.username or input("Username: ")
@@ -49,8 +53,9 @@ def _login(args: argparse.Namespace) -> int:
 def _logout(args: argparse.Namespace) -> int:
     with session(args) as s:
         removed = s.logout(args.server)
+        host = s.login_host(args.server)
     if removed:
-        print(f"Removing login credentials for {args.server}")
+        print(f"Removing login credentials for {host}")
     else:
-        print(f"Not logged in to {args.server}")
+        print(f"Not logged in to {host}")
     return 0
