@@ -23,7 +23,7 @@ from manyarch.errors import SandboxError
 from manyarch.layers import unpack
 from manyarch.layout import Layout
 from manyarch.oci.digest import Digest
-from manyarch.oci.manifest import Manifest
+from manyarch.oci.manifest import ImageConfig, Manifest
 from manyarch.store import data_home, private_data_dir
 
 COMPLETE = ".manyarch-complete"
@@ -64,10 +64,12 @@ def unpacked(store: Layout, manifest_digest: Digest, manifest: Manifest) -> Path
         tmp = cache_dir() / f".tmp-{manifest_digest.hex}-{os.getpid()}"
         if tmp.exists():
             shutil.rmtree(tmp)
+        config = ImageConfig.parse(store.read_document(manifest.config))
         try:
             unpack(
                 tmp,
                 [(str(d.digest), store.blob_path(d.digest), d.media_type) for d in manifest.layers],
+                diff_ids=config.diff_ids,
             )
             (tmp / COMPLETE).touch()
             os.rename(tmp, dest)

@@ -97,6 +97,20 @@ class Layout:
     def open(cls, path: Path | str, *, create: bool = False) -> Layout:
         """Open the layout at ``path``; with ``create``, make it if it is not one yet."""
         layout = cls(Path(path).absolute())
+        try:
+            return layout._open(create)
+        except OSError as e:
+            raise layout._unreadable(e) from e
+
+    def _unreadable(self, e: OSError) -> LayoutError:
+        where = e.filename or self.path
+        return LayoutError(
+            f"cannot read the OCI image layout {self.path}: {e.strerror or e} ({where})",
+            "check the path and its permissions",
+        )
+
+    def _open(self, create: bool) -> Layout:
+        layout = self
         marker = layout.path / LAYOUT_FILE
         if not marker.exists():
             if not create:
@@ -194,6 +208,8 @@ class Layout:
             return open(self.blob_path(digest), "rb")
         except FileNotFoundError as e:
             raise self._missing(digest) from e
+        except OSError as e:
+            raise self._unreadable(e) from e
 
     def read_blob(self, digest: Digest) -> bytes:
         """The blob's bytes, verified against its digest."""
@@ -201,6 +217,8 @@ class Layout:
             data = self.blob_path(digest).read_bytes()
         except FileNotFoundError as e:
             raise self._missing(digest) from e
+        except OSError as e:
+            raise self._unreadable(e) from e
         actual = Digest.of(data, digest.algorithm)
         if actual != digest:
             raise DigestMismatch(
@@ -318,6 +336,8 @@ class Layout:
                 f"{self.path} is an incomplete OCI image layout (no {INDEX_FILE})",
                 "the layout was not written completely; write the image there again",
             ) from e
+        except OSError as e:
+            raise self._unreadable(e) from e
         try:
             return Index.parse(data)
         except InvalidDocument as e:
