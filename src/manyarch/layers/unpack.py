@@ -35,7 +35,13 @@ from typing import BinaryIO, cast
 import zstandard
 from isal import isal_zlib
 
-from manyarch.errors import DigestMismatch, LayerError, ManyarchError, UnsafeLayerEntry
+from manyarch.errors import (
+    DigestMismatch,
+    DiskFull,
+    LayerError,
+    ManyarchError,
+    UnsafeLayerEntry,
+)
 from manyarch.layers.compress import CHUNK, open_decompressed
 from manyarch.layers.entry import OPAQUE_MARKER, WHITEOUT_PREFIX
 from manyarch.oci import mediatypes
@@ -153,6 +159,9 @@ class _Unpacker:
                     f"layer {self.layer} does not decompress: {e}",
                     "the blob is corrupt or truncated",
                 ) from e
+            full = DiskFull.of(e, f"layer {self.layer}: entry {entry!r}", self.root)
+            if full is not None:
+                raise full from e
             where = f" {e.filename}" if e.filename else ""
             raise LayerError(
                 f"layer {self.layer}: entry {entry!r}: {e.strerror or e}{where}"

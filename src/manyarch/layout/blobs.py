@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from manyarch.errors import DigestMismatch
+from manyarch.errors import DigestMismatch, DiskFull
 from manyarch.layout import _fs
 from manyarch.oci.digest import Digest, Hasher
 
@@ -64,7 +64,13 @@ class BlobWriter:
         """Append bytes; returns how many."""
         if self.closed:
             raise ValueError("write to a closed BlobWriter")
-        _fs.write_all(self._fd, data)
+        try:
+            _fs.write_all(self._fd, data)
+        except OSError as e:
+            full = DiskFull.of(e, "cannot store a blob", self._root)
+            if full is not None:
+                raise full from e
+            raise
         if self._hashing:
             self._hasher.update(data)
         self._written += len(data)

@@ -31,6 +31,7 @@ from typing import BinaryIO
 
 from manyarch.errors import (
     DigestMismatch,
+    DiskFull,
     InvalidDigest,
     InvalidDocument,
     InvalidReference,
@@ -102,8 +103,11 @@ class Layout:
         except OSError as e:
             raise layout._unreadable(e) from e
 
-    def _unreadable(self, e: OSError) -> LayoutError:
+    def _unreadable(self, e: OSError) -> ManyarchError:
         where = e.filename or self.path
+        full = DiskFull.of(e, f"cannot write the OCI image layout {self.path}", where)
+        if full is not None:
+            return full
         return LayoutError(
             f"cannot read the OCI image layout {self.path}: {e.strerror or e} ({where})",
             "check the path and its permissions",
