@@ -479,6 +479,19 @@ class Layout:
             if d.is_dir():
                 yield from (p for p in sorted(d.iterdir()) if _fs.is_temp(p.name))
 
+    def remove_stale_temps(self) -> int:
+        """Remove the temp files of writers that died (a killed pull's partial blobs).
+
+        Live blob writers hold their file's flock; the index lock keeps the
+        other writers (index.json's) away meanwhile. Returns how many went.
+        """
+        removed = 0
+        with self._lock():
+            for temp in list(self._temp_files()):
+                if _fs.remove_if_stale(temp):
+                    removed += 1
+        return removed
+
     def gc(self) -> list[Digest]:
         """Remove blobs index.json cannot reach and dead writers' temp files; returns removed.
 
