@@ -31,7 +31,6 @@ from typing import BinaryIO
 
 from manyarch.errors import (
     DigestMismatch,
-    DiskFull,
     InvalidDigest,
     InvalidDocument,
     InvalidReference,
@@ -48,6 +47,7 @@ from manyarch.layout.blobs import (
     chunks_of,
     hash_file,
     size_mismatch,
+    unreadable,
 )
 from manyarch.layout.walk import children, walk
 from manyarch.oci import mediatypes as mt
@@ -104,14 +104,7 @@ class Layout:
             raise layout._unreadable(e) from e
 
     def _unreadable(self, e: OSError) -> ManyarchError:
-        where = e.filename or self.path
-        full = DiskFull.of(e, f"cannot write the OCI image layout {self.path}", where)
-        if full is not None:
-            return full
-        return LayoutError(
-            f"cannot read the OCI image layout {self.path}: {e.strerror or e} ({where})",
-            "check the path and its permissions",
-        )
+        return unreadable(self.path, e)
 
     def _open(self, create: bool) -> Layout:
         layout = self
@@ -485,12 +478,8 @@ class Layout:
         Live blob writers hold their file's flock; the index lock keeps the
         other writers (index.json's) away meanwhile. Returns how many went.
         """
-        removed = 0
         with self._lock():
-            for temp in list(self._temp_files()):
-                if _fs.remove_if_stale(temp):
-                    removed += 1
-        return removed
+            return sum(_fs.remove_if_stale(temp) for temp in list(self._temp_files()))
 
     def gc(self) -> list[Digest]:
         """Remove blobs index.json cannot reach and dead writers' temp files; returns removed.
