@@ -258,7 +258,9 @@ class StepFailed(BuildError):
         output: Sequence[str] = (),
         hint: str | None = None,
     ) -> None:
-        super().__init__(f"{file}:{line}: {step}: {reason}", hint)
+        # the step in full is the field; the message shows its start (a RUN may be 128 KiB)
+        shown = step if len(step) <= 200 else step[:200] + "..."
+        super().__init__(f"{file}:{line}: {shown}: {reason}", hint)
         self.reason = reason
         self.file = file
         self.line = line
