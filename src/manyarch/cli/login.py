@@ -11,15 +11,17 @@ from manyarch.cli.common import UsageError, add_registry_flags, session
 
 def register(sub: Any) -> None:
     """Add the ``login`` and ``logout`` commands."""
-    p = sub.add_parser("login", help="log in to a registry (writes ~/.docker/config.json)")
-    p.add_argument("server", help="HOST[:PORT]")
+    p = sub.add_parser(
+        "login", help="log in to a registry (~/.docker/config.json, or its credential helper)"
+    )
+    p.add_argument("server", help="HOST[:PORT], or as a URL: https://HOST[:PORT]/")
     p.add_argument("-u", "--username")
     p.add_argument("-p", "--password", help="prefer --password-stdin")
     p.add_argument("--password-stdin", action="store_true")
     add_registry_flags(p)
     p.set_defaults(func=_login)
     q = sub.add_parser("logout", help="remove a registry's credentials")
-    q.add_argument("server", help="HOST[:PORT]")
+    q.add_argument("server", help="HOST[:PORT], or as a URL: https://HOST[:PORT]/")
     q.set_defaults(func=_logout)
 
 
