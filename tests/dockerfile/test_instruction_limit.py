@@ -65,3 +65,24 @@ def test_the_cli_says_it_in_one_line(tmp_path: Path, isolated_build: Path) -> No
     assert len(r.stdout + r.stderr) < 1000, (r.stdout + r.stderr)[:500]
     assert "Errno" not in r.stderr and "Traceback" not in r.stderr
     assert r.stderr.startswith("error: ") and "Dockerfile:2:" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "head, tail",
+    [("COPY <<EOF /big", "EOF"), ("RUN <<-'END' sh", "\tEND"), ("RUN cat <<A > /a", "A")],
+)
+def test_a_10_mb_heredoc_counts_in_its_instruction(head: str, tail: str) -> None:
+    text = f"FROM scratch\n{head}\n" + ("x" * 99 + "\n") * 100_000 + f"{tail}\n"
+    start = time.monotonic()
+    with pytest.raises(DockerfileError) as caught:
+        df.parse(text)
+    assert time.monotonic() - start < 2
+    assert caught.value.line == 2
+
+
+def test_a_heredoc_below_the_limit_and_what_follows_it_parse() -> None:
+    body = ("y" * 99 + "\n") * ((MAX_INSTRUCTION - 2000) // 100)
+    after = ("RUN echo " + "z" * 1000 + "\n") * 200  # 200 KB after the heredoc, in short steps
+    text = f"FROM scratch\nCOPY <<EOF /f\n{body}EOF\n{after}"
+    [stage] = df.parse(text).stages
+    assert len(stage.instructions) == 201
