@@ -72,6 +72,7 @@ from manyarch.imagebuild.sandboxes import (
     StepSandboxes,
     forget_restored,
     in_parallel,
+    os_error,
     run_spec,
 )
 from manyarch.imagebuild.stages import NeedRootfs, PartialTrees, StageState, StageTrees, image_path
@@ -312,6 +313,8 @@ class _PlatformBuild:
                 if isinstance(e, ManyarchError):
                     raise
                 raise BuildError(f"{text}: {e}") from e
+            if isinstance(e, OSError):
+                e = os_error(e)
             raise StepFailed(
                 e.message if isinstance(e, ManyarchError) else str(e),
                 file=self.file,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import os
 import stat
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from manyarch import dockerfile as df
-from manyarch.errors import BuildError, SandboxError
+from manyarch.errors import BuildError, DiskFull, ManyarchError, SandboxError
 from manyarch.imagebuild.hostca import trusting_host_cas
 from manyarch.imagebuild.runflags import RunFlags
 from manyarch.layers import Snapshot
@@ -270,3 +271,17 @@ def _first_error(failed: Sequence[Future[_T]], order: Sequence[Future[_T]]) -> B
     e0 = failed[0].exception()
     assert e0 is not None
     return e0
+
+
+def os_error(e: OSError) -> ManyarchError:
+    """A step's system error in words: a full disk, a command Linux cannot pass, the rest."""
+    full = DiskFull.of(e)
+    if full is not None:
+        return full
+    if e.errno == errno.E2BIG:
+        return BuildError(
+            "the command with its arguments and environment is longer than Linux allows (E2BIG)",
+            "shorten the ENV values or the command; put long data in files of the context",
+        )
+    where = f" ({e.filename})" if e.filename else ""
+    return BuildError(f"{e.strerror or e}{where}")

@@ -442,6 +442,13 @@ class Session(FrontendCalls, LocalCalls):
 
         login(self.registry_options, server, username, password)
 
+    @staticmethod
+    def login_host(server: str) -> str:
+        """The registry a login or logout argument names (``https://host/v2/`` is ``host``)."""
+        from manyarch.registry.credentials import login_host
+
+        return login_host(server)
+
     def logout(self, server: str) -> bool:
         """Forget ``server``'s credentials; False when there were none."""
         from manyarch.registry.login import logout

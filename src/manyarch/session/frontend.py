@@ -32,6 +32,8 @@ class CheckResult:
 
 def read_dockerfile(context: str | Path, dockerfile: str | Path | None) -> tuple[Path, str]:
     """The Dockerfile's path and text."""
+    from manyarch.imagebuild.contextfiles import read_context_text
+
     path = Path(dockerfile) if dockerfile is not None else Path(context) / "Dockerfile"
     from manyarch.imagebuild.contextfiles import read_context_text
 
