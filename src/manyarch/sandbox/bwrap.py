@@ -33,7 +33,7 @@ from typing import Any
 from manyarch.errors import SandboxError, ToolMissing
 from manyarch.sandbox import confine, seccomp
 from manyarch.sandbox.confine import Security
-from manyarch.sandbox.netns import in_new_netns
+from manyarch.sandbox.netns import in_new_netns, join_netns
 from manyarch.sandbox.rootpath import resolve_in_root
 from manyarch.sandbox.users import Ids, resolve_user
 
@@ -73,6 +73,9 @@ class SandboxSpec:
     bwrap_args: Sequence[str] = ()
     #: resource limits as prlimit(1) sets them before bwrap starts (``--nofile=1024:2048``)
     prlimit: Sequence[str] = ()
+    #: a "private" network to join (``/proc/PID/ns/net``, see :class:`netns.Network`)
+    #: instead of a new one
+    netns: str | None = None
     #: capabilities, seccomp, masked /proc; privileged: as the host's root (explicit only)
     security: Security = field(default_factory=Security)
 
@@ -317,11 +320,11 @@ def start(
             before_spawn()
         if as_user and ids is not None and (ids.uid, ids.gid) != (0, 0):
             if _makes_netns(spec):  # the namespace first, as root: Popen's user= comes earlier
-                kwargs["preexec_fn"] = in_new_netns(_switch_to(ids, kwargs.get("preexec_fn")))
+                kwargs["preexec_fn"] = _netns(spec, _switch_to(ids, kwargs.get("preexec_fn")))
             else:
                 kwargs.update(user=ids.uid, group=ids.gid, extra_groups=list(ids.groups))
         elif _makes_netns(spec):
-            kwargs["preexec_fn"] = in_new_netns(kwargs.get("preexec_fn"))
+            kwargs["preexec_fn"] = _netns(spec, kwargs.get("preexec_fn"))
         proc: subprocess.Popen[bytes] = subprocess.Popen(cmd, pass_fds=(*mine, *pass_fds), **kwargs)
     except BaseException:
         for fd in (info_r, block_w, hold_w):
@@ -384,6 +387,11 @@ def _fd_args(
             )
             args = ["--ro-bind-data", str(fds[-1]), dest, *args]
     return args
+
+
+def _netns(spec: SandboxSpec, then: Callable[[], object] | None) -> Callable[[], None]:
+    """The ``preexec_fn`` that gives bwrap its private network: ``spec.netns``, or a new one."""
+    return join_netns(spec.netns, then) if spec.netns else in_new_netns(then)
 
 
 def _switch_to(ids: Ids, then: Callable[[], object] | None) -> Callable[[], None]:

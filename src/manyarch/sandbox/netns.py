@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from pathlib import Path
 from manyarch.errors import SandboxError, ToolMissing
 
 _CLONE_NEWNET = 0x40000000
+_PR_SET_PDEATHSIG = 1
 #: Docker's per-container network sysctls (moby ``daemon/oci_linux.go``).
 SYSCTLS = (
     ("/proc/sys/net/ipv4/ip_unprivileged_port_start", b"0"),
@@ -141,3 +143,72 @@ def stop(proc: subprocess.Popen[bytes] | None) -> None:
         proc.wait()
     if proc.stderr is not None:
         proc.stderr.close()
+
+
+def _die_with_parent(libc: ctypes.CDLL) -> None:
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def join_netns(path: str, then: Callable[[], object] | None = None) -> Callable[[], None]:
+    """A ``preexec_fn`` that moves the child into the network namespace at ``path``."""
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def preexec() -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if libc.setns(fd, _CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns(CLONE_NEWNET) failed")
+        finally:
+            os.close(fd)
+        if then is not None:
+            then()
+
+    return preexec
+
+
+class Network:
+    """A network namespace held open by an idle process and wired by pasta.
+
+    The RUN steps of one platform run one after the other in it: each step's
+    processes die with its PID namespace, and root inside holds no capability
+    over a namespace the host's user namespace owns (no address, route or
+    sysctl can change), so the next step finds it as new, without paying
+    pasta's start (tens of milliseconds) again. Both helpers die with the
+    thread that made them (``PR_SET_PDEATHSIG``) should :meth:`close` not run.
+    """
+
+    def __init__(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        sleep = shutil.which("sleep") or "/bin/sleep"
+        self.holder = subprocess.Popen(
+            [sleep, "infinity"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=in_new_netns(lambda: _die_with_parent(libc)),
+        )
+        try:
+            self.pasta: subprocess.Popen[bytes] | None = connect(
+                self.holder.pid, preexec=lambda: _die_with_parent(libc)
+            )
+        except BaseException:
+            self.holder.kill()
+            self.holder.wait()
+            raise
+
+    @property
+    def path(self) -> str:
+        """The namespace, for :func:`join_netns`."""
+        return f"/proc/{self.holder.pid}/ns/net"
+
+    def alive(self) -> bool:
+        """Whether the namespace and its pasta are still there."""
+        return self.holder.poll() is None and self.pasta is not None and self.pasta.poll() is None
+
+    def close(self) -> None:
+        """Stop pasta and let the namespace go."""
+        stop(self.pasta)
+        self.pasta = None
+        if self.holder.poll() is None:
+            self.holder.kill()
+        self.holder.wait()
