@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from manyarch.errors import InvalidArgument
-from manyarch.sandbox import seccomp
+from manyarch.sandbox import netns, seccomp
 from manyarch.sandbox.confine import (
     ALL_CAPS,
     DEFAULT_CAPS,
@@ -136,3 +136,18 @@ def test_the_filter_is_compiled_once(tmp_path: Path, monkeypatch: pytest.MonkeyP
     mtime = first.stat().st_mtime_ns
     assert seccomp.compiled(DEFAULT_CAPS) == first and first.stat().st_mtime_ns == mtime
     assert seccomp.compiled(DEFAULT_CAPS | {"CAP_SYS_ADMIN"}) != first
+
+
+@pytest.mark.parametrize(
+    ("host", "sandbox"),
+    [
+        ("nameserver 10.0.0.2\nsearch corp\n", None),
+        ("nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch .\n",
+         "nameserver 169.254.1.1\noptions edns0 trust-ad\nsearch .\n"),
+        ("nameserver 127.0.0.1\nnameserver ::1\n", "nameserver 169.254.1.1\n"),
+        ("nameserver 127.0.0.53\nnameserver 10.0.0.2\n", None),  # one it can reach
+        ("# empty\n", None),
+    ],
+)  # fmt: skip
+def test_a_loopback_resolver_gives_way_to_pastas_forwarder(host: str, sandbox: str | None) -> None:
+    assert netns.resolv_conf(host) == sandbox

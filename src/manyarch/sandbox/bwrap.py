@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from manyarch.errors import SandboxError, ToolMissing
-from manyarch.sandbox import confine, seccomp
+from manyarch.sandbox import confine, netns, seccomp
 from manyarch.sandbox.confine import Security
 from manyarch.sandbox.netns import in_new_netns, join_netns
 from manyarch.sandbox.rootpath import resolve_in_root
@@ -372,20 +372,24 @@ def _fd_args(
     spec: SandboxSpec, runs: bool, created: list[Path] | None, fds: list[int]
 ) -> list[str]:
     """bwrap's options that read a file descriptor (opened into ``fds``): the seccomp
-    filter, and /etc/hosts and /etc/hostname as memfds bwrap copies (nothing on disk)."""
+    filter, and /etc/hosts, /etc/hostname and (a private network's, when the host's
+    resolver is on its loopback) /etc/resolv.conf as memfds bwrap copies (nothing on disk)."""
     args: list[str] = []
     if runs and not spec.security.privileged and spec.security.seccomp:
         fds.append(seccomp.open_filter(spec.security.capabilities()))
         args += ["--seccomp", str(fds[-1])]
+    files: list[tuple[str, str]] = []
     if spec.hosts is not None:
-        for name, text in (("hosts", spec.hosts), ("hostname", spec.hostname + "\n")):
-            fds.append(os.memfd_create(name))
-            os.write(fds[-1], text.encode())
-            os.lseek(fds[-1], 0, os.SEEK_SET)
-            dest = _mountpoint(
-                spec.rootfs.resolve(), f"/etc/{name}", directory=False, created=created
-            )
-            args = ["--ro-bind-data", str(fds[-1]), dest, *args]
+        files += [("hosts", spec.hosts), ("hostname", spec.hostname + "\n")]
+    if spec.network == "private" and spec.resolv_conf and Path("/etc/resolv.conf").exists():
+        own = netns.resolv_conf(Path("/etc/resolv.conf").read_text(errors="replace"))
+        files += [("resolv.conf", own)] if own is not None else []
+    for name, text in files:
+        fds.append(os.memfd_create(name))
+        os.write(fds[-1], text.encode())
+        os.lseek(fds[-1], 0, os.SEEK_SET)
+        dest = _mountpoint(spec.rootfs.resolve(), f"/etc/{name}", directory=False, created=created)
+        args = ["--ro-bind-data", str(fds[-1]), dest, *args]
     return args
 
 

@@ -37,6 +37,10 @@ SYSCTLS = (
     ("/proc/sys/net/ipv4/ip_unprivileged_port_start", b"0"),
     ("/proc/sys/net/ipv4/ping_group_range", b"0 2147483647"),
 )
+#: Where a sandbox's DNS queries go when the host's resolver is on its loopback
+#: (systemd-resolved's 127.0.0.53): pasta answers there, forwarding to the host's
+#: first nameserver (podman's address for the same).
+DNS_FORWARD = "169.254.1.1"
 #: How long pasta may take to configure the namespace.
 READY_TIMEOUT = 10.0
 
@@ -78,6 +82,7 @@ def pasta_args(pid: int, fds: list[int]) -> list[str]:
     """
     fds.append(os.open(f"/proc/{pid}/ns/net", os.O_RDONLY))
     args = [pasta_path(), "--foreground", "--quiet", "--config-net", "--no-map-gw"]
+    args += ["--dns-forward", DNS_FORWARD]
     if os.geteuid() == 0:
         args += ["--runas", "0:0"]
     else:
@@ -128,6 +133,23 @@ def wait_ready(pid: int, proc: subprocess.Popen[bytes], timeout: float = READY_T
             return
         time.sleep(0.002)
     raise SandboxError(f"pasta did not set up the network within {timeout:g} s")
+
+
+def resolv_conf(text: str) -> str | None:
+    """The resolv.conf a sandbox with its own network sees, when the host's will not do.
+
+    A nameserver on the host's loopback is out of the sandbox's reach; when
+    every nameserver is one, they give way to :data:`DNS_FORWARD` (search and
+    options kept), as Docker and podman do. None: the host's file as it is.
+    """
+    lines = text.splitlines()
+    servers = [
+        ln.split()[1] for ln in lines if ln.split()[:1] == ["nameserver"] and len(ln.split()) > 1
+    ]
+    if not servers or not all(s.startswith("127.") or s == "::1" for s in servers):
+        return None
+    kept = [ln for ln in lines if ln.split()[:1] != ["nameserver"]]
+    return "\n".join([f"nameserver {DNS_FORWARD}", *kept]) + "\n"
 
 
 def stop(proc: subprocess.Popen[bytes] | None) -> None:
