@@ -22,8 +22,8 @@ import contextlib
 import ctypes
 import os
 import shutil
-import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +31,6 @@ from pathlib import Path
 from manyarch.errors import SandboxError, ToolMissing
 
 _CLONE_NEWNET = 0x40000000
-_PR_SET_PDEATHSIG = 1
 #: Docker's per-container network sysctls (moby ``daemon/oci_linux.go``).
 SYSCTLS = (
     ("/proc/sys/net/ipv4/ip_unprivileged_port_start", b"0"),
@@ -167,10 +166,6 @@ def stop(proc: subprocess.Popen[bytes] | None) -> None:
         proc.stderr.close()
 
 
-def _die_with_parent(libc: ctypes.CDLL) -> None:
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
 def join_netns(path: str, then: Callable[[], object] | None = None) -> Callable[[], None]:
     """A ``preexec_fn`` that moves the child into the network namespace at ``path``."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -188,6 +183,20 @@ def join_netns(path: str, then: Callable[[], object] | None = None) -> Callable[
     return preexec
 
 
+#: The holder: idle in the namespace until its stdin ends (the build closed it, or
+#: died), then it kills the pasta whose pid it was told (pasta unshares a user
+#: namespace of its own to sandbox itself, which clears its parent-death signal).
+_HOLDER = """
+import os, signal, sys
+pids = [int(line) for line in sys.stdin if line.strip().isdigit()]
+for pid in pids:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
 class Network:
     """A network namespace held open by an idle process and wired by pasta.
 
@@ -195,27 +204,25 @@ class Network:
     processes die with its PID namespace, and root inside holds no capability
     over a namespace the host's user namespace owns (no address, route or
     sysctl can change), so the next step finds it as new, without paying
-    pasta's start (tens of milliseconds) again. Both helpers die with the
-    thread that made them (``PR_SET_PDEATHSIG``) should :meth:`close` not run.
+    pasta's start (tens of milliseconds) again. Should :meth:`close` never run
+    (the build killed), the holder reads the end of its stdin and kills pasta.
     """
 
     def __init__(self) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        sleep = shutil.which("sleep") or "/bin/sleep"
         self.holder = subprocess.Popen(
-            [sleep, "infinity"],
-            stdin=subprocess.DEVNULL,
+            [sys.executable, "-c", _HOLDER],
+            stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=in_new_netns(lambda: _die_with_parent(libc)),
+            preexec_fn=in_new_netns(),
         )
+        assert self.holder.stdin is not None
         try:
-            self.pasta: subprocess.Popen[bytes] | None = connect(
-                self.holder.pid, preexec=lambda: _die_with_parent(libc)
-            )
+            self.pasta: subprocess.Popen[bytes] | None = connect(self.holder.pid)
+            self.holder.stdin.write(f"{self.pasta.pid}\n".encode())
+            self.holder.stdin.flush()
         except BaseException:
-            self.holder.kill()
-            self.holder.wait()
+            self.close()
             raise
 
     @property
@@ -228,9 +235,13 @@ class Network:
         return self.holder.poll() is None and self.pasta is not None and self.pasta.poll() is None
 
     def close(self) -> None:
-        """Stop pasta and let the namespace go."""
-        stop(self.pasta)
-        self.pasta = None
+        """Let the namespace go, then stop pasta (the holder first: it must not kill a pid
+        pasta no longer holds)."""
         if self.holder.poll() is None:
             self.holder.kill()
         self.holder.wait()
+        if self.holder.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.holder.stdin.close()
+        stop(self.pasta)
+        self.pasta = None
