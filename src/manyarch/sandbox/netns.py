@@ -23,7 +23,6 @@ import ctypes
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -186,15 +185,7 @@ def join_netns(path: str, then: Callable[[], object] | None = None) -> Callable[
 #: The holder: idle in the namespace until its stdin ends (the build closed it, or
 #: died), then it kills the pasta whose pid it was told (pasta unshares a user
 #: namespace of its own to sandbox itself, which clears its parent-death signal).
-_HOLDER = """
-import os, signal, sys
-pids = [int(line) for line in sys.stdin if line.strip().isdigit()]
-for pid in pids:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except OSError:
-        pass
-"""
+_HOLDER = 'read pid; cat >/dev/null; kill -KILL "$pid" 2>/dev/null'
 
 
 class Network:
@@ -210,7 +201,7 @@ class Network:
 
     def __init__(self) -> None:
         self.holder = subprocess.Popen(
-            [sys.executable, "-c", _HOLDER],
+            [shutil.which("sh") or "/bin/sh", "-c", _HOLDER],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
