@@ -194,7 +194,8 @@ class _Build:
             epoch = max((b.base_created() for b in builds), default=0)
         for b in builds:
             b.use_epoch(epoch, default=self.options.epoch is None)
-        return self.parallel([b.run for b in builds])
+        with self.sandboxes:  # its networks go with the build
+            return self.parallel([b.run for b in builds])
 
     def parallel(self, work: Sequence[Callable[[], _T]]) -> list[_T]:
         """Run ``work`` in threads (inline for one); the first failure cancels the rest."""

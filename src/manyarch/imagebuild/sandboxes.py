@@ -12,6 +12,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -98,6 +99,31 @@ class StepSandboxes:
         self.cancelled = threading.Event()
         self._lock = threading.Lock()
         self._procs: set[Sandboxed] = set()
+        #: per thread (a platform's steps run one after the other in one): its network
+        self._networks: dict[int, netns.Network] = {}
+
+    def __enter__(self) -> StepSandboxes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """The build is over: its networks go."""
+        with self._lock:
+            networks, self._networks = list(self._networks.values()), {}
+        for n in networks:
+            n.close()
+
+    def _network(self) -> str:
+        """This thread's private network (made on first use), as a path to join."""
+        key = threading.get_ident()
+        with self._lock:
+            network = self._networks.get(key)
+        if network is None or not network.alive():
+            if network is not None:
+                network.close()
+            network = netns.Network()
+            with self._lock:
+                self._networks[key] = network
+        return network.path
 
     def cancel(self) -> None:
         """Stop every platform: no new step starts, running sandboxes are killed."""
@@ -129,7 +155,12 @@ class StepSandboxes:
         self, spec: SandboxSpec, log: Callable[[str], None], restored: list[Path] | None
     ) -> tuple[int, list[str]]:
         created: list[Path] = []
-        pasta: list[subprocess.Popen[bytes]] = []
+        wired: list[subprocess.Popen[bytes]] = []  # a non-root caller's: pasta per step
+        hold = None
+        if spec.network == "private" and os.geteuid() == 0:
+            spec = replace(spec, netns=self._network())
+        elif spec.network == "private":
+            hold = lambda pid: wired.append(netns.connect(pid))  # noqa: E731
         tail: collections.deque[str] = collections.deque(maxlen=OUTPUT_TAIL)
         parents = _mountpoint_parents(spec)
         original = {d: _mtime_ns(d) for d in parents}
@@ -145,9 +176,7 @@ class StepSandboxes:
                     spec,
                     created,
                     before_spawn=lambda: after_create.update({d: _mtime_ns(d) for d in parents}),
-                    hold=(lambda pid: pasta.append(netns.connect(pid)))
-                    if spec.network == "private"
-                    else None,
+                    hold=hold,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
@@ -167,8 +196,8 @@ class StepSandboxes:
                     proc.wait()
                 with self._lock:
                     self._procs.discard(sandboxed)
-                for wire in pasta:
-                    netns.stop(wire)
+                for w in wired:
+                    netns.stop(w)
             self.check()
             return rc, list(tail)
         finally:
