@@ -245,7 +245,9 @@ ARG_CASES = [
     ("ARG A=\"a b\" B='$A'\nRUN x", {}, {"A": "a b", "B": "$A"}),
     ("ARG TARGETPLATFORM BUILDPLATFORM TARGETVARIANT\nRUN x", {},
      {"TARGETPLATFORM": "linux/arm64", "BUILDPLATFORM": "linux/amd64", "TARGETVARIANT": ""}),
-    ("RUN x", {"http_proxy": "http://proxy:3128"}, {"http_proxy": "http://proxy:3128"}),
+    # BuildKit's ProxyEnv: both spellings (testBuiltinArgs)
+    ("RUN x", {"http_proxy": "http://proxy:3128"},
+     {"http_proxy": "http://proxy:3128", "HTTP_PROXY": "http://proxy:3128"}),
 ]  # fmt: skip
 
 
@@ -383,7 +385,7 @@ PLAN_ERRORS = [
     ("FROM a\nHEALTHCHECK --retries=x CMD true\n", 2, "--retries"),
     ("FROM a\nHEALTHCHECK WHAT true\n", 2, "unknown type"),
     ("FROM a\nHEALTHCHECK --interval=1s NONE\n", 2, "NONE"),
-    ("FROM a\nCOPY --chmod=u+x a /b\n", 2, "octal"),
+    ("FROM a\nCOPY --chmod=u+y a /b\n", 2, "invalid mode"),  # u+x is chmod(1)'s: accepted
     ("FROM a\nCOPY a b c\n", 2, "must be a directory"),
     ("FROM a\nWORKDIR ${EMPTY}\n", 2, "empty"),
     ("FROM a\nENV A=${B\n", 2, "missing '}'"),

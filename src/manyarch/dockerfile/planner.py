@@ -40,6 +40,7 @@ from manyarch.dockerfile.values import (
     parse_duration,
     parse_port_spec,
     resolve_dest,
+    valid_chmod,
     valid_signal,
 )
 from manyarch.errors import DockerfileError, InvalidInput
@@ -66,7 +67,6 @@ PROXY_BUILD_ARGS = frozenset(
 _NON_ENV_ARGS = frozenset({"BUILDKIT_SBOM_SCAN_CONTEXT", "BUILDKIT_SBOM_SCAN_STAGE"})
 _NETWORKS = ("default", "none", "host")
 _INT = re.compile(r"^[+-]?\d+$")
-_OCTAL_MODE = re.compile(r"^[0-7]{1,4}$")
 
 
 def platform_args(target: Platform, build: Platform) -> dict[str, str]:
@@ -296,7 +296,7 @@ class _Planner:
             )
         plat = platform or self.target_platform
         if base == "scratch" or self.base_config is None:
-            config = ContainerConfig()
+            config = ContainerConfig(working_dir="/" if base == "scratch" else "")
         else:
             config = self.base_config(base, plat)
         config = stage_base_config(config)
@@ -488,9 +488,10 @@ class _Planner:
                 command_text = self.heredoc_script(ins)
             argv = (*self.shell(state), command_text)
         env = [(k, state.env[k]) for k in state.args if k in state.env]
+        proxies: dict[str, str] = {}  # both spellings, the lower-case one winning (BuildKit)
         for k in sorted(PROXY_BUILD_ARGS & self.build_args.keys()):
-            if k not in state.args:
-                env.append((k, self.build_args[k]))
+            proxies.update({k.upper(): self.build_args[k], k.lower(): self.build_args[k]})
+        env += [(k, v) for k, v in proxies.items() if k not in state.args]
         return RunStep(
             ins.line,
             ins.text,
@@ -547,10 +548,10 @@ class _Planner:
             chown = self.expand(chown, env, ins.line)
         if chmod is not None:
             chmod = self.expand(chmod, env, ins.line)
-            if not _OCTAL_MODE.match(chmod):
+            if not valid_chmod(chmod):
                 raise self.error(
-                    f"{ins.cmd} --chmod={chmod}: manyarch accepts only octal modes", ins.line,
-                    "write the mode in octal, like --chmod=755",
+                    f"{ins.cmd} --chmod={chmod}: invalid mode", ins.line,
+                    "write it in octal (755) or as chmod does (u+x,go-w)",
                 )  # fmt: skip
         if len(sources) > 1 and not dest.endswith("/"):
             raise self.error(

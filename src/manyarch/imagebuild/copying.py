@@ -13,11 +13,12 @@ import stat
 import tarfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, cast
 
 from manyarch import dockerfile as df
+from manyarch.dockerfile.values import chmod_mode
 from manyarch.errors import BuildError, DockerfileError
 from manyarch.layers import unpack
 from manyarch.oci import mediatypes as mt
@@ -51,9 +52,9 @@ def copy_into(
     if step.chown:
         ids = resolve_user(rootfs, step.chown)
         owner = (ids.uid, ids.gid)
-    mode = int(step.chmod, 8) if step.chmod else None
     with keep_times(rootfs, step.dest) as times:
-        copier = Copier(owner, mode, ignore if step.from_ is None else None, times)
+        copier = Copier(owner, step.chmod, ignore if step.from_ is None else None, times)
+        copier.keep_owner = step.from_ is not None  # BuildKit keeps a stage's owners
         many = len(sources) > 1 or any(is_dir(s) for s, _ in sources)
         dest_is_dir = step.dest.endswith("/") or many
         for src, rel in sources:
@@ -173,16 +174,12 @@ def expand_sources(
                 "a source must be inside the context directory",
             )
         if any(ch in rel for ch in "*?["):
-            matches = sorted(glob.glob(rel, root_dir=str(base)))
+            # Go's filepath.Match: ``*`` matches a leading dot too
+            matches = sorted(glob.glob(rel, root_dir=str(base), include_hidden=True))
             for m in matches:
                 if confine:
                     _check_confined(base, m, pat, what)
             kept = [m for m in matches if not (ignore and ignore.matches(m))]
-            if not kept:
-                raise BuildError(
-                    f"{what} source {pat!r}: no source files were specified",
-                    "check the pattern (relative to the context) and .dockerignore",
-                )
             out.extend((base / m, m) for m in kept)
             continue
         path = base / rel if rel != "." else base
@@ -199,6 +196,11 @@ def expand_sources(
                 "check the path (relative to the context) and .dockerignore",
             )
         out.append((path, rel))
+    if not out:  # a pattern may match nothing when another source matches (BuildKit)
+        raise BuildError(
+            f"{what} source {' '.join(map(repr, step.sources))}: no source files were specified",
+            "check the pattern (relative to the context) and .dockerignore",
+        )
     return out
 
 
@@ -232,9 +234,14 @@ class Copier:
     """Copies files and trees with BuildKit's ownership and mode rules."""
 
     owner: tuple[int, int] | None
-    mode: int | None
+    #: ``--chmod``: octal or symbolic (chmod's ``u+x``)
+    chmod: str | None
     ignore: df.DockerIgnore | None
     times: list[tuple[Path, int]]
+    #: without --chown: the source's owners (COPY --from), else root's (the context)
+    keep_owner: bool = False
+    #: the first copy of each source inode with more than one link: its links stay links
+    links: dict[tuple[int, int], Path] = field(default_factory=dict)
 
     def tree(self, src: Path, dst: Path, rel: str) -> None:
         """The contents of ``src`` into ``dst``; ignored paths stay out."""
@@ -250,7 +257,7 @@ class Copier:
                 existed = target.exists()
                 target.mkdir(exist_ok=True)
                 shutil.copymode(entry, target)
-                self.own(target)
+                self.own(target, entry)
                 self.tree(entry, target, erel)
                 if ignored and not existed and not any(target.iterdir()):
                     target.rmdir()  # entered only to look for re-included paths
@@ -263,19 +270,25 @@ class Copier:
         """Directories the step created keep the epoch's mtime (0 without one)."""
         t = (epoch or 0) * 10**9
         self.times.extend((d, t) for d in dirs)
+        if self.chmod is not None:  # BuildKit's --chmod covers the directories it makes
+            for d in dirs:
+                os.chmod(d, chmod_mode(self.chmod, stat.S_IMODE(d.lstat().st_mode), True))
 
     def dir_times(self, src: Path, dst: Path) -> None:
         """Give ``dst`` the mtime of ``src`` once the step is done writing into it."""
         self.times.append((dst, src.lstat().st_mtime_ns))
 
-    def own(self, p: Path) -> None:
-        """``--chown``, else root:root (BuildKit); ``--chmod`` on what is not a symlink."""
+    def own(self, p: Path, src: Path) -> None:
+        """``--chown``, else root:root or the source's (BuildKit); ``--chmod`` on what is
+        not a symlink."""
         if self.owner:
             os.lchown(p, *self.owner)
         elif os.geteuid() == 0:
-            os.lchown(p, 0, 0)
-        if self.mode is not None and not p.is_symlink():
-            os.chmod(p, self.mode)
+            st = src.lstat() if self.keep_owner else None
+            os.lchown(p, st.st_uid if st else 0, st.st_gid if st else 0)
+        if self.chmod is not None and not p.is_symlink():
+            st = p.lstat()
+            os.chmod(p, chmod_mode(self.chmod, stat.S_IMODE(st.st_mode), stat.S_ISDIR(st.st_mode)))
 
     def one(self, src: Path, dst: Path) -> None:
         """One file or symlink (a symlink stays a symlink, never followed)."""
@@ -289,11 +302,17 @@ class Copier:
             os.symlink(os.readlink(src), dst)
             st = src.lstat()
             os.utime(dst, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
-        elif stat.S_ISREG(src.lstat().st_mode):
+        elif stat.S_ISREG((st := src.lstat()).st_mode):
+            first = self.links.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
+            if first is not None:
+                os.link(first, dst)  # BuildKit keeps hard links within what it copies
+                return
             shutil.copy2(src, dst, follow_symlinks=False)
+            if st.st_nlink > 1:
+                self.links[(st.st_dev, st.st_ino)] = dst
         else:
             return  # sockets, fifos, devices are not copied from a context
-        self.own(dst)
+        self.own(dst, src)
 
 
 def _remove(p: Path) -> None:

@@ -87,7 +87,7 @@ from manyarch.images import (
 from manyarch.layers import Snapshot, unpack, write_diff_layer
 from manyarch.layout import Layout
 from manyarch.oci import mediatypes as mt
-from manyarch.oci.manifest import Descriptor, History, ImageConfig, Index
+from manyarch.oci.manifest import ContainerConfig, Descriptor, History, ImageConfig, Index
 from manyarch.oci.platform import Platform, default_platform
 from manyarch.oci.reference import parse_any
 from manyarch.registry import RegistryClient
@@ -368,7 +368,10 @@ class _PlatformBuild:
         directory = self.dir / f"stage{stage.index}"
         plat = stage.platform
         if stage.base == "scratch":
-            cfg = ImageConfig(plat.architecture, plat.os, plat.variant)
+            # BuildKit's empty image: WorkingDir "/"
+            cfg = ImageConfig(
+                plat.architecture, plat.os, plat.variant, config=ContainerConfig(working_dir="/")
+            )
             return StageState(directory, cfg.with_config(df.stage_base_config(cfg.config)), [])
         if stage.base_stage is not None:
             src = self.states[stage.base_stage]

@@ -1,0 +1,133 @@
+"""COPY and ADD as BuildKit does them (each test names the BuildKit test it follows, from
+frontend/dockerfile/dockerfile_copy_test.go, dockerfile_image_test.go, dockerfile_args_test.go)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from manyarch.errors import BuildError
+from manyarch.oci.platform import Platform
+from tests.helpers.tiny_base import TinyBase, tiny_base
+from tests.imagebuild.build_helpers import make_context, run_build
+
+__all__ = ["tiny_base"]
+
+AMD64 = (Platform.parse("linux/amd64"),)
+
+
+@pytest.fixture(autouse=True)
+def isolated(isolated_build: Path) -> Path:
+    """Every test here builds in a store and work dir of its own (see conftest)."""
+    return isolated_build
+
+
+def test_copy_from_a_stage_keeps_its_owners(tmp_path: Path, tiny_base: TinyBase) -> None:
+    # testCopyChownExistingDir: the source's owners unless --chown; a directory the COPY
+    # creates is root's
+    df = """\
+ARG BASE
+FROM $BASE AS source
+RUN mkdir -p /dir/subdir && touch /file /dir/subdir/nestedfile && chown 100:200 /file && \\
+    chown 101:201 /dir/subdir && chown 102:202 /dir/subdir/nestedfile
+FROM $BASE
+COPY --from=source /file /
+COPY --from=source /dir /dir
+COPY --chown=300:400 --from=source /dir /dir2
+"""
+    built = run_build(make_context(tmp_path, df), tiny_base.ref, AMD64)
+
+    def owners(i: int) -> dict[str, tuple[int, int]]:
+        return {k: (t.uid, t.gid) for k, (t, _) in built.layer("linux/amd64", i).items()}
+
+    assert owners(-3)["file"] == (100, 200)
+    assert {k: v for k, v in owners(-2).items() if k.startswith("dir")} == {
+        "dir": (0, 0), "dir/subdir": (101, 201), "dir/subdir/nestedfile": (102, 202),
+    }  # fmt: skip
+    assert {v for k, v in owners(-1).items() if k.startswith("dir2/")} == {(300, 400)}
+
+
+def test_wildcards_match_dotfiles_and_may_match_nothing(
+    tmp_path: Path, tiny_base: TinyBase
+) -> None:
+    # testEmptyWildcard (COPY foo nomatch* /), testCopyWildcards; Go's filepath.Match has
+    # no dotfile rule: * matches .yarnrc
+    files = {"foo": "f", "assets/.yarnrc": "y", "assets/x-yarn-y": "x", "assets/other": "o"}
+    df = "ARG BASE\nFROM $BASE\nCOPY foo nomatch* /d/\nCOPY assets/*yarn* /y/\n"
+    ctx = make_context(tmp_path, df, files)
+    built = run_build(ctx, tiny_base.ref, AMD64)
+    assert [k for k in built.layer("linux/amd64", -2) if k.startswith("d/")] == ["d/foo"]
+    assert sorted(k for k in built.layer("linux/amd64", -1) if k.startswith("y/")) == [
+        "y/.yarnrc", "y/x-yarn-y",
+    ]  # fmt: skip
+    (ctx / "Dockerfile").write_text("ARG BASE\nFROM $BASE\nCOPY nomatch* /d/\n")
+    with pytest.raises(BuildError, match="no source files were specified"):
+        run_build(ctx, tiny_base.ref, AMD64)
+
+
+def test_hard_links_in_a_copied_tree_stay_links(tmp_path: Path, tiny_base: TinyBase) -> None:
+    # BuildKit's context transfer and copy (fsutil) keep hard links within what they copy
+    ctx = make_context(tmp_path, "ARG BASE\nFROM $BASE\nCOPY tree/ /t/\n", {"tree/a": "same"})
+    os.link(ctx / "tree/a", ctx / "tree/b")
+    built = run_build(ctx, tiny_base.ref, AMD64)
+    layer = built.layer("linux/amd64", -1)
+    a, b = layer["t/a"][0], layer["t/b"][0]
+    assert (a.isfile() and b.islnk() and b.linkname == "t/a") or (
+        b.isfile() and a.islnk() and a.linkname == "t/b"
+    )
+
+
+def test_chmod_symbolic_and_on_the_directories_copy_makes(
+    tmp_path: Path, tiny_base: TinyBase
+) -> None:
+    # testChmodNonOctal (each mode as chmod(1) gives it), testCopyChmod (the parents a COPY
+    # creates get the mode too)
+    modes = ["go-w", "u=rw,g=r,o=r", "a+X", "u+x", "g=u"]
+    copies = "".join(
+        f"COPY --from=base --chmod={m} /input/file /f{i}\n"
+        f"COPY --from=base --chmod={m} /input/dir /d{i}\n"
+        for i, m in enumerate(modes)
+    )
+    expect = " && ".join(
+        f"cp -a /input/file /ef{i} && chmod {m} /ef{i} && cp -a /input/dir /ed{i} && "
+        f"chmod {m} /ed{i} /ed{i}/f"
+        for i, m in enumerate(modes)
+    )
+    checks = " ".join(f"/f{i} /ef{i} /d{i}/f /ed{i}/f" for i in range(len(modes)))
+    df = f"""\
+ARG BASE
+FROM $BASE AS base
+RUN mkdir -p /input/dir && echo x > /input/file && echo y > /input/dir/f && \\
+    chmod 0666 /input/file && chmod 0750 /input/dir && chmod 0604 /input/dir/f
+FROM $BASE
+COPY --from=base /input /input
+{copies}RUN {expect} && stat -c %a {checks}
+COPY --chmod=777 foo /parent/foo
+COPY --chmod=770 foo /parent/sub/foo
+"""
+    built = run_build(make_context(tmp_path, df, {"foo": "foo"}), tiny_base.ref, AMD64)
+    out = built.output("linux/amd64")
+    assert out[0::2] == out[1::2], list(zip(out[0::2], out[1::2], strict=True))
+    first, second = built.layer("linux/amd64", -2), built.layer("linux/amd64", -1)
+    assert stat.S_IMODE(first["parent"][0].mode) == 0o777
+    assert stat.S_IMODE(second["parent/sub"][0].mode) == 0o770
+    assert stat.S_IMODE(second["parent/sub/foo"][0].mode) == 0o770
+
+
+def test_scratch_stage_has_workdir_root(tmp_path: Path, tiny_base: TinyBase) -> None:
+    # testDockerfileScratchConfig: BuildKit's empty image has WorkingDir "/"
+    built = run_build(make_context(tmp_path, "FROM scratch\nENV foo=bar\n"), tiny_base.ref, AMD64)
+    assert built.config("linux/amd64").config.working_dir == "/"
+
+
+def test_proxy_build_args_set_both_spellings(tmp_path: Path, tiny_base: TinyBase) -> None:
+    # testBuiltinArgs (build-arg:http_proxy read as $HTTP_PROXY): BuildKit's ProxyEnv sets
+    # both spellings; neither is kept in the image
+    df = 'ARG BASE\nFROM $BASE\nRUN echo "$HTTP_PROXY $http_proxy $NO_PROXY $no_proxy"\n'
+    args = {"http_proxy": "hpvalue", "NO_PROXY": "npvalue"}
+    built = run_build(make_context(tmp_path, df), tiny_base.ref, AMD64, build_args=args)
+    assert built.output("linux/amd64") == ["hpvalue hpvalue npvalue npvalue"]
+    assert not [e for e in built.config("linux/amd64").config.env if "proxy" in e.lower()]
