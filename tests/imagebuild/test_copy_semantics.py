@@ -3,11 +3,14 @@ frontend/dockerfile/dockerfile_copy_test.go, dockerfile_image_test.go, dockerfil
 
 from __future__ import annotations
 
+import io
 import os
 import stat
+import tarfile
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from manyarch.errors import BuildError
 from manyarch.oci.platform import Platform
@@ -131,3 +134,30 @@ def test_proxy_build_args_set_both_spellings(tmp_path: Path, tiny_base: TinyBase
     built = run_build(make_context(tmp_path, df), tiny_base.ref, AMD64, build_args=args)
     assert built.output("linux/amd64") == ["hpvalue hpvalue npvalue npvalue"]
     assert not [e for e in built.config("linux/amd64").config.env if "proxy" in e.lower()]
+
+
+def _tar(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_add_unpacks_zstd_and_chowns_the_members(tmp_path: Path, tiny_base: TinyBase) -> None:
+    # testDockerfileAddArchive (zstd among the compressions BuildKit detects),
+    # testDockerfileAddChownArchive (--chown applies to the archive's members)
+    files: dict[str, str | bytes] = {
+        "a.tar.zst": zstandard.ZstdCompressor().compress(_tar({"z/inner": b"zst"})),
+        "t.tar": _tar({"foo": b"content0", "sub/bar": b"b"}),  # sub/: implied, BuildKit's
+    }
+    df = "ARG BASE\nFROM $BASE\nADD a.tar.zst /u/\nADD --chown=100:200 t.tar /out/\n"
+    built = run_build(make_context(tmp_path, df, files), tiny_base.ref, AMD64)
+    assert built.layer("linux/amd64", -2)["u/z/inner"][1] == b"zst"
+    out = built.layer("linux/amd64", -1)
+    assert out["out/foo"][1] == b"content0"
+    owners = {k: (t.uid, t.gid) for k, (t, _) in out.items() if k.startswith("out")}
+    assert owners == {"out": (100, 200), "out/foo": (100, 200), "out/sub": (0, 0),
+                      "out/sub/bar": (100, 200)}  # fmt: skip

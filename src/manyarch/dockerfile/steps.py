@@ -51,7 +51,7 @@ class CopyStep:
     (or the root of ``from_``). ``dest`` is absolute; a trailing ``/`` means a
     directory. ``from_`` is ``"stage:<index>"``, an image reference, or None
     for the build context. With ``extract_tar`` (ADD) a source file that is a
-    tar archive (plain, gzip, bzip2 or xz) is unpacked into ``dest``.
+    tar archive (plain, gzip, bzip2, xz or zstd) is unpacked into ``dest``.
     """
 
     line: int

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, cast
 
+import zstandard
+
 from manyarch import dockerfile as df
 from manyarch.dockerfile.values import chmod_mode
 from manyarch.errors import BuildError, DockerfileError
@@ -58,7 +60,9 @@ def copy_into(
         many = len(sources) > 1 or any(is_dir(s) for s, _ in sources)
         dest_is_dir = step.dest.endswith("/") or many
         for src, rel in sources:
-            if step.extract_tar and not is_dir(src) and extract(src, rootfs, step.dest):
+            if step.extract_tar and not is_dir(src) and is_archive(src):
+                copier.created(mkdirs(rootfs, step.dest, owner, epoch), epoch)
+                extract(src, rootfs, step.dest, owner)
                 continue
             if is_dir(src):
                 target = resolve_in_root(rootfs, step.dest)
@@ -108,14 +112,22 @@ def mkdirs(rootfs: Path, path: str, owner: tuple[int, int] | None, epoch: int | 
     return missing
 
 
-def extract(src: Path, rootfs: Path, dest: str) -> bool:
-    """ADD of a local tar archive: unpack it into ``dest``; False when not a tar."""
+def extract(src: Path, rootfs: Path, dest: str, owner: tuple[int, int] | None = None) -> bool:
+    """ADD of a local tar archive: unpack it into ``dest`` (its members ``owner`` 's when
+    given, as BuildKit's ``ADD --chown``); False when not a tar."""
     stream = _open_archive(src)
     if stream is None:
         return False
     target = resolve_in_root(rootfs, dest)
     with stream:
         unpack(target, [(f"ADD {src.name}", stream, mt.OCI_LAYER)])
+    if owner is not None:
+        with _decompressed(src) as f, tarfile.open(fileobj=f, mode="r|") as tf:
+            for m in tf:
+                rel = os.path.normpath(m.name.lstrip("/"))
+                p = target / rel
+                if rel != ".." and not rel.startswith("../") and (p.exists() or p.is_symlink()):
+                    os.lchown(p, *owner)
     return True
 
 
@@ -123,16 +135,19 @@ def is_dir(p: Path) -> bool:
     return p.is_dir() and not p.is_symlink()
 
 
-def _open_archive(src: Path) -> BinaryIO | None:
-    """The uncompressed stream of a tar archive (plain, gzip, bzip2, xz), else None."""
+def is_archive(src: Path) -> bool:
+    """Whether ``src`` is a tar archive (plain, gzip, bzip2, xz, zstd): ADD unpacks it."""
     try:
         with _decompressed(src) as f:
             block = f.read(512)
-        if len(block) < 512 or not _tar_header(block):
-            return None
-    except (OSError, EOFError, lzma.LZMAError):
-        return None
-    return _decompressed(src)
+        return len(block) == 512 and _tar_header(block)
+    except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError):
+        return False
+
+
+def _open_archive(src: Path) -> BinaryIO | None:
+    """The uncompressed stream of a tar archive, else None."""
+    return _decompressed(src) if is_archive(src) else None
 
 
 def _decompressed(src: Path) -> BinaryIO:
@@ -144,6 +159,8 @@ def _decompressed(src: Path) -> BinaryIO:
         return cast(BinaryIO, lzma.open(src, "rb"))
     if head.startswith(b"\x1f\x8b"):
         return cast(BinaryIO, gzip.open(src, "rb"))
+    if head.startswith(b"\x28\xb5\x2f\xfd"):  # zstd, which BuildKit's ADD unpacks too
+        return cast(BinaryIO, zstandard.open(src, "rb"))
     return open(src, "rb")
 
 
