@@ -161,3 +161,23 @@ def test_add_unpacks_zstd_and_chowns_the_members(tmp_path: Path, tiny_base: Tiny
     owners = {k: (t.uid, t.gid) for k, (t, _) in out.items() if k.startswith("out")}
     assert owners == {"out": (100, 200), "out/foo": (100, 200), "out/sub": (0, 0),
                       "out/sub/bar": (100, 200)}  # fmt: skip
+
+
+def test_a_sources_symlinks_are_followed(tmp_path: Path, tiny_base: TinyBase) -> None:
+    # testCopySymlinks (a source link and each wildcard match followed, under their own
+    # names), testCopyFollowAllSymlinks, testCopyThroughSymlinkContext
+    files = {"bar": "bar-contents", "sub/lfile": "lfile-contents", "sub/subfile": "subfile",
+             "sub/baz": "baz-contents", "real/foo": "contents"}  # fmt: skip
+    df = "ARG BASE\nFROM $BASE\nCOPY foo /\nCOPY sub/l* /alllinks/\nCOPY link/foo /t/\n"
+    ctx = make_context(tmp_path, df, files)
+    for link, target in [("foo", "bar"), ("sub/l0", "subfile"), ("sub/l1", "second"),
+                         ("sub/second", "baz"), ("link", "real")]:  # fmt: skip
+        (ctx / link).symlink_to(target)
+    built = run_build(ctx, tiny_base.ref, AMD64)
+    foo, links, t = (built.layer("linux/amd64", i) for i in (-3, -2, -1))
+    assert foo["foo"][1] == b"bar-contents"
+    assert {k: v[1] for k, v in links.items() if k.startswith("alllinks/")} == {
+        "alllinks/l0": b"subfile", "alllinks/l1": b"baz-contents",
+        "alllinks/lfile": b"lfile-contents",
+    }  # fmt: skip
+    assert t["t/foo"][1] == b"contents"

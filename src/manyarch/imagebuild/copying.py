@@ -33,11 +33,13 @@ def copy_targets(step: df.CopyStep, sources: Sequence[tuple[Path, str]]) -> list
     many = len(sources) > 1 or any(is_dir(s) for s, _ in sources)
     dest_is_dir = step.dest.endswith("/") or many
     out = []
-    for src, _ in sources:
+    for src, rel in sources:
         if is_dir(src):
             out.append(step.dest)
         else:
-            out.append(step.dest.rstrip("/") + "/" + src.name if dest_is_dir else step.dest)
+            out.append(
+                step.dest.rstrip("/") + "/" + source_name(src, rel) if dest_is_dir else step.dest
+            )
     return out
 
 
@@ -70,10 +72,11 @@ def copy_into(
                 copier.tree(src, target, rel)
                 copier.dir_times(src, target)
             else:
-                name = step.dest.rstrip("/") + "/" + src.name if dest_is_dir else step.dest
+                base = source_name(src, rel)
+                name = step.dest.rstrip("/") + "/" + base if dest_is_dir else step.dest
                 parent = str(Path(name).parent)
                 copier.created(mkdirs(rootfs, parent, owner, epoch), epoch)
-                copier.one(src, resolve_in_root(rootfs, parent) / Path(name).name)
+                copier.one(src, resolve_in_root(rootfs, parent) / Path(name).name, base)
 
 
 @contextmanager
@@ -129,6 +132,11 @@ def extract(src: Path, rootfs: Path, dest: str, owner: tuple[int, int] | None = 
                 if rel != ".." and not rel.startswith("../") and (p.exists() or p.is_symlink()):
                     os.lchown(p, *owner)
     return True
+
+
+def source_name(src: Path, rel: str) -> str:
+    """The name a source lands under: the path's as written, a link's and not its target's."""
+    return Path(rel).name if rel not in ("", ".") else src.name
 
 
 def is_dir(p: Path) -> bool:
@@ -197,12 +205,13 @@ def expand_sources(
                 if confine:
                     _check_confined(base, m, pat, what)
             kept = [m for m in matches if not (ignore and ignore.matches(m))]
-            out.extend((base / m, m) for m in kept)
+            # each match followed, as BuildKit follows a source (testCopySymlinks)
+            out.extend((resolve_in_root(base, m), m) for m in kept)
             continue
         path = base / rel if rel != "." else base
         if confine:
             _check_confined(base, rel, pat, what)
-        if not confine and rel != ".":
+        if rel != ".":  # followed, inside the context or the root (testCopyFollowAllSymlinks)
             path = resolve_in_root(base, rel)
         if not (path.exists() or path.is_symlink()) or (
             ignore is not None and rel != "." and ignore.matches(rel)
@@ -224,13 +233,14 @@ def expand_sources(
 def _check_confined(base: Path, rel: str, pat: str, what: str) -> None:
     """Refuse a source reached through a symlink that leads out of ``base``.
 
-    Every component but the last must resolve inside the context; the last one,
-    when it is a symlink, is copied as a symlink (never followed), unless the
-    pattern asks for its contents (a trailing ``/``).
+    Every component must resolve inside the context, the last one too when it is
+    a symlink: BuildKit follows a source's links (inside the context, where an
+    absolute target names the context's own path), so one that leads out would
+    copy nothing BuildKit would; said as an escape rather than "not found".
     """
     path = base / rel if rel != "." else base
     parent = path.parent.resolve() if rel != "." else base
-    target = path.resolve() if pat.endswith("/") and path.is_symlink() else parent
+    target = path.resolve() if path.is_symlink() else parent
     for p in (parent, target):
         if p != base and base not in p.parents:
             raise BuildError(
@@ -307,12 +317,13 @@ class Copier:
             st = p.lstat()
             os.chmod(p, chmod_mode(self.chmod, stat.S_IMODE(st.st_mode), stat.S_ISDIR(st.st_mode)))
 
-    def one(self, src: Path, dst: Path) -> None:
-        """One file or symlink (a symlink stays a symlink, never followed)."""
+    def one(self, src: Path, dst: Path, name: str | None = None) -> None:
+        """One file or symlink (a symlink stays a symlink, never followed); ``name``:
+        the source's as the COPY wrote it (a followed link keeps its own name)."""
         if dst.is_symlink() or (dst.exists() and not dst.is_dir()):
             _remove(dst)
         elif dst.is_dir():
-            dst = dst / src.name
+            dst = dst / (name or src.name)
             if dst.is_symlink() or dst.exists():
                 _remove(dst)
         if src.is_symlink():
