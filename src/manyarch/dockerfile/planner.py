@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from manyarch.dockerfile.heredocs import copy_sources as heredoc_sources
+from manyarch.dockerfile.heredocs import run_script
 from manyarch.dockerfile.lex import ShellLex, ShellLexError
 from manyarch.dockerfile.mounts import Mount, MountError, plan_mounts, raw_from
 from manyarch.dockerfile.steps import (
@@ -34,7 +36,7 @@ from manyarch.dockerfile.steps import (
     Step,
     stage_base_config,
 )
-from manyarch.dockerfile.syntax import Dockerfile, Instruction, StageSource, is_heredoc_marker
+from manyarch.dockerfile.syntax import Dockerfile, Instruction, StageSource
 from manyarch.dockerfile.values import (
     go_clean,
     parse_duration,
@@ -480,12 +482,13 @@ class _Planner:
         security = ins.flag("security") or "sandbox"
         if security not in ("sandbox", "insecure"):
             raise self.error(f"RUN --security={security}: not sandbox or insecure", ins.line)
+        files: tuple[tuple[str, str], ...] = ()
         if ins.json:
             argv, command_text = ins.args, " ".join(ins.args)
         else:
             command_text = " ".join(ins.args)
             if ins.heredocs:
-                command_text = self.heredoc_script(ins)
+                command_text, files = run_script(ins)
             argv = (*self.shell(state), command_text)
         env = [(k, state.env[k]) for k in state.args if k in state.env]
         proxies: dict[str, str] = {}  # both spellings, the lower-case one winning (BuildKit)
@@ -502,22 +505,8 @@ class _Planner:
             network=network,
             mounts=self.mounts(ins, state),
             security=security,
+            files=files,
         )
-
-    def heredoc_script(self, ins: Instruction) -> str:
-        line = " ".join(ins.args)
-        if is_heredoc_marker(line):
-            # A lone heredoc: its content is the script (dispatchRun's "simple heredoc").
-            data = ins.heredocs[0].data
-            if data.startswith("#!"):
-                raise self.error(
-                    "RUN with a heredoc that starts with #! is not supported by manyarch",
-                    ins.line,
-                    "drop the #! line, or write the script with COPY and RUN it",
-                )
-            return data
-        # Anything else goes to the shell whole, heredocs included, as BuildKit does.
-        return line + "".join("\n" + h.content + h.name for h in ins.heredocs)
 
     def do_copy(self, ins: Instruction, state: _State, source: str | None) -> Step:
         return self.copy(ins, state, source, is_add=False)
@@ -526,13 +515,13 @@ class _Planner:
         return self.copy(ins, state, None, is_add=True)
 
     def copy(self, ins: Instruction, state: _State, source: str | None, *, is_add: bool) -> Step:
-        if ins.heredocs or any(is_heredoc_marker(a) for a in ins.args):
-            raise self.error(
-                f"{ins.cmd} with a heredoc is not supported by manyarch", ins.line,
-                "put the content in a file of the build context and COPY it",
-            )  # fmt: skip
         env = state.env
-        words = [self.expand(a, env, ins.line) for a in ins.args]
+        raw = ShellLex(skip_process_quotes=True)
+        try:
+            args, inline = heredoc_sources(ins, lambda d: raw.process_word(d, env))
+        except (ValueError, ShellLexError) as e:
+            raise self.error(f"{ins.cmd}: {e}", ins.line) from e
+        words = [self.expand(a, env, ins.line) for a in args]
         sources, dest = words[:-1], words[-1]
         if is_add:
             for src in sources:
@@ -553,7 +542,7 @@ class _Planner:
                     f"{ins.cmd} --chmod={chmod}: invalid mode", ins.line,
                     "write it in octal (755) or as chmod does (u+x,go-w)",
                 )  # fmt: skip
-        if len(sources) > 1 and not dest.endswith("/"):
+        if len(sources) + len(inline) > 1 and not dest.endswith("/"):
             raise self.error(
                 f"when using {ins.cmd} with more than one source file, the destination must be "
                 "a directory and end with a /",
@@ -570,6 +559,7 @@ class _Planner:
             link=ins.flag("link") == "true",
             is_add=is_add,
             extract_tar=is_add,
+            inline=tuple(inline),
         )
 
 

@@ -37,6 +37,8 @@ class RunStep:
     command_text: str
     env: tuple[tuple[str, str], ...] = ()
     network: str = "default"
+    #: a heredoc with a shebang: (name, content), run as ``/dev/pipes/<name>`` (BuildKit)
+    files: tuple[tuple[str, str], ...] = ()
     #: ``--mount`` s, defaults applied; a ``from_`` is ``"stage:<i>"`` or an image
     mounts: tuple[Mount, ...] = ()
     #: ``--security``: ``sandbox`` or ``insecure`` (enforced by the sandbox)
@@ -64,6 +66,8 @@ class CopyStep:
     link: bool = False
     is_add: bool = False
     extract_tar: bool = False
+    #: heredoc sources (``COPY <<EOF /file``): (name, content), expanded as BuildKit does
+    inline: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,7 @@ def step_key(ctx: StepContext, extra: Mapping[str, Any] | None = None) -> str | 
         spec = ctx.sandbox
         recipe["run"] = {
             "argv": list(step.argv),
+            "files": [list(f) for f in step.files],
             "env": sorted(step.env),
             "network": spec.network if spec else step.network,
             "user": spec.user if spec else "",
@@ -196,6 +197,7 @@ def step_key(ctx: StepContext, extra: Mapping[str, Any] | None = None) -> str | 
             "chmod": step.chmod,
             "add": step.is_add,
             "extract": step.extract_tar,
+            "inline": [list(f) for f in step.inline],
             "files": context_digest(context, step),
         }
     blob = json.dumps(recipe, sort_keys=True, separators=(",", ":")).encode()

@@ -11,18 +11,17 @@ import os
 import shutil
 import stat
 import tarfile
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, cast
 
-import zstandard
-
 from manyarch import dockerfile as df
 from manyarch.dockerfile.values import chmod_mode
 from manyarch.errors import BuildError, DockerfileError
-from manyarch.layers import unpack
+from manyarch.layers import open_decompressed, unpack
 from manyarch.oci import mediatypes as mt
 from manyarch.sandbox.rootpath import resolve_in_root
 from manyarch.sandbox.users import resolve_user
@@ -149,7 +148,7 @@ def is_archive(src: Path) -> bool:
         with _decompressed(src) as f:
             block = f.read(512)
         return len(block) == 512 and _tar_header(block)
-    except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError):
+    except Exception:  # whatever a decompressor raises on what it cannot read: not a tar
         return False
 
 
@@ -168,7 +167,7 @@ def _decompressed(src: Path) -> BinaryIO:
     if head.startswith(b"\x1f\x8b"):
         return cast(BinaryIO, gzip.open(src, "rb"))
     if head.startswith(b"\x28\xb5\x2f\xfd"):  # zstd, which BuildKit's ADD unpacks too
-        return cast(BinaryIO, zstandard.open(src, "rb"))
+        return open_decompressed(open(src, "rb"))
     return open(src, "rb")
 
 
@@ -180,10 +179,26 @@ def _tar_header(block: bytes) -> bool:
     return True
 
 
+def inline_sources(step: df.CopyStep, work: Path) -> list[tuple[Path, str]]:
+    """A COPY's heredocs as files (0644, as BuildKit makes them) in a new directory of ``work``."""
+    if not step.inline:
+        return []
+    where = Path(tempfile.mkdtemp(prefix="inline-", dir=work))
+    out = []
+    for name, data in step.inline:
+        p = where / name.lstrip("/")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(data)
+        p.chmod(0o644)
+        out.append((p, name.lstrip("/")))
+    return out
+
+
 def expand_sources(
-    base: Path, step: df.CopyStep, ignore: df.DockerIgnore | None
+    base: Path, step: df.CopyStep, ignore: df.DockerIgnore | None, more: bool = False
 ) -> list[tuple[Path, str]]:
-    """The source paths of a COPY under ``base`` (the context or another root).
+    """The source paths of a COPY under ``base`` (the context or another root); ``more``:
+    the COPY has other sources (heredocs), so none here is no error.
 
     Errors say what is wrong with a source; the step's file and line are the
     caller's to add (:class:`~manyarch.errors.StepFailed`).
@@ -222,7 +237,7 @@ def expand_sources(
                 "check the path (relative to the context) and .dockerignore",
             )
         out.append((path, rel))
-    if not out:  # a pattern may match nothing when another source matches (BuildKit)
+    if not out and not more:  # a pattern may match nothing when another source matches
         raise BuildError(
             f"{what} source {' '.join(map(repr, step.sources))}: no source files were specified",
             "check the pattern (relative to the context) and .dockerignore",

@@ -49,6 +49,7 @@ from manyarch.imagebuild.copying import (
     copy_into,
     copy_targets,
     expand_sources,
+    inline_sources,
     mkdirs,
     read_dockerfile,
     read_dockerignore,
@@ -545,10 +546,11 @@ class _PlatformBuild:
         return self.image_root(source)
 
     def copy_sources(self, step: df.CopyStep) -> list[tuple[Path, str]]:
-        """The source paths of a COPY, from the context, a stage or an image."""
+        """The source paths of a COPY: its heredocs, from the context, a stage or an image."""
+        inline = inline_sources(step, self.dir)
         if step.from_ is not None:
-            return expand_sources(self.root_of(step.from_), step, None)
-        return expand_sources(self.b.context, step, self.b.ignore)
+            return inline + expand_sources(self.root_of(step.from_), step, None, bool(inline))
+        return inline + expand_sources(self.b.context, step, self.b.ignore, bool(inline))
 
     def copy(self, step: df.CopyStep, rootfs: Path) -> None:
         """COPY/ADD into ``rootfs`` from the context, a stage or an image, never reading outside."""
@@ -583,15 +585,10 @@ class _PlatformBuild:
             rc, _ = self.b.sandboxes.run(mounted, keep, restored)
         if rc != 0:
             raise StepFailed(
-                f"exited with code {rc}",
-                file=self.file,
-                line=step.line,
-                platform=str(self.platform),
-                step=step.text,
-                exit_code=rc,
-                output=tail,
+                f"exited with code {rc}", file=self.file, line=step.line,
+                platform=str(self.platform), step=step.text, exit_code=rc, output=tail,
                 hint="the command failed in the build sandbox; its output is shown above",
-            )
+            )  # fmt: skip
 
     def write_image(self, state: StageState) -> Descriptor:
         """The final stage's config and manifest, in the store."""
