@@ -373,8 +373,10 @@ PLAN_ERRORS = [
     ("FROM --platform=linux/nope/x/y a\n", 1, "FROM --platform"),
     ("FROM --platform=$NOPE a\n", 1, "empty platform value"),
     ("FROM a\nRUN --network=bridge true\n", 2, "--network=bridge"),
-    ("FROM a\nADD https://example.com/x.tgz /x\n", 2, "URL"),
-    ("FROM a\nADD git@github.com:a/b.git /x\n", 2, "URL or a Git"),
+    ("FROM a\nADD git@github.com:a/b.git /x\n", 2, "Git repository is not supported"),
+    ("FROM a\nADD https://github.com/a/b.git#main /x\n", 2, "Git repository is not supported"),
+    ("FROM a\nCOPY https://example.com/f /x\n", 2, "source can't be a URL for COPY"),
+    ("FROM a\nADD --checksum=sha256:0 a /x\n", 2, "checksum can't be specified for non-HTTP"),
     # COPY <<EOF and RUN <<EOF with #!: tests/imagebuild/test_heredocs.py
     ("FROM a\nCOPY /x <<EOF\nhi\nEOF\n", 2, "cannot be the destination"),
     ("FROM a\nEXPOSE 80/http\n", 2, "invalid proto"),

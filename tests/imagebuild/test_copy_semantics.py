@@ -3,16 +3,20 @@ frontend/dockerfile/dockerfile_copy_test.go, dockerfile_image_test.go, dockerfil
 
 from __future__ import annotations
 
+import hashlib
+import http.server
 import io
 import os
 import stat
 import tarfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import zstandard
 
-from manyarch.errors import BuildError
+from manyarch.errors import BuildError, DockerfileError
 from manyarch.oci.platform import Platform
 from tests.helpers.tiny_base import TinyBase, tiny_base
 from tests.imagebuild.build_helpers import make_context, run_build
@@ -181,3 +185,70 @@ def test_a_sources_symlinks_are_followed(tmp_path: Path, tiny_base: TinyBase) ->
         "alllinks/lfile": b"lfile-contents",
     }  # fmt: skip
     assert t["t/foo"][1] == b"contents"
+
+
+@pytest.fixture
+def http_files(tmp_path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """A loopback HTTP server of a few files (with Last-Modified); yields its URL."""
+    files = {"/foo": b"foo-contents", "/dl/archive.tar": _tar({"x": b"x"})}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            data = files.get(self.path)
+            if data is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Last-Modified", "Tue, 14 Nov 2023 22:13:20 GMT")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", files
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_add_url_with_checksum(
+    tmp_path: Path, tiny_base: TinyBase, http_files: tuple[str, dict[str, bytes]]
+) -> None:
+    # testAddChecksum (verified; a mismatch fails; not on a local source),
+    # testAddURLChmod (0600 unless --chmod), testDockerfileADDFromURL (named after the
+    # URL's path, into a directory, never unpacked; mtime from Last-Modified)
+    url, files = http_files
+    digest = "sha256:" + hashlib.sha256(files["/foo"]).hexdigest()
+    df = f"""\
+ARG BASE
+FROM $BASE
+ADD --checksum={digest} {url}/foo /tmp/foo
+ADD --chmod=644 {url}/foo {url}/dl/archive.tar /d/
+"""
+    ctx = make_context(tmp_path, df)
+    no_proxy = {"NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in no_proxy.items():
+            mp.setenv(k, v)
+        built = run_build(ctx, tiny_base.ref, AMD64)
+        one, two = built.layer("linux/amd64", -2), built.layer("linux/amd64", -1)
+        assert one["tmp/foo"][1] == b"foo-contents"
+        assert stat.S_IMODE(one["tmp/foo"][0].mode) == 0o600
+        assert one["tmp/foo"][0].mtime == 1700000000
+        assert two["d/archive.tar"][1] == files["/dl/archive.tar"]  # kept, not unpacked
+        assert stat.S_IMODE(two["d/foo"][0].mode) == 0o644
+        bad = "sha256:" + "0" * 64
+        (ctx / "Dockerfile").write_text(
+            f"ARG BASE\nFROM $BASE\nADD --checksum={bad} {url}/foo /x\n"
+        )
+        with pytest.raises(BuildError, match="digest mismatch"):
+            run_build(ctx, tiny_base.ref, AMD64)
+    (ctx / "Dockerfile").write_text(f"ARG BASE\nFROM $BASE\nADD --checksum={digest} foo /x\n")
+    with pytest.raises(DockerfileError, match="non-HTTP"):
+        run_build(ctx, tiny_base.ref, AMD64)

@@ -39,6 +39,8 @@ from manyarch.dockerfile.steps import (
 from manyarch.dockerfile.syntax import Dockerfile, Instruction, StageSource
 from manyarch.dockerfile.values import (
     go_clean,
+    is_git_url,
+    is_url,
     parse_duration,
     parse_port_spec,
     resolve_dest,
@@ -523,14 +525,18 @@ class _Planner:
             raise self.error(f"{ins.cmd}: {e}", ins.line) from e
         words = [self.expand(a, env, ins.line) for a in args]
         sources, dest = words[:-1], words[-1]
-        if is_add:
-            for src in sources:
-                if "://" in src or src.startswith("git@"):
-                    raise self.error(
-                        f"ADD from a URL or a Git repository is not supported by manyarch: {src}",
-                        ins.line,
-                        "download the file into the build context and COPY it",
-                    )
+        urls = [s for s in sources if is_url(s)]
+        for src in sources:
+            if is_git_url(src):
+                raise self.error(
+                    f"ADD from a Git repository is not supported by manyarch: {src}", ins.line,
+                    "clone it into the build context (or a --build-context) and COPY it",
+                )  # fmt: skip
+            if ("://" in src and src not in urls) or (src in urls and not is_add):
+                raise self.error(f"source can't be a URL for {ins.cmd}: {src}", ins.line)
+        checksum = ins.flag("checksum")
+        if checksum is not None and len(urls) != len(sources):
+            raise self.error("checksum can't be specified for non-HTTP(S) sources", ins.line)
         chown = ins.flag("chown")
         chmod = ins.flag("chmod")
         if chown is not None:
@@ -558,8 +564,9 @@ class _Planner:
             chmod=chmod or None,
             link=ins.flag("link") == "true",
             is_add=is_add,
-            extract_tar=is_add,
+            extract_tar=is_add and not urls,  # BuildKit never unpacks what it downloads
             inline=tuple(inline),
+            checksum=checksum,
         )
 
 

@@ -68,6 +68,8 @@ class CopyStep:
     extract_tar: bool = False
     #: heredoc sources (``COPY <<EOF /file``): (name, content), expanded as BuildKit does
     inline: tuple[tuple[str, str], ...] = ()
+    #: ``ADD --checksum=sha256:...`` of its URL sources
+    checksum: str | None = None
 
 
 @dataclass(frozen=True)

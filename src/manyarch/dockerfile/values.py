@@ -172,3 +172,18 @@ def chmod_mode(spec: str, mode: int, is_dir: bool) -> int:
                     mode &= ~((7 << _SHIFT[c]) | (_SPECIAL[c] if c != "o" else 0))
                 mode |= value | special
     return mode & 0o7777
+
+
+def is_url(source: str) -> bool:
+    """An ``http://`` or ``https://`` source (BuildKit's ``isURL``), not a Git one."""
+    return source.startswith(("http://", "https://")) and not is_git_url(source)
+
+
+def is_git_url(source: str) -> bool:
+    """A Git repository as BuildKit's ``gitutil.ParseGitRef`` tells one: ``git@``,
+    ``git://``, or an http(s) URL whose path ends in ``.git`` (a ``#ref`` after it)."""
+    if source.startswith(("git@", "git://", "ssh://")):
+        return True
+    if not source.startswith(("http://", "https://")):
+        return False
+    return source.split("#", 1)[0].split("?", 1)[0].rstrip("/").endswith(".git")

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from manyarch import dockerfile as df
-from manyarch.dockerfile.values import chmod_mode
+from manyarch.dockerfile.values import chmod_mode, is_url
 from manyarch.errors import BuildError, DockerfileError
+from manyarch.imagebuild.remote import fetch
 from manyarch.layers import open_decompressed, unpack
 from manyarch.oci import mediatypes as mt
 from manyarch.sandbox.rootpath import resolve_in_root
@@ -180,11 +181,14 @@ def _tar_header(block: bytes) -> bool:
 
 
 def inline_sources(step: df.CopyStep, work: Path) -> list[tuple[Path, str]]:
-    """A COPY's heredocs as files (0644, as BuildKit makes them) in a new directory of ``work``."""
-    if not step.inline:
+    """A COPY's heredocs as files (0644, as BuildKit makes them) and an ADD's URLs fetched,
+    in a new directory of ``work``."""
+    urls = [s for s in step.sources if is_url(s)]
+    if not step.inline and not urls:
         return []
     where = Path(tempfile.mkdtemp(prefix="inline-", dir=work))
-    out = []
+    out = [(p, p.name) for p in (fetch(u, where / f"url{i}", step.checksum) for i, u in
+                                 enumerate(urls))]  # fmt: skip
     for name, data in step.inline:
         p = where / name.lstrip("/")
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -206,7 +210,7 @@ def expand_sources(
     confine = step.from_ is None
     what = "ADD" if step.is_add else "COPY"
     out: list[tuple[Path, str]] = []
-    for pat in step.sources:
+    for pat in (s for s in step.sources if not is_url(s)):  # URLs: inline_sources
         rel = os.path.normpath(pat.lstrip("/")) if pat not in ("", ".", "/") else "."
         if rel == ".." or rel.startswith("../"):
             raise BuildError(
@@ -237,6 +241,7 @@ def expand_sources(
                 "check the path (relative to the context) and .dockerignore",
             )
         out.append((path, rel))
+    more = more or any(is_url(s) for s in step.sources)
     if not out and not more:  # a pattern may match nothing when another source matches
         raise BuildError(
             f"{what} source {' '.join(map(repr, step.sources))}: no source files were specified",
