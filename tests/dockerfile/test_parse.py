@@ -72,7 +72,7 @@ ERRORS = [
     ("FROM a\nFOO bar\n", 2, "unknown instruction: FOO"),
     # RUN --mount's own errors come with the plan: tests/dockerfile/test_mounts.py
     ("FROM a\nRUN --foo true\n", 2, "unknown flag --foo for RUN"),
-    ("FROM a\nCOPY --parents a/ b/\n", 2, "COPY --parents is not supported"),
+    ("FROM a\nRUN --device=x true\n", 2, "RUN --device is not supported"),
     ("FROM a\nADD --keep-git-dir a b\n", 2, "ADD --keep-git-dir is not supported"),
     ("FROM a\nCOPY --from a b\n", 2, "missing a value on flag --from"),
     ("FROM a\nCOPY --from=x --from=y a b\n", 2, "duplicate flag"),

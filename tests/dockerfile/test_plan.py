@@ -376,6 +376,7 @@ PLAN_ERRORS = [
     ("FROM a\nADD git@github.com:a/b.git /x\n", 2, "Git repository is not supported"),
     ("FROM a\nADD https://github.com/a/b.git#main /x\n", 2, "Git repository is not supported"),
     ("FROM a\nCOPY https://example.com/f /x\n", 2, "source can't be a URL for COPY"),
+    ("FROM a\nCOPY --parents a/./b /x/\n", 2, "/./ pivot is not supported"),
     ("FROM a\nADD --checksum=sha256:0 a /x\n", 2, "checksum can't be specified for non-HTTP"),
     # COPY <<EOF and RUN <<EOF with #!: tests/imagebuild/test_heredocs.py
     ("FROM a\nCOPY /x <<EOF\nhi\nEOF\n", 2, "cannot be the destination"),

@@ -252,3 +252,35 @@ ADD --chmod=644 {url}/foo {url}/dl/archive.tar /d/
     (ctx / "Dockerfile").write_text(f"ARG BASE\nFROM $BASE\nADD --checksum={digest} foo /x\n")
     with pytest.raises(DockerfileError, match="non-HTTP"):
         run_build(ctx, tiny_base.ref, AMD64)
+
+
+def test_exclude_and_parents(tmp_path: Path, tiny_base: TinyBase) -> None:
+    # exclude_patterns_test.go testExcludedFilesOnCopy (patterns relative to each source,
+    # on a directory, a wildcard of directories, files), dockerfile_parents_test.go
+    # testCopyParents (the source's path kept under the destination, WORKDIR-relative)
+    files = {
+        "dir1/file-101.png": "2", "dir1/file-102.txt": "3", "dir2/file-201.pdf": "6",
+        "dir2/file-203.png": "8", "dir3/file-301.mp3": "9", "dir3/file-302.mpeg": "10",
+        "foo1/foo2/bar": "testing", "foo1/foo2/baz": "testing2",
+    }  # fmt: skip
+    df = """\
+ARG BASE
+FROM $BASE
+COPY --exclude=*/*.png --exclude=dir3 . /1/
+ADD --exclude=*.mp3 dir3/ /3/
+COPY --exclude=*.mp3 --exclude=*.png --exclude=*.pdf dir* /4/
+COPY --parents foo1/foo2/bar /
+WORKDIR /test
+COPY --parents foo1/foo2/ba* .
+"""
+    built = run_build(make_context(tmp_path, df, files), tiny_base.ref, AMD64)
+
+    def names(i: int, prefix: str) -> list[str]:
+        entries = built.layer("linux/amd64", i)
+        return sorted(k for k, (t, _) in entries.items() if k.startswith(prefix) and t.isfile())
+
+    assert names(-6, "1/dir") == ["1/dir1/file-102.txt", "1/dir2/file-201.pdf"]
+    assert names(-5, "3/") == ["3/file-302.mpeg"]
+    assert names(-4, "4/") == ["4/file-102.txt", "4/file-302.mpeg"]
+    assert names(-3, "foo1") == ["foo1/foo2/bar"]
+    assert names(-1, "test/") == ["test/foo1/foo2/bar", "test/foo1/foo2/baz"]

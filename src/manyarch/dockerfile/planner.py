@@ -26,6 +26,7 @@ from manyarch.dockerfile.heredocs import copy_sources as heredoc_sources
 from manyarch.dockerfile.heredocs import run_script
 from manyarch.dockerfile.lex import ShellLex, ShellLexError
 from manyarch.dockerfile.mounts import Mount, MountError, plan_mounts, raw_from
+from manyarch.dockerfile.sources import source_problem
 from manyarch.dockerfile.steps import (
     DEFAULT_SHELL,
     BuildPlan,
@@ -39,7 +40,6 @@ from manyarch.dockerfile.steps import (
 from manyarch.dockerfile.syntax import Dockerfile, Instruction, StageSource
 from manyarch.dockerfile.values import (
     go_clean,
-    is_git_url,
     is_url,
     parse_duration,
     parse_port_spec,
@@ -525,18 +525,10 @@ class _Planner:
             raise self.error(f"{ins.cmd}: {e}", ins.line) from e
         words = [self.expand(a, env, ins.line) for a in args]
         sources, dest = words[:-1], words[-1]
-        urls = [s for s in sources if is_url(s)]
-        for src in sources:
-            if is_git_url(src):
-                raise self.error(
-                    f"ADD from a Git repository is not supported by manyarch: {src}", ins.line,
-                    "clone it into the build context (or a --build-context) and COPY it",
-                )  # fmt: skip
-            if ("://" in src and src not in urls) or (src in urls and not is_add):
-                raise self.error(f"source can't be a URL for {ins.cmd}: {src}", ins.line)
-        checksum = ins.flag("checksum")
-        if checksum is not None and len(urls) != len(sources):
-            raise self.error("checksum can't be specified for non-HTTP(S) sources", ins.line)
+        checksum, parents = ins.flag("checksum"), ins.flag("parents") == "true"
+        problem = source_problem(ins.cmd, sources, checksum, parents)
+        if problem is not None:
+            raise self.error(problem[0], ins.line, problem[1])
         chown = ins.flag("chown")
         chmod = ins.flag("chmod")
         if chown is not None:
@@ -564,9 +556,11 @@ class _Planner:
             chmod=chmod or None,
             link=ins.flag("link") == "true",
             is_add=is_add,
-            extract_tar=is_add and not urls,  # BuildKit never unpacks what it downloads
+            extract_tar=is_add and not any(map(is_url, sources)),  # BuildKit: never a download
             inline=tuple(inline),
             checksum=checksum,
+            excludes=tuple(self.expand(v, env, ins.line) for k, v in ins.flags if k == "exclude"),
+            parents=parents,
         )
 
 

@@ -70,6 +70,9 @@ class CopyStep:
     inline: tuple[tuple[str, str], ...] = ()
     #: ``ADD --checksum=sha256:...`` of its URL sources
     checksum: str | None = None
+    #: ``--exclude`` patterns (relative to each source) and ``--parents``
+    excludes: tuple[str, ...] = ()
+    parents: bool = False
 
 
 @dataclass(frozen=True)

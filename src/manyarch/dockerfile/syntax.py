@@ -46,8 +46,8 @@ _FLAGS: dict[str, dict[str, _Flag]] = {
         "chown": _Flag(_Kind.STRING),
         "chmod": _Flag(_Kind.STRING),
         "link": _Flag(_Kind.BOOL),
-        "parents": _Flag(_Kind.BOOL, "copy each directory to its own destination instead"),
-        "exclude": _Flag(_Kind.LIST, "list the files to exclude in .dockerignore instead"),
+        "parents": _Flag(_Kind.BOOL),
+        "exclude": _Flag(_Kind.LIST),
     },
     "ADD": {
         "chown": _Flag(_Kind.STRING),
@@ -56,7 +56,7 @@ _FLAGS: dict[str, dict[str, _Flag]] = {
         "keep-git-dir": _Flag(_Kind.BOOL, "ADD from a Git repository is not supported either"),
         "checksum": _Flag(_Kind.STRING),
         "unpack": _Flag(_Kind.BOOL, "ADD unpacks local tar archives; use COPY to keep them"),
-        "exclude": _Flag(_Kind.LIST, "list the files to exclude in .dockerignore instead"),
+        "exclude": _Flag(_Kind.LIST),
     },
     "RUN": {
         "network": _Flag(_Kind.STRING),

@@ -31,16 +31,23 @@ from manyarch.sandbox.users import resolve_user
 def copy_targets(step: df.CopyStep, sources: Sequence[tuple[Path, str]]) -> list[str]:
     """The image paths a COPY writes at the top (each file, or each directory's dest)."""
     many = len(sources) > 1 or any(is_dir(s) for s, _ in sources)
-    dest_is_dir = step.dest.endswith("/") or many
     out = []
     for src, rel in sources:
+        dest, dest_is_dir = dest_of(step, rel, is_dir(src), many)
         if is_dir(src):
-            out.append(step.dest)
+            out.append(dest)
         else:
-            out.append(
-                step.dest.rstrip("/") + "/" + source_name(src, rel) if dest_is_dir else step.dest
-            )
+            out.append(dest.rstrip("/") + "/" + source_name(src, rel) if dest_is_dir else dest)
     return out
+
+
+def dest_of(step: df.CopyStep, rel: str, directory: bool, many: bool) -> tuple[str, bool]:
+    """Where one source goes, and whether that is a directory: ``--parents`` keeps the
+    source's own path under the destination (BuildKit's testCopyParents)."""
+    if not step.parents or rel in ("", "."):
+        return step.dest, step.dest.endswith("/") or many
+    where = rel if directory else os.path.dirname(rel)
+    return step.dest.rstrip("/") + "/" + where + ("/" if where else ""), True
 
 
 def copy_into(
@@ -59,21 +66,22 @@ def copy_into(
     with keep_times(rootfs, step.dest) as times:
         copier = Copier(owner, step.chmod, ignore if step.from_ is None else None, times)
         copier.keep_owner = step.from_ is not None  # BuildKit keeps a stage's owners
+        copier.exclude = df.DockerIgnore(list(step.excludes)) if step.excludes else None
         many = len(sources) > 1 or any(is_dir(s) for s, _ in sources)
-        dest_is_dir = step.dest.endswith("/") or many
         for src, rel in sources:
+            dest, dest_is_dir = dest_of(step, rel, is_dir(src), many)
             if step.extract_tar and not is_dir(src) and is_archive(src):
-                copier.created(mkdirs(rootfs, step.dest, owner, epoch), epoch)
-                extract(src, rootfs, step.dest, owner)
+                copier.created(mkdirs(rootfs, dest, owner, epoch), epoch)
+                extract(src, rootfs, dest, owner)
                 continue
             if is_dir(src):
-                target = resolve_in_root(rootfs, step.dest)
-                copier.created(mkdirs(rootfs, step.dest, owner, epoch), epoch)
+                target = resolve_in_root(rootfs, dest)
+                copier.created(mkdirs(rootfs, dest, owner, epoch), epoch)
                 copier.tree(src, target, rel)
                 copier.dir_times(src, target)
-            else:
+            elif not copier.excluded(source_name(src, rel), False):
                 base = source_name(src, rel)
-                name = step.dest.rstrip("/") + "/" + base if dest_is_dir else step.dest
+                name = dest.rstrip("/") + "/" + base if dest_is_dir else dest
                 parent = str(Path(name).parent)
                 copier.created(mkdirs(rootfs, parent, owner, epoch), epoch)
                 copier.one(src, resolve_in_root(rootfs, parent) / Path(name).name, base)
@@ -289,13 +297,23 @@ class Copier:
     keep_owner: bool = False
     #: the first copy of each source inode with more than one link: its links stay links
     links: dict[tuple[int, int], Path] = field(default_factory=dict)
+    #: ``--exclude`` patterns, matched against paths relative to each source
+    exclude: df.DockerIgnore | None = None
 
-    def tree(self, src: Path, dst: Path, rel: str) -> None:
-        """The contents of ``src`` into ``dst``; ignored paths stay out."""
+    def excluded(self, xrel: str, directory: bool) -> bool:
+        """Whether ``--exclude`` leaves this out (a directory: unless ``!`` may take a part)."""
+        x = self.exclude
+        return x is not None and x.matches(xrel) and not (directory and x.has_exclusions)
+
+    def tree(self, src: Path, dst: Path, rel: str, xrel: str = "") -> None:
+        """The contents of ``src`` into ``dst``; ignored and excluded paths stay out."""
         for entry in sorted(src.iterdir()):
             erel = entry.name if rel in ("", ".") else f"{rel}/{entry.name}"
+            exrel = f"{xrel}/{entry.name}" if xrel else entry.name
             ignored = self.ignore is not None and self.ignore.matches(erel)
             if ignored and not (self.ignore and self.ignore.has_exclusions and is_dir(entry)):
+                continue
+            if self.excluded(exrel, is_dir(entry)):
                 continue
             target = dst / entry.name
             if is_dir(entry):
@@ -305,7 +323,7 @@ class Copier:
                 target.mkdir(exist_ok=True)
                 shutil.copymode(entry, target)
                 self.own(target, entry)
-                self.tree(entry, target, erel)
+                self.tree(entry, target, erel, exrel)
                 if ignored and not existed and not any(target.iterdir()):
                     target.rmdir()  # entered only to look for re-included paths
                     continue
