@@ -78,7 +78,7 @@ ERRORS = [
     ("FROM a\nCOPY --from=x --from=y a b\n", 2, "duplicate flag"),
     ("FROM a\nCOPY --link=maybe a b\n", 2, "expecting boolean"),
     ("FROM a\nENV --x=1 A=b\n", 2, "unknown flag --x for ENV"),
-    ("FROM a\nONBUILD RUN true\n", 2, "ONBUILD is not supported"),
+    ("ONBUILD RUN true\nFROM a\n", 1, "ONBUILD comes before the first FROM"),
     ("FROM a\nCOPY onlyone\n", 2, "requires at least two arguments"),
     ("FROM a\nEXPOSE\n", 2, "EXPOSE requires at least one argument"),
     ("FROM a\nSHELL /bin/bash -c\n", 2, "JSON form"),

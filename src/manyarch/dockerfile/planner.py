@@ -26,6 +26,7 @@ from manyarch.dockerfile.heredocs import copy_sources as heredoc_sources
 from manyarch.dockerfile.heredocs import run_script
 from manyarch.dockerfile.lex import ShellLex, ShellLexError
 from manyarch.dockerfile.mounts import Mount, MountError, plan_mounts, raw_from
+from manyarch.dockerfile.onbuild import trigger_instructions
 from manyarch.dockerfile.sources import source_problem
 from manyarch.dockerfile.steps import (
     DEFAULT_SHELL,
@@ -97,6 +98,7 @@ class _State:
     platform: Platform
     cmd_set: bool = False
     steps: list[Step] = field(default_factory=list)
+    triggers: tuple[str, ...] = ()  # the base's ONBUILD, run first
 
 
 class _Planner:
@@ -267,6 +269,10 @@ class _Planner:
             base, platform = froms[st.index]
             state = self.initial_state(base, platform, states)
             self.stage_index = st.index
+            for ins in trigger_instructions(state.triggers, st.line, self.file):
+                self.mount_sources[(st.index, ins.line)] = self.mount_froms(ins, st)
+                from_ = ins.flag("from") if ins.cmd == "COPY" else None
+                self.instruction(ins, st, state, from_ and self.copy_from(from_, st, ins.line))
             for ins in st.instructions:
                 self.instruction(ins, st, state, sources.get((st.index, ins.line)))
             states[st.index] = state
@@ -293,18 +299,19 @@ class _Planner:
         if base.startswith("stage:"):
             parent = states[int(base[6:])]
             return _State(
-                config=parent.config,
+                config=stage_base_config(parent.config),
                 env=dict(parent.env),
                 args=list(parent.args),
                 platform=parent.platform,
+                triggers=parent.config.on_build or (),
             )
         plat = platform or self.target_platform
         if base == "scratch" or self.base_config is None:
             config = ContainerConfig(working_dir="/" if base == "scratch" else "")
         else:
             config = self.base_config(base, plat)
-        config = stage_base_config(config)
-        return _State(config=config, env=config.env_dict(), args=[], platform=plat)
+        triggers, config = config.on_build or (), stage_base_config(config)
+        return _State(config, config.env_dict(), [], plat, triggers=triggers)
 
     # -- instructions ---------------------------------------------------------
 
@@ -357,6 +364,9 @@ class _Planner:
 
     def do_label(self, ins: Instruction, state: _State) -> Step:
         return ConfigStep(ins.line, ins.text, labels=self.kv_pairs(ins, state))
+
+    def do_onbuild(self, ins: Instruction, state: _State) -> Step:
+        return ConfigStep(ins.line, ins.text, on_build=ins.args[0])
 
     def do_maintainer(self, ins: Instruction, state: _State) -> Step:
         return ConfigStep(ins.line, ins.text, author=ins.args[0])

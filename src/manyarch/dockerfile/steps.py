@@ -16,11 +16,16 @@ DEFAULT_SHELL = ("/bin/sh", "-c")
 
 
 def stage_base_config(base: ContainerConfig) -> ContainerConfig:
-    """The config a stage starts from: the base image's, with PATH set if it had none.
+    """The config a stage starts from: the base image's, with PATH set if it had none
+    and no ONBUILD triggers.
 
     BuildKit adds ``PATH`` to every Linux stage whose base lacks it (scratch too),
     and that PATH ends up in the image; the executor applies this before the steps.
+    The base's triggers run first in the stage (the planner puts them there) and
+    are not the new image's (BuildKit's testOnBuildCleared).
     """
+    if base.on_build:
+        base = replace(base, on_build=None)
     if "PATH" in base.env_dict():
         return base
     return base.with_env(PATH=DEFAULT_PATH)
@@ -105,6 +110,8 @@ class ConfigStep:
     healthcheck: Mapping[str, Any] | None = None
     shell: tuple[str, ...] | None = None
     author: str | None = None
+    #: ONBUILD: a trigger the image keeps for the builds FROM it
+    on_build: str | None = None
 
     def apply(self, config: ContainerConfig) -> ContainerConfig:
         """The config after this instruction (``config`` is not changed)."""
@@ -134,6 +141,8 @@ class ConfigStep:
             out = replace(out, healthcheck=dict(self.healthcheck))
         if self.shell is not None:
             out = replace(out, shell=self.shell)
+        if self.on_build is not None:
+            out = replace(out, on_build=(*(out.on_build or ()), self.on_build))
         return out
 
 

@@ -376,8 +376,9 @@ class _PlatformBuild:
             return StageState(directory, cfg.with_config(df.stage_base_config(cfg.config)), [])
         if stage.base_stage is not None:
             src = self.states[stage.base_stage]
+            config = src.config.with_config(df.stage_base_config(src.config.config))
             return StageState(
-                directory, src.config, list(src.layers), src.base_name, src.base_digest,
+                directory, config, list(src.layers), src.base_name, src.base_digest,
                 src.image, src.base_layers,
             )  # fmt: skip
         source, image = self.fetch(stage.base, plat)
