@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from manyarch.dockerfile.contexts import LOCAL, named_source, platform_args
 from manyarch.dockerfile.heredocs import copy_sources as heredoc_sources
 from manyarch.dockerfile.heredocs import run_script
 from manyarch.dockerfile.lex import ShellLex, ShellLexError
@@ -74,20 +75,6 @@ _NETWORKS = ("default", "none", "host")
 _INT = re.compile(r"^[+-]?\d+$")
 
 
-def platform_args(target: Platform, build: Platform) -> dict[str, str]:
-    """The automatic platform ARGs of the global scope (TARGETPLATFORM, BUILDARCH, ...)."""
-    return {
-        "BUILDPLATFORM": str(build),
-        "BUILDOS": build.os,
-        "BUILDARCH": build.architecture,
-        "BUILDVARIANT": build.variant,
-        "TARGETPLATFORM": str(target),
-        "TARGETOS": target.os,
-        "TARGETARCH": target.architecture,
-        "TARGETVARIANT": target.variant,
-    }
-
-
 @dataclass
 class _State:
     """What a stage has built up so far (copied when another stage builds FROM it)."""
@@ -109,6 +96,7 @@ class _Planner:
         build_platform: Platform,
         build_args: Mapping[str, str],
         base_config: BaseConfig | None,
+        contexts: Mapping[str, str],
     ) -> None:
         self.df = df
         self.file = df.file
@@ -118,6 +106,7 @@ class _Planner:
         self.base_config = base_config
         self.global_env = platform_args(target_platform, build_platform)
         self.declared: set[str] = set()
+        self.contexts = contexts
         #: each RUN's --mount from= values, resolved (None: the context, or no from)
         self.mount_sources: dict[tuple[int, int], list[str | None]] = {}
         self.stage_index = 0
@@ -174,6 +163,11 @@ class _Planner:
                 platform = Platform.parse(text)
             except InvalidInput as e:
                 raise self.error(f"FROM --platform: {e.message}", st.line, e.hint) from e
+        named = named_source(base, self.contexts)
+        if named is not None and named.startswith(LOCAL):
+            raise self.error(f"FROM {base}: a local directory as a base is not supported", st.line)
+        if named is not None:
+            return named, platform
         for earlier in self.df.stages[: st.index]:
             if earlier.name is not None and earlier.name == base:
                 return f"stage:{earlier.index}", platform
@@ -197,6 +191,8 @@ class _Planner:
                 "define a new stage with FROM using an ARG from the global scope instead",
             )  # fmt: skip
         source: StageSource | None = None
+        if (named := named_source(value, self.contexts)) is not None:
+            return named
         if _INT.match(value):
             idx = int(value)
             if idx < 0 or idx >= len(self.df.stages):
@@ -582,11 +578,15 @@ def plan(
     build_args: Mapping[str, str] | None = None,
     target: str | None = None,
     base_config: BaseConfig | None = None,
+    contexts: Mapping[str, str] | None = None,
 ) -> BuildPlan:
     """Plan the build of ``df`` for ``target_platform``: the stages ``target`` needs.
 
     ``base_config(reference, platform)`` gives a base image's container config
     (Env, WorkingDir, Shell); it is called once per base image stage planned.
+    ``contexts``: buildx's ``--build-context`` s (see :mod:`.contexts`).
     """
-    planner = _Planner(df, target_platform, build_platform, build_args or {}, base_config)
+    planner = _Planner(
+        df, target_platform, build_platform, build_args or {}, base_config, contexts or {}
+    )
     return planner.plan(target)

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar, cast
 
 from manyarch import dockerfile as df
+from manyarch.dockerfile.contexts import LOCAL
 from manyarch.errors import BuildError, ManyarchError, StepFailed
 from manyarch.imagebuild.copying import (
     copy_into,
@@ -246,6 +247,7 @@ class _PlatformBuild:
             build_args=self.options.build_args,
             target=self.options.target,
             base_config=lambda ref, plat: self.base_image(ref, plat)[1].config.config,
+            contexts=self.options.build_contexts,
         )
         self.total = sum(1 + len(s.steps) for s in self.plan.stages)
 
@@ -541,7 +543,9 @@ class _PlatformBuild:
         return True
 
     def root_of(self, source: str) -> Path:
-        """The files of a stage (``"stage:<i>"``) or of an image (unpacked once)."""
+        """The files of a stage (``"stage:<i>"``), a named local context or an image."""
+        if source.startswith(LOCAL):
+            return Path(source.removeprefix(LOCAL))
         if source.startswith("stage:"):
             return self.trees.rootfs(self.states[int(source[6:])])
         return self.image_root(source)
