@@ -3,11 +3,13 @@ frontend/dockerfile/dockerfile_copy_test.go, dockerfile_image_test.go, dockerfil
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.server
 import io
 import os
 import stat
+import subprocess
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -284,3 +286,70 @@ COPY --parents foo1/foo2/ba* .
     assert names(-4, "4/") == ["4/file-102.txt", "4/file-302.mpeg"]
     assert names(-3, "foo1") == ["foo1/foo2/bar"]
     assert names(-1, "test/") == ["test/foo1/foo2/bar", "test/foo1/foo2/baz"]
+
+
+@pytest.fixture
+def git_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A repository (tags v0.0.1, v0.0.2) served over git's dumb HTTP protocol on the
+    loopback, as BuildKit's testAddGit serves one; yields the URL and v0.0.1's commit."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+
+    def git(*args: str) -> str:
+        env = {**os.environ, "GIT_AUTHOR_DATE": "2023-11-14T22:13:20Z",
+               "GIT_COMMITTER_DATE": "2023-11-14T22:13:20Z"}  # fmt: skip
+        return subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args],
+                              cwd=repo, env=env, check=True, capture_output=True,
+                              text=True).stdout.strip()  # fmt: skip
+
+    git("init", "-q", "-b", "main")
+    for tag in ("v0.0.1", "v0.0.2"):
+        (repo / "foo").write_text(f"foo of {tag}\n")
+        (repo / "sub").mkdir(exist_ok=True)
+        (repo / "sub/bar").write_text("bar\n")
+        git("add", "foo", "sub")
+        git("commit", "-q", "-m", tag)
+        git("tag", tag)
+    first = git("rev-parse", "v0.0.1")
+    git("update-server-info")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(repo))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.RequestHandlerClass.log_message = lambda *a: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/.git", first
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_add_git_repository(
+    tmp_path: Path, tiny_base: TinyBase, git_server: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # dockerfile_addgit_test.go testAddGit: a tag checked out without .git; with
+    # --keep-git-dir and --chown, a --checksum that is the commit; #ref:subdir
+    url, first = git_server
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    df = f"""\
+ARG BASE
+FROM $BASE
+ADD {url}#v0.0.1 /x
+ADD --keep-git-dir=true --chown=4242:8484 --checksum={first} {url}#v0.0.1 /kept
+ADD {url}#v0.0.2:sub /sub
+"""
+    built = run_build(make_context(tmp_path, df), tiny_base.ref, AMD64)
+    x, kept, sub = (built.layer("linux/amd64", i) for i in (-3, -2, -1))
+    assert x["x/foo"][1] == b"foo of v0.0.1\n" and not [k for k in x if ".git" in k]
+    assert "kept/.git/HEAD" in kept and (kept["kept/foo"][0].uid, kept["kept/foo"][0].gid) == (
+        4242, 8484,
+    )  # fmt: skip
+    assert sorted(k for k in sub if k.startswith("sub/")) == ["sub/bar"]
+    bad = "0" * 40
+    (tmp_path / "ctx/Dockerfile").write_text(
+        f"FROM {tiny_base.ref}\nADD --checksum={bad} {url} /y\n"
+    )
+    with pytest.raises(BuildError, match="expected checksum to match"):
+        run_build(tmp_path / "ctx", tiny_base.ref, AMD64)

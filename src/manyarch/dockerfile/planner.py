@@ -42,7 +42,7 @@ from manyarch.dockerfile.steps import (
 from manyarch.dockerfile.syntax import Dockerfile, Instruction, StageSource
 from manyarch.dockerfile.values import (
     go_clean,
-    is_url,
+    is_remote,
     parse_duration,
     parse_port_spec,
     resolve_dest,
@@ -562,11 +562,12 @@ class _Planner:
             chmod=chmod or None,
             link=ins.flag("link") == "true",
             is_add=is_add,
-            extract_tar=is_add and not any(map(is_url, sources)),  # BuildKit: never a download
+            extract_tar=is_add and not any(map(is_remote, sources)),  # never a download
             inline=tuple(inline),
             checksum=checksum,
             excludes=tuple(self.expand(v, env, ins.line) for k, v in ins.flags if k == "exclude"),
             parents=parents,
+            keep_git_dir=ins.flag("keep-git-dir") == "true",
         )
 
 

@@ -1,5 +1,5 @@
 """What COPY and ADD may name as sources, as BuildKit's instructions package checks it
-(pure): URLs for ADD only, no Git repository (manyarch), ``--checksum`` for URLs only,
+(pure): URLs and Git repositories for ADD only, ``--checksum`` for those only,
 ``--parents`` without a ``/./`` pivot (manyarch)."""
 
 from __future__ import annotations
@@ -11,13 +11,8 @@ def source_problem(
     cmd: str, sources: list[str], checksum: str | None, parents: bool
 ) -> tuple[str, str | None] | None:
     """(message, hint) when the sources cannot be copied, else None."""
-    urls = [s for s in sources if is_url(s)]
+    urls = [s for s in sources if is_url(s) or is_git_url(s)]
     for src in sources:
-        if is_git_url(src):
-            return (
-                f"ADD from a Git repository is not supported by manyarch: {src}",
-                "clone it into the build context (or a --build-context) and COPY it",
-            )
         if ("://" in src and src not in urls) or (src in urls and cmd != "ADD"):
             return f"source can't be a URL for {cmd}: {src}", None
     if checksum is not None and len(urls) != len(sources):

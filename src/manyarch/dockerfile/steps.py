@@ -78,6 +78,8 @@ class CopyStep:
     #: ``--exclude`` patterns (relative to each source) and ``--parents``
     excludes: tuple[str, ...] = ()
     parents: bool = False
+    #: ``ADD --keep-git-dir`` (a Git source keeps its ``.git``)
+    keep_git_dir: bool = False
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ _FLAGS: dict[str, dict[str, _Flag]] = {
         "chown": _Flag(_Kind.STRING),
         "chmod": _Flag(_Kind.STRING),
         "link": _Flag(_Kind.BOOL),
-        "keep-git-dir": _Flag(_Kind.BOOL, "ADD from a Git repository is not supported either"),
+        "keep-git-dir": _Flag(_Kind.BOOL),
         "checksum": _Flag(_Kind.STRING),
         "unpack": _Flag(_Kind.BOOL, "ADD unpacks local tar archives; use COPY to keep them"),
         "exclude": _Flag(_Kind.LIST),

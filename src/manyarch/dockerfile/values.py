@@ -179,6 +179,11 @@ def is_url(source: str) -> bool:
     return source.startswith(("http://", "https://")) and not is_git_url(source)
 
 
+def is_remote(source: str) -> bool:
+    """A source ADD fetches: a URL or a Git repository."""
+    return is_url(source) or is_git_url(source)
+
+
 def is_git_url(source: str) -> bool:
     """A Git repository as BuildKit's ``gitutil.ParseGitRef`` tells one: ``git@``,
     ``git://``, or an http(s) URL whose path ends in ``.git`` (a ``#ref`` after it)."""

@@ -189,7 +189,7 @@ def step_key(ctx: StepContext, extra: Mapping[str, Any] | None = None) -> str | 
     else:
         if step.from_ is not None:
             return None  # another stage's or image's files: not tracked here
-        if any(df.values.is_url(s) for s in step.sources) and step.checksum is None:
+        if any(df.values.is_remote(s) for s in step.sources) and step.checksum is None:
             return None  # what a URL serves may change: fetched each build unless pinned
         context = o.context.resolve()
         recipe["copy"] = {

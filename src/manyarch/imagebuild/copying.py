@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from manyarch import dockerfile as df
-from manyarch.dockerfile.values import chmod_mode, is_url
+from manyarch.dockerfile.values import chmod_mode, is_git_url, is_remote
 from manyarch.errors import BuildError, DockerfileError
-from manyarch.imagebuild.remote import fetch
+from manyarch.imagebuild.remote import fetch, fetch_git
 from manyarch.layers import open_decompressed, unpack
 from manyarch.oci import mediatypes as mt
 from manyarch.sandbox.rootpath import resolve_in_root
@@ -64,7 +64,8 @@ def copy_into(
         ids = resolve_user(rootfs, step.chown)
         owner = (ids.uid, ids.gid)
     with keep_times(rootfs, step.dest) as times:
-        copier = Copier(owner, step.chmod, ignore if step.from_ is None else None, times)
+        local = step.from_ is None and not any(map(is_git_url, step.sources))
+        copier = Copier(owner, step.chmod, ignore if local else None, times)
         copier.keep_owner = step.from_ is not None  # BuildKit keeps a stage's owners
         copier.exclude = df.DockerIgnore(list(step.excludes)) if step.excludes else None
         many = len(sources) > 1 or any(is_dir(s) for s, _ in sources)
@@ -191,12 +192,17 @@ def _tar_header(block: bytes) -> bool:
 def inline_sources(step: df.CopyStep, work: Path) -> list[tuple[Path, str]]:
     """A COPY's heredocs as files (0644, as BuildKit makes them) and an ADD's URLs fetched,
     in a new directory of ``work``."""
-    urls = [s for s in step.sources if is_url(s)]
-    if not step.inline and not urls:
+    remote = [s for s in step.sources if is_remote(s)]
+    if not step.inline and not remote:
         return []
     where = Path(tempfile.mkdtemp(prefix="inline-", dir=work))
-    out = [(p, p.name) for p in (fetch(u, where / f"url{i}", step.checksum) for i, u in
-                                 enumerate(urls))]  # fmt: skip
+    out = []
+    for i, u in enumerate(remote):
+        if is_git_url(u):
+            out.append((fetch_git(u, where / f"git{i}", step.checksum, step.keep_git_dir), ""))
+        else:
+            p = fetch(u, where / f"url{i}", step.checksum)
+            out.append((p, p.name))
     for name, data in step.inline:
         p = where / name.lstrip("/")
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -218,7 +224,7 @@ def expand_sources(
     confine = step.from_ is None
     what = "ADD" if step.is_add else "COPY"
     out: list[tuple[Path, str]] = []
-    for pat in (s for s in step.sources if not is_url(s)):  # URLs: inline_sources
+    for pat in (s for s in step.sources if not is_remote(s)):  # fetched: inline_sources
         rel = os.path.normpath(pat.lstrip("/")) if pat not in ("", ".", "/") else "."
         if rel == ".." or rel.startswith("../"):
             raise BuildError(
@@ -249,7 +255,7 @@ def expand_sources(
                 "check the path (relative to the context) and .dockerignore",
             )
         out.append((path, rel))
-    more = more or any(is_url(s) for s in step.sources)
+    more = more or any(is_remote(s) for s in step.sources)
     if not out and not more:  # a pattern may match nothing when another source matches
         raise BuildError(
             f"{what} source {' '.join(map(repr, step.sources))}: no source files were specified",

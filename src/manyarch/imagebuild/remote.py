@@ -1,4 +1,5 @@
-"""``ADD <url>``: a file fetched over HTTP(S), as BuildKit's ``llb.HTTP`` source fetches it.
+"""``ADD <url>``: a file fetched over HTTP(S), as BuildKit's ``llb.HTTP`` source fetches it,
+or a Git repository checked out (BuildKit's ``llb.Git``).
 
 The file is named after the URL's last path segment (``__unnamed__`` when it
 has none), mode 0600 unless ``--chmod``, its mtime the response's
@@ -14,13 +15,16 @@ import hashlib
 import os
 import posixpath
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 
-from manyarch.errors import BuildError
+from manyarch.errors import BuildError, ToolMissing
 from manyarch.registry.transport import system_ssl_context
+from manyarch.sandbox.rootpath import resolve_in_root
 
 _CHECKSUM = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -72,3 +76,42 @@ def fetch(url: str, where: Path, checksum: str | None = None) -> Path:
         except (TypeError, ValueError):
             pass
     return path
+
+
+def fetch_git(url: str, where: Path, checksum: str | None, keep_git_dir: bool) -> Path:
+    """``ADD <git URL>[#REF[:SUBDIR]]``: the repository checked out at REF (the default
+    branch without one) in ``where``; the directory ADD copies (``SUBDIR`` of it).
+
+    BuildKit's ``--checksum`` here is the commit the ref must resolve to (a prefix of
+    it will do); ``.git`` is kept only with ``--keep-git-dir``.
+    """
+    repo, _, fragment = url.partition("#")
+    ref, _, subdir = fragment.partition(":")
+    dest = where / "repo"
+    where.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+
+    def git(*args: str, cwd: Path | None = None) -> str:
+        try:
+            done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True,
+                                  text=True, check=True, timeout=600)  # fmt: skip
+        except FileNotFoundError as e:
+            raise ToolMissing("git", "git") from e
+        except subprocess.CalledProcessError as e:
+            raise BuildError(f"ADD {url}: git {args[0]} failed: {e.stderr.strip()}") from e
+        return done.stdout.strip()
+
+    git("clone", "--quiet", "--no-checkout", repo, str(dest))
+    try:
+        git("checkout", "--quiet", "--detach", ref or "HEAD", cwd=dest)
+    except BuildError:  # a branch other than the default one: the remote's
+        git("checkout", "--quiet", "--detach", f"origin/{ref}", cwd=dest)
+    commit = git("rev-parse", "HEAD", cwd=dest)
+    if checksum is not None and not commit.startswith(checksum.removeprefix("sha1:")):
+        raise BuildError(f"ADD {url}: expected checksum to match {checksum}, got {commit}")
+    if not keep_git_dir:
+        shutil.rmtree(dest / ".git")
+    out = resolve_in_root(dest, subdir) if subdir else dest
+    if not out.is_dir():
+        raise BuildError(f"ADD {url}: {subdir} is not a directory of the repository")
+    return out
