@@ -73,7 +73,6 @@ ERRORS = [
     # RUN --mount's own errors come with the plan: tests/dockerfile/test_mounts.py
     ("FROM a\nRUN --foo true\n", 2, "unknown flag --foo for RUN"),
     ("FROM a\nRUN --device=x true\n", 2, "RUN --device is not supported"),
-    ("FROM a\nADD --unpack a b\n", 2, "ADD --unpack is not supported"),
     ("FROM a\nCOPY --from a b\n", 2, "missing a value on flag --from"),
     ("FROM a\nCOPY --from=x --from=y a b\n", 2, "duplicate flag"),
     ("FROM a\nCOPY --link=maybe a b\n", 2, "expecting boolean"),

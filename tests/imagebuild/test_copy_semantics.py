@@ -224,7 +224,7 @@ def test_add_url_with_checksum(
 ) -> None:
     # testAddChecksum (verified; a mismatch fails; not on a local source),
     # testAddURLChmod (0600 unless --chmod), testDockerfileADDFromURL (named after the
-    # URL's path, into a directory, never unpacked; mtime from Last-Modified)
+    # URL's path, into a directory, unpacked only with --unpack; mtime from Last-Modified)
     url, files = http_files
     digest = "sha256:" + hashlib.sha256(files["/foo"]).hexdigest()
     df = f"""\
@@ -232,6 +232,7 @@ ARG BASE
 FROM $BASE
 ADD --checksum={digest} {url}/foo /tmp/foo
 ADD --chmod=644 {url}/foo {url}/dl/archive.tar /d/
+ADD --unpack {url}/dl/archive.tar /unpacked/
 """
     ctx = make_context(tmp_path, df)
     no_proxy = {"NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
@@ -239,7 +240,8 @@ ADD --chmod=644 {url}/foo {url}/dl/archive.tar /d/
         for k, v in no_proxy.items():
             mp.setenv(k, v)
         built = run_build(ctx, tiny_base.ref, AMD64)
-        one, two = built.layer("linux/amd64", -2), built.layer("linux/amd64", -1)
+        one, two = built.layer("linux/amd64", -3), built.layer("linux/amd64", -2)
+        assert built.layer("linux/amd64", -1)["unpacked/x"][1] == b"x"  # ADD --unpack
         assert one["tmp/foo"][1] == b"foo-contents"
         assert stat.S_IMODE(one["tmp/foo"][0].mode) == 0o600
         assert one["tmp/foo"][0].mtime == 1700000000

@@ -28,7 +28,7 @@ from manyarch.dockerfile.heredocs import run_script
 from manyarch.dockerfile.lex import ShellLex, ShellLexError
 from manyarch.dockerfile.mounts import Mount, MountError, plan_mounts, raw_from
 from manyarch.dockerfile.onbuild import trigger_instructions
-from manyarch.dockerfile.sources import source_problem
+from manyarch.dockerfile.sources import source_problem, unpack_archives
 from manyarch.dockerfile.steps import (
     DEFAULT_SHELL,
     BuildPlan,
@@ -42,7 +42,6 @@ from manyarch.dockerfile.steps import (
 from manyarch.dockerfile.syntax import Dockerfile, Instruction, StageSource
 from manyarch.dockerfile.values import (
     go_clean,
-    is_remote,
     parse_duration,
     parse_port_spec,
     resolve_dest,
@@ -562,7 +561,7 @@ class _Planner:
             chmod=chmod or None,
             link=ins.flag("link") == "true",
             is_add=is_add,
-            extract_tar=is_add and not any(map(is_remote, sources)),  # never a download
+            extract_tar=unpack_archives(is_add, ins.flag("unpack"), sources),
             inline=tuple(inline),
             checksum=checksum,
             excludes=tuple(self.expand(v, env, ins.line) for k, v in ins.flags if k == "exclude"),

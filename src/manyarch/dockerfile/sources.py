@@ -4,7 +4,17 @@
 
 from __future__ import annotations
 
-from manyarch.dockerfile.values import is_git_url, is_url
+from manyarch.dockerfile.values import is_git_url, is_remote, is_url
+
+
+def unpack_archives(is_add: bool, unpack: str | None, sources: list[str]) -> bool:
+    """Whether ADD unpacks its archives: local ones by default, a download never unless
+    ``--unpack`` (BuildKit's ``ADD --unpack``); ``--unpack=false`` keeps them all."""
+    if not is_add:
+        return False
+    if unpack is not None:
+        return unpack == "true"
+    return not any(map(is_remote, sources))
 
 
 def source_problem(

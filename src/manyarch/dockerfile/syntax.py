@@ -55,7 +55,7 @@ _FLAGS: dict[str, dict[str, _Flag]] = {
         "link": _Flag(_Kind.BOOL),
         "keep-git-dir": _Flag(_Kind.BOOL),
         "checksum": _Flag(_Kind.STRING),
-        "unpack": _Flag(_Kind.BOOL, "ADD unpacks local tar archives; use COPY to keep them"),
+        "unpack": _Flag(_Kind.BOOL),
         "exclude": _Flag(_Kind.LIST),
     },
     "RUN": {
