@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from manyarch.imagebuild.cache import build_hooks
 from manyarch.oci.platform import Platform
+from manyarch.store import open_store
 from tests.helpers.tiny_base import TinyBase, tiny_base
 from tests.imagebuild.build_helpers import BOTH, make_context, run_build
 
@@ -98,3 +100,17 @@ EOF2
         layers = built.manifest(plat).layers
         assert built.layer(plat, -1)["out"][1] in (b"one\n", b"two\n", b"one\ntwo\n")
         assert not [n for i in range(1, len(layers)) for n in built.layer(plat, i) if "dev" in n]
+
+
+def test_copy_heredoc_through_the_build_cache(tmp_path: Path, tiny_base: TinyBase) -> None:
+    # the build cache keys a COPY on its heredocs: an edited document is copied again
+    df = "ARG BASE\nFROM $BASE\nCOPY <<EOF /f\none\nEOF\n"
+    ctx = make_context(tmp_path, df)
+    for expected in ("one", "two", "two"):
+        (ctx / "Dockerfile").write_text(df.replace("one", expected))
+        hooks = build_hooks(open_store(), native_pip=False)
+        built = run_build(ctx, tiny_base.ref, AMD64, interceptors=hooks.interceptors,
+                          observers=hooks.observers, epoch=0)  # fmt: skip
+        hooks.finish()
+        assert built.layer("linux/amd64", -1)["f"][1] == f"{expected}\n".encode()
+    assert hooks.cache is not None and hooks.cache.hits == 1

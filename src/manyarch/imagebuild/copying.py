@@ -255,7 +255,7 @@ def expand_sources(
                 "check the path (relative to the context) and .dockerignore",
             )
         out.append((path, rel))
-    more = more or any(is_remote(s) for s in step.sources)
+    more = more or bool(step.inline) or any(is_remote(s) for s in step.sources)
     if not out and not more:  # a pattern may match nothing when another source matches
         raise BuildError(
             f"{what} source {' '.join(map(repr, step.sources))}: no source files were specified",
