@@ -72,3 +72,36 @@ RUN --mount=type=secret,id=index,env=PIP_INDEX_URL,required \\
         blob = b"".join(d for _, d in top.values() if d)
         assert b"pypi.org/simple" not in blob
         assert "pypi.org" not in built.config(plat).to_document().data.decode()
+
+
+UV_PROJECT = Path(__file__).resolve().parents[2] / "bench" / "corpus" / "04-uv-project"
+
+
+def test_uv_documented_pattern_with_cache_and_bind_mounts(
+    tmp_path: Path, python_base: PythonBase
+) -> None:
+    # uv's docs, "Using uv in Docker" (astral-sh/uv-docker-example): uv sync with a cache
+    # mount and pyproject.toml / uv.lock bind-mounted from the context, relative to WORKDIR
+    df = """\
+ARG BASE
+FROM ${BASE}
+ENV PIP_BREAK_SYSTEM_PACKAGES=1 UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy
+RUN pip install --no-cache-dir uv==0.13.9
+WORKDIR /app
+RUN --mount=type=cache,target=/root/.cache/uv \\
+    --mount=type=bind,source=uv.lock,target=uv.lock \\
+    --mount=type=bind,source=pyproject.toml,target=pyproject.toml \\
+    uv sync --locked --no-install-project --no-dev
+RUN /app/.venv/bin/python -c "import httpx, rich; print('deps', httpx.__version__)"
+"""
+    files = {
+        p.name: p.read_bytes() for p in (UV_PROJECT / "pyproject.toml", UV_PROJECT / "uv.lock")
+    }
+    ctx = make_context(tmp_path, df, files)
+    built = run_build(ctx, python_base.ref, BOTH[:1], epoch=0)
+    assert built.output("linux/amd64")[-1] == "deps 0.28.1"
+    sync = built.layer("linux/amd64", -1)  # the last RUN only reads: no layer
+    assert "app/uv.lock" not in sync and "app/pyproject.toml" not in sync  # the bind mounts'
+    assert not [n for n in sync if n.startswith("root/.cache")]
+    # uv filled its cache, kept for the next build (a lock and id are manyarch's own)
+    assert any(p.is_file() for p in cachemounts_dir().glob("*/0/**/*"))
