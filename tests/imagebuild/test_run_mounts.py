@@ -228,3 +228,15 @@ RUN --mount=type=cache,target=/c,from=seed,source=/seed cat /c/s && echo more >>
     assert first.output("linux/amd64") == ["seeded"]
     again = run_build(ctx, tiny_base.ref, AMD64)
     assert again.output("linux/amd64") == ["seeded", "more"]
+
+
+def test_bind_mount_from_an_image(tmp_path: Path, tiny_base: TinyBase) -> None:
+    # testMountContext's from=<image> form: the image's files, read-only
+    dockerfile = f"""\
+ARG BASE
+FROM $BASE
+RUN --mount=from={tiny_base.ref},source=/etc,target=/e head -n1 /e/passwd
+"""
+    built = run_build(make_context(tmp_path, dockerfile), tiny_base.ref, AMD64)
+    assert built.output("linux/amd64") == ["root:x:0:0:root:/root:/bin/sh"]
+    assert built.config("linux/amd64").history[-1].empty_layer
