@@ -341,9 +341,11 @@ FROM $BASE
 ADD {url}#v0.0.1 /x
 ADD --keep-git-dir=true --chown=4242:8484 --checksum={first} {url}#v0.0.1 /kept
 ADD {url}#v0.0.2:sub /sub
+ADD {url}?tag=v0.0.1&subdir=sub&commit={first[:8]} /q
 """
     built = run_build(make_context(tmp_path, df), tiny_base.ref, AMD64)
-    x, kept, sub = (built.layer("linux/amd64", i) for i in (-3, -2, -1))
+    x, kept, sub, q = (built.layer("linux/amd64", i) for i in (-4, -3, -2, -1))
+    assert sorted(k for k in q if k.startswith("q/")) == ["q/bar"]  # testGitQueryString
     assert x["x/foo"][1] == b"foo of v0.0.1\n" and not [k for k in x if ".git" in k]
     assert "kept/.git/HEAD" in kept and (kept["kept/foo"][0].uid, kept["kept/foo"][0].gid) == (
         4242, 8484,

@@ -18,7 +18,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -79,14 +79,21 @@ def fetch(url: str, where: Path, checksum: str | None = None) -> Path:
 
 
 def fetch_git(url: str, where: Path, checksum: str | None, keep_git_dir: bool) -> Path:
-    """``ADD <git URL>[#REF[:SUBDIR]]``: the repository checked out at REF (the default
-    branch without one) in ``where``; the directory ADD copies (``SUBDIR`` of it).
+    """``ADD <git URL>[#REF[:SUBDIR]]`` (or ``?ref=&subdir=&commit=&keep-git-dir=``): the
+    repository checked out at REF (the default branch without one) in ``where``; the
+    directory ADD copies (``SUBDIR`` of it).
 
     BuildKit's ``--checksum`` here is the commit the ref must resolve to (a prefix of
     it will do); ``.git`` is kept only with ``--keep-git-dir``.
     """
-    repo, _, fragment = url.partition("#")
+    base, _, fragment = url.partition("#")
+    repo, _, query = base.partition("?")  # BuildKit's ?ref=|tag=|branch=|commit=&subdir=
+    q = {k: v[-1] for k, v in parse_qs(query).items()}
     ref, _, subdir = fragment.partition(":")
+    pinned = q.get("commit")
+    ref = ref or q.get("ref") or q.get("tag") or q.get("branch") or pinned or ""
+    subdir = subdir or q.get("subdir", "")
+    keep_git_dir = keep_git_dir or q.get("keep-git-dir") == "true"
     dest = where / "repo"
     where.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
@@ -107,8 +114,9 @@ def fetch_git(url: str, where: Path, checksum: str | None, keep_git_dir: bool) -
     except BuildError:  # a branch other than the default one: the remote's
         git("checkout", "--quiet", "--detach", f"origin/{ref}", cwd=dest)
     commit = git("rev-parse", "HEAD", cwd=dest)
-    if checksum is not None and not commit.startswith(checksum.removeprefix("sha1:")):
-        raise BuildError(f"ADD {url}: expected checksum to match {checksum}, got {commit}")
+    for want in (checksum, pinned):
+        if want is not None and not commit.startswith(want.removeprefix("sha1:")):
+            raise BuildError(f"ADD {url}: expected checksum to match {want}, got {commit}")
     if not keep_git_dir:
         shutil.rmtree(dest / ".git")
     out = resolve_in_root(dest, subdir) if subdir else dest
