@@ -46,17 +46,17 @@ _FLAGS: dict[str, dict[str, _Flag]] = {
         "chown": _Flag(_Kind.STRING),
         "chmod": _Flag(_Kind.STRING),
         "link": _Flag(_Kind.BOOL),
-        "parents": _Flag(_Kind.BOOL, "copy each directory to its own destination instead"),
-        "exclude": _Flag(_Kind.LIST, "list the files to exclude in .dockerignore instead"),
+        "parents": _Flag(_Kind.BOOL),
+        "exclude": _Flag(_Kind.LIST),
     },
     "ADD": {
         "chown": _Flag(_Kind.STRING),
         "chmod": _Flag(_Kind.STRING),
         "link": _Flag(_Kind.BOOL),
-        "keep-git-dir": _Flag(_Kind.BOOL, "ADD from a Git repository is not supported either"),
-        "checksum": _Flag(_Kind.STRING, "ADD from a URL is not supported either"),
-        "unpack": _Flag(_Kind.BOOL, "ADD unpacks local tar archives; use COPY to keep them"),
-        "exclude": _Flag(_Kind.LIST, "list the files to exclude in .dockerignore instead"),
+        "keep-git-dir": _Flag(_Kind.BOOL),
+        "checksum": _Flag(_Kind.STRING),
+        "unpack": _Flag(_Kind.BOOL),
+        "exclude": _Flag(_Kind.LIST),
     },
     "RUN": {
         "network": _Flag(_Kind.STRING),
@@ -405,10 +405,10 @@ def parse(text: str, *, file: str = "Dockerfile") -> Dockerfile:
                 hint="instructions are " + ", ".join(sorted(INSTRUCTIONS)),
             )  # fmt: skip
         if cmd == "ONBUILD":
-            raise DockerfileError(
-                "ONBUILD is not supported by manyarch", file=file, line=line,
-                hint="ONBUILD triggers only run in images built FROM this one; remove it",
-            )  # fmt: skip
+            if current is None:
+                raise DockerfileError("ONBUILD comes before the first FROM", file=file, line=line)
+            pending.append(onbuild(c, file))
+            continue
         ins = Instruction(
             cmd=cmd,
             args=tuple(c.value),
@@ -456,6 +456,27 @@ def parse(text: str, *, file: str = "Dockerfile") -> Dockerfile:
             hint="start the build stage with FROM <image>",
         )  # fmt: skip
     return Dockerfile(file, escape, syntax, tuple(global_args), tuple(stages))
+
+
+def onbuild(c: Any, file: str) -> Instruction:
+    """``ONBUILD <instruction>``: the trigger as written, checked as BuildKit checks it."""
+    sub = (c.sub_cmd or "").upper()
+    if sub in ("ONBUILD", "FROM", "MAINTAINER"):
+        what = "Chaining ONBUILD via `ONBUILD ONBUILD`" if sub == "ONBUILD" else f"{sub}"
+        raise DockerfileError(f"{what} isn't allowed as an ONBUILD trigger", file=file,
+                              line=c.start_line)  # fmt: skip
+    parts = c.original.strip().split(None, 1)
+    trigger = parts[1].strip() if len(parts) > 1 else ""
+    if not trigger:
+        raise DockerfileError("ONBUILD requires at least one argument", file=file,
+                              line=c.start_line)  # fmt: skip
+    try:  # the trigger's own errors, now, at the ONBUILD's line
+        parse(f"FROM scratch\n{trigger}\n", file=file)
+    except DockerfileError as e:
+        message = e.message.split(": ", 1)[-1]
+        raise DockerfileError(f"ONBUILD {message}", file=file, line=c.start_line) from e
+    return Instruction("ONBUILD", (trigger,), (), False, c.original.strip(), c.start_line,
+                       c.end_line)  # fmt: skip
 
 
 def _check_syntax(syntax: str, file: str, line: int) -> None:

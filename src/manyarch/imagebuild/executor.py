@@ -44,12 +44,14 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar, cast
 
 from manyarch import dockerfile as df
+from manyarch.dockerfile.contexts import LOCAL
 from manyarch.errors import BuildError, ManyarchError, StepFailed
 from manyarch.imagebuild.contextfiles import read_context_text
 from manyarch.imagebuild.copying import (
     copy_into,
     copy_targets,
     expand_sources,
+    inline_sources,
     mkdirs,
     read_dockerignore,
 )
@@ -88,7 +90,7 @@ from manyarch.images import (
 from manyarch.layers import Snapshot, unpack, write_diff_layer
 from manyarch.layout import Layout
 from manyarch.oci import mediatypes as mt
-from manyarch.oci.manifest import Descriptor, History, ImageConfig, Index
+from manyarch.oci.manifest import ContainerConfig, Descriptor, History, ImageConfig, Index
 from manyarch.oci.platform import Platform, default_platform
 from manyarch.oci.reference import parse_any
 from manyarch.registry import RegistryClient
@@ -247,6 +249,7 @@ class _PlatformBuild:
             build_args=self.options.build_args,
             target=self.options.target,
             base_config=lambda ref, plat: self.base_image(ref, plat)[1].config.config,
+            contexts=self.options.build_contexts,
         )
         self.total = sum(1 + len(s.steps) for s in self.plan.stages)
 
@@ -372,12 +375,16 @@ class _PlatformBuild:
         directory = self.dir / f"stage{stage.index}"
         plat = stage.platform
         if stage.base == "scratch":
-            cfg = ImageConfig(plat.architecture, plat.os, plat.variant)
+            # BuildKit's empty image: WorkingDir "/"
+            cfg = ImageConfig(
+                plat.architecture, plat.os, plat.variant, config=ContainerConfig(working_dir="/")
+            )
             return StageState(directory, cfg.with_config(df.stage_base_config(cfg.config)), [])
         if stage.base_stage is not None:
             src = self.states[stage.base_stage]
+            config = src.config.with_config(df.stage_base_config(src.config.config))
             return StageState(
-                directory, src.config, list(src.layers), src.base_name, src.base_digest,
+                directory, config, list(src.layers), src.base_name, src.base_digest,
                 src.image, src.base_layers,
             )  # fmt: skip
         source, image = self.fetch(stage.base, plat)
@@ -540,16 +547,19 @@ class _PlatformBuild:
         return True
 
     def root_of(self, source: str) -> Path:
-        """The files of a stage (``"stage:<i>"``) or of an image (unpacked once)."""
+        """The files of a stage (``"stage:<i>"``), a named local context or an image."""
+        if source.startswith(LOCAL):
+            return Path(source.removeprefix(LOCAL))
         if source.startswith("stage:"):
             return self.trees.rootfs(self.states[int(source[6:])])
         return self.image_root(source)
 
     def copy_sources(self, step: df.CopyStep) -> list[tuple[Path, str]]:
-        """The source paths of a COPY, from the context, a stage or an image."""
+        """The source paths of a COPY: its heredocs, from the context, a stage or an image."""
+        inline = inline_sources(step, self.dir)
         if step.from_ is not None:
-            return expand_sources(self.root_of(step.from_), step, None)
-        return expand_sources(self.b.context, step, self.b.ignore)
+            return inline + expand_sources(self.root_of(step.from_), step, None, bool(inline))
+        return inline + expand_sources(self.b.context, step, self.b.ignore, bool(inline))
 
     def copy(self, step: df.CopyStep, rootfs: Path) -> None:
         """COPY/ADD into ``rootfs`` from the context, a stage or an image, never reading outside."""
@@ -585,15 +595,10 @@ class _PlatformBuild:
             rc, _ = self.b.sandboxes.run(mounted, keep, restored)
         if rc != 0:
             raise StepFailed(
-                f"exited with code {rc}",
-                file=self.file,
-                line=step.line,
-                platform=str(self.platform),
-                step=step.text,
-                exit_code=rc,
-                output=tail,
+                f"exited with code {rc}", file=self.file, line=step.line,
+                platform=str(self.platform), step=step.text, exit_code=rc, output=tail,
                 hint="the command failed in the build sandbox; its output is shown above",
-            )
+            )  # fmt: skip
 
     def write_image(self, state: StageState) -> Descriptor:
         """The final stage's config and manifest, in the store."""

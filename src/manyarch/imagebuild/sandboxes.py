@@ -148,8 +148,13 @@ class StepSandboxes:
         The host's CAs are trusted for the run (:mod:`.hostca`); an image
         bundle put back as it was is added to ``restored`` too.
         """
-        with trusting_host_cas(spec, restored if restored is not None else []) as trusting:
-            return self._run(trusting, log, restored)
+        restored = restored if restored is not None else []
+        tmp = _Scratch(spec.rootfs / "tmp")
+        with trusting_host_cas(spec, restored) as trusting:
+            try:
+                return self._run(trusting, log, restored)
+            finally:
+                tmp.restore(restored)
 
     def _run(
         self, spec: SandboxSpec, log: Callable[[str], None], restored: list[Path] | None
@@ -216,6 +221,32 @@ class StepSandboxes:
                     os.utime(d, ns=(t, t), follow_symlinks=False)
                     if restored is not None:
                         restored.append(d)
+
+
+class _Scratch:
+    """The image's ``/tmp``: a step that only used it for a while (pip's build directories:
+    made and removed) leaves its mtime as it was, so that its layer has no bare ``tmp/``
+    (a native install, which uses the host's, has none either)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.state = self._state()
+
+    def _state(self) -> tuple[int, frozenset[str]] | None:
+        try:
+            if self.path.is_symlink() or not self.path.is_dir():
+                return None
+            return self.path.lstat().st_mtime_ns, frozenset(os.listdir(self.path))
+        except OSError:
+            return None
+
+    def restore(self, restored: list[Path]) -> None:
+        """Put the mtime back when the names in it are the same as before."""
+        now = self._state()
+        if self.state is None or now is None or now[1] != self.state[1] or now == self.state:
+            return
+        os.utime(self.path, ns=(self.state[0], self.state[0]), follow_symlinks=False)
+        restored.append(self.path)
 
 
 def _mountpoint_parents(spec: SandboxSpec) -> list[Path]:

@@ -35,7 +35,6 @@ def read_dockerfile(context: str | Path, dockerfile: str | Path | None) -> tuple
     from manyarch.imagebuild.contextfiles import read_context_text
 
     path = Path(dockerfile) if dockerfile is not None else Path(context) / "Dockerfile"
-    from manyarch.imagebuild.contextfiles import read_context_text
 
     text = read_context_text(Path(context), path, missing_ok=True)
     if text is None:
