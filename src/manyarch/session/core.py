@@ -172,6 +172,7 @@ class Session(FrontendCalls, LocalCalls):
         cache_from: Sequence[str | CacheSpec] = (),
         cache_to: str | CacheSpec | Sequence[str | CacheSpec] | None = None,
         native_pip: bool = True,
+        native_apt: bool = True,
         progress: StepProgress | None = None,
     ) -> BuildResult:
         """Build a Dockerfile for every platform (in parallel) into the local store.
@@ -184,8 +185,8 @@ class Session(FrontendCalls, LocalCalls):
         ``provenance`` (none unless asked), ``add_hosts``, ``shm_size``, ``ulimits``,
         ``no_cache_filter``, ``cache_from`` and ``cache_to`` are buildx's flags,
         spelled as buildx spells them (``docs/api.md``); ``names`` are the image's
-        names (its attestations' subjects). ``native_pip`` runs ``pip install``
-        lines natively for the target's wheels; ``progress`` gets every step's events.
+        names (its attestations' subjects). ``native_pip``/``native_apt`` run pip and
+        apt lines on the host for the target; ``progress`` gets every step's events.
         """
         from manyarch.export.image import ExportOptions
         from manyarch.imagebuild.cache import cache_home
@@ -213,7 +214,7 @@ class Session(FrontendCalls, LocalCalls):
             sbom=sbom, provenance=provenance, names=names, inline_cache=inline,
         )  # fmt: skip
         started = now()
-        with self._hooks(no_cache, native_pip, cache_export, cache_from) as hooks:
+        with self._hooks(no_cache, (native_pip, native_apt), cache_export, cache_from) as hooks:
             options = replace(options, interceptors=hooks.interceptors, observers=hooks.observers)
             result = execute(options, progress, store=self.store, client=self.registry)
             hooks.finish()
@@ -227,11 +228,11 @@ class Session(FrontendCalls, LocalCalls):
     def _hooks(
         self,
         no_cache: bool,
-        native_pip: bool,
+        native: tuple[bool, bool],
         cache_to: str | CacheSpec | None,
         cache_from: Sequence[str | CacheSpec],
     ) -> BuildHooks:
-        """The build cache (and where it travels) and native pip, for one build."""
+        """The build cache (and where it travels), native pip and apt, for one build."""
         from manyarch.imagebuild.cache import CacheSpec, build_hooks
 
         export = CacheSpec.parse(cache_to, export=True) if isinstance(cache_to, str) else cache_to
@@ -242,7 +243,8 @@ class Session(FrontendCalls, LocalCalls):
         return build_hooks(
             self.store,
             no_cache=no_cache,
-            native_pip=native_pip,
+            native_pip=native[0],
+            native_apt=native[1],
             cache_to=export,
             cache_from=imports,
             client=self.registry if registry_cache else None,

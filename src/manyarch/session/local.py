@@ -137,7 +137,8 @@ class LocalCalls:
         """Trim the build cache to ``keep_storage`` (LRU; ``all``: empty it and drop the
         unpacked trees nothing uses); killed builds' working directories always go."""
         from manyarch import rootfs
-        from manyarch.imagebuild.cache import buildcache_dir, parse_size, prune
+        from manyarch.imagebuild.cache import buildcache_dir, cache_home, parse_size, prune
+        from manyarch.imagebuild.nativeapt.apt import prune_debs
         from manyarch.imagebuild.workdirs import sweep
         from manyarch.run import container, local
         from manyarch.store import work_dir
@@ -145,6 +146,7 @@ class LocalCalls:
         keep = parse_size(keep_storage) if isinstance(keep_storage, str) else keep_storage
         swept = sweep(work_dir())
         cache = prune(keep_bytes=keep, all=all)
+        prune_debs(cache_home(), keep_bytes=keep, all=all)
         trees = None
         if all:
             used = {str(i.descriptor.digest) for i in local.list_images(self.store)}
