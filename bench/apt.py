@@ -95,7 +95,7 @@ def main() -> None:
             runs[name], out = build(
                 ctx, work, xdg if name != "emulated" else tmp / "x3", platform, *extra
             )
-            ver = re.search(r"pg_config.*|PostgreSQL \S+", out)
+            ver = re.search(r"PostgreSQL \d\S*", out)
             print(f"{name:>9}: {runs[name]:6.1f} s  ({platform}; {ver.group(0) if ver else '?'})")
         print(f"emulated/cold: {runs['emulated'] / runs['cold']:.1f}x")
         print(f"emulated/warm: {runs['emulated'] / runs['warm']:.1f}x")

@@ -154,3 +154,7 @@ def test_native_apt_lands_what_the_emulated_apt_does(
     assert {n: (a.get(n), b.get(n)) for n in a.keys() | b.keys() if a.get(n) != b.get(n)} == {}
     assert a["var/lib/dpkg/status"] == b["var/lib/dpkg/status"]
     assert "usr/bin/tree" in native.layer("linux/arm64", 1)
+    # again, with the .debs and the lists of the first build: the same files
+    warm = run_build(ctx, slim_base.ref, (ARM64,), interceptors=[hook])
+    assert "from the lists of an earlier build" in "\n".join(warm.output("linux/arm64"))
+    assert _tree(warm, "linux/arm64") == a

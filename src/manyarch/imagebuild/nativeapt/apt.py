@@ -13,9 +13,11 @@ wrapper writable or visible.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -136,6 +138,41 @@ class HostApt:
             )
         return out
 
+    def _lists_key(self) -> str:
+        """What the lists depend on: the architecture, the sources, the keys apt trusts."""
+        h = hashlib.sha256(self.arch.encode())
+        for top in ("/etc/apt", "/usr/share/keyrings"):
+            base = resolve_in_root(self.rootfs, top)
+            if not base.is_dir():
+                continue
+            for p in sorted(base.rglob("*")):
+                if p.is_file() and not p.is_symlink():
+                    h.update(f"\0{p.relative_to(base)}\0".encode() + p.read_bytes())
+        return h.hexdigest()
+
+    def update(self) -> bool:
+        """``apt-get update``, the lists a build with the same sources and keys fetched
+        put in first, so apt only fetches what changed since; True when they were."""
+        lists = resolve_in_root(self.rootfs, "/var/lib/apt/lists")
+        saved = self.archives.parent / "lists" / self._lists_key()
+        seeded = False
+        if saved.is_dir() and lists.is_dir() and not _has_lists(lists):
+            for f in saved.iterdir():
+                shutil.copy2(f, lists / f.name)
+                seeded = True
+        self.run(["update", "-q"])
+        staged = saved.with_name(f"{saved.name}.{os.getpid()}-{threading.get_ident()}")
+        staged.mkdir(parents=True, exist_ok=True)
+        for f in lists.iterdir():
+            if f.is_file() and not f.is_symlink() and f.name != "lock":
+                shutil.copy2(f, staged / f.name)
+        shutil.rmtree(saved, ignore_errors=True)
+        try:
+            os.replace(staged, saved)
+        except OSError:  # another build saved the same lists meanwhile
+            shutil.rmtree(staged, ignore_errors=True)
+        return seeded
+
     def install(self, cmd: AptCommand) -> list[str]:
         """Resolve, download and unpack natively; returns the .debs apt unpacked."""
         before = _status(self.rootfs)
@@ -156,6 +193,10 @@ class HostApt:
                     shutil.copyfile(self.archives / name, dest / name)
                     os.utime(self.archives / name)  # for prune's least-recently-used order
         return debs
+
+
+def _has_lists(lists: Path) -> bool:
+    return any(p.is_file() and p.name != "lock" for p in lists.iterdir())
 
 
 class AptFailed(NativePipUnavailable):
@@ -198,7 +239,10 @@ def run_line(
     count = 0
     for cmd in plan.commands:
         if cmd.action == "update":
-            apt.run(["update", "-q"])
+            start = time.monotonic()
+            seeded = apt.update()
+            how = "from the lists of an earlier build" if seeded else "from scratch"
+            log(f"native: apt-get update on the host, {how} ({time.monotonic() - start:.1f}s)")
         elif cmd.action == "install":
             start = time.monotonic()
             debs = apt.install(cmd)
@@ -222,8 +266,11 @@ def run_line(
 
 
 def prune_debs(cache_dir: Path, *, keep_bytes: int | None, all: bool) -> int:
-    """Trim the .deb cache to ``keep_bytes`` (least recently used first); bytes freed."""
+    """Trim the .deb cache to ``keep_bytes`` (least recently used first), and with
+    ``all`` the saved lists too; bytes of .debs freed."""
     root = deb_cache(cache_dir)
+    if all:
+        shutil.rmtree(root.parent / "lists", ignore_errors=True)
     if not root.is_dir():
         return 0
     debs = sorted(root.glob("*.deb"), key=lambda p: p.stat().st_mtime)
