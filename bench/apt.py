@@ -7,9 +7,9 @@ linux/arm64, the issue's line::
     RUN apt-get update && apt-get install -y --no-install-recommends gcc libpq-dev \\
         && rm -rf /var/lib/apt/lists/*
 
-  (cold)     native, every cache empty (no .deb cache, no build cache, no store)
-  (warm)     native, the .deb cache warm, still no build cache nor store
   (emulated) --no-native-apt: apt and dpkg under QEMU, no build cache
+  (cold)     native, every cache empty (no .deb cache, no lists, no build cache)
+  (warm)     native, the .debs and lists of (cold) kept, still no build cache
   (amd64)    the same line for linux/amd64 (the host's architecture): the floor
 
 Each build then runs ``gcc --version`` and ``pg_config --version`` under QEMU.
@@ -47,13 +47,15 @@ RUN gcc --version | head -1 && pg_config --version
 """
 
 
-def build(ctx: Path, work: Path, xdg: Path, platform: str, *extra: str) -> tuple[float, str]:
+def build(
+    ctx: Path, work: Path, xdg: Path, data: Path, platform: str, *extra: str
+) -> tuple[float, str]:
     """One build; returns the apt step's seconds and the whole plain progress."""
     env = dict(os.environ)
     env.update(
         MANYARCH_STORE=str(work / "store"),
         XDG_CACHE_HOME=str(xdg),
-        XDG_DATA_HOME=str(work / "data"),
+        XDG_DATA_HOME=str(data),
         MANYARCH_TMPDIR=str(work),
     )
     cmd = [MANYARCH, "build", "--progress", "plain", "--no-cache", "--platform", platform]
@@ -64,7 +66,7 @@ def build(ctx: Path, work: Path, xdg: Path, platform: str, *extra: str) -> tuple
     if r.returncode != 0:
         sys.exit(f"build failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
     out = r.stdout + r.stderr
-    step = re.search(r"^#(\d+) \[[^\]]*\] RUN apt-get update", out, re.M)
+    step = re.search(r"^#(\d+) \[[^\]]*\] RUN (apt-get update|true)", out, re.M)
     done = re.search(rf"^#{step.group(1)} DONE ([\d.]+)s", out, re.M) if step else None
     took = float(done.group(1)) if done else time.monotonic() - t0
     return took, out
@@ -85,16 +87,23 @@ def main() -> None:
         (ctx / "Dockerfile").write_text(DOCKERFILE.format(base=base, packages=args.packages))
         runs = {}
         xdg = tmp / "xdg"
+        # The unpacked base (XDG_DATA_HOME) is shared and made first, by a build of
+        # `RUN true`, so no apt step below pays for it. Each build has its own store.
+        prime = tmp / "prime"
+        prime.mkdir()
+        (prime / "Dockerfile").write_text(f"FROM {base}\nRUN true\n")
+        for platform in ("linux/arm64", "linux/amd64"):
+            (tmp / "w0").mkdir(exist_ok=True)
+            build(prime, tmp / "w0", tmp / "x0", tmp / "data", platform)
         for name, work, platform, extra in (
+            ("emulated", tmp / "w3", "linux/arm64", ("--no-native-apt",)),
             ("cold", tmp / "w1", "linux/arm64", ()),
             ("warm", tmp / "w2", "linux/arm64", ()),
-            ("emulated", tmp / "w3", "linux/arm64", ("--no-native-apt",)),
             ("amd64", tmp / "w4", "linux/amd64", ()),
         ):
             work.mkdir()
-            runs[name], out = build(
-                ctx, work, xdg if name != "emulated" else tmp / "x3", platform, *extra
-            )
+            cache = xdg if name != "emulated" else tmp / "x3"
+            runs[name], out = build(ctx, work, cache, tmp / "data", platform, *extra)
             ver = re.search(r"PostgreSQL \d\S*", out)
             print(f"{name:>9}: {runs[name]:6.1f} s  ({platform}; {ver.group(0) if ver else '?'})")
         print(f"emulated/cold: {runs['emulated'] / runs['cold']:.1f}x")
