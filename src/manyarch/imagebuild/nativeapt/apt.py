@@ -158,6 +158,7 @@ class HostApt:
         seeded = False
         if saved.is_dir() and lists.is_dir() and not _has_lists(lists):
             for f in saved.iterdir():
+                _unlink_link(lists / f.name)
                 shutil.copy2(f, lists / f.name)
                 seeded = True
         self.run(["update", "-q"])
@@ -190,9 +191,16 @@ class HostApt:
         if dest.is_dir():
             for name in debs:
                 if (self.archives / name).is_file():
+                    _unlink_link(dest / name)
                     shutil.copyfile(self.archives / name, dest / name)
                     os.utime(self.archives / name)  # for prune's least-recently-used order
         return debs
+
+
+def _unlink_link(path: Path) -> None:
+    """A symlink in the image where a file is written is replaced, never followed."""
+    if path.is_symlink():
+        path.unlink()
 
 
 def _has_lists(lists: Path) -> bool:
