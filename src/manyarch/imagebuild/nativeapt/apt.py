@@ -255,8 +255,9 @@ def run_line(
             start = time.monotonic()
             debs = apt.install(cmd)
             count += len(debs)
+            what = f"{len(debs)} package" + ("" if len(debs) == 1 else "s")
             log(
-                f"native: apt resolved, fetched and unpacked {len(debs)} packages for {arch} "
+                f"native: apt resolved, fetched and unpacked {what} for {arch} "
                 f"on the host ({time.monotonic() - start:.1f}s)"
             )
             start = time.monotonic()
