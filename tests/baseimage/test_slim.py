@@ -202,3 +202,39 @@ def test_copy_from_builder_site_packages(
     # the COPY's layer (above the base's one) writes through the link, as BuildKit does
     files = built.layer("linux/amd64", 1)
     assert "usr/local/lib/python3.11/dist-packages/manyarch_probe/__init__.py" in files
+
+
+PIP_DOCKERFILE = """\
+ARG BASE
+FROM $BASE
+RUN pip install six==1.16.0
+"""
+
+
+@pytest.mark.slow
+@needs_root
+def test_native_pip_places_what_the_emulated_pip_does(
+    slim_base: PythonBase, tmp_path: Path, isolated_build: Path
+) -> None:
+    """On python-slim (site-packages a link to dist-packages) native pip writes the same files."""
+    from manyarch.imagebuild.nativepip.interceptor import NativePipInterceptor
+
+    if not emulation.can_run(ARM64) or emulation.runs_natively(ARM64):
+        pytest.skip("needs a foreign linux/arm64 through QEMU")
+    ctx = make_context(tmp_path, PIP_DOCKERFILE)
+    hook = NativePipInterceptor(tmp_path / "cache" / "manyarch")
+    native = run_build(ctx, slim_base.ref, (ARM64,), interceptors=[hook], epoch=0)
+    assert hook.native == 1, hook.fallbacks
+    emulated = run_build(ctx, slim_base.ref, (ARM64,), epoch=0)
+    a, b = native.layer("linux/arm64", 1), emulated.layer("linux/arm64", 1)
+    assert sorted(a) == sorted(b)
+    assert "usr/local/lib/python3.11/dist-packages/six.py" in a
+    for name, (info, data) in a.items():
+        other, other_data = b[name]
+        assert (info.mode, info.uid, info.gid, info.linkname, data) == (
+            other.mode,
+            other.uid,
+            other.gid,
+            other.linkname,
+            other_data,
+        ), name
