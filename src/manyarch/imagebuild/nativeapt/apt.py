@@ -24,7 +24,7 @@ from pathlib import Path
 
 from manyarch.debian import install
 from manyarch.debian.deb import parse_control
-from manyarch.errors import ManyarchError
+from manyarch.errors import BuildError, ManyarchError
 from manyarch.imagebuild.nativeapt.command import AptCommand, NativeApt
 from manyarch.imagebuild.nativepip.command import NativePipUnavailable
 from manyarch.sandbox.host import run_host_tool
@@ -182,7 +182,12 @@ class HostApt:
             args.append("--no-install-recommends")
         if cmd.no_suggests:
             args.append("--no-install-suggests")
-        self.run([*args, *cmd.packages])
+        try:
+            self.run([*args, *cmd.packages])
+        except AptFailed as e:
+            if _status(self.rootfs) == before:
+                raise  # apt refused before dpkg touched the rootfs: QEMU may run the line
+            raise BuildError(f"{e.message} (after dpkg had changed the rootfs)", e.hint) from e
         after = _status(self.rootfs)
         new = sorted(k for k, v in after.items() if before.get(k) != v)
         debs = [f"{p}_{after[(p, a)].replace(':', '%3a')}_{a}.deb" for p, a in new]
