@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests and the demo use (real parts, no mocks).
 APT_PACKAGES := qemu-user-static docker-registry mmdebstrap arch-test bubblewrap skopeo umoci \
 	passt chromium pngquant curl apache2-utils ca-certificates python3-venv fonts-dejavu-core \
-	tini python3.11 gcc-aarch64-linux-gnu libc6-dev-arm64-cross buildah runc
+	tini python3.11 gcc-aarch64-linux-gnu libc6-dev-arm64-cross buildah runc python3-seccomp gcc
 # Native installs cross-compile C extensions for arm64 on the host: the arm64 Python
 # headers come from Debian's multiarch packages (dpkg learns the arm64 architecture).
 CROSS_PACKAGES := libpython3-dev:arm64

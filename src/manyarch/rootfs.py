@@ -24,7 +24,7 @@ from manyarch.layers import unpack
 from manyarch.layout import Layout
 from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Manifest
-from manyarch.store import data_home
+from manyarch.store import data_home, private_data_dir
 
 COMPLETE = ".manyarch-complete"
 
@@ -55,6 +55,7 @@ def unpacked(store: Layout, manifest_digest: Digest, manifest: Manifest) -> Path
     dest = cached_path(manifest_digest)
     if (dest / COMPLETE).exists():
         return dest
+    private_data_dir(cache_dir().name)
     with _locked(cache_dir() / f".{manifest_digest.hex}.lock"):
         if (dest / COMPLETE).exists():
             return dest

@@ -423,8 +423,8 @@ def test_ps_logs_inspect_scripting_flags(tiny: str, env: dict[str, str]) -> None
 @pytest.mark.parametrize(
     ("argv", "flag"),
     [
-        (["run", "--privileged", "IMG"], "--privileged"),
-        (["run", "--network", "none", "IMG"], "--network"),
+        (["run", "--pid", "host", "IMG"], "--pid"),
+        (["run", "--network-alias", "db", "IMG"], "--network-alias"),
         (["run", "--ulimit", "nofile=5", "IMG"], "--ulimit"),
         (["logs", "--details", "c"], "--details"),
         (["images", "--tree"], "--tree"),

@@ -108,12 +108,32 @@ def _add_image_flags(p: argparse.ArgumentParser) -> None:
 
 def _add_ci_flags(p: argparse.ArgumentParser) -> None:
     """The flags build-push-action passes: metadata, RUN sandboxes' hosts and limits, --call."""
-    p.add_argument("--network", default="default", choices=["default", "host", "none"])
+    p.add_argument(
+        "--network",
+        default="default",
+        choices=["default", "host", "none"],
+        help="RUN steps' network: default (their own, outbound through pasta), host, none",
+    )
+    p.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="ENTITLEMENT",
+        help="network.host (RUN --network=host) or security.insecure (RUN --security=insecure)",
+    )
     p.add_argument("--metadata-file", type=Path, help="write buildx's build metadata (JSON)")
     p.add_argument("--iidfile", type=Path, help="write the image ID (config or index digest)")
     p.add_argument("--add-host", action="append", default=[], metavar="HOST:IP")
     p.add_argument("--shm-size", metavar="SIZE", help="/dev/shm of RUN steps, e.g. 128m")
     p.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]")
+    p.add_argument(
+        "--secret", action="append", default=[], metavar="id=ID[,src=PATH|,env=VAR]",
+        help="a secret for RUN --mount=type=secret (never in the image)",
+    )  # fmt: skip
+    p.add_argument(
+        "--ssh", action="append", default=[], metavar="default|ID=SOCKET",
+        help="an ssh-agent socket for RUN --mount=type=ssh",
+    )  # fmt: skip
     p.add_argument(
         "--call",
         metavar="METHOD",
@@ -170,11 +190,16 @@ def _check_flags(args: argparse.Namespace) -> None:
     from manyarch.export.annotations import parse_annotations
     from manyarch.imagebuild.cache import CacheSpec
     from manyarch.imagebuild.runflags import RunFlags
+    from manyarch.imagebuild.secrets import SecretSource, parse_ssh
 
     try:
         attestations(args.attest, sbom=args.sbom, provenance=args.provenance)
         parse_annotations(args.annotation)
         RunFlags.parse(tuple(args.add_host), args.shm_size, tuple(args.ulimit))
+        for text in args.secret:
+            SecretSource.parse(text)
+        for text in args.ssh:
+            parse_ssh(text)
         for c in args.cache_to:
             CacheSpec.parse(c, export=True)
         for c in args.cache_from:
@@ -218,6 +243,7 @@ def _run(args: argparse.Namespace) -> int:
                 build_args=_kv(args.build_arg, "--build-arg", from_env=True),
                 target=args.target,
                 network=args.network,
+                allow=[a for v in args.allow for a in v.split(",") if a],
                 labels=_kv(args.label, "--label"),
                 annotations=[*outs.annotations, *args.annotation],
                 media_types=outs.media_types or media_types_for(outs.destinations),
@@ -233,6 +259,8 @@ def _run(args: argparse.Namespace) -> int:
                 ulimits=args.ulimit,
                 no_cache=args.no_cache,
                 no_cache_filter=[f for v in args.no_cache_filter for f in v.split(",") if f],
+                secrets=args.secret,
+                ssh=args.ssh,
                 cache_from=args.cache_from,
                 cache_to=args.cache_to,
                 native_pip=not args.no_native_pip,

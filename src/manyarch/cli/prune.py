@@ -1,6 +1,7 @@
 """``manyarch prune [--all] [--keep-storage SIZE]``: trim the build cache (LRU);
 with ``--all`` also the unpacked image trees no image, container or build uses.
-Killed builds' working directories (and their mounts) go first, always."""
+Killed builds' working directories (and their mounts) go first, always; so do the
+``RUN --mount=type=cache`` directories no build holds."""
 
 from __future__ import annotations
 
@@ -49,6 +50,9 @@ def _run(args: argparse.Namespace) -> int:
         f"removed {r.removed} entries, {human_size(r.freed)} freed; "
         f"{r.kept} entries ({human_size(r.size)}) kept in {done.cache_dir}"
     )
+    if done.cache_mounts[0]:
+        n, freed = done.cache_mounts
+        print(f"removed {n} RUN --mount=type=cache directories, {human_size(freed)} freed")
     if done.trees is not None:
         print(f"removed {len(done.trees)} unpacked image trees from {done.trees_dir}")
     return 0

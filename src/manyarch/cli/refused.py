@@ -14,7 +14,7 @@ from typing import Any
 
 from manyarch.cli.common import UsageError
 
-_ISOLATION = "network and security options come with the sandbox's isolation work"
+_ISOLATION = "every container has its own namespaces (see docs/security.md)"
 _CGROUP = "manyarch sets only --memory, --cpus and --pids-limit"
 _NO_DAEMON = "there is no daemon to keep it"
 
@@ -25,8 +25,6 @@ REFUSED: dict[str, list[tuple[tuple[str, ...], bool, str]]] = {
         (("--annotation",), True, "containers carry no OCI annotations here"),
         (("--blkio-weight",), True, _CGROUP),
         (("--blkio-weight-device",), True, _CGROUP),
-        (("--cap-add",), True, _ISOLATION),
-        (("--cap-drop",), True, _ISOLATION),
         (("--cgroup-parent",), True, "the cgroup is made below manyarch's own"),
         (("--cgroupns",), True, _ISOLATION),
         (("--cpu-count",), True, "a Windows option"),
@@ -67,14 +65,11 @@ REFUSED: dict[str, list[tuple[tuple[str, ...], bool, str]]] = {
         (("--memory-reservation",), True, _CGROUP),
         (("--memory-swap",), True, _CGROUP),
         (("--memory-swappiness",), True, _CGROUP),
-        (("--network", "--net"), True, _ISOLATION),
         (("--network-alias", "--net-alias"), True, _ISOLATION),
         (("--oom-kill-disable",), False, _CGROUP),
         (("--oom-score-adj",), True, "not set for containers"),
         (("--pid",), True, _ISOLATION),
-        (("--privileged",), False, _ISOLATION),
         (("--runtime",), True, "the runtime is bubblewrap"),
-        (("--security-opt",), True, _ISOLATION),
         (("--shm-size",), True, "/dev/shm is bubblewrap's"),
         (("--sig-proxy",), True, "signals to `manyarch run` always go to the container"),
         (("--storage-opt",), True, "the container's layer is an overlay in manyarch's data dir"),

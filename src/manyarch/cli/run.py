@@ -20,9 +20,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "run",
         help="run a command in a new container (pulls the image when needed)",
-        description="Run an image's Entrypoint + Cmd in a bubblewrap sandbox (own PID, IPC, "
-        "UTS and mount namespaces). Without -p the container shares the host's network; "
-        "with -p it gets its own, wired by pasta. Exit status: the program's, 125 when "
+        description="Run an image's Entrypoint + Cmd in a bubblewrap sandbox (own user, PID, "
+        "IPC, UTS, mount and network namespaces; Docker's capabilities and seccomp profile). "
+        "The network is its own, wired by pasta (outbound, and -p ports in); the host's "
+        "loopback services are out of reach. Exit status: the program's, 125 when "
         "manyarch fails, 126 when the command cannot be run, 127 when it is not found.",
         add_help=False,  # -h is --hostname, as in docker
     )
@@ -75,11 +76,59 @@ def register(sub: Any) -> None:
         help="when to pull (default: missing)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="pull without printing")
+    _security_flags(p)
     add_refused(p, "run")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")
     add_registry_flags(p)
     p.set_defaults(func=_run)
+
+
+def _security_flags(p: argparse.ArgumentParser) -> None:
+    """--network, --privileged, --cap-add, --cap-drop, --security-opt: the explicit choices."""
+    p.add_argument(
+        "--network",
+        "--net",
+        default="bridge",
+        choices=["bridge", "default", "host", "none"],
+        help="bridge (default): its own namespace, outbound through pasta; host: the host's "
+        "network (its loopback services too); none: loopback only",
+    )
+    p.add_argument(
+        "--privileged",
+        action="store_true",
+        help="as the host's root: every capability, no seccomp, no user namespace",
+    )
+    p.add_argument("--cap-add", action="append", default=[], metavar="CAP")
+    p.add_argument("--cap-drop", action="append", default=[], metavar="CAP")
+    p.add_argument(
+        "--security-opt",
+        action="append",
+        default=[],
+        metavar="OPT",
+        help="seccomp=unconfined turns the seccomp filter off; no-new-privileges is always on",
+    )
+
+
+def _security(args: argparse.Namespace) -> Any:
+    """The container's Security from the flags (docker's spellings)."""
+    from manyarch.sandbox.confine import Security
+
+    seccomp = True
+    for opt in args.security_opt:
+        key, _, value = opt.replace(":", "=", 1).partition("=")
+        if key == "seccomp" and value == "unconfined":
+            seccomp = False
+        elif key == "no-new-privileges" and value in ("", "true"):
+            pass  # always so (bubblewrap sets it)
+        else:
+            raise UsageError(
+                f"unsupported --security-opt {opt!r}",
+                "manyarch takes seccomp=unconfined and no-new-privileges",
+            )
+    return Security.of(
+        privileged=args.privileged, cap_add=args.cap_add, cap_drop=args.cap_drop, seccomp=seccomp
+    )
 
 
 def _container_flags(p: argparse.ArgumentParser) -> None:
@@ -257,6 +306,8 @@ def _options(args: argparse.Namespace) -> RunOptions:
         stop_timeout=args.stop_timeout,
         publish_all=args.publish_all,
         expose=list(args.expose),
+        network="bridge" if args.network == "default" else args.network,
+        security=_security(args),
     )
 
 

@@ -10,6 +10,7 @@ callers pass the text and its file name.
 
 from manyarch.dockerfile.ignore import DockerIgnore
 from manyarch.dockerfile.lex import ShellLex, ShellLexError
+from manyarch.dockerfile.mounts import Mount
 from manyarch.dockerfile.planner import (
     IGNORED_BUILD_ARGS,
     PROXY_BUILD_ARGS,
@@ -43,6 +44,7 @@ __all__ = [
     "Dockerfile",
     "Heredoc",
     "Instruction",
+    "Mount",
     "RunStep",
     "ShellLex",
     "ShellLexError",

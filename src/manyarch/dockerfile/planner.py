@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from manyarch.dockerfile.lex import ShellLex, ShellLexError
+from manyarch.dockerfile.mounts import Mount, MountError, plan_mounts, raw_from
 from manyarch.dockerfile.steps import (
     DEFAULT_SHELL,
     BuildPlan,
@@ -111,6 +112,9 @@ class _Planner:
         self.base_config = base_config
         self.global_env = platform_args(target_platform, build_platform)
         self.declared: set[str] = set()
+        #: each RUN's --mount from= values, resolved (None: the context, or no from)
+        self.mount_sources: dict[tuple[int, int], list[str | None]] = {}
+        self.stage_index = 0
 
     # -- helpers --------------------------------------------------------------
 
@@ -226,6 +230,10 @@ class _Planner:
                     sources[(st.index, ins.line)] = src
                     if src.startswith("stage:"):
                         needs.add(int(src[6:]))
+                if ins.cmd == "RUN":
+                    mfroms = self.mount_froms(ins, st)
+                    self.mount_sources[(st.index, ins.line)] = mfroms
+                    needs.update(int(f[6:]) for f in mfroms if f and f.startswith("stage:"))
             deps[st.index] = needs
 
         if target is None:
@@ -254,6 +262,7 @@ class _Planner:
                 continue
             base, platform = froms[st.index]
             state = self.initial_state(base, platform, states)
+            self.stage_index = st.index
             for ins in st.instructions:
                 self.instruction(ins, st, state, sources.get((st.index, ins.line)))
             states[st.index] = state
@@ -444,6 +453,23 @@ class _Planner:
                 health["Retries"] = int(retries)
         return ConfigStep(ins.line, ins.text, healthcheck=health)
 
+    def mount_froms(self, ins: Instruction, st: StageSource) -> list[str | None]:
+        out: list[str | None] = []
+        for k, v in ins.flags:
+            if k == "mount":
+                raw = raw_from(v)
+                out.append(self.copy_from(raw, st, ins.line) if raw else None)
+        return out
+
+    def mounts(self, ins: Instruction, state: _State) -> tuple[Mount, ...]:
+        froms = self.mount_sources.get((self.stage_index, ins.line), [])
+        values = [v for k, v in ins.flags if k == "mount"]
+        try:
+            return plan_mounts(values, froms, lambda w: self.expand(w, state.env, ins.line),
+                               state.config.working_dir)  # fmt: skip
+        except MountError as e:
+            raise self.error(f"RUN --mount: {e}", ins.line) from e
+
     def do_run(self, ins: Instruction, state: _State) -> Step:
         network = ins.flag("network") or "default"
         if network not in _NETWORKS:
@@ -451,6 +477,11 @@ class _Planner:
                 f"RUN --network={network} is not supported", ins.line,
                 "use --network=default, none or host",
             )  # fmt: skip
+        security = ins.flag("security") or "sandbox"
+        if security not in ("sandbox", "insecure"):
+            raise self.error(
+                f"RUN --security={security} is not supported", ins.line, "use sandbox or insecure"
+            )
         if ins.json:
             argv, command_text = ins.args, " ".join(ins.args)
         else:
@@ -470,6 +501,8 @@ class _Planner:
             command_text=command_text,
             env=tuple(env),
             network=network,
+            mounts=self.mounts(ins, state),
+            security=security,
         )
 
     def heredoc_script(self, ins: Instruction) -> str:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from manyarch.dockerfile.mounts import Mount
 from manyarch.oci import ContainerConfig, Platform
 
 #: The PATH BuildKit gives a Linux stage whose base image has none (``system.DefaultPathEnv``).
@@ -36,6 +37,10 @@ class RunStep:
     command_text: str
     env: tuple[tuple[str, str], ...] = ()
     network: str = "default"
+    #: ``--mount`` s, defaults applied; a ``from_`` is ``"stage:<i>"`` or an image
+    mounts: tuple[Mount, ...] = ()
+    #: ``--security=insecure`` (needs ``--allow security.insecure``), else "sandbox"
+    security: str = "sandbox"
 
 
 @dataclass(frozen=True)

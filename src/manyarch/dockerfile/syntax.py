@@ -39,10 +39,6 @@ class _Flag:
     unsupported: str | None = None  # the hint when manyarch cannot honour the flag
 
 
-_MOUNT_HINT = (
-    "RUN --mount needs BuildKit's cache, secret, ssh and bind mounts, which manyarch does "
-    "not have; remove it (for pip, use --no-cache-dir)"
-)
 _FLAGS: dict[str, dict[str, _Flag]] = {
     "FROM": {"platform": _Flag(_Kind.STRING)},
     "COPY": {
@@ -64,8 +60,8 @@ _FLAGS: dict[str, dict[str, _Flag]] = {
     },
     "RUN": {
         "network": _Flag(_Kind.STRING),
-        "mount": _Flag(_Kind.LIST, _MOUNT_HINT),
-        "security": _Flag(_Kind.STRING, "RUN --security=insecure needs a privileged BuildKit"),
+        "mount": _Flag(_Kind.LIST),
+        "security": _Flag(_Kind.STRING),
         "device": _Flag(_Kind.LIST, "RUN --device needs BuildKit's CDI devices"),
     },
     "HEALTHCHECK": {

@@ -175,6 +175,8 @@ def step_key(ctx: StepContext, extra: Mapping[str, Any] | None = None) -> str | 
         **(extra or {}),
     }
     if isinstance(step, df.RunStep):
+        if any(m.type == "bind" for m in step.mounts):
+            return None  # the files a bind mount shows are not tracked here
         spec = ctx.sandbox
         recipe["run"] = {
             "argv": list(step.argv),
@@ -207,9 +209,10 @@ def context_digest(context: Path, step: df.CopyStep) -> str:
     for src, rel in expand_sources(context, step, ignore):
         for path, name in _walk(src, rel, ignore):
             st = path.lstat()
-            h.update(f"{name}\0{st.st_mode:o}\0".encode())
+            # fsencode: a name that is not UTF-8 hashes as its own bytes
+            h.update(os.fsencode(name) + f"\0{st.st_mode:o}\0".encode())
             if stat.S_ISLNK(st.st_mode):
-                h.update(os.readlink(path).encode())
+                h.update(os.fsencode(os.readlink(path)))
             elif stat.S_ISREG(st.st_mode):
                 h.update(_file_sha(path, st).encode())
             h.update(b"\n")

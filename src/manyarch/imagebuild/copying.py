@@ -19,9 +19,10 @@ from typing import BinaryIO, cast
 
 from manyarch import dockerfile as df
 from manyarch.errors import BuildError
+from manyarch.imagebuild.contextfiles import read_context_text
 from manyarch.layers import unpack
 from manyarch.oci import mediatypes as mt
-from manyarch.sandbox.rootpath import resolve_in_root
+from manyarch.sandbox.rootpath import glob_in_root, in_root, resolve_in_root
 from manyarch.sandbox.users import resolve_user
 
 
@@ -173,7 +174,10 @@ def expand_sources(
                 "a source must be inside the context directory",
             )
         if any(ch in rel for ch in "*?["):
-            matches = sorted(glob.glob(rel, root_dir=str(base)))
+            # another root: its symlinks lead inside it, never to the host's files
+            matches = (
+                sorted(glob.glob(rel, root_dir=str(base))) if confine else glob_in_root(base, rel)
+            )
             for m in matches:
                 if confine:
                     _check_confined(base, m, pat, what)
@@ -183,7 +187,7 @@ def expand_sources(
                     f"{what} source {pat!r}: no source files were specified",
                     "check the pattern (relative to the context) and .dockerignore",
                 )
-            out.extend((base / m, m) for m in kept)
+            out.extend((base / m if confine else in_root(base, m), m) for m in kept)
             continue
         path = base / rel if rel != "." else base
         if confine:
@@ -222,9 +226,8 @@ def _check_confined(base: Path, rel: str, pat: str, what: str) -> None:
 
 def read_dockerignore(context: Path) -> df.DockerIgnore | None:
     p = context / ".dockerignore"
-    if not p.exists():
-        return None
-    return df.DockerIgnore.parse(p.read_text(), file=str(p))
+    text = read_context_text(context, p, missing_ok=True)
+    return None if text is None else df.DockerIgnore.parse(text, file=str(p))
 
 
 @dataclass

@@ -44,7 +44,8 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar, cast
 
 from manyarch import dockerfile as df
-from manyarch.errors import BuildError, DockerfileError, ManyarchError, StepFailed
+from manyarch.errors import BuildError, ManyarchError, StepFailed
+from manyarch.imagebuild.contextfiles import read_context_text
 from manyarch.imagebuild.copying import (
     copy_into,
     copy_targets,
@@ -64,6 +65,7 @@ from manyarch.imagebuild.options import (
     StepEvent,
     StepProgress,
 )
+from manyarch.imagebuild.runmounts import RunMounts
 from manyarch.imagebuild.sandboxes import (
     OUTPUT_TAIL,
     Cancelled,
@@ -110,7 +112,7 @@ def build(
     ``store`` is the local store by default; ``client`` reads the bases that
     live in a registry (a build FROM layouts only needs none).
     """
-    text = _read_dockerfile(options.dockerfile)
+    text = read_context_text(options.context, options.dockerfile) or ""
     parsed = df.parse(text, file=str(options.dockerfile))
     for p in options.platforms:
         emulation.require(p)
@@ -126,17 +128,6 @@ def build(
             index = Index(manifests, mt.OCI_INDEX)
             top = store.put_document(index.to_document())
     return BuildResult(store, top, manifests, unused, tuple(b.notes), bases=tuple(b.bases))
-
-
-def _read_dockerfile(path: Path) -> str:
-    try:
-        return path.read_text()
-    except FileNotFoundError as e:
-        raise DockerfileError(
-            "no such file", file=str(path), line=None, hint="check the Dockerfile's path"
-        ) from e
-    except OSError as e:
-        raise DockerfileError(str(e), file=str(path), line=None) from e
 
 
 class _Build:
@@ -237,6 +228,9 @@ class _PlatformBuild:
         self._cached = False
         self._log_tail: list[str] = []
         self.plan: df.BuildPlan | None = None
+        o = self.options
+        self.mounts = RunMounts(self.dir, platform, build.context, build.ignore, self.root_of,
+                                o.secrets, o.ssh)  # fmt: skip
         #: The epoch is the default one (no SOURCE_DATE_EPOCH), and a RUN ran under emulation.
         self.default_epoch = False
         self.emulated = False
@@ -541,14 +535,16 @@ class _PlatformBuild:
         state.config = state.config.with_layer(info.diff_id, self.history(step))
         return True
 
+    def root_of(self, source: str) -> Path:
+        """The files of a stage (``"stage:<i>"``) or of an image (unpacked once)."""
+        if source.startswith("stage:"):
+            return self.trees.rootfs(self.states[int(source[6:])])
+        return self.image_root(source)
+
     def copy_sources(self, step: df.CopyStep) -> list[tuple[Path, str]]:
         """The source paths of a COPY, from the context, a stage or an image."""
         if step.from_ is not None:
-            if step.from_.startswith("stage:"):
-                src_root = self.trees.rootfs(self.states[int(step.from_.split(":", 1)[1])])
-            else:
-                src_root = self.image_root(step.from_)
-            return expand_sources(src_root, step, None)
+            return expand_sources(self.root_of(step.from_), step, None)
         return expand_sources(self.b.context, step, self.b.ignore)
 
     def copy(self, step: df.CopyStep, rootfs: Path) -> None:
@@ -561,8 +557,9 @@ class _PlatformBuild:
         """The sandbox a RUN step runs in: the image's Env, WorkingDir and User."""
         o = self.options
         return run_spec(
-            step, state.config, state.rootfs, epoch=o.epoch, network=o.network, flags=o.run_flags
-        )
+            step, state.config, state.rootfs, epoch=o.epoch, network=o.network,
+            flags=o.run_flags, allow=o.allow,
+        )  # fmt: skip
 
     def exec_run(
         self,
@@ -580,7 +577,8 @@ class _PlatformBuild:
             del tail[:-OUTPUT_TAIL]
             log(line)
 
-        rc, _ = self.b.sandboxes.run(spec, keep, restored)
+        with self.mounts.mounted(step, spec) as mounted:
+            rc, _ = self.b.sandboxes.run(mounted, keep, restored)
         if rc != 0:
             raise StepFailed(
                 f"exited with code {rc}",

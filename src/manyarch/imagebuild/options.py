@@ -16,6 +16,7 @@ from typing import Any, Literal
 from manyarch import dockerfile as df
 from manyarch.errors import BuildError
 from manyarch.imagebuild.runflags import RunFlags
+from manyarch.imagebuild.secrets import SecretSource
 from manyarch.layout import Layout
 from manyarch.oci.digest import Digest
 from manyarch.oci.manifest import Descriptor, ImageConfig
@@ -108,6 +109,10 @@ Interceptor = Callable[[StepContext], "Ran | CachedLayer | None"]
 Observer = Callable[[StepContext, Descriptor | None, Digest | None], None]
 
 
+#: BuildKit's entitlements (``--allow``).
+ENTITLEMENTS = frozenset({"network.host", "security.insecure"})
+
+
 @dataclass(frozen=True)
 class BuildOptions:
     """Everything a build is asked, defaults in one place."""
@@ -122,8 +127,15 @@ class BuildOptions:
     epoch: int | None = None
     #: ``--add-host``, ``--shm-size``, ``--ulimit``: the RUN sandboxes'
     run_flags: RunFlags = field(default_factory=RunFlags)
+    #: ``--allow``: BuildKit's entitlements a Dockerfile may use (``network.host``,
+    #: ``security.insecure``)
+    allow: frozenset[str] = frozenset()
     #: ``--no-cache-filter``: the stages (by name or index) no cache is read for
     no_cache_filter: tuple[str, ...] = ()
+    #: ``--secret``: what ``RUN --mount=type=secret`` reads, by id (read when mounted)
+    secrets: Mapping[str, SecretSource] = field(default_factory=dict)
+    #: ``--ssh``: the agent sockets ``RUN --mount=type=ssh`` forwards, by id
+    ssh: Mapping[str, Path] = field(default_factory=dict)
     interceptors: Sequence[Interceptor] = ()
     observers: Sequence[Observer] = ()
 
@@ -132,6 +144,11 @@ class BuildOptions:
             raise BuildError("no platform to build", "give one or more, e.g. linux/amd64")
         if self.network not in ("default", "host", "none"):
             raise BuildError(f"unsupported network {self.network!r}", "use default, host or none")
+        unknown = sorted(self.allow - ENTITLEMENTS)
+        if unknown:
+            raise BuildError(
+                f"unknown entitlement {unknown[0]!r}", "use network.host or security.insecure"
+            )
         seen = set()
         for p in self.platforms:
             if str(p) in seen:

@@ -106,10 +106,8 @@ class RunFlags:
             tuple(Ulimit.parse(u) for u in ulimits),
         )
 
-    def hosts(self, hostname: str) -> str | None:
-        """The ``/etc/hosts`` a RUN sees: BuildKit's, then ``--add-host`` s (None: no change)."""
-        if not self.extra_hosts:
-            return None
+    def hosts(self, hostname: str) -> str:
+        """The ``/etc/hosts`` a RUN sees: BuildKit's, then ``--add-host`` s."""
         text = f"127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
         return text + "".join(f"{ip}\t{name}\n" for name, ip in self.extra_hosts)
 

@@ -15,16 +15,17 @@ from pathlib import Path
 from typing import TypeVar
 
 from manyarch import dockerfile as df
+from manyarch.errors import BuildError, SandboxError
+from manyarch.imagebuild.hostca import trusting_host_cas
 from manyarch.imagebuild.runflags import RunFlags
 from manyarch.layers import Snapshot
 from manyarch.layers.snapshot import FileState
 from manyarch.oci.manifest import ImageConfig
+from manyarch.sandbox import netns
 from manyarch.sandbox.bwrap import Bind, Sandboxed, SandboxSpec, remove_created, start
+from manyarch.sandbox.confine import Security
+from manyarch.sandbox.rootpath import resolve_in_root
 
-#: Host CA bundle made visible to RUN steps (never baked into a layer): the
-#: machines that build often sit behind a TLS-intercepting proxy.
-HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-SANDBOX_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 #: Lines of a failed RUN's output kept for the error report.
 OUTPUT_TAIL = 200
 
@@ -41,18 +42,20 @@ def run_spec(
     epoch: int | None,
     network: str,
     flags: RunFlags | None = None,
+    allow: frozenset[str] = frozenset(),
 ) -> SandboxSpec:
     """The sandbox a RUN step runs in: the image's Env, WorkingDir and User, and the
-    build's ``--add-host``, ``--shm-size`` and ``--ulimit``."""
+    build's ``--add-host``, ``--shm-size`` and ``--ulimit``.
+
+    A network namespace of its own (BuildKit's default), the host's with
+    ``--network host``, none with ``--network none``; ``RUN --network=host`` and
+    ``RUN --security=insecure`` only with the entitlement (``--allow``), as BuildKit.
+    """
     flags = flags or RunFlags()
+    _check_entitlements(step, allow)
     cfg = config.config
     env = {"PATH": df.DEFAULT_PATH, **cfg.env_dict(), **dict(step.env)}
     binds: list[Bind] = []
-    if HOST_CA_BUNDLE.exists():
-        binds.append(Bind(HOST_CA_BUNDLE, SANDBOX_CA_BUNDLE))
-        env.setdefault("SSL_CERT_FILE", SANDBOX_CA_BUNDLE)
-        env.setdefault("PIP_CERT", SANDBOX_CA_BUNDLE)
-        env.setdefault("REQUESTS_CA_BUNDLE", SANDBOX_CA_BUNDLE)
     # tools that honour it (Python's .pyc: hash-checked) agree with the clamped mtimes
     env.setdefault("SOURCE_DATE_EPOCH", str(epoch or 0))
     network = step.network if step.network not in ("", "default") else network
@@ -62,13 +65,29 @@ def run_spec(
         env=env,
         cwd=cfg.working_dir or "/",
         user=cfg.user,
-        network="none" if network == "none" else "host",
+        network={"none": "none", "host": "host"}.get(network, "private"),
         binds=binds,
         hostname="buildkitsandbox",
         hosts=flags.hosts("buildkitsandbox"),
         bwrap_args=flags.bwrap_args(),
         prlimit=tuple(u.prlimit_arg() for u in flags.ulimits),
+        security=Security(privileged=step.security == "insecure"),
+        tmp_tmpfs=False,  # BuildKit mounts nothing on /tmp: it is the image's, kept in layers
     )
+
+
+def _check_entitlements(step: df.RunStep, allow: frozenset[str]) -> None:
+    """BuildKit's rule: a Dockerfile escapes its sandbox only where the command line allows."""
+    for flag, value, entitlement in (
+        ("network", step.network, "network.host"),
+        ("security", step.security, "security.insecure"),
+    ):
+        wanted = "host" if flag == "network" else "insecure"
+        if value == wanted and entitlement not in allow:
+            raise BuildError(
+                f"line {step.line}: RUN --{flag}={wanted} needs the {entitlement} entitlement",
+                f"build with --allow {entitlement} if you trust this Dockerfile",
+            )
 
 
 class StepSandboxes:
@@ -99,13 +118,22 @@ class StepSandboxes:
         The mount points bwrap needs are created in the rootfs and removed
         afterwards; the directories they were made in get their mtime back
         (unless the command itself changed it) and are added to ``restored``.
+        The host's CAs are trusted for the run (:mod:`.hostca`); an image
+        bundle put back as it was is added to ``restored`` too.
         """
+        with trusting_host_cas(spec, restored if restored is not None else []) as trusting:
+            return self._run(trusting, log, restored)
+
+    def _run(
+        self, spec: SandboxSpec, log: Callable[[str], None], restored: list[Path] | None
+    ) -> tuple[int, list[str]]:
         created: list[Path] = []
+        pasta: list[subprocess.Popen[bytes]] = []
         tail: collections.deque[str] = collections.deque(maxlen=OUTPUT_TAIL)
         parents = _mountpoint_parents(spec)
         original = {d: _mtime_ns(d) for d in parents}
         # bwrap makes these itself when the image has none; no layer should carry them
-        own = [spec.rootfs / n for n in ("proc", "dev", "tmp")]
+        own = [spec.rootfs / n for n in ("proc", "dev", *(["tmp"] if spec.tmp_tmpfs else []))]
         own = [p for p in own if not (p.exists() or p.is_symlink())]
         after_create: dict[Path, int | None] = {}
         try:
@@ -116,6 +144,9 @@ class StepSandboxes:
                     spec,
                     created,
                     before_spawn=lambda: after_create.update({d: _mtime_ns(d) for d in parents}),
+                    hold=(lambda pid: pasta.append(netns.connect(pid)))
+                    if spec.network == "private"
+                    else None,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
@@ -135,6 +166,8 @@ class StepSandboxes:
                     proc.wait()
                 with self._lock:
                     self._procs.discard(sandboxed)
+                for wire in pasta:
+                    netns.stop(wire)
             self.check()
             return rc, list(tail)
         finally:
@@ -157,10 +190,14 @@ class StepSandboxes:
 
 def _mountpoint_parents(spec: SandboxSpec) -> list[Path]:
     """The existing directories in the rootfs where bwrap may have to create a mount point."""
-    root = spec.rootfs
+    root = spec.rootfs.resolve()
     out: list[Path] = []
-    for dest in ["/etc/resolv.conf", *(b.dest for b in spec.binds)]:
-        p = root / dest.lstrip("/")
+    names = ["/etc/resolv.conf", "/etc/hosts", "/etc/hostname"]
+    for dest in [*names, *(b.dest for b in spec.binds), *(t for t, _ in spec.tmpfs)]:
+        try:
+            p = resolve_in_root(root, dest)
+        except SandboxError:
+            continue
         while p != root:
             p = p.parent
             if p.is_symlink():
@@ -180,10 +217,11 @@ def _mtime_ns(p: Path) -> int | None:
 
 
 def forget_restored(before: Snapshot, root: Path, restored: Sequence[Path]) -> None:
-    """Directories whose mtime was put back after the sandbox's mount points: not changed.
+    """Paths put back as they were after the sandbox: not changed.
 
     Making and removing a mount point changes its directory's ctime, which
     no layer records: without this, a RUN would carry a bare ``etc/`` entry.
+    The same for the CA bundle the host's certificates were taken out of.
     """
     for d in restored:
         rel = os.path.relpath(d, root)
@@ -194,11 +232,14 @@ def forget_restored(before: Snapshot, root: Path, restored: Sequence[Path]) -> N
             st = d.lstat()
         except OSError:
             continue
+        kind = stat.S_IFMT(st.st_mode)
         now = FileState(
-            stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
-            0, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, None,
+            kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
+            st.st_size if kind == stat.S_IFREG else 0, st.st_mtime_ns, st.st_ctime_ns,
+            st.st_ino, None,
         )  # fmt: skip
-        if now._replace(ctime_ns=old.ctime_ns) == old:
+        # an overlay's copy-up may give a rewritten file another inode number
+        if now._replace(ctime_ns=old.ctime_ns, inode=old.inode) == old:
             before.states[rel] = now
 
 

@@ -5,12 +5,18 @@ A build killed with SIGKILL (a cancelled CI job) cannot clean up: its views
 stay mounted, holding the unpacked base trees they sit on. Each working
 directory names its owner (pid and start time); the next build sweeps the
 directories whose owner is gone: unmount, then delete.
+
+The working directory is shared with other users (``/var/tmp``): the sweep
+takes only real directories owned by the caller, never a symlink (another
+user's ``manyarch-build-x -> /`` would otherwise be unmounted and deleted by
+root), and reads the owner file without following a link.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,7 +48,7 @@ def sweep(base: Path) -> list[Path]:
     removed = []
     for d in sorted(base.glob(PREFIX + "*")):
         try:
-            pid, start = (d / OWNER).read_text().split()
+            pid, start = _owner(d).split()
         except (OSError, ValueError):
             continue  # no owner yet (a build starting now), or not ours
         if pid.isdigit() and procs.alive(int(pid), start):
@@ -50,6 +56,18 @@ def sweep(base: Path) -> list[Path]:
         if remove(d):
             removed.append(d)
     return removed
+
+
+def _owner(d: Path) -> str:
+    """The owner line of the caller's own directory ``d``; OSError for anything else."""
+    st = d.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise PermissionError(f"{d} is not a directory of this user")
+    fd = os.open(d / OWNER, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise PermissionError(f"{d / OWNER} is not a file")
+        return f.read(256).decode("ascii", "replace")
 
 
 def remove(path: Path) -> bool:

@@ -16,6 +16,7 @@ from urllib.parse import quote
 import httpx
 
 from manyarch.errors import AuthError, ManyarchError, NotFound, RegistryError, TransportError
+from manyarch.registry.transport import TooSlow
 
 #: Longest error body read from a registry.
 MAX_ERROR_BODY = 64 * 1024
@@ -197,6 +198,12 @@ def transport_error(exc: httpx.HTTPError, registry: str, url: httpx.URL | str) -
         else:
             hint = f"is a registry running at {registry}? (connection failed: {text or 'refused'})"
         return TransportError(f"{where}: cannot connect to {registry}", hint, temporary=True)
+    if isinstance(exc, httpx.ReadTimeout) and isinstance(exc.__cause__, TooSlow):
+        return TransportError(
+            f"{where}: {registry} sends too slowly ({exc})",
+            "the registry or the network is stalling; try again later",
+            temporary=True,
+        )
     if isinstance(exc, httpx.TimeoutException):
         return TransportError(
             f"{where}: {registry} did not answer in time",

@@ -65,8 +65,17 @@ class RegistryOptions:
     backoff: float = 0.2
     #: Longest back-off delay (and longest ``Retry-After`` honoured), in seconds.
     backoff_max: float = 10.0
-    #: Connect/read/write timeout of one request, in seconds.
+    #: Connect/write timeout of one request, and the idle timeout of a read
+    #: (no byte at all for this long), in seconds.
     timeout: float = 60.0
+    #: Slowest transfer accepted once an answer started, in bytes/s, averaged
+    #: over :attr:`rate_window`: a registry dripping a byte every few seconds
+    #: never trips the idle timeout, and would hold a pull for ever. 1 KiB/s is
+    #: far below any working link (a 5 GB layer at 1 MiB/s passes), as git's
+    #: ``http.lowSpeedLimit`` and curl's ``--speed-limit`` are.
+    min_rate: int = 1024
+    #: Seconds of reading over which :attr:`min_rate` is measured.
+    rate_window: float = 30.0
     #: Size of one PATCH of a chunked upload.
     chunk_size: int = 16 * 2**20
     #: Blobs up to this size are uploaded in one PUT; larger ones in chunks.
@@ -99,6 +108,10 @@ class RegistryOptions:
             )
         if self.timeout <= 0:
             raise InvalidArgument(f"timeout must be positive, not {self.timeout}")
+        if self.min_rate < 0:
+            raise InvalidArgument(f"the minimum rate cannot be negative ({self.min_rate})")
+        if self.rate_window <= 0:
+            raise InvalidArgument(f"the rate window must be positive, not {self.rate_window}")
         if self.chunk_size < 1:
             raise InvalidArgument(f"chunk size must be positive, not {self.chunk_size}")
         if self.monolithic_max < 0:

@@ -10,6 +10,12 @@
   does not know it the transport connects to ``RegistryOptions.host_gateway``
   (127.0.0.1) instead, keeping the ``Host`` header and the TLS server name, so the
   registry still sees the name it was asked for.
+* Every read from a registry is guarded (:class:`RateGuard`): besides the idle
+  timeout (httpx's read timeout: no byte at all), an answer that has started
+  must keep :attr:`RegistryOptions.min_rate` over each
+  :attr:`RegistryOptions.rate_window` of time spent waiting for it, headers
+  included. The wait for the first byte is the idle timeout's alone: a
+  registry hashing a large upload before it answers is not slow.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+import time
+import typing
 from functools import lru_cache
 
 import httpcore
@@ -58,6 +66,99 @@ def unverified_ssl_context() -> ssl.SSLContext:
     return ctx
 
 
+class TooSlow(httpcore.ReadTimeout):
+    """An answer came slower than the minimum rate (httpx reports it as a ReadTimeout)."""
+
+
+class _GuardedStream(httpcore.NetworkStream):
+    """A connection whose reads must keep a minimum rate once an answer has begun."""
+
+    def __init__(self, inner: httpcore.NetworkStream, min_rate: int, window: float) -> None:
+        self._inner = inner
+        self._min_rate = min_rate
+        self._window = window
+        self._begun = False
+        self._waited = 0.0
+        self._got = 0
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        start = time.monotonic()
+        data = self._inner.read(max_bytes, timeout)
+        if not self._begun:
+            self._begun = bool(data)
+            self._got = len(data)
+            return data
+        self._waited += time.monotonic() - start
+        self._got += len(data)
+        if self._waited >= self._window:
+            if self._got < self._min_rate * self._waited:
+                raise TooSlow(
+                    f"{self._got} bytes in {self._waited:.0f} s, "
+                    f"below the minimum of {self._min_rate} bytes/s"
+                )
+            self._waited, self._got = 0.0, 0
+        return data
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._begun, self._waited, self._got = False, 0.0, 0  # a new request: a new answer
+        self._inner.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        inner = self._inner.start_tls(ssl_context, server_hostname, timeout)
+        return _GuardedStream(inner, self._min_rate, self._window)
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        return self._inner.get_extra_info(info)
+
+
+class RateGuard(httpcore.NetworkBackend):
+    """The system's sockets, each read guarded by :class:`_GuardedStream`."""
+
+    def __init__(self, options: RegistryOptions) -> None:
+        self._inner = httpcore.SyncBackend()
+        self._options = options
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        inner = self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _GuardedStream(inner, self._options.min_rate, self._options.rate_window)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        inner = self._inner.connect_unix_socket(path, timeout, socket_options)
+        return _GuardedStream(inner, self._options.min_rate, self._options.rate_window)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _guarded(transport: httpx.HTTPTransport, options: RegistryOptions) -> httpx.HTTPTransport:
+    # httpx takes no network backend; its pool (httpcore's public ConnectionPool) does.
+    pool = transport._pool
+    if not isinstance(pool, httpcore.ConnectionPool):  # pragma: no cover - httpx changed
+        raise TypeError(f"unexpected httpx connection pool {type(pool).__name__}")
+    pool._network_backend = RateGuard(options)
+    return transport
+
+
 class RegistryTransport(httpx.BaseTransport):
     """Routes each request to a verifying or non-verifying pool and resolves gateway names."""
 
@@ -66,7 +167,9 @@ class RegistryTransport(httpx.BaseTransport):
         limits = httpx.Limits(
             max_connections=max(16, 4 * options.jobs), max_keepalive_connections=16
         )
-        self._verified = httpx.HTTPTransport(verify=system_ssl_context(), limits=limits)
+        self._verified = _guarded(
+            httpx.HTTPTransport(verify=system_ssl_context(), limits=limits), options
+        )
         self._unverified: httpx.HTTPTransport | None = None
         self._lock = threading.Lock()
         self._limits = limits
@@ -76,8 +179,9 @@ class RegistryTransport(httpx.BaseTransport):
             return self._verified
         with self._lock:
             if self._unverified is None:
-                self._unverified = httpx.HTTPTransport(
-                    verify=unverified_ssl_context(), limits=self._limits
+                self._unverified = _guarded(
+                    httpx.HTTPTransport(verify=unverified_ssl_context(), limits=self._limits),
+                    self._options,
                 )
             return self._unverified
 

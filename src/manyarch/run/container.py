@@ -35,8 +35,9 @@ from manyarch.run.mounts import Mount, check_targets, remove_volume, with_anonym
 from manyarch.run.network import PortMapping
 from manyarch.sandbox import emulation
 from manyarch.sandbox.bwrap import DEFAULT_PATH
+from manyarch.sandbox.confine import Security
 from manyarch.sandbox.rootpath import resolve_in_root
-from manyarch.store import data_home, open_store
+from manyarch.store import data_home, open_store, private_data_dir
 
 if TYPE_CHECKING:
     from manyarch.run.local import LocalImage
@@ -108,6 +109,9 @@ class ContainerState:
     expose: Sequence[str] = ()
     term: str = ""  # -t: the caller's TERM
     cgroups: list[str] = field(default_factory=list)  # the cgroup directories, while it runs
+    network: str = "bridge"  # bridge (its own, through pasta), host or none
+    #: --privileged, --cap-add, --cap-drop, --security-opt seccomp=unconfined
+    security: dict[str, Any] = field(default_factory=dict)
 
     @property
     def directory(self) -> Path:
@@ -194,6 +198,14 @@ class RunOptions:
     #: -P: every port the image exposes (and ``expose``) to a free host port
     publish_all: bool = False
     expose: Sequence[str] = ()
+    #: --network: bridge (a namespace of its own, outbound through pasta), host or none
+    network: str = "bridge"
+    #: --privileged, --cap-add, --cap-drop, --security-opt seccomp=unconfined
+    security: Security = field(default_factory=Security)
+
+
+#: ``--network`` as docker spells it (``default`` is bridge's other name).
+NETWORKS = ("bridge", "host", "none")
 
 
 def now() -> str:
@@ -329,6 +341,10 @@ def create(image: LocalImage, options: RunOptions) -> ContainerState:
             "give only one of them",
         )
     cgroups.check(options.limits)
+    if options.network not in NETWORKS:
+        raise InvalidArgument(f"unknown network {options.network!r}", "use bridge, host or none")
+    if options.network != "bridge" and (options.ports or options.publish_all):
+        raise InvalidArgument("-p and -P need the bridge network", "drop --network or -p")
     check = health.from_flags(
         Healthcheck.from_config(image.config.config.healthcheck),
         disabled=options.no_healthcheck,
@@ -374,6 +390,8 @@ def create(image: LocalImage, options: RunOptions) -> ContainerState:
         extra_hosts=[[n, ip] for n, ip in options.extra_hosts],
         mounts=[m.to_json() for m in _mounts(image, options)],
         read_only=options.read_only,
+        network=options.network,
+        security=asdict(options.security),
         labels={**cfg.labels, **options.labels},
         restart=restart,
         memory=options.limits.memory,
@@ -383,6 +401,7 @@ def create(image: LocalImage, options: RunOptions) -> ContainerState:
         stop_timeout=options.stop_timeout,
         term=term,
     )
+    private_data_dir(containers_dir().name)
     state.directory.mkdir(parents=True)
     state.save()
     return state
@@ -542,10 +561,15 @@ def _wait_exit(state: ContainerState, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while True:
         current = load_state(state.directory)
-        if current is None or current.status == "exited":
+        if current is None:
             return True
         if not procs.alive(current.supervisor, current.supervisor_start):
-            _sweep(current)
+            if current.status != "exited":
+                _sweep(current)
+            return True
+        if current.status == "exited" and time.monotonic() >= deadline:
+            # its supervisor still tidies up (network, cgroup); a start after this
+            # one must not have its state overwritten by that supervisor's last write
             return True
         if time.monotonic() >= deadline:
             return False

@@ -20,7 +20,7 @@ from typing import Any
 
 from manyarch.errors import InvalidArgument, SandboxError
 from manyarch.sandbox.rootpath import resolve_in_root
-from manyarch.store import data_home
+from manyarch.store import data_home, private_data_dir
 from manyarch.units import parse_size
 
 _VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -228,6 +228,7 @@ def prepare_volume(name: str, image_root: Path, target: str) -> Path:
     if path.is_dir():
         return path
     tmp = path.with_name(f".{DATA}-{secrets.token_hex(4)}")
+    private_data_dir(volumes_dir().name)
     tmp.mkdir(parents=True)
     try:
         try:

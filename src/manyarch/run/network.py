@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from manyarch.errors import InvalidArgument, SandboxError, ToolMissing
+from manyarch.sandbox.netns import pasta_args
 
 _PORT = re.compile(
     r"^(?:(?P<ip>\[[0-9A-Fa-f:.]+\]|\d+\.\d+\.\d+\.\d+):)?(?:(?P<host>\d*):)?(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$"
@@ -98,14 +99,6 @@ class PortMapping:
         )
 
 
-def pasta_path() -> str:
-    """The pasta binary, or :class:`ToolMissing`."""
-    path = shutil.which("pasta")
-    if not path:
-        raise ToolMissing("pasta", "passt")
-    return path
-
-
 def allow_low_ports(pid: int) -> None:
     """Let any uid bind ports below 1024 in ``pid``'s network namespace (as Docker does)."""
     nsenter = shutil.which("nsenter")
@@ -140,17 +133,12 @@ def start_forwarding(
             f"host port {busy[0]} is already in use",
             "choose another one with -p HOST:CONTAINER (ss -ltnp shows who holds it)",
         )
-    fds: list[int] = [os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)]
-    args = [pasta_path(), "--foreground", "--quiet", "--log-file", str(log), "--config-net"]
-    if os.geteuid() == 0:
-        args += ["--runas", "0:0"]
-    else:
-        fds.append(os.open(f"/proc/{pid}/ns/user", os.O_RDONLY))
-        args += ["--userns", f"/proc/self/fd/{fds[1]}"]
+    fds: list[int] = []
+    args = [*pasta_args(pid, fds), "--log-file", str(log)]
     tcp = [p.pasta_spec() for p in ports if p.protocol == "tcp"]
     udp = [p.pasta_spec() for p in ports if p.protocol == "udp"]
     args += ["-t", ",".join(tcp) if tcp else "none", "-u", ",".join(udp) if udp else "none"]
-    args += ["-T", "none", "-U", "none", "--netns", f"/proc/self/fd/{fds[0]}"]
+    args += ["-T", "none", "-U", "none"]
     try:
         proc = subprocess.Popen(
             args,

@@ -60,7 +60,9 @@ from manyarch.run.spec import (
     mount_binds,
     name_files,
 )
+from manyarch.sandbox import netns
 from manyarch.sandbox.bwrap import DEFAULT_PATH, Bind, Sandboxed, SandboxSpec, start
+from manyarch.sandbox.confine import Security
 from manyarch.store import open_store
 
 SUPERVISOR_LOG = "supervisor.log"
@@ -212,7 +214,7 @@ class Supervisor:
         binds, tmpfs = mount_binds(state.mount_list, view.path)
         binds += name_files(
             state.directory, state.hostname, [(n, ip) for n, ip in state.extra_hosts],
-            host_network=not state.ports,
+            host_network=state.network == "host",
         )  # fmt: skip
         if state.init:
             binds.append(Bind(init_binary(), INIT_PATH, readonly=True))
@@ -226,7 +228,8 @@ class Supervisor:
             env=state.env,
             cwd=state.cwd,
             user=state.user,
-            network="private" if state.ports else "host",
+            network={"host": "host", "none": "none"}.get(state.network, "private"),
+            security=Security.from_json(state.security),
             hostname=state.hostname or state.id[:12],
             emulation=state.emulation,
             binds=binds,
@@ -243,7 +246,7 @@ class Supervisor:
         code = 125
         status_r, status_w = os.pipe()
         # bwrap holds the program until its cgroup and ports are ready
-        hold = bool(state.ports or state.limits)
+        hold = bool(state.limits) or state.network not in ("host", "none")
         block_r, block_w = os.pipe() if hold else (-1, -1)
         fds = [status_w] + ([block_r] if hold else [])
         try:
@@ -339,6 +342,8 @@ class Supervisor:
                 state.pid, state.port_mappings, state.directory / "pasta.log",
                 preexec=die_with_parent,
             )  # fmt: skip
+        elif state.network not in ("host", "none"):
+            self._pasta = netns.connect(state.pid, preexec=die_with_parent)
 
     def _started(self) -> None:
         """The program runs: a signal that came early, the health check, the caller's hook."""
@@ -550,6 +555,11 @@ def start_again(state: ContainerState) -> ContainerState:
     """``manyarch start``: a stopped container runs again, detached (its view kept)."""
     if state.status in ("running", "restarting"):
         return state
+    # the last run's supervisor may still be tidying up (its network, its cgroup): its
+    # final write of the state must come before this start's, not over it
+    deadline = time.monotonic() + 10
+    while procs.alive(state.supervisor, state.supervisor_start) and time.monotonic() < deadline:
+        time.sleep(0.02)
     state = replace(
         state,
         status="created",

@@ -1,5 +1,13 @@
-"""Run a process in a rootfs with bubblewrap (own PID, IPC, UTS and mount namespaces;
-fresh /proc, /dev and /tmp). Shared by RUN steps and by containers.
+"""Run a process in a rootfs with bubblewrap (own user, PID, IPC, UTS, mount and
+network namespaces; fresh /proc and /dev, and /tmp for containers). Shared by RUN
+steps, containers and host tools.
+
+The user namespace maps every id to itself: bwrap holds (``--userns-block-fd``)
+until its privileged caller has written ``0 0 4294967295`` into its maps, so
+root inside owns files as root on disk and ``USER app`` as 1000, yet no
+process inside holds a capability over the host's namespaces (mounts,
+``open_by_handle_at``, sysctls, kernel keyrings...). Capabilities, the seccomp
+filter and the masked /proc follow Docker's defaults (:mod:`manyarch.sandbox.confine`).
 
 Foreign architectures run through the host's binfmt_misc handlers (registered
 with the ``F`` flag, so the interpreter is found inside the sandbox). With
@@ -23,6 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from manyarch.errors import SandboxError, ToolMissing
+from manyarch.sandbox import confine, seccomp
+from manyarch.sandbox.confine import Security
+from manyarch.sandbox.netns import in_new_netns
+from manyarch.sandbox.rootpath import resolve_in_root
 from manyarch.sandbox.users import Ids, resolve_user
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -46,10 +58,12 @@ class SandboxSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str = "/"
     user: str = ""
-    network: str = "host"  # "host" (shared), "none", or "private" (own netns, wired by the caller)
+    #: "host" (shared), "none" (loopback only), or "private" (a network namespace made
+    #: before bwrap starts, wired by the caller: pasta, see :mod:`manyarch.sandbox.netns`)
+    network: str = "host"
     binds: Sequence[Bind] = ()
     hostname: str = "manyarch"
-    #: /etc/hosts to show (None: the rootfs's own)
+    #: /etc/hosts to show, with /etc/hostname (None: the rootfs's own)
     hosts: str | None = None
     emulation: bool = True
     resolv_conf: bool = True
@@ -59,6 +73,12 @@ class SandboxSpec:
     bwrap_args: Sequence[str] = ()
     #: resource limits as prlimit(1) sets them before bwrap starts (``--nofile=1024:2048``)
     prlimit: Sequence[str] = ()
+    #: capabilities, seccomp, masked /proc; privileged: as the host's root (explicit only)
+    security: Security = field(default_factory=Security)
+    #: a fresh tmpfs on /tmp (containers); RUN steps keep the image's /tmp, as BuildKit
+    tmp_tmpfs: bool = True
+    #: more tmpfs mounts: (path, size in bytes or None), after the binds (RUN --mount=type=tmpfs)
+    tmpfs: Sequence[tuple[str, int | None]] = ()
 
 
 def bwrap_path() -> str:
@@ -88,34 +108,47 @@ def command(
     root = spec.rootfs.resolve()
     if ids is None:
         ids = resolve_user(root, spec.user, runtime=True)
+    confined = not spec.security.privileged
+    for name in ("proc", "dev"):
+        if (root / name).is_symlink():  # bwrap would mount (and mkdir) where it points
+            raise SandboxError(f"the image's /{name} is a symbolic link", "it must be a directory")
+    tmp = "/tmp"
+    if spec.tmp_tmpfs and (root / "tmp").is_symlink():
+        tmp = _mountpoint(root, tmp, directory=True, created=created)
     args = [
         bwrap_path(),
         "--bind", str(root), "/",
         "--proc", "/proc",
+        *(confine.proc_args() if confined else ()),
         "--dev", "/dev",
-        "--tmpfs", "/tmp",
+        *(["--tmpfs", tmp] if spec.tmp_tmpfs else []),
         "--unshare-pid", "--unshare-ipc", "--unshare-uts",
         "--hostname", spec.hostname,
         "--die-with-parent",
     ]  # fmt: skip
     if spec.new_session:
         args.append("--new-session")
-    if spec.network in ("none", "private"):
+    if spec.network == "none" or (spec.network == "private" and not _makes_netns(spec)):
         args.append("--unshare-net")
-    elif spec.network != "host":
+    elif spec.network not in ("host", "private"):
         raise SandboxError(
             f"unsupported network mode {spec.network!r}", "use host, none or private"
         )
     if spec.resolv_conf and spec.network != "none" and Path("/etc/resolv.conf").exists():
-        _ensure_mountpoint(root, "etc/resolv.conf", directory=False, created=created)
-        args += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
+        dest = _mountpoint(root, "/etc/resolv.conf", directory=False, created=created)
+        args += ["--ro-bind", "/etc/resolv.conf", dest]
     for b in spec.binds:
-        _ensure_mountpoint(root, b.dest.lstrip("/"), directory=b.source.is_dir(), created=created)
-        args += ["--ro-bind" if b.readonly else "--bind", str(b.source), b.dest]
-    if (ids.uid, ids.gid) != (0, 0) or os.geteuid() != 0:
+        dest = _mountpoint(root, b.dest, directory=b.source.is_dir(), created=created)
+        args += ["--ro-bind" if b.readonly else "--bind", str(b.source), dest]
+    for tdest, size in spec.tmpfs:
+        tdest = _mountpoint(root, tdest, directory=True, created=created)
+        args += [*(["--size", str(size)] if size else []), "--tmpfs", tdest]
+    if (ids.uid, ids.gid) != (0, 0) or os.geteuid() != 0 or _identity_mapped(spec, ids):
         args += ["--unshare-user", "--uid", str(ids.uid), "--gid", str(ids.gid)]
         if userns_block_fd is not None:
             args += ["--userns-block-fd", str(userns_block_fd)]
+    if confined:
+        args += confine.cap_args(spec.security, ids.uid)
     env = {"PATH": DEFAULT_PATH, "HOSTNAME": spec.hostname, "HOME": ids.home}
     env.update(spec.env)
     args.append("--clearenv")
@@ -156,36 +189,52 @@ def full_command(
     return [*emulation_off_wrapper(), *cmd] if not spec.emulation else cmd
 
 
-def _on_host_as_user(spec: SandboxSpec, ids: Ids) -> bool:
-    """Whether a root caller runs this non-root sandbox as its user on the host itself.
+def _identity_mapped(spec: SandboxSpec, ids: Ids) -> bool:
+    """Whether a root caller writes the identity map of this sandbox's user namespace.
 
-    bwrap maps a sandbox's ``--uid`` onto its caller's uid: run by root, a
-    ``USER app`` process would be root on the host, unable to write app's own
-    files (owned by 1000, which that map leaves unmapped) and recording what
-    it writes as root's. Instead bwrap is started as the user (uid, gid and
-    supplementary groups), and :func:`start` writes the identity map into its
-    user namespace, so uid 1000 inside is uid 1000 on disk and root's files
-    stay root's. bwrap still sets the sandbox up with its namespace's
-    capabilities, so a rootfs under root's private directories is reachable.
-    Not with emulation off, whose wrapper maps root alone.
+    Always, but for root inside a privileged sandbox (the host's root, by the
+    user's choice) and with emulation off (its wrapper's namespace maps root).
+    A non-root user's bwrap is started as that user (uid, gid and supplementary
+    groups): bwrap maps its sandbox's ``--uid`` onto its caller's uid, so uid
+    1000 inside is uid 1000 on disk. bwrap still sets the sandbox up with its
+    namespace's capabilities, so a rootfs under root's private directories is
+    reachable.
     """
-    return os.geteuid() == 0 and spec.emulation and (ids.uid, ids.gid) != (0, 0)
+    if os.geteuid() != 0 or not spec.emulation:
+        return False
+    return not spec.security.privileged or (ids.uid, ids.gid) != (0, 0)
+
+
+def _makes_netns(spec: SandboxSpec) -> bool:
+    """Whether a "private" network is a namespace made before bwrap starts (as root).
+
+    Made by the caller's side, it belongs to the host's user namespace: pasta
+    configures it (and its loopback) before bwrap starts the program, and root
+    inside holds no capability over it.
+    """
+    return spec.network == "private" and os.geteuid() == 0
 
 
 _IDENTITY_MAP = "0 0 4294967295\n"
 
 
-def _ensure_mountpoint(
-    root: Path, rel: str, *, directory: bool, created: list[Path] | None
-) -> None:
-    # bwrap needs the mount point to exist inside a --bind root; create it
-    # (and remember what was created, deepest last) so it can be removed.
-    target = root / rel
-    if target.is_symlink() or target.exists():
-        return
+def _mountpoint(root: Path, dest: str, *, directory: bool, created: list[Path] | None) -> str:
+    """Where in ``root`` to mount ``dest``: made when missing (and added to ``created``,
+    deepest last, so it can be removed: it must not end up in a layer).
+
+    The path is resolved inside the root first, every symlink of the image
+    followed as the container would (``resolve_in_root``), and bwrap is given
+    the resolved path: an image whose ``/etc/resolv.conf`` or ``/etc`` is a
+    link to a host path never makes manyarch create, mount over or remove a
+    file of the host (runc's CVE-2021-30465 class).
+    """
+    target = resolve_in_root(root, dest)
+    inside = "/" + os.path.relpath(target, root).removeprefix(".")
+    if target.exists():
+        return inside
     missing = []
     p = target.parent
-    while not (p.exists() or p.is_symlink()) and p != root:
+    while not p.exists() and p != root:
         missing.append(p)
         p = p.parent
     try:
@@ -200,7 +249,8 @@ def _ensure_mountpoint(
         if created is not None:
             created.append(target)
     except OSError as e:
-        raise SandboxError(f"cannot create mount point /{rel} in the rootfs: {e}") from e
+        raise SandboxError(f"cannot create mount point {dest} in the rootfs: {e}") from e
+    return inside
 
 
 def remove_created(created: list[Path]) -> None:
@@ -247,40 +297,43 @@ def start(
     *,
     before_spawn: Callable[[], object] | None = None,
     pass_fds: Sequence[int] = (),
+    hold: Callable[[int], object] | None = None,
     **kwargs: Any,
 ) -> Sandboxed:
     """Start ``spec`` and return once bwrap has made the sandbox (or failed to).
 
     ``before_spawn`` runs once the mount points are made, before bwrap starts;
-    ``kwargs`` go to :class:`subprocess.Popen`. The caller waits on ``.proc``
-    and removes ``created`` afterwards.
+    ``hold`` is called with bwrap's pid while bwrap holds the program (``--block-fd``),
+    e.g. to wire its network; ``kwargs`` go to :class:`subprocess.Popen`. The
+    caller waits on ``.proc`` and removes ``created`` afterwards.
     """
     ids = resolve_user(spec.rootfs.resolve(), spec.user, runtime=True) if spec.argv else None
-    as_user = ids is not None and _on_host_as_user(spec, ids)
+    as_user = ids is not None and _identity_mapped(spec, ids)
     info_r, info_w = os.pipe()
     block_r, block_w = os.pipe() if as_user else (-1, -1)
-    mine = [info_w] + ([block_r] if as_user else [])
+    hold_r, hold_w = os.pipe() if hold is not None else (-1, -1)
+    mine = [info_w] + ([block_r] if as_user else []) + ([hold_r] if hold is not None else [])
     try:
         extra = ["--info-fd", str(info_w)]
-        if spec.hosts is not None:  # a memfd bwrap copies to /etc/hosts (nothing on disk)
-            hosts_fd = os.memfd_create("hosts")
-            mine.append(hosts_fd)
-            os.write(hosts_fd, spec.hosts.encode())
-            os.lseek(hosts_fd, 0, os.SEEK_SET)
-            _ensure_mountpoint(spec.rootfs.resolve(), "etc/hosts", directory=False, created=created)
-            extra = ["--ro-bind-data", str(hosts_fd), "/etc/hosts", *extra]
+        if hold is not None:
+            extra += ["--block-fd", str(hold_r)]
+        extra = [*_fd_args(spec, ids is not None, created, mine), *extra]
         spec = replace(spec, bwrap_args=[*spec.bwrap_args, *extra])
         cmd = full_command(spec, created, ids=ids, userns_block_fd=block_r if as_user else None)
         if before_spawn is not None:
             before_spawn()
-        if as_user:
-            assert ids is not None
-            kwargs.update(user=ids.uid, group=ids.gid, extra_groups=list(ids.groups))
+        if as_user and ids is not None and (ids.uid, ids.gid) != (0, 0):
+            if _makes_netns(spec):  # the namespace first, as root: Popen's user= comes earlier
+                kwargs["preexec_fn"] = in_new_netns(_switch_to(ids, kwargs.get("preexec_fn")))
+            else:
+                kwargs.update(user=ids.uid, group=ids.gid, extra_groups=list(ids.groups))
+        elif _makes_netns(spec):
+            kwargs["preexec_fn"] = in_new_netns(kwargs.get("preexec_fn"))
         proc: subprocess.Popen[bytes] = subprocess.Popen(cmd, pass_fds=(*mine, *pass_fds), **kwargs)
     except BaseException:
-        os.close(info_r)
-        if block_w != -1:
-            os.close(block_w)
+        for fd in (info_r, block_w, hold_w):
+            if fd != -1:
+                os.close(fd)
         raise
     finally:
         for fd in mine:
@@ -304,7 +357,53 @@ def start(
             with contextlib.suppress(OSError):
                 os.write(block_w, b"1")
             os.close(block_w)
+    if hold is not None:
+        try:
+            if child is not None:
+                hold(child)
+        except BaseException:
+            Sandboxed(proc, child).kill()
+            proc.wait()
+            raise
+        finally:
+            with contextlib.suppress(OSError):
+                os.write(hold_w, b"1")
+            os.close(hold_w)
     return Sandboxed(proc, child)
+
+
+def _fd_args(
+    spec: SandboxSpec, runs: bool, created: list[Path] | None, fds: list[int]
+) -> list[str]:
+    """bwrap's options that read a file descriptor (opened into ``fds``): the seccomp
+    filter, and /etc/hosts and /etc/hostname as memfds bwrap copies (nothing on disk)."""
+    args: list[str] = []
+    if runs and not spec.security.privileged and spec.security.seccomp:
+        fds.append(seccomp.open_filter(spec.security.capabilities()))
+        args += ["--seccomp", str(fds[-1])]
+    if spec.hosts is not None:
+        for name, text in (("hosts", spec.hosts), ("hostname", spec.hostname + "\n")):
+            fds.append(os.memfd_create(name))
+            os.write(fds[-1], text.encode())
+            os.lseek(fds[-1], 0, os.SEEK_SET)
+            dest = _mountpoint(
+                spec.rootfs.resolve(), f"/etc/{name}", directory=False, created=created
+            )
+            args = ["--ro-bind-data", str(fds[-1]), dest, *args]
+    return args
+
+
+def _switch_to(ids: Ids, then: Callable[[], object] | None) -> Callable[[], None]:
+    """A ``preexec_fn`` that becomes ``ids`` (as Popen's ``user=``), then runs ``then``."""
+
+    def switch() -> None:
+        os.setgroups(list(ids.groups))
+        os.setresgid(ids.gid, ids.gid, ids.gid)
+        os.setresuid(ids.uid, ids.uid, ids.uid)
+        if then is not None:
+            then()
+
+    return switch
 
 
 def _write_identity_map(pid: int) -> None:

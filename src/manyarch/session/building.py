@@ -14,6 +14,7 @@ from manyarch.attest.facts import build_facts
 from manyarch.attest.make import PlatformFacts, base_materials, predicates
 from manyarch.attest.provenance import ProvenanceOptions, predicate, record_provenance
 from manyarch.export.image import ExportOptions, export
+from manyarch.imagebuild.contextfiles import read_context_text
 from manyarch.units import rfc3339
 
 if TYPE_CHECKING:
@@ -65,11 +66,15 @@ def build_options(
     shm_size: str | int | None,
     ulimits: Sequence[str],
     no_cache_filter: Sequence[str],
+    allow: Sequence[str] = (),
+    secrets: Sequence[str] = (),
+    ssh: Sequence[str] = (),
 ) -> BuildOptions:
     """What the executor is asked (:class:`BuildOptions`), from :meth:`Session.build`'s words."""
     from manyarch.errors import InvalidArgument
     from manyarch.imagebuild.options import BuildOptions
     from manyarch.imagebuild.runflags import RunFlags
+    from manyarch.imagebuild.secrets import SecretSource, parse_ssh
 
     where = Path(context)
     if not where.is_dir():
@@ -85,6 +90,9 @@ def build_options(
         epoch=epoch,
         run_flags=RunFlags.parse(tuple(add_hosts), shm_size, tuple(ulimits)),
         no_cache_filter=tuple(no_cache_filter),
+        allow=frozenset(allow),
+        secrets={s.id: s for s in map(SecretSource.parse, secrets)},
+        ssh=dict(map(parse_ssh, ssh)),
     )
 
 
@@ -190,7 +198,7 @@ def lint_build(result: BuildResult, options: BuildOptions) -> list[str]:
         return image.config.config.env_dict()
 
     try:
-        text = options.dockerfile.read_text()
+        text = read_context_text(options.context, options.dockerfile) or ""
         warnings, config = lint(
             text, file=str(options.dockerfile), build_args=options.build_args, base_env=env
         )

@@ -155,6 +155,7 @@ class Session(FrontendCalls, LocalCalls):
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | Sequence[str] | None = None,
         network: str = "default",
+        allow: Sequence[str] = (),
         media_types: MediaTypes | None = None,
         compression: str = "gzip",
         compression_level: int | None = None,
@@ -169,6 +170,8 @@ class Session(FrontendCalls, LocalCalls):
         epoch: int | None = None,
         no_cache: bool = False,
         no_cache_filter: Sequence[str] = (),
+        secrets: Sequence[str] = (),
+        ssh: Sequence[str] = (),
         cache_from: Sequence[str | CacheSpec] = (),
         cache_to: str | CacheSpec | Sequence[str | CacheSpec] | None = None,
         native_pip: bool = True,
@@ -177,50 +180,44 @@ class Session(FrontendCalls, LocalCalls):
     ) -> BuildResult:
         """Build a Dockerfile for every platform (in parallel) into the local store.
 
-        ``platforms`` default to this host's; ``dockerfile`` to CONTEXT/Dockerfile;
-        ``epoch`` to ``SOURCE_DATE_EPOCH``, else the newest base's ``created``.
-        ``media_types`` (``docker`` or ``oci``) fixes the result's form; None leaves
-        it to each :meth:`publish` (attestations and annotations make it OCI, as
-        BuildKit does). ``annotations``, ``compression*``, ``attest``/``sbom``/
-        ``provenance`` (none unless asked), ``add_hosts``, ``shm_size``, ``ulimits``,
-        ``no_cache_filter``, ``cache_from`` and ``cache_to`` are buildx's flags,
-        spelled as buildx spells them (``docs/api.md``); ``names`` are the image's
-        names (its attestations' subjects). ``native_pip``/``native_apt`` run pip and
-        apt lines on the host for the target; ``progress`` gets every step's events.
+        ``platforms`` default to this host's; ``dockerfile`` to CONTEXT/Dockerfile; ``epoch``
+        to ``SOURCE_DATE_EPOCH``, else the newest base's ``created``. ``media_types``
+        (``docker`` or ``oci``) fixes the result's form; None leaves it to each
+        :meth:`publish` (attestations and annotations make it OCI, as BuildKit does).
+        ``annotations``, ``compression*``, ``attest``/``sbom``/``provenance`` (none unless
+        asked), ``add_hosts``, ``shm_size``, ``ulimits``, ``no_cache_filter``, ``secrets``,
+        ``ssh``, ``allow``, ``cache_from``, ``cache_to``: buildx's flags, spelled as buildx
+        spells them (``docs/api.md``); ``names`` are the image's names (its attestations' subjects).
+        ``native_pip``/``native_apt``: pip, apt lines natively; ``progress``: every step's events.
         """
         from manyarch.export.image import ExportOptions
         from manyarch.imagebuild.cache import cache_home
         from manyarch.imagebuild.executor import build as execute
         from manyarch.publish import check_media_types
-        from manyarch.session.building import (
-            BuildTimes,
-            build_options,
-            cache_exports,
-            finish_build,
-            now,
-        )
+        from manyarch.session import building
 
         wanted = check_media_types(media_types)
         sde = config.source_date_epoch()
-        options = build_options(
+        options = building.build_options(
             context, dockerfile, platforms_of(platforms), build_args, target, network, labels,
             epoch=epoch if epoch is not None else sde, add_hosts=add_hosts, shm_size=shm_size,
-            ulimits=ulimits, no_cache_filter=no_cache_filter,
+            ulimits=ulimits, no_cache_filter=no_cache_filter, allow=allow, secrets=secrets,
+            ssh=ssh,
         )  # fmt: skip
-        cache_export, inline = cache_exports(cache_to, options.build_args)
+        cache_export, inline = building.cache_exports(cache_to, options.build_args)
         export_options = ExportOptions.of(
             media_types=wanted, compression=compression, compression_level=compression_level,
             force_compression=force_compression, annotations=annotations, attest=attest,
             sbom=sbom, provenance=provenance, names=names, inline_cache=inline,
         )  # fmt: skip
-        started = now()
+        started = building.now()
         with self._hooks(no_cache, (native_pip, native_apt), cache_export, cache_from) as hooks:
             options = replace(options, interceptors=hooks.interceptors, observers=hooks.observers)
             result = execute(options, progress, store=self.store, client=self.registry)
             hooks.finish()
         result = replace(result, media_types=wanted, warnings=tuple(hooks.warnings))
-        return finish_build(
-            result, options, export_options, times=BuildTimes(started, now()),
+        return building.finish_build(
+            result, options, export_options, times=building.BuildTimes(started, building.now()),
             source_date_epoch=epoch if epoch is not None else sde, cache=hooks.cache,
             wheels=cache_home() / "wheels",
         )  # fmt: skip

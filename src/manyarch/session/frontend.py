@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from manyarch.errors import InvalidArgument, ManyarchError
+from manyarch.imagebuild.contextfiles import read_context_text
 
 if TYPE_CHECKING:
     from manyarch.oci.platform import Platform
@@ -33,10 +34,10 @@ class CheckResult:
 def read_dockerfile(context: str | Path, dockerfile: str | Path | None) -> tuple[Path, str]:
     """The Dockerfile's path and text."""
     path = Path(dockerfile) if dockerfile is not None else Path(context) / "Dockerfile"
-    try:
-        return path, path.read_text()
-    except OSError as e:
-        raise InvalidArgument(f"cannot read {path}: {e.strerror or e}") from e
+    text = read_context_text(Path(context), path, missing_ok=True)
+    if text is None:
+        raise InvalidArgument(f"cannot read {path}: No such file or directory")
+    return path, text
 
 
 def base_env_from(

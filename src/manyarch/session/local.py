@@ -135,9 +135,11 @@ class LocalCalls:
 
     def prune(self, *, all: bool = False, keep_storage: int | str | None = None) -> PruneReport:
         """Trim the build cache to ``keep_storage`` (LRU; ``all``: empty it and drop the
-        unpacked trees nothing uses); killed builds' working directories always go."""
+        unpacked trees nothing uses); killed builds' working directories and the cache
+        mounts no build holds always go (as ``docker builder prune`` takes them)."""
         from manyarch import rootfs
         from manyarch.imagebuild.cache import buildcache_dir, cache_home, parse_size, prune
+        from manyarch.imagebuild.cachemounts import prune_cachemounts
         from manyarch.imagebuild.nativeapt.apt import prune_debs
         from manyarch.imagebuild.workdirs import sweep
         from manyarch.run import container, local
@@ -151,7 +153,8 @@ class LocalCalls:
         if all:
             used = {str(i.descriptor.digest) for i in local.list_images(self.store)}
             trees = rootfs.prune_unused(used | container.in_use())
-        return PruneReport(len(swept), cache, buildcache_dir(), trees, rootfs.cache_dir())
+        mounts = prune_cachemounts()
+        return PruneReport(len(swept), cache, buildcache_dir(), trees, rootfs.cache_dir(), mounts)
 
     # -- the local side: containers ---------------------------------------------------
 

@@ -81,6 +81,8 @@ class PruneReport:
     #: Unpacked image trees nothing used (with ``all``; None otherwise).
     trees: list[Digest] | None
     trees_dir: Path
+    #: ``RUN --mount=type=cache`` directories removed (no build held them), bytes freed
+    cache_mounts: tuple[int, int] = (0, 0)
 
 
 def platform_of(value: str | Platform | None) -> Platform | None:

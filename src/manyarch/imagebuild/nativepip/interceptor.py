@@ -27,6 +27,20 @@ from manyarch.sandbox.users import resolve_user
 OUTPUT_VERSION = 3
 
 
+def mounts_fallback(mounts: tuple[df.Mount, ...]) -> str | None:
+    """Why a line's ``--mount`` s keep it in the sandbox, or None: a cache (or tmpfs) of
+    a tool's cache is left out natively, as what it holds is never in the image."""
+    for m in mounts:
+        if m.type not in ("cache", "tmpfs"):
+            return f"RUN --mount=type={m.type} needs the sandbox"
+        parts = m.target.split("/")
+        if not (m.target == "/tmp" or m.target.startswith("/tmp/")) and not any(
+            "cache" in p.lower() for p in parts
+        ):
+            return f"a {m.type} mount on {m.target}, where the install may write"
+    return None
+
+
 class NativePipInterceptor:
     """The executor's interceptor: a Python install line done on the host, else None."""
 
@@ -50,6 +64,8 @@ class NativePipInterceptor:
                 plan = Fallback(f"runs as user {spec.user}")
             elif spec.network == "none":
                 plan = Fallback("the network is off")
+            elif (why := mounts_fallback(step.mounts)) is not None:
+                plan = Fallback(why)
         if isinstance(plan, Fallback):
             if host:
                 ctx.log(f"native: the host's architecture ({plan.reason})")
