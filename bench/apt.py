@@ -36,11 +36,8 @@ from manyarch.layout import Layout  # noqa: E402
 from tests.helpers.base_fixture import SLIM_TAG, python_base_options, save_base  # noqa: E402
 
 MANYARCH = str(ROOT / ".venv" / "bin" / "manyarch")
-# TMPDIR: while RUN mounts a fresh 0755 tmpfs on /tmp, apt's _apt user cannot write
-# there under emulation; /var/tmp is the image's own 1777 directory.
 DOCKERFILE = """\
 FROM {base}
-ENV TMPDIR=/var/tmp
 RUN apt-get update && apt-get install -y --no-install-recommends {packages} \\
     && rm -rf /var/lib/apt/lists/*
 RUN gcc --version | head -1 && pg_config --version

@@ -20,10 +20,8 @@ for suite in ${@:-bookworm trixie}; do
 	echo "total: $(($(date +%s) - start)) s"
 	mkdir -p "$tmp/$suite-layout" "$tmp/$suite-ctx"
 	tar -xf "$tmp/$suite.tar" -C "$tmp/$suite-layout"
-	# TMPDIR: while RUN mounts a fresh 0755 tmpfs on /tmp, apt's _apt cannot write there
 	cat >"$tmp/$suite-ctx/Dockerfile" <<DOCKERFILE
 FROM oci-layout://$tmp/$suite-layout:latest
-ENV TMPDIR=/var/tmp
 RUN apt-get update && apt-get install -y --no-install-recommends tree && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 999 nonroot && useradd --system --gid 999 --uid 999 nonroot \
     && adduser --disabled-password --gecos "" app && id app && tree --version \
