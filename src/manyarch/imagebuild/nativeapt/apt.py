@@ -162,6 +162,8 @@ class HostApt:
                 shutil.copy2(f, lists / f.name)
                 seeded = True
         self.run(["update", "-q"])
+        if seeded and _stamps(lists) == _stamps(saved):
+            return seeded  # apt found nothing new: the saved lists are these
         staged = saved.with_name(f"{saved.name}.{os.getpid()}-{threading.get_ident()}")
         staged.mkdir(parents=True, exist_ok=True)
         for f in lists.iterdir():
@@ -206,6 +208,15 @@ def _unlink_link(path: Path) -> None:
     """A symlink in the image where a file is written is replaced, never followed."""
     if path.is_symlink():
         path.unlink()
+
+
+def _stamps(d: Path) -> dict[str, tuple[int, int]]:
+    """The list files of ``d``: name -> (size, mtime), as copy2 keeps them."""
+    return {
+        f.name: (f.stat().st_size, f.stat().st_mtime_ns)
+        for f in d.iterdir()
+        if f.is_file() and not f.is_symlink() and f.name != "lock"
+    }
 
 
 def _has_lists(lists: Path) -> bool:
