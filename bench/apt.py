@@ -101,6 +101,8 @@ def main() -> None:
             work.mkdir()
             cache = xdg if name != "emulated" else tmp / "x3"
             runs[name], out = build(ctx, work, cache, tmp / "data", platform, *extra)
+            for line in re.findall(r"^#\d+ [\d.]+ ((?:native|emulated \(QEMU\)): .*)$", out, re.M):
+                print(f"{'':>11}{line}")
             ver = re.search(r"PostgreSQL \d\S*", out)
             print(f"{name:>9}: {runs[name]:6.1f} s  ({platform}; {ver.group(0) if ver else '?'})")
         print(f"emulated/cold: {runs['emulated'] / runs['cold']:.1f}x")
