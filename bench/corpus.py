@@ -6,8 +6,9 @@ linux/amd64 + linux/arm64 and pushed to one loopback registry (Debian's
 docker-registry), by manyarch (``--no-cache``: no build cache; the download
 caches and the store are shared by the cases, as buildah's storage is) and by
 ``buildah build --isolation chroot`` + ``buildah manifest push --all``, from
-the same bases: the ``--preset python`` base, and for a C-extension case the
-same base with gcc and python3-dev (``BUILD_IMAGE``).
+the same bases: the ``--preset python`` base, for a C-extension case the
+same base with gcc and python3-dev (``BUILD_IMAGE``), and for an apt line the
+``--preset python-slim`` base (``SLIM_IMAGE``).
 
 Prints per case: both times, the ratio, how many RUN lines ran natively and
 how many under emulation (both platforms counted), and the reason of every
@@ -102,8 +103,9 @@ def main() -> int:
         env = manyarch_env(work)
         python_ref = push_base(work, reg, "python")
         build_ref = push_base(work, reg, "python-build", include=BUILD_PACKAGES)
+        slim_ref = push_base(work, reg, "python-slim", preset="python-slim")
         bargs = ["--build-arg", f"PYTHON_IMAGE={python_ref}", "--build-arg",
-                 f"BUILD_IMAGE={build_ref}"]  # fmt: skip
+                 f"BUILD_IMAGE={build_ref}", "--build-arg", f"SLIM_IMAGE={slim_ref}"]  # fmt: skip
         benv = buildah_env(work, reg) if not args.skip_buildah else {}
         ca = ["--volume", f"{CA}:{CA}:ro"] if Path(CA).exists() else []
         for case in cases:

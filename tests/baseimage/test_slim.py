@@ -17,9 +17,7 @@ from manyarch.baseimage.slim import setup_official_paths
 from manyarch.debian import install
 from manyarch.debian.deb import parse_control
 from manyarch.oci.platform import Platform
-from manyarch.sandbox import bwrap, emulation
-from manyarch.sandbox.bwrap import SandboxSpec
-from manyarch.sandbox.users import Ids
+from manyarch.sandbox import emulation
 from tests.baseimage.test_baseimage import needs_root, unpack_layer
 from tests.helpers.base_fixture import PythonBase
 from tests.imagebuild.build_helpers import make_context, run_build
@@ -150,14 +148,6 @@ def _wheel(dest: Path) -> Path:
     return wheel
 
 
-def _run_tmp_is_a_tmpfs() -> bool:
-    """Whether RUN gets a fresh /tmp (mode 0755: apt's ``_apt`` user cannot write there)
-    rather than the image's own (1777), as BuildKit gives and the ``dockerfile`` branch does."""
-    spec = SandboxSpec(rootfs=Path("/"), argv=["true"])
-    args = bwrap.command(spec, ids=Ids(0, 0, "/root", ()))
-    return any(args[i : i + 2] == ["--tmpfs", "/tmp"] for i in range(len(args)))
-
-
 APT_DOCKERFILE = """\
 ARG BASE
 FROM $BASE
@@ -175,8 +165,6 @@ def test_apt_get_install_and_useradd_in_a_run(
 ) -> None:
     if not emulation.can_run(ARM64):
         pytest.skip("no emulation for linux/arm64: run 'manyarch emulation install'")
-    if _run_tmp_is_a_tmpfs():
-        pytest.skip("RUN's /tmp is a tmpfs, not the image's 1777 /tmp: apt's _apt cannot write")
     ctx = make_context(tmp_path, APT_DOCKERFILE)
     built = run_build(ctx, slim_base.ref, (AMD64, ARM64))
     for platform in ("linux/amd64", "linux/arm64"):
@@ -210,3 +198,40 @@ def test_copy_from_builder_site_packages(
     # the COPY's layer (above the base's one) writes through the link, as BuildKit does
     files = built.layer("linux/amd64", 1)
     assert "usr/local/lib/python3.11/dist-packages/manyarch_probe/__init__.py" in files
+
+
+PIP_DOCKERFILE = """\
+ARG BASE
+FROM $BASE
+RUN pip install six==1.16.0
+"""
+
+
+@pytest.mark.slow
+@needs_root
+def test_native_pip_places_what_the_emulated_pip_does(
+    slim_base: PythonBase, tmp_path: Path, isolated_build: Path
+) -> None:
+    """On python-slim (site-packages a link to dist-packages) native pip writes the same files."""
+    from manyarch.imagebuild.nativepip.interceptor import NativePipInterceptor
+
+    if not emulation.can_run(ARM64) or emulation.runs_natively(ARM64):
+        pytest.skip("needs a foreign linux/arm64 through QEMU")
+    ctx = make_context(tmp_path, PIP_DOCKERFILE)
+    hook = NativePipInterceptor(tmp_path / "cache" / "manyarch")
+    native = run_build(ctx, slim_base.ref, (ARM64,), interceptors=[hook], epoch=0)
+    assert hook.native == 1, hook.fallbacks
+    emulated = run_build(ctx, slim_base.ref, (ARM64,), epoch=0)
+    a, b = native.layer("linux/arm64", 1), emulated.layer("linux/arm64", 1)
+    b.pop("tmp", None)  # the emulated pip's temporary files, gone, touched the image's /tmp
+    assert sorted(a) == sorted(b)
+    assert "usr/local/lib/python3.11/dist-packages/six.py" in a
+    for name, (info, data) in a.items():
+        other, other_data = b[name]
+        assert (info.mode, info.uid, info.gid, info.linkname, data) == (
+            other.mode,
+            other.uid,
+            other.gid,
+            other.linkname,
+            other_data,
+        ), name

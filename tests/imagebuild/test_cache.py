@@ -263,7 +263,14 @@ def test_build_options_take_the_hooks(tmp_path: Path) -> None:
         interceptors=hooks.interceptors,
         observers=hooks.observers,
     )
-    assert len(opts.interceptors) == 2 and len(opts.observers) == 1
+    # the cache first, then native apt, then native pip
+    assert len(opts.interceptors) == 3 and len(opts.observers) == 1
+    from manyarch.imagebuild.nativeapt.interceptor import NativeAptInterceptor
+    from manyarch.imagebuild.nativepip.interceptor import NativePipInterceptor
+
+    assert isinstance(opts.interceptors[1], NativeAptInterceptor)
+    assert isinstance(opts.interceptors[2], NativePipInterceptor)
+    assert len(build_hooks(open_store(), native_apt=False).interceptors) == 2
 
 
 def test_prune_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

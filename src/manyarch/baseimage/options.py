@@ -48,7 +48,7 @@ LABEL_PREFIX = "dev.manyarch.base."
 #: Bumped whenever what is done to a rootfs changes, so older cache entries are not reused.
 RECIPE = 2
 #: The same for what is done to a configured rootfs (``baseimage/slim.py``).
-CONFIGURED_RECIPE = 1
+CONFIGURED_RECIPE = 2
 MERGED_USR_HOOK = Path("/usr/share/mmdebstrap/hooks/merged-usr/setup00.sh")
 _PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 _SUITE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

@@ -7,7 +7,9 @@ postinsts make the users and groups, the alternatives (``awk``), PAM's common
 files, ``ld.so.cache``, the shadow files, as in ``debian:SUITE-slim``. Under
 QEMU for a foreign platform, so only those scripts are emulated.
 ``update-ca-certificates`` is arch-independent work that costs a minute under
-QEMU: it is stood in for while dpkg runs and its work is done on the host.
+QEMU: it is stood in for while dpkg runs and its work is done on the host; so
+is ``py3compile`` when the host has an interpreter of the image's bytecode,
+which then compiles the modules (hash-checked pycs, valid under clamped mtimes).
 
 Then what ``python:3.X-slim`` has besides Debian's python3: the ``python``,
 ``python3``, ``pip`` and ``pip3`` commands in ``/usr/local/bin``, no PEP 668
@@ -44,6 +46,9 @@ log = logging.getLogger("manyarch.base")
 
 #: Helpers done on the host instead of by the image's copy (see the module's docstring).
 STAND_INS = ("/usr/sbin/update-ca-certificates",)
+#: Byte-compiles the python3-* packages' modules: stood in for when the host has an
+#: interpreter of the image's bytecode, which then compiles them (hash-checked pycs).
+PY3COMPILE = "/usr/bin/py3compile"
 #: Left by dpkg, apt and ldconfig with the build's times in them: not part of a base.
 _TRANSIENT = (
     "var/log/dpkg.log",
@@ -74,7 +79,8 @@ def configure_rootfs(root: Path, *, emulated: bool, epoch: int | None, step: Ste
     out = install.unpack(root, debs, epoch=epoch)
     log.debug("dpkg --unpack:\n%s", out)
     step(f"{len(debs)} packages unpacked by the host's dpkg")
-    with install.stand_ins(root, STAND_INS):
+    helpers = [*STAND_INS, PY3COMPILE] if host_compiles(root) else list(STAND_INS)
+    with install.stand_ins(root, helpers):
         out = install.configure(root, epoch=epoch)
     log.debug("dpkg --configure -a:\n%s", out)
     step("maintainer scripts run" + (" under QEMU" if emulated else ""))
@@ -116,18 +122,26 @@ def setup_official_paths(root: Path) -> None:
             _link(local / name, target)
 
 
+def host_compiles(root: Path) -> bool:
+    """Whether the host has an interpreter of each of the image's bytecode versions."""
+    libs = python_libs(root)
+    for name in libs:
+        magic = bytecode_magic(root / "usr/lib" / name)
+        if magic is None or host_python(name, magic) is None:
+            return False
+    return bool(libs)
+
+
 def recompile_python(root: Path) -> None:
     """Replace the postinsts' timestamp pycs by hash-checked ones, when the host can.
 
     Timestamp pycs go stale when the layer clamps mtimes to SOURCE_DATE_EPOCH;
     a host interpreter of the same bytecode makes hash-checked ones instead.
     """
+    if not host_compiles(root):
+        return
     dirs = [root / "usr/lib" / n for n in python_libs(root)]
     dirs.append(root / "usr/lib/python3/dist-packages")
-    for lib in dirs[:-1]:
-        magic = bytecode_magic(lib)
-        if magic is None or host_python(lib.name, magic) is None:
-            return
     for d in dirs:
         for cache in d.rglob("__pycache__"):
             shutil.rmtree(cache)

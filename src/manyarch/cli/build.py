@@ -73,6 +73,11 @@ def register(sub: Any) -> None:
         action="store_true",
         help="run `pip install` lines under emulation too (as buildx does)",
     )
+    p.add_argument(
+        "--no-native-apt",
+        action="store_true",
+        help="run a foreign platform's `apt-get install` lines wholly under emulation",
+    )
     _add_cache_flags(p)
     p.add_argument("--pull", action="store_true", help="always resolve the base again")
     p.add_argument("--builder", help="accepted for buildx compatibility; no effect")
@@ -264,6 +269,7 @@ def _run(args: argparse.Namespace) -> int:
                 cache_from=args.cache_from,
                 cache_to=args.cache_to,
                 native_pip=not args.no_native_pip,
+                native_apt=not args.no_native_apt,
                 progress=show,
             )
         for warning in result.warnings:

@@ -55,7 +55,8 @@ def unpack(root: Path, debs: Sequence[Path], *, epoch: int | None = None) -> str
     """
     if not debs:
         return ""
-    argv = ["dpkg", f"--root={root}", "--force-depends", "--unpack", *map(str, debs)]
+    # --force-unsafe-io: no fsync per file, the rootfs becomes a layer (or is thrown away)
+    argv = ["dpkg", f"--root={root}", "--force-depends,unsafe-io", "--unpack", *map(str, debs)]
     proc = run_host_tool(argv, env=_script_env(epoch), writable=[root])
     out = proc.stdout + proc.stderr
     if proc.returncode != 0:
@@ -90,15 +91,22 @@ def stand_ins(root: Path, programs: Sequence[str]) -> Iterator[list[str]]:
             os.replace(saved, original)
 
 
-def configure(root: Path, *, epoch: int | None = None, timeout: float | None = None) -> str:
+def configure(
+    root: Path,
+    *,
+    epoch: int | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> str:
     """``dpkg --configure -a`` by the image's dpkg in the rootfs (no network).
 
+    ``env``: the scripts' environment (default: :data:`SCRIPT_ENV` and the epoch).
     Returns dpkg's output; a failure is a :class:`BuildError` with its tail.
     """
     spec = SandboxSpec(
         rootfs=root,
         argv=["dpkg", "--configure", "-a"],
-        env=_script_env(epoch),
+        env=dict(env) if env is not None else _script_env(epoch),
         network="none",
         resolv_conf=False,
         hostname="localhost",

@@ -514,17 +514,20 @@ def build_hooks(
     *,
     no_cache: bool = False,
     native_pip: bool = True,
+    native_apt: bool = True,
     cache_to: CacheSpec | str | None = None,
     cache_from: Sequence[CacheSpec | str] = (),
     client: RegistryClient | None = None,
 ) -> BuildHooks:
-    """The interceptors and observers for one build: the build cache, native pip.
+    """The interceptors and observers for one build: the build cache, native apt and pip.
 
     ``cache_to`` is where the cache this build used is exported, ``cache_from``
     where else to look (buildx's spellings, or :class:`CacheSpec` s). A
     registry import is read here (its entries; blobs on a hit); a registry
     cache needs ``client``.
     """
+    from manyarch.imagebuild.nativeapt.interceptor import OUTPUT_VERSION as APT_VERSION
+    from manyarch.imagebuild.nativeapt.interceptor import NativeAptInterceptor
     from manyarch.imagebuild.nativepip.interceptor import OUTPUT_VERSION, NativePipInterceptor
 
     export_spec = CacheSpec.parse(cache_to, export=True) if isinstance(cache_to, str) else cache_to
@@ -571,7 +574,8 @@ def build_hooks(
             imports=imports,
             export=export,
             # a step native pip did is only reused while native pip writes the same files
-            salt=f"native-pip/{OUTPUT_VERSION}" if native_pip else "emulated",
+            salt=(f"native-pip/{OUTPUT_VERSION}" if native_pip else "emulated")
+            + (f"+native-apt/{APT_VERSION}" if native_apt else ""),
         )
     except BaseException:
         hooks.close()
@@ -579,6 +583,8 @@ def build_hooks(
     cache.remote.update(remote)
     hooks.cache = cache
     hooks.interceptors.append(cache.interceptor)
+    if native_apt:
+        hooks.interceptors.append(NativeAptInterceptor(cache_home()))
     if native_pip:
         hooks.interceptors.append(NativePipInterceptor(cache_home()))
     hooks.observers.append(cache.record)

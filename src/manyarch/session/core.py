@@ -176,6 +176,7 @@ class Session(FrontendCalls, LocalCalls):
         cache_from: Sequence[str | CacheSpec] = (),
         cache_to: str | CacheSpec | Sequence[str | CacheSpec] | None = None,
         native_pip: bool = True,
+        native_apt: bool = True,
         progress: StepProgress | None = None,
     ) -> BuildResult:
         """Build a Dockerfile for every platform (in parallel) into the local store.
@@ -184,44 +185,38 @@ class Session(FrontendCalls, LocalCalls):
         to ``SOURCE_DATE_EPOCH``, else the newest base's ``created``. ``media_types``
         (``docker`` or ``oci``) fixes the result's form; None leaves it to each
         :meth:`publish` (attestations and annotations make it OCI, as BuildKit does). The
-        others but ``names`` (the image's, its attestations' subjects), ``native_pip``
-        (``pip install`` lines natively) and ``progress`` (every step's events) are buildx's
-        flags as buildx spells them (``docs/api.md``).
+        others but ``names`` (the image's, its attestations' subjects), ``native_pip``,
+        ``native_apt`` (pip and apt lines natively) and ``progress`` (every step's events)
+        are buildx's flags as buildx spells them (``docs/api.md``).
         """
         from manyarch.export.image import ExportOptions
         from manyarch.imagebuild.cache import cache_home
         from manyarch.imagebuild.executor import build as execute
         from manyarch.publish import check_media_types
-        from manyarch.session.building import (
-            BuildTimes,
-            build_options,
-            cache_exports,
-            finish_build,
-            now,
-        )
+        from manyarch.session import building
 
         wanted = check_media_types(media_types)
         sde = config.source_date_epoch()
-        options = build_options(
+        options = building.build_options(
             context, dockerfile, platforms_of(platforms), build_args, target, network, labels,
             epoch=epoch if epoch is not None else sde, add_hosts=add_hosts, shm_size=shm_size,
             ulimits=ulimits, no_cache_filter=no_cache_filter, allow=allow, secrets=secrets,
             ssh=ssh, build_contexts=build_contexts,
         )  # fmt: skip
-        cache_export, inline = cache_exports(cache_to, options.build_args)
+        cache_export, inline = building.cache_exports(cache_to, options.build_args)
         export_options = ExportOptions.of(
             media_types=wanted, compression=compression, compression_level=compression_level,
             force_compression=force_compression, annotations=annotations, attest=attest,
             sbom=sbom, provenance=provenance, names=names, inline_cache=inline,
         )  # fmt: skip
-        started = now()
-        with self._hooks(no_cache, native_pip, cache_export, cache_from) as hooks:
+        started = building.now()
+        with self._hooks(no_cache, (native_pip, native_apt), cache_export, cache_from) as hooks:
             options = replace(options, interceptors=hooks.interceptors, observers=hooks.observers)
             result = execute(options, progress, store=self.store, client=self.registry)
             hooks.finish()
         result = replace(result, media_types=wanted, warnings=tuple(hooks.warnings))
-        return finish_build(
-            result, options, export_options, times=BuildTimes(started, now()),
+        return building.finish_build(
+            result, options, export_options, times=building.BuildTimes(started, building.now()),
             source_date_epoch=epoch if epoch is not None else sde, cache=hooks.cache,
             wheels=cache_home() / "wheels",
         )  # fmt: skip
@@ -229,11 +224,11 @@ class Session(FrontendCalls, LocalCalls):
     def _hooks(
         self,
         no_cache: bool,
-        native_pip: bool,
+        native: tuple[bool, bool],
         cache_to: str | CacheSpec | None,
         cache_from: Sequence[str | CacheSpec],
     ) -> BuildHooks:
-        """The build cache (and where it travels) and native pip, for one build."""
+        """The build cache (and where it travels), native pip and apt, for one build."""
         from manyarch.imagebuild.cache import CacheSpec, build_hooks
 
         export = CacheSpec.parse(cache_to, export=True) if isinstance(cache_to, str) else cache_to
@@ -244,7 +239,8 @@ class Session(FrontendCalls, LocalCalls):
         return build_hooks(
             self.store,
             no_cache=no_cache,
-            native_pip=native_pip,
+            native_pip=native[0],
+            native_apt=native[1],
             cache_to=export,
             cache_from=imports,
             client=self.registry if registry_cache else None,

@@ -138,8 +138,9 @@ class LocalCalls:
         unpacked trees nothing uses); killed builds' working directories and the cache
         mounts no build holds always go (as ``docker builder prune`` takes them)."""
         from manyarch import rootfs
-        from manyarch.imagebuild.cache import buildcache_dir, parse_size, prune
+        from manyarch.imagebuild.cache import buildcache_dir, cache_home, parse_size, prune
         from manyarch.imagebuild.cachemounts import prune_cachemounts
+        from manyarch.imagebuild.nativeapt.apt import prune_debs
         from manyarch.imagebuild.workdirs import sweep
         from manyarch.run import container, local
         from manyarch.store import work_dir
@@ -150,6 +151,7 @@ class LocalCalls:
         self.store.remove_stale_temps()
         rootfs.remove_stale_unpacks()
         cache = prune(keep_bytes=keep, all=all)
+        prune_debs(cache_home(), keep_bytes=keep, all=all)
         trees = None
         if all:
             used = {str(i.descriptor.digest) for i in local.list_images(self.store)}
