@@ -69,7 +69,6 @@ from manyarch.imagebuild.options import (
 )
 from manyarch.imagebuild.runmounts import RunMounts
 from manyarch.imagebuild.sandboxes import (
-    OUTPUT_TAIL,
     Cancelled,
     StepSandboxes,
     forget_restored,
@@ -582,22 +581,12 @@ class _PlatformBuild:
         log: Callable[[str], None],
         restored: list[Path] | None = None,
     ) -> None:
-        """RUN in the sandbox; its output goes to ``log``."""
+        """RUN in the sandbox, its ``--mount`` s bound; its output goes to ``log``."""
         mkdirs(spec.rootfs, spec.cwd, None, self.options.epoch)
-        tail = self._log_tail
-
-        def keep(line: str) -> None:
-            tail.append(line)
-            del tail[:-OUTPUT_TAIL]
-            log(line)
-
         with self.mounts.mounted(step, spec) as mounted:
-            rc, _ = self.b.sandboxes.run(mounted, keep, restored)
-        if rc != 0:
-            raise StepFailed(
-                f"exited with code {rc}", file=self.file, line=step.line,
-                platform=str(self.platform), step=step.text, exit_code=rc, output=tail,
-                hint="the command failed in the build sandbox; its output is shown above",
+            self.b.sandboxes.run_step(
+                mounted, step, log, restored, tail=self._log_tail, file=self.file,
+                platform=str(self.platform),
             )  # fmt: skip
 
     def write_image(self, state: StageState) -> Descriptor:

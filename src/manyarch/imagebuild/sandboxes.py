@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from manyarch import dockerfile as df
-from manyarch.errors import BuildError, DiskFull, ManyarchError, SandboxError
+from manyarch.errors import BuildError, DiskFull, ManyarchError, SandboxError, StepFailed
 from manyarch.imagebuild.hostca import trusting_host_cas
 from manyarch.imagebuild.runflags import RunFlags
 from manyarch.layers import Snapshot
@@ -136,6 +136,33 @@ class StepSandboxes:
         """Raise :class:`Cancelled` when another platform has failed."""
         if self.cancelled.is_set():
             raise Cancelled()
+
+    def run_step(
+        self,
+        spec: SandboxSpec,
+        step: df.RunStep,
+        log: Callable[[str], None],
+        restored: list[Path] | None,
+        *,
+        tail: list[str],
+        file: str,
+        platform: str,
+    ) -> None:
+        """A RUN step's sandbox, its output to ``log`` and its last lines to ``tail``; a
+        non-zero exit is :class:`StepFailed` with them."""
+
+        def keep(line: str) -> None:
+            tail.append(line)
+            del tail[:-OUTPUT_TAIL]
+            log(line)
+
+        rc, _ = self.run(spec, keep, restored)
+        if rc != 0:
+            raise StepFailed(
+                f"exited with code {rc}", file=file, line=step.line, platform=platform,
+                step=step.text, exit_code=rc, output=tail,
+                hint="the command failed in the build sandbox; its output is shown above",
+            )  # fmt: skip
 
     def run(
         self, spec: SandboxSpec, log: Callable[[str], None], restored: list[Path] | None = None
