@@ -3,6 +3,7 @@ read as moby's setupSeccomp reads it (the enforcement itself: test_hostile)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +152,27 @@ def test_the_filter_is_compiled_once(tmp_path: Path, monkeypatch: pytest.MonkeyP
 )  # fmt: skip
 def test_a_loopback_resolver_gives_way_to_pastas_forwarder(host: str, sandbox: str | None) -> None:
     assert netns.resolv_conf(host) == sandbox
+
+
+@pytest.mark.parametrize(
+    ("host", "forwarded"),
+    [("nameserver 127.0.0.53\n", True), ("nameserver 10.255.255.53\n", False)],
+)
+def test_pasta_forwards_dns_only_for_a_loopback_resolver(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str, forwarded: bool
+) -> None:
+    # with --dns-forward, pasta answers every query to the host's nameserver from the
+    # forwarder's address: glibc, which asked the nameserver itself, dropped the answers
+    # and every lookup in a RUN timed out on a machine whose resolver is not on loopback
+    conf = tmp_path / "resolv.conf"
+    conf.write_text(host)
+    assert netns.needs_dns_forward(conf) is forwarded
+    real = netns.needs_dns_forward
+    monkeypatch.setattr(netns, "needs_dns_forward", lambda: real(conf))
+    fds: list[int] = []
+    try:
+        args = netns.pasta_args(os.getpid(), fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert ("--dns-forward" in args) is forwarded

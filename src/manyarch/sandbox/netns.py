@@ -80,7 +80,11 @@ def pasta_args(pid: int, fds: list[int]) -> list[str]:
     """
     fds.append(os.open(f"/proc/{pid}/ns/net", os.O_RDONLY))
     args = [pasta_path(), "--foreground", "--quiet", "--config-net", "--no-map-gw"]
-    args += ["--dns-forward", DNS_FORWARD]
+    if needs_dns_forward():
+        # only then: pasta answers every query to the host's nameserver as coming from
+        # this address, which a resolver that asked the nameserver itself drops (glibc
+        # connects its socket), so lookups time out with a non-loopback nameserver
+        args += ["--dns-forward", DNS_FORWARD]
     if os.geteuid() == 0:
         args += ["--runas", "0:0"]
     else:
@@ -131,6 +135,15 @@ def wait_ready(pid: int, proc: subprocess.Popen[bytes], timeout: float = READY_T
             return
         time.sleep(0.002)
     raise SandboxError(f"pasta did not set up the network within {timeout:g} s")
+
+
+def needs_dns_forward(path: Path = Path("/etc/resolv.conf")) -> bool:
+    """Whether sandboxes are given :data:`DNS_FORWARD` (the host's resolver is on its
+    loopback, see :func:`resolv_conf`)."""
+    try:
+        return resolv_conf(path.read_text(errors="replace")) is not None
+    except OSError:
+        return False
 
 
 def resolv_conf(text: str) -> str | None:
