@@ -438,9 +438,8 @@ class Supervisor:
         """Run the health check's command in the container."""
         state = self.state
         proc = enter.popen(
-            state.pid,
+            state,
             argv,
-            root=state.directory / "rootfs",
             env=state.env,
             user=state.user,
             workdir=state.cwd,
