@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from manyarch.errors import InvalidArgument
-from manyarch.sandbox import netns, seccomp
+from manyarch.sandbox import join, netns, seccomp
 from manyarch.sandbox.confine import (
     ALL_CAPS,
     DEFAULT_CAPS,
@@ -151,3 +151,11 @@ def test_the_filter_is_compiled_once(tmp_path: Path, monkeypatch: pytest.MonkeyP
 )  # fmt: skip
 def test_a_loopback_resolver_gives_way_to_pastas_forwarder(host: str, sandbox: str | None) -> None:
     assert netns.resolv_conf(host) == sandbox
+
+
+def test_the_exec_helper_numbers_every_capability_as_the_kernel() -> None:
+    assert set(join.CAP_NUMBERS) == ALL_CAPS
+    assert join.CAP_NUMBERS["CAP_CHOWN"] == 0 and join.CAP_NUMBERS["CAP_SYS_ADMIN"] == 21
+    assert join.CAP_NUMBERS["CAP_CHECKPOINT_RESTORE"] == 40
+    mask = sum(1 << join.CAP_NUMBERS[c] for c in DEFAULT_CAPS)
+    assert f"{mask:016x}" == "00000000a80425fb"  # Docker's CapEff

@@ -70,6 +70,8 @@ def test_exec_gets_the_containers_confinement(
         root = _exec(env, name, arch)
         _assert_like_the_container(root)
         assert root["capbnd"] == DOCKER_CAPEFF
+        status = manyarch(env, "exec", name, "head", "-n", "60", "/proc/self/status").stdout
+        assert "SigIgn:\t0000000000000000" in status  # not the helper's interpreter's
         app = _exec(env, name, arch, "-u", "1000")
         _assert_like_the_container(app, capeff="0000000000000000")
     finally:

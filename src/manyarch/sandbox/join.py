@@ -174,6 +174,8 @@ def _become(libc: Any, spec: dict[str, Any], last_cap: int, bpf: bytes) -> None:
             _load_filter(libc, bpf)
     except OSError as e:
         raise Failed(f"cannot confine the process: {e}", 126) from e
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)  # Python's interpreter ignores the first two
     argv, env = spec["argv"], spec["env"]
     try:
         os.execvpe(argv[0], argv, env)
@@ -230,10 +232,14 @@ def _load_filter(libc: Any, bpf: bytes) -> None:
 
 
 def _relay(child: int) -> int:
-    """Wait for the command, passing signals on; exit as it did."""
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-                signal.SIGUSR2, signal.SIGWINCH):  # fmt: skip
+    """Wait for the command, passing signals sent to this process on; its exit status.
+
+    A terminal's ^C and ^\\ reach the command itself (the same process group): this
+    process ignores them, so that a command that ignores them too goes on."""
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, lambda s, _f: os.kill(child, s))
+    for sig in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_IGN)
     _, status = os.waitpid(child, 0)  # retried when a signal interrupts it (PEP 475)
     if os.WIFSIGNALED(status):
         killed = os.WTERMSIG(status)
