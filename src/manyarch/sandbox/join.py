@@ -9,8 +9,9 @@ helper
    :mod:`manyarch.sandbox.seccomp`) and opens the namespaces and root of the
    sandbox's PID 1 while it still sees the host;
 2. joins the network, UTS, IPC, PID and mount namespaces as the host's root,
-   then the user namespace (nsenter's order: each of the others is the host's
-   or the sandbox's own), takes the sandbox's root and working directory;
+   then the user namespace (nsenter's order: the network namespace belongs to
+   the host's user namespace, out of reach from the sandbox's), and takes the
+   sandbox's root and working directory;
 3. forks (a PID namespace is its children's), and the child becomes the user,
    keeps only the sandbox's capabilities (bounding, permitted, effective,
    inheritable and ambient, as bwrap leaves them: Docker's set, or
@@ -108,7 +109,8 @@ def command(
         "import sys\nfrom manyarch.sandbox.join import Failed, main\ntry:\n sys.exit(main())\n"
         "except Failed as e:\n sys.stderr.write(f'manyarch: {e}\\n')\n sys.exit(e.code)\n"
     )
-    return [sys.executable, "-c", boot], {**os.environ, _SPEC: json.dumps(spec)}
+    # -P: no module from the caller's working directory shadows the standard library's
+    return [sys.executable, "-P", "-c", boot], {**os.environ, _SPEC: json.dumps(spec)}
 
 
 class Failed(Exception):
