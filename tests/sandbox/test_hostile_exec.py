@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -117,3 +119,28 @@ def test_a_health_probe_gets_the_containers_confinement(
         _assert_like_the_container(_results(log[-1]["Output"].splitlines()))
     finally:
         manyarch(env, "rm", "-f", "probed")
+
+
+def test_no_helper_imports_a_module_where_the_command_is_typed(
+    env: dict[str, str], tiny_base: TinyBase, tmp_path: Path
+) -> None:
+    # a cloned repository's json.py, subprocess.py: helper interpreters run as root
+    script = Path(sys.executable).with_name("manyarch")
+    if not script.exists():
+        pytest.skip("manyarch's console script is not installed beside this interpreter")
+    for name in ("json", "subprocess", "ctypes", "signal"):
+        (tmp_path / f"{name}.py").write_text("raise SystemExit('imported from the cwd')\n")
+
+    def typed(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(script), *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+
+    assert typed("run", "-d", "--name", "cwd", tiny_base.ref, "sleep", "60").returncode == 0
+    try:
+        r = typed("exec", "cwd", "echo", "ok")
+        assert (r.returncode, r.stdout) == (0, "ok\n"), r.stderr
+        r = typed("inspect", "-f", "{{.State.Status}}", "cwd")
+        assert r.stdout.strip() == "running", r.stderr
+    finally:
+        manyarch(env, "rm", "-f", "cwd")
