@@ -157,7 +157,7 @@ def main() -> int:
 def _become(libc: Any, spec: dict[str, Any], last_cap: int, bpf: bytes) -> None:
     """In the child: the user, the capabilities, no_new_privs, the filter; then exec."""
     try:
-        os.setgroups(spec["groups"])
+        _setgroups(spec["groups"])
         os.setresgid(spec["gid"], spec["gid"], spec["gid"])
         caps = set(spec["caps"])
         if spec["confined"]:
@@ -184,6 +184,18 @@ def _become(libc: Any, spec: dict[str, Any], last_cap: int, bpf: bytes) -> None:
     except OSError as e:
         code = 127 if isinstance(e, FileNotFoundError) else 126
         raise Failed(f"{argv[0]}: {e.strerror}", code) from e
+
+
+def _setgroups(groups: list[int]) -> None:
+    """setgroups(2), but where the user namespace refuses it to everyone (a caller that is
+    not root: bwrap's own namespace, ``/proc/self/setgroups`` ``deny``), as bwrap's own
+    process there."""
+    try:
+        os.setgroups(groups)
+    except PermissionError:
+        with open("/proc/self/setgroups") as f:
+            if f.read().strip() != "deny":
+                raise
 
 
 def _setns(libc: Any, fd: int, nstype: int) -> None:
