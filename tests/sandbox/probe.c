@@ -30,6 +30,9 @@ int main(int argc, char **argv) {
     FILE *st = fopen("/proc/self/status", "r");
     while (st && fgets(line, sizeof line, st))
         if (!strncmp(line, "CapEff:", 7)) printf("capeff %s", line + 8);
+        else if (!strncmp(line, "CapBnd:", 7)) printf("capbnd %s", line + 8);
+        else if (!strncmp(line, "NoNewPrivs:", 11)) printf("nonewprivs %s", line + 12);
+        else if (!strncmp(line, "Seccomp:", 8)) printf("seccomp %s", line + 9);
     if (st) fclose(st);
 
     /* the "shocker" escape: a handle to the host's root file system */

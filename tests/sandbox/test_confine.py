@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from manyarch.errors import InvalidArgument
-from manyarch.sandbox import netns, seccomp
+from manyarch.sandbox import join, netns, seccomp
 from manyarch.sandbox.confine import (
     ALL_CAPS,
     DEFAULT_CAPS,
@@ -176,3 +176,11 @@ def test_pasta_forwards_dns_only_for_a_loopback_resolver(
         for fd in fds:
             os.close(fd)
     assert ("--dns-forward" in args) is forwarded
+
+
+def test_the_exec_helper_numbers_every_capability_as_the_kernel() -> None:
+    assert set(join.CAP_NUMBERS) == ALL_CAPS
+    assert join.CAP_NUMBERS["CAP_CHOWN"] == 0 and join.CAP_NUMBERS["CAP_SYS_ADMIN"] == 21
+    assert join.CAP_NUMBERS["CAP_CHECKPOINT_RESTORE"] == 40
+    mask = sum(1 << join.CAP_NUMBERS[c] for c in DEFAULT_CAPS)
+    assert f"{mask:016x}" == "00000000a80425fb"  # Docker's CapEff

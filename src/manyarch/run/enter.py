@@ -1,7 +1,9 @@
-"""``manyarch exec``: a command in a running container's namespaces (nsenter).
+"""``manyarch exec``: a command in a running container's namespaces, confined as it is.
 
 The command joins the mount, UTS, IPC, network and PID namespaces of the
-container's PID 1 (and its user namespace when it has one of its own), takes
+container's PID 1 (and its user namespace when it has one of its own), gets
+the container's capabilities, ``no_new_privs`` and seccomp filter
+(:mod:`manyarch.sandbox.join`; none of them when it runs ``--privileged``), takes
 its root and runs as ``-u`` (else the container's user), in ``-w`` (else the
 container's working directory), with the container's environment and ``-e``
 over it. A foreign image's programs go through the host's binfmt handler, as
@@ -13,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import struct
 import subprocess
 import termios
@@ -23,26 +24,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from manyarch.errors import CommandNotRunnable, InvalidArgument, ToolMissing
+from manyarch.errors import CommandNotRunnable, InvalidArgument
+from manyarch.sandbox import join
+from manyarch.sandbox.confine import Security
 from manyarch.sandbox.users import resolve_user
 
 if TYPE_CHECKING:
     from manyarch.run.container import ContainerState
-
-
-def nsenter_path() -> str:
-    """The nsenter binary, or :class:`ToolMissing`."""
-    path = shutil.which("nsenter")
-    if not path:
-        raise ToolMissing("nsenter", "util-linux")
-    return path
-
-
-def _own_userns(pid: int) -> bool:
-    try:
-        return os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user")
-    except OSError:
-        return False
 
 
 def command(
@@ -50,18 +38,20 @@ def command(
     argv: Sequence[str],
     *,
     root: Path,
+    env: Mapping[str, str],
+    security: Security,
     user: str = "",
     workdir: str = "/",
-) -> list[str]:
-    """The nsenter command line that runs ``argv`` in ``pid``'s container."""
+) -> tuple[list[str], dict[str, str]]:
+    """The command line (and its environment) that runs ``argv`` in ``pid``'s container,
+    confined as the container is (:mod:`manyarch.sandbox.join`)."""
     if not argv:
         raise InvalidArgument("exec needs a command", "manyarch exec CONTAINER COMMAND [ARG...]")
     ids = resolve_user(root, user, runtime=True)
-    args = [nsenter_path(), "-t", str(pid), "-m", "-u", "-i", "-n", "-p"]
-    if _own_userns(pid):
-        args.append("-U")
-    args += ["-r", f"--wdns={workdir or '/'}", "-S", str(ids.uid), "-G", str(ids.gid)]
-    return [*args, "--", *argv]
+    return join.command(
+        pid, argv, security=security, uid=ids.uid, gid=ids.gid, groups=ids.groups,
+        workdir=workdir or "/", env=environment(env, {}, ids.home),
+    )  # fmt: skip
 
 
 def environment(base: Mapping[str, str], extra: Mapping[str, str], home: str) -> dict[str, str]:
@@ -72,19 +62,20 @@ def environment(base: Mapping[str, str], extra: Mapping[str, str], home: str) ->
 
 
 def popen(
-    pid: int,
+    state: ContainerState,
     argv: Sequence[str],
     *,
-    root: Path,
     env: Mapping[str, str],
     user: str = "",
     workdir: str = "/",
     **kwargs: Any,
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` in the container; ``kwargs`` go to :class:`subprocess.Popen`."""
-    ids = resolve_user(root, user, runtime=True)
-    cmd = command(pid, argv, root=root, user=user, workdir=workdir)
-    return subprocess.Popen(cmd, env=environment(env, {}, ids.home), **kwargs)
+    cmd, helper_env = command(
+        state.pid, argv, root=state.directory / "rootfs", env=env,
+        security=Security.from_json(state.security), user=user, workdir=workdir,
+    )  # fmt: skip
+    return subprocess.Popen(cmd, env=helper_env, **kwargs)
 
 
 def run(
@@ -105,12 +96,12 @@ def run(
     if detach:
         kwargs.update(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                       stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-        popen(state.pid, found, root=root, env=env, user=user, workdir=workdir, **kwargs)
+        popen(state, found, env=env, user=user, workdir=workdir, **kwargs)
         return 0
     if not tty:
         if not interactive:
             kwargs["stdin"] = subprocess.DEVNULL
-        proc = popen(state.pid, found, root=root, env=env, user=user, workdir=workdir, **kwargs)
+        proc = popen(state, found, env=env, user=user, workdir=workdir, **kwargs)
         return _wait(proc)
     master, secondary = container_pty(state.pid)
     with contextlib.suppress(OSError):
@@ -122,7 +113,7 @@ def run(
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
     proc = popen(
-        state.pid, found, root=root, env=env, user=user, workdir=workdir,
+        state, found, env=env, user=user, workdir=workdir,
         stdin=secondary, stdout=secondary, stderr=secondary, start_new_session=True,
         preexec_fn=take_terminal,
     )  # fmt: skip

@@ -438,9 +438,8 @@ class Supervisor:
         """Run the health check's command in the container."""
         state = self.state
         proc = enter.popen(
-            state.pid,
+            state,
             argv,
-            root=state.directory / "rootfs",
             env=state.env,
             user=state.user,
             workdir=state.cwd,
@@ -461,7 +460,7 @@ class Supervisor:
 def supervise_command(*args: str) -> list[str]:
     """The command of a supervisor (or reaper) process: :func:`manyarch.run.supervise.main`."""
     boot = "import sys; from manyarch.run.supervise import main; sys.exit(main(sys.argv[1:]))"
-    return [sys.executable, "-c", boot, *args]
+    return [sys.executable, "-P", "-c", boot, *args]  # -P: nothing from the cwd
 
 
 def start_reaper(directory: Path) -> int:

@@ -168,7 +168,7 @@ def emulation_off_wrapper() -> list[str]:
         raise ToolMissing("unshare", "util-linux")
     return [
         unshare, "--user", "--map-root-user", "--mount", "--",
-        sys.executable, "-c",
+        sys.executable, "-P", "-c",
         "import os,subprocess,sys;"
         "subprocess.run(['mount','-t','binfmt_misc','binfmt_misc','/proc/sys/fs/binfmt_misc'],"
         "check=True);os.execv(sys.argv[1],sys.argv[1:])",

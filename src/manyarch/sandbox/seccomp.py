@@ -155,7 +155,9 @@ def _compiler_python() -> str:
     for candidate in (sys.executable, "/usr/bin/python3", shutil.which("python3") or ""):
         if (
             candidate
-            and subprocess.run([candidate, "-c", "import seccomp"], capture_output=True).returncode
+            and subprocess.run(
+                [candidate, "-I", "-c", "import seccomp"], capture_output=True
+            ).returncode
             == 0
         ):
             return candidate
@@ -174,7 +176,7 @@ def compiled(caps: Iterable[str]) -> Path:
     path = cache_dir() / f"{hashlib.sha256(spec).hexdigest()}.bpf"
     if path.exists():
         return path
-    r = subprocess.run([_compiler_python(), "-c", _COMPILER], input=spec, capture_output=True)
+    r = subprocess.run([_compiler_python(), "-I", "-c", _COMPILER], input=spec, capture_output=True)
     if r.returncode != 0 or not r.stdout:
         raise SandboxError(
             "cannot compile the seccomp filter: " + r.stderr.decode(errors="replace").strip()[-400:]
