@@ -151,8 +151,17 @@ class HostApt:
             env.update({k: v for k, v in self.env.items() if k in _PROXIES})
             env.update({"APT_CONFIG": str(conf), "DEBIAN_FRONTEND": "noninteractive"})
             env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
+            # the same again on the command line, which apt reads after every file:
+            # the image's apt.conf.d cannot point apt elsewhere
+            pinned = [
+                f"Dir::Bin::dpkg={tmp}/dpkg",
+                f"Dir::Cache::archives={self.archives}/",
+                f"APT::Architecture={self.arch}",
+                "APT::Sandbox::User=root",
+                "APT::Immediate-Configure=false",
+            ]
             proc = run_host_tool(
-                ["apt-get", *args],
+                ["apt-get", *(a for o in pinned for a in ("-o", o)), *args],
                 env=env,
                 readonly=[tmp],
                 writable=[self.rootfs, self.archives.parent],
