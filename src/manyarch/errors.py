@@ -27,6 +27,7 @@ its traceback.
     ├── LayerError                 a layer that cannot be written or unpacked
     │   └── UnsafeLayerEntry       .layer, .entry, .reason: outside the root
     ├── LayoutError                an OCI image layout on disk that is wrong
+    ├── DiskFull                   .path: a write found its file system (or quota) full
     ├── RegistryError              .status, .codes, .temporary: the registry said no
     │   ├── AuthError              401/403: credentials missing or refused
     │   └── TransportError         could not talk to the registry at all
@@ -41,6 +42,8 @@ its traceback.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Sequence
 
 
@@ -150,6 +153,25 @@ class LayoutError(ManyarchError):
     """An OCI image layout on disk is missing, malformed or inconsistent."""
 
 
+class DiskFull(ManyarchError):
+    """A write found its file system, or the user's quota, full (ENOSPC, EDQUOT)."""
+
+    def __init__(self, path: str, what: str = "") -> None:
+        super().__init__(
+            f"{what + ': ' if what else ''}No space left on device ({path})",
+            "free some space there (manyarch prune removes unused images, trees and "
+            "build caches), then try again; nothing half-written was kept",
+        )
+        self.path = path
+
+    @classmethod
+    def of(cls, e: OSError, what: str = "", path: str | os.PathLike[str] = "") -> DiskFull | None:
+        """The error for ``e`` when it is a full disk, else None."""
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return None
+        return cls(os.fspath(e.filename or path or "?"), what)
+
+
 class RegistryError(ManyarchError):
     """A registry answered with an error.
 
@@ -236,7 +258,9 @@ class StepFailed(BuildError):
         output: Sequence[str] = (),
         hint: str | None = None,
     ) -> None:
-        super().__init__(f"{file}:{line}: {step}: {reason}", hint)
+        # the step in full is the field; the message shows its start (a RUN may be 128 KiB)
+        shown = step if len(step) <= 200 else step[:200] + "..."
+        super().__init__(f"{file}:{line}: {shown}: {reason}", hint)
         self.reason = reason
         self.file = file
         self.line = line

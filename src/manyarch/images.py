@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, BinaryIO, Literal, Protocol, cast
 
 from manyarch.errors import InvalidArgument, InvalidDocument, PlatformNotFound
 from manyarch.layout import Layout
+from manyarch.layout.blobs import size_mismatch
 from manyarch.oci import mediatypes as mt
 from manyarch.oci.digest import Digest
 from manyarch.oci.document import Document
@@ -114,7 +115,13 @@ class RegistrySource:
     def document(self, desc: Descriptor) -> Document:
         """A manifest or index by digest, or a config blob."""
         if mt.is_index(desc.media_type) or mt.is_manifest(desc.media_type):
-            return self.client.get_manifest(self.ref.with_digest(desc.digest))
+            doc = self.client.get_manifest(self.ref.with_digest(desc.digest))
+            if len(doc.data) != desc.size:
+                # OCI image spec (descriptor.md): content of the wrong size is not trusted
+                raise size_mismatch(
+                    f"manifest {desc.digest} of {self.ref}", desc.size, len(doc.data)
+                )
+            return doc
         return Document(self.client.open_blob_bytes(self.ref, desc), desc.media_type)
 
     def fetch_blob(self, desc: Descriptor, dest: BinaryIO) -> None:

@@ -23,7 +23,7 @@ from manyarch.errors import SandboxError
 from manyarch.layers import unpack
 from manyarch.layout import Layout
 from manyarch.oci.digest import Digest
-from manyarch.oci.manifest import Manifest
+from manyarch.oci.manifest import ImageConfig, Manifest
 from manyarch.store import data_home, private_data_dir
 
 COMPLETE = ".manyarch-complete"
@@ -61,13 +61,16 @@ def unpacked(store: Layout, manifest_digest: Digest, manifest: Manifest) -> Path
             return dest
         if dest.exists():
             shutil.rmtree(dest)  # an unpack that was interrupted
+        # under the lock no one else unpacks this image: any temporary tree is a dead one's
+        for stale in cache_dir().glob(f".tmp-{manifest_digest.hex}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = cache_dir() / f".tmp-{manifest_digest.hex}-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        config = ImageConfig.parse(store.read_document(manifest.config))
         try:
             unpack(
                 tmp,
                 [(str(d.digest), store.blob_path(d.digest), d.media_type) for d in manifest.layers],
+                diff_ids=config.diff_ids,
             )
             (tmp / COMPLETE).touch()
             os.rename(tmp, dest)
@@ -75,6 +78,27 @@ def unpacked(store: Layout, manifest_digest: Digest, manifest: Manifest) -> Path
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return dest
+
+
+def remove_stale_unpacks() -> int:
+    """Remove the temporary trees of unpacks that were killed; returns how many went.
+
+    A tree whose image's lock is held belongs to a live unpack and stays.
+    """
+    removed = 0
+    if not cache_dir().is_dir():
+        return 0
+    for tmp in sorted(cache_dir().glob(".tmp-*")):
+        hexdigest = tmp.name.removeprefix(".tmp-").rsplit("-", 1)[0]
+        lock = cache_dir() / f".{hexdigest}.lock"
+        try:
+            with open(lock, "a") as f:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(tmp, ignore_errors=True)
+                removed += 1
+        except BlockingIOError:
+            continue
+    return removed
 
 
 def remove_cached(manifest_digest: Digest) -> bool:

@@ -341,3 +341,34 @@ def test_zstd_layers_pushed_copied_and_pulled(
     )  # fmt: skip
     code, out, err = run(capsys, "pull", "--platform", "linux/arm64", ref)
     assert code == 0, out + err
+
+
+MOUNTS = """\
+ARG BASE
+FROM $BASE
+COPY --from=extra f /f
+RUN --mount=type=secret,id=tok test "$(wc -c < /run/secrets/tok)" = 6 && echo ok > /ok
+"""
+
+
+def test_secret_and_build_context_flags(
+    tmp_path: Path, isolated: Path, tiny_base: TinyBase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # buildx's --secret and --build-context reach RUN --mount and COPY --from; bad ones are
+    # usage errors before anything runs
+    ctx = make_context(tmp_path, MOUNTS)
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "f").write_text("extra\n")
+    (tmp_path / "tok").write_text("s3cr3t")
+    common = ["build", "--platform", "linux/amd64", "--build-arg", f"BASE={tiny_base.ref}",
+              "--progress", "plain"]  # fmt: skip
+    code, _, err = run(
+        capsys, *common, "--secret", f"id=tok,src={tmp_path / 'tok'}",
+        "--build-context", f"extra={extra}", "-o", f"type=oci,dest={tmp_path / 'out'}", str(ctx),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "s3cr3t" not in err
+    for bad in (["--secret", "id=tok,bogus=1"], ["--ssh", f"x={tmp_path / 'tok'}"]):
+        code, _, err = run(capsys, *common, *bad, str(ctx))
+        assert code == 2, err

@@ -85,7 +85,7 @@ def inspect(env: dict[str, str], name: str) -> dict[str, object]:
 # -- the init ------------------------------------------------------------------------
 
 
-def test_the_arm64_demo_stops_within_two_seconds_as_under_docker_init(
+def test_the_arm64_demo_stops_on_sigterm_as_under_docker_init(
     demo_image: DemoImage, env: dict[str, str]
 ) -> None:
     if not BINFMT_ARM64.exists():
@@ -100,7 +100,9 @@ def test_the_arm64_demo_stops_within_two_seconds_as_under_docker_init(
     assert inspect(env, "arm")["HostConfig"]["Init"] is True  # type: ignore[index]
     began = time.monotonic()
     assert manyarch(env, "stop", "arm").returncode == 0
-    assert time.monotonic() - began < 2.0
+    # well before the 10 s after which stop kills: the SIGTERM reached uvicorn (~1 s on a
+    # quiet machine; the CLI's start and the supervisor's tidying are in the figure)
+    assert time.monotonic() - began < 5.0
     # uvicorn re-raises SIGTERM: as tini's child it dies of it, 128 + 15
     r = manyarch(env, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "arm")
     assert r.stdout.split() == ["exited", "143"]

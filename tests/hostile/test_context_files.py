@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from manyarch.errors import StepFailed
 from tests.helpers.cli import manyarch
+from tests.helpers.tiny_base import TinyBase, tiny_base
+
+__all__ = ["tiny_base"]
 
 SECRET = "root:$6$SECRETHASH:19000:0:99999:7:::\n"
 
@@ -107,3 +111,23 @@ def test_non_utf8_file_names_in_the_context(tmp_path: Path, isolated_build: Path
     code, out = _build(ctx)
     assert "Traceback" not in out, out
     assert code == 0, out
+
+
+def test_an_environment_linux_cannot_pass_is_one_clear_error(
+    tmp_path: Path, isolated_build: Path, tiny_base: TinyBase
+) -> None:
+    # each ENV is below the instruction limit; together they pass Linux's ARG_MAX
+    value = "v" * 60_000
+    envs = "".join(f"ENV A{i}={value}\n" for i in range(60))
+    ctx = _ctx(tmp_path, f"FROM {tiny_base.ref}\n{envs}RUN true\n")
+    code, out = _build(ctx)
+    error = out[out.rindex("\nerror: ") + 1 :]
+    assert code == 1, error[-2000:]
+    assert "Traceback" not in out and "Errno" not in error, error[-2000:]
+    assert "longer than Linux allows" in error, error[-2000:]
+
+
+def test_a_failed_steps_error_shows_a_short_step() -> None:
+    err = StepFailed("exit 1", file="Dockerfile", line=2, platform="linux/amd64",
+                     step="RUN " + "x" * 100_000)  # fmt: skip
+    assert len(err.message) < 400 and err.step.endswith("x" * 10)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import marshal
+import re
 import tarfile
 import types
 from collections.abc import Callable
@@ -52,6 +53,9 @@ def pyc_difference(a: bytes, b: bytes, filename: Callable[[str], str] = str) -> 
     return None
 
 
+_UV_LOCK = re.compile(r"^tmp/uv-[0-9a-f]{16}\.lock$")
+
+
 def layer_differences(
     native: Entries, emulated: Entries, *, pyc_filename: Callable[[str], str] = str
 ) -> list[str]:
@@ -61,6 +65,12 @@ def layer_differences(
     # it, but /etc's mtime changed: a bare `etc` entry in its layer only
     if "etc" in e and e["etc"][0].isdir() and not any(k.startswith("etc/") for k in e):
         del e["etc"]
+    # uv leaves its lock in $TMPDIR: the emulated RUN's is the image's /tmp, which BuildKit
+    # keeps (nothing is mounted there); the host's uv leaves it in the host's
+    for k in [k for k in e if _UV_LOCK.match(k)]:
+        del e[k]
+    if "tmp" in e and e["tmp"][0].isdir() and not any(k.startswith("tmp/") for k in e):
+        del e["tmp"]
     diffs = [f"only native: {k}" for k in sorted(native.keys() - e.keys())]
     diffs += [f"only emulated: {k}" for k in sorted(e.keys() - native.keys())]
     for name in sorted(native.keys() & e.keys()):

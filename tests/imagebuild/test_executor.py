@@ -295,7 +295,9 @@ RUN uname -m > /m
     assert entries["app/main.py"][0].uid == 0
 
 
-def test_symlink_copied_as_symlink_and_escapes_refused(tmp_path: Path, tiny_base: TinyBase) -> None:
+def test_symlink_in_a_tree_copied_as_symlink_and_escapes_refused(
+    tmp_path: Path, tiny_base: TinyBase
+) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret").write_text("s3cret")
@@ -303,15 +305,15 @@ def test_symlink_copied_as_symlink_and_escapes_refused(tmp_path: Path, tiny_base
     (ctx / "dir/link").symlink_to("real.txt")
     (ctx / "dir/abs").symlink_to(outside / "secret")
     (ctx / "out").symlink_to(outside)
-    ok = "ARG BASE\nFROM $BASE\nCOPY dir/ /d/\nCOPY dir/abs /abs\n"
+    ok = "ARG BASE\nFROM $BASE\nCOPY dir/ /d/\n"
     (ctx / "Dockerfile").write_text(ok)
     built = run_build(ctx, tiny_base.ref, AMD64)
-    d = built.layer("linux/amd64", -2)
+    d = built.layer("linux/amd64", -1)
     assert d["d/link"][0].issym() and d["d/link"][0].linkname == "real.txt"
-    assert d["d/abs"][0].issym()  # copied as a link, never followed
+    assert d["d/abs"][0].issym()  # inside a copied tree: copied as a link, never followed
     assert b"s3cret" not in b"".join(v for _, v in d.values() if v)
-    assert built.layer("linux/amd64", -1)["abs"][0].issym()
     for bad in (
+        "COPY dir/abs /abs",  # a source's own link is followed (BuildKit): it leads out
         "COPY out/secret /x",
         "COPY out/ /x/",
         "COPY out/* /x/",

@@ -54,7 +54,9 @@ RUN --mount=type=cache,target=/c,uid=1000,gid=1000,mode=0700 stat -c '%u %g %a' 
     assert first.output("linux/amd64")[-1] == "1000 1000 700"
     second = run_build(ctx, tiny_base.ref, BOTH)
     for plat in ("linux/amd64", "linux/arm64"):
-        assert second.output(plat)[:2] == ["aarch64", "x86_64"]  # one cache, both platforms
+        # one cache, both platforms: each sees what both wrote in the first build (and
+        # maybe the other's line of this build, which may run first)
+        assert {"aarch64", "x86_64"} <= set(second.output(plat)[:3])
         # the cache is mounted over the rootfs: no layer holds it, nor its mount point
         assert not [n for n in all_entries(second, plat) if n.startswith(("root", "c"))]
         assert [h.empty_layer for h in second.config(plat).history[-2:]] == [True, True]
@@ -211,3 +213,32 @@ RUN --mount=type=ssh,id=other,target=/a.sock test ! -e /a.sock && echo skipped
         server.close()
     assert built.output("linux/amd64") == ["/run/buildkit/ssh_agent.0", "skipped"]
     assert all(h.empty_layer for h in built.config("linux/amd64").history[-2:])
+
+
+def test_cache_mount_seeded_from_a_stage(tmp_path: Path, tiny_base: TinyBase) -> None:
+    # BuildKit's cache mount with from/source: a new cache starts as that stage's path
+    # (convert_runmount.go: the mount's base); kept afterwards as any cache
+    dockerfile = """\
+ARG BASE
+FROM $BASE AS seed
+RUN mkdir /seed && echo seeded > /seed/s
+FROM $BASE
+RUN --mount=type=cache,target=/c,from=seed,source=/seed cat /c/s && echo more >> /c/s
+"""
+    ctx = make_context(tmp_path, dockerfile)
+    first = run_build(ctx, tiny_base.ref, AMD64)
+    assert first.output("linux/amd64") == ["seeded"]
+    again = run_build(ctx, tiny_base.ref, AMD64)
+    assert again.output("linux/amd64") == ["seeded", "more"]
+
+
+def test_bind_mount_from_an_image(tmp_path: Path, tiny_base: TinyBase) -> None:
+    # testMountContext's from=<image> form: the image's files, read-only
+    dockerfile = f"""\
+ARG BASE
+FROM $BASE
+RUN --mount=from={tiny_base.ref},source=/etc,target=/e head -n1 /e/passwd
+"""
+    built = run_build(make_context(tmp_path, dockerfile), tiny_base.ref, AMD64)
+    assert built.output("linux/amd64") == ["root:x:0:0:root:/root:/bin/sh"]
+    assert built.config("linux/amd64").history[-1].empty_layer

@@ -82,6 +82,7 @@ def _assert_confined(results: dict[str, str], capeff: str = DOCKER_CAPEFF) -> No
     assert results.get("capeff") == capeff, results
     for name in ATTEMPTS:
         assert results.get(name, "").startswith("denied"), (name, results)
+    assert results.get("bind_80") == "ok", results  # what it may do, it still can
     for name, rest in results.items():
         if name.startswith("connect_"):
             assert rest.startswith("denied"), (name, results)
@@ -138,3 +139,21 @@ def test_with_the_entitlements_a_run_step_is_the_hosts(
     results = _results(built.output("linux/amd64"))
     assert results["connect_127.0.0.1"] == "ok"
     assert results["capeff"] != DOCKER_CAPEFF
+
+
+@pytest.mark.usefixtures("isolated_build")
+def test_a_run_step_has_buildkits_names_and_its_network_choices(
+    tmp_path: Path, tiny_base: TinyBase, probes: dict[str, Path]
+) -> None:
+    run = (
+        "RUN cat /etc/hosts /etc/hostname && cat /proc/net/dev | wc -l\n"
+        "RUN --network=none cat /proc/net/dev | wc -l"
+    )
+    built = run_build(
+        _probe_context(tmp_path, probes, run), tiny_base.ref, (Platform.parse("linux/amd64"),)
+    )
+    out = built.output("linux/amd64")
+    assert out[0] == "127.0.0.1\tlocalhost buildkitsandbox"
+    assert "buildkitsandbox" in out
+    own, none = int(out[-2]), int(out[-1])
+    assert (own, none) == (4, 3)  # header lines, lo, and pasta's interface; then lo alone

@@ -84,6 +84,8 @@ def test_the_explicit_ways_out(
     host = _probe(env, tiny_base.ref, probes, "amd64", "--network", "host", f"{port} 127.0.0.1")
     assert host["connect_127.0.0.1"] == "ok"
     assert host["capeff"] == DOCKER_CAPEFF
+    none = _probe(env, tiny_base.ref, probes, "amd64", "--network", "none", f"{port} 127.0.0.1")
+    assert none["connect_127.0.0.1"].startswith("denied") and none["bind_80"] == "ok"
     added = _probe(env, tiny_base.ref, probes, "amd64", "--cap-add", "SYS_ADMIN", "")
     assert int(added["capeff"], 16) == int(DOCKER_CAPEFF, 16) | 1 << 21
     assert added["mount_tmpfs"] == "ok"  # CAP_SYS_ADMIN in its own user namespace lets it

@@ -135,6 +135,10 @@ def _add_ci_flags(p: argparse.ArgumentParser) -> None:
         help="an ssh-agent socket for RUN --mount=type=ssh",
     )  # fmt: skip
     p.add_argument(
+        "--build-context", action="append", default=[], metavar="NAME=DIR|docker-image://REF",
+        help="a named context for FROM, COPY --from and RUN --mount from= (or oci-layout://)",
+    )  # fmt: skip
+    p.add_argument(
         "--call",
         metavar="METHOD",
         help="check | outline | targets | build, [,format=json][,ignorestatus=true]",
@@ -261,6 +265,7 @@ def _run(args: argparse.Namespace) -> int:
                 no_cache_filter=[f for v in args.no_cache_filter for f in v.split(",") if f],
                 secrets=args.secret,
                 ssh=args.ssh,
+                build_contexts=_kv(args.build_context, "--build-context"),
                 cache_from=args.cache_from,
                 cache_to=args.cache_to,
                 native_pip=not args.no_native_pip,

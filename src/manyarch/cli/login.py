@@ -11,15 +11,17 @@ from manyarch.cli.common import UsageError, add_registry_flags, session
 
 def register(sub: Any) -> None:
     """Add the ``login`` and ``logout`` commands."""
-    p = sub.add_parser("login", help="log in to a registry (writes ~/.docker/config.json)")
-    p.add_argument("server", help="HOST[:PORT]")
+    p = sub.add_parser(
+        "login", help="log in to a registry (~/.docker/config.json, or its credential helper)"
+    )
+    p.add_argument("server", help="HOST[:PORT], or as a URL: https://HOST[:PORT]/")
     p.add_argument("-u", "--username")
     p.add_argument("-p", "--password", help="prefer --password-stdin")
     p.add_argument("--password-stdin", action="store_true")
     add_registry_flags(p)
     p.set_defaults(func=_login)
     q = sub.add_parser("logout", help="remove a registry's credentials")
-    q.add_argument("server", help="HOST[:PORT]")
+    q.add_argument("server", help="HOST[:PORT], or as a URL: https://HOST[:PORT]/")
     q.set_defaults(func=_logout)
 
 
@@ -28,6 +30,10 @@ def _login(args: argparse.Namespace) -> int:
 
     if args.password_stdin and args.password:
         raise UsageError("--password and --password-stdin are mutually exclusive")
+    if args.password:
+        # docker's words: the password stays in the shell's history and in ps
+        print("WARNING! Using --password via the CLI is insecure. Use --password-stdin.",
+              file=sys.stderr)  # fmt: skip
     if not args.username and not sys.stdin.isatty():
         raise UsageError("no username given and no terminal to ask for one", "give it with -u USER")
     user = args.username or input("Username: ")
@@ -49,8 +55,9 @@ def _login(args: argparse.Namespace) -> int:
 def _logout(args: argparse.Namespace) -> int:
     with session(args) as s:
         removed = s.logout(args.server)
+        host = s.login_host(args.server)
     if removed:
-        print(f"Removing login credentials for {args.server}")
+        print(f"Removing login credentials for {host}")
     else:
-        print(f"Not logged in to {args.server}")
+        print(f"Not logged in to {host}")
     return 0

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from manyarch._version import __version__
 from manyarch.cli.common import Parser, exit_code, report
-from manyarch.errors import ManyarchError
+from manyarch.errors import DiskFull, ManyarchError
 
 #: The order commands are listed in; any other module of manyarch.cli with a
 #: ``register(subparsers)`` function is found and listed after these.
@@ -102,3 +102,10 @@ def _run(args_list: list[str]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as e:
+        # a full disk is the machine's state, not a bug, wherever the write was
+        full = DiskFull.of(e)
+        if full is None or (args.debug if args is not None else debug_asked(args_list)):
+            raise
+        report(full)
+        return 1

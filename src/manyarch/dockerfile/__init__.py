@@ -8,6 +8,7 @@ executes (:class:`RunStep`, :class:`CopyStep`, :class:`ConfigStep`).
 callers pass the text and its file name.
 """
 
+from manyarch.dockerfile.contexts import platform_args
 from manyarch.dockerfile.ignore import DockerIgnore
 from manyarch.dockerfile.lex import ShellLex, ShellLexError
 from manyarch.dockerfile.mounts import Mount
@@ -16,7 +17,6 @@ from manyarch.dockerfile.planner import (
     PROXY_BUILD_ARGS,
     BaseConfig,
     plan,
-    platform_args,
 )
 from manyarch.dockerfile.steps import (
     DEFAULT_PATH,

@@ -61,8 +61,8 @@ def _bool(key: str, value: str) -> bool:
 def _uint(key: str, value: str, base: int) -> int:
     try:
         n = int(value, base)
-    except ValueError:
-        raise MountError(f"invalid value {value} for {key}") from None
+    except ValueError as e:
+        raise MountError(f"invalid value {value} for {key}") from e
     if n < 0 or n >= 1 << 32:
         raise MountError(f"invalid value {value} for {key}")
     return n

@@ -22,8 +22,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from manyarch.dockerfile.contexts import LOCAL, named_source, platform_args
+from manyarch.dockerfile.heredocs import copy_sources as heredoc_sources
+from manyarch.dockerfile.heredocs import run_script
 from manyarch.dockerfile.lex import ShellLex, ShellLexError
 from manyarch.dockerfile.mounts import Mount, MountError, plan_mounts, raw_from
+from manyarch.dockerfile.onbuild import trigger_instructions
+from manyarch.dockerfile.sources import source_problem, unpack_archives
 from manyarch.dockerfile.steps import (
     DEFAULT_SHELL,
     BuildPlan,
@@ -34,12 +39,13 @@ from manyarch.dockerfile.steps import (
     Step,
     stage_base_config,
 )
-from manyarch.dockerfile.syntax import Dockerfile, Instruction, StageSource, is_heredoc_marker
+from manyarch.dockerfile.syntax import Dockerfile, Instruction, StageSource
 from manyarch.dockerfile.values import (
     go_clean,
     parse_duration,
     parse_port_spec,
     resolve_dest,
+    valid_chmod,
     valid_signal,
 )
 from manyarch.errors import DockerfileError, InvalidInput
@@ -66,21 +72,6 @@ PROXY_BUILD_ARGS = frozenset(
 _NON_ENV_ARGS = frozenset({"BUILDKIT_SBOM_SCAN_CONTEXT", "BUILDKIT_SBOM_SCAN_STAGE"})
 _NETWORKS = ("default", "none", "host")
 _INT = re.compile(r"^[+-]?\d+$")
-_OCTAL_MODE = re.compile(r"^[0-7]{1,4}$")
-
-
-def platform_args(target: Platform, build: Platform) -> dict[str, str]:
-    """The automatic platform ARGs of the global scope (TARGETPLATFORM, BUILDARCH, ...)."""
-    return {
-        "BUILDPLATFORM": str(build),
-        "BUILDOS": build.os,
-        "BUILDARCH": build.architecture,
-        "BUILDVARIANT": build.variant,
-        "TARGETPLATFORM": str(target),
-        "TARGETOS": target.os,
-        "TARGETARCH": target.architecture,
-        "TARGETVARIANT": target.variant,
-    }
 
 
 @dataclass
@@ -93,6 +84,7 @@ class _State:
     platform: Platform
     cmd_set: bool = False
     steps: list[Step] = field(default_factory=list)
+    triggers: tuple[str, ...] = ()  # the base's ONBUILD, run first
 
 
 class _Planner:
@@ -103,6 +95,7 @@ class _Planner:
         build_platform: Platform,
         build_args: Mapping[str, str],
         base_config: BaseConfig | None,
+        contexts: Mapping[str, str],
     ) -> None:
         self.df = df
         self.file = df.file
@@ -112,6 +105,7 @@ class _Planner:
         self.base_config = base_config
         self.global_env = platform_args(target_platform, build_platform)
         self.declared: set[str] = set()
+        self.contexts = contexts
         #: each RUN's --mount from= values, resolved (None: the context, or no from)
         self.mount_sources: dict[tuple[int, int], list[str | None]] = {}
         self.stage_index = 0
@@ -168,6 +162,11 @@ class _Planner:
                 platform = Platform.parse(text)
             except InvalidInput as e:
                 raise self.error(f"FROM --platform: {e.message}", st.line, e.hint) from e
+        named = named_source(base, self.contexts)
+        if named is not None and named.startswith(LOCAL):
+            raise self.error(f"FROM {base}: a local directory as a base is not supported", st.line)
+        if named is not None:
+            return named, platform
         for earlier in self.df.stages[: st.index]:
             if earlier.name is not None and earlier.name == base:
                 return f"stage:{earlier.index}", platform
@@ -191,6 +190,8 @@ class _Planner:
                 "define a new stage with FROM using an ARG from the global scope instead",
             )  # fmt: skip
         source: StageSource | None = None
+        if (named := named_source(value, self.contexts)) is not None:
+            return named
         if _INT.match(value):
             idx = int(value)
             if idx < 0 or idx >= len(self.df.stages):
@@ -263,6 +264,10 @@ class _Planner:
             base, platform = froms[st.index]
             state = self.initial_state(base, platform, states)
             self.stage_index = st.index
+            for ins in trigger_instructions(state.triggers, st.line, self.file):
+                self.mount_sources[(st.index, ins.line)] = self.mount_froms(ins, st)
+                from_ = ins.flag("from") if ins.cmd == "COPY" else None
+                self.instruction(ins, st, state, from_ and self.copy_from(from_, st, ins.line))
             for ins in st.instructions:
                 self.instruction(ins, st, state, sources.get((st.index, ins.line)))
             states[st.index] = state
@@ -289,18 +294,19 @@ class _Planner:
         if base.startswith("stage:"):
             parent = states[int(base[6:])]
             return _State(
-                config=parent.config,
+                config=stage_base_config(parent.config),
                 env=dict(parent.env),
                 args=list(parent.args),
                 platform=parent.platform,
+                triggers=parent.config.on_build or (),
             )
         plat = platform or self.target_platform
         if base == "scratch" or self.base_config is None:
-            config = ContainerConfig()
+            config = ContainerConfig(working_dir="/" if base == "scratch" else "")
         else:
             config = self.base_config(base, plat)
-        config = stage_base_config(config)
-        return _State(config=config, env=config.env_dict(), args=[], platform=plat)
+        triggers, config = config.on_build or (), stage_base_config(config)
+        return _State(config, config.env_dict(), [], plat, triggers=triggers)
 
     # -- instructions ---------------------------------------------------------
 
@@ -353,6 +359,9 @@ class _Planner:
 
     def do_label(self, ins: Instruction, state: _State) -> Step:
         return ConfigStep(ins.line, ins.text, labels=self.kv_pairs(ins, state))
+
+    def do_onbuild(self, ins: Instruction, state: _State) -> Step:
+        return ConfigStep(ins.line, ins.text, on_build=ins.args[0])
 
     def do_maintainer(self, ins: Instruction, state: _State) -> Step:
         return ConfigStep(ins.line, ins.text, author=ins.args[0])
@@ -482,17 +491,19 @@ class _Planner:
             raise self.error(
                 f"RUN --security={security} is not supported", ins.line, "use sandbox or insecure"
             )
+        files: tuple[tuple[str, str], ...] = ()
         if ins.json:
             argv, command_text = ins.args, " ".join(ins.args)
         else:
             command_text = " ".join(ins.args)
             if ins.heredocs:
-                command_text = self.heredoc_script(ins)
+                command_text, files = run_script(ins)
             argv = (*self.shell(state), command_text)
         env = [(k, state.env[k]) for k in state.args if k in state.env]
+        proxies: dict[str, str] = {}  # both spellings, the lower-case one winning (BuildKit)
         for k in sorted(PROXY_BUILD_ARGS & self.build_args.keys()):
-            if k not in state.args:
-                env.append((k, self.build_args[k]))
+            proxies.update({k.upper(): self.build_args[k], k.lower(): self.build_args[k]})
+        env += [(k, v) for k, v in proxies.items() if k not in state.args]
         return RunStep(
             ins.line,
             ins.text,
@@ -503,22 +514,8 @@ class _Planner:
             network=network,
             mounts=self.mounts(ins, state),
             security=security,
+            files=files,
         )
-
-    def heredoc_script(self, ins: Instruction) -> str:
-        line = " ".join(ins.args)
-        if is_heredoc_marker(line):
-            # A lone heredoc: its content is the script (dispatchRun's "simple heredoc").
-            data = ins.heredocs[0].data
-            if data.startswith("#!"):
-                raise self.error(
-                    "RUN with a heredoc that starts with #! is not supported by manyarch",
-                    ins.line,
-                    "drop the #! line, or write the script with COPY and RUN it",
-                )
-            return data
-        # Anything else goes to the shell whole, heredocs included, as BuildKit does.
-        return line + "".join("\n" + h.content + h.name for h in ins.heredocs)
 
     def do_copy(self, ins: Instruction, state: _State, source: str | None) -> Step:
         return self.copy(ins, state, source, is_add=False)
@@ -527,34 +524,30 @@ class _Planner:
         return self.copy(ins, state, None, is_add=True)
 
     def copy(self, ins: Instruction, state: _State, source: str | None, *, is_add: bool) -> Step:
-        if ins.heredocs or any(is_heredoc_marker(a) for a in ins.args):
-            raise self.error(
-                f"{ins.cmd} with a heredoc is not supported by manyarch", ins.line,
-                "put the content in a file of the build context and COPY it",
-            )  # fmt: skip
         env = state.env
-        words = [self.expand(a, env, ins.line) for a in ins.args]
+        raw = ShellLex(skip_process_quotes=True)
+        try:
+            args, inline = heredoc_sources(ins, lambda d: raw.process_word(d, env))
+        except (ValueError, ShellLexError) as e:
+            raise self.error(f"{ins.cmd}: {e}", ins.line) from e
+        words = [self.expand(a, env, ins.line) for a in args]
         sources, dest = words[:-1], words[-1]
-        if is_add:
-            for src in sources:
-                if "://" in src or src.startswith("git@"):
-                    raise self.error(
-                        f"ADD from a URL or a Git repository is not supported by manyarch: {src}",
-                        ins.line,
-                        "download the file into the build context and COPY it",
-                    )
+        checksum, parents = ins.flag("checksum"), ins.flag("parents") == "true"
+        problem = source_problem(ins.cmd, sources, checksum, parents)
+        if problem is not None:
+            raise self.error(problem[0], ins.line, problem[1])
         chown = ins.flag("chown")
         chmod = ins.flag("chmod")
         if chown is not None:
             chown = self.expand(chown, env, ins.line)
         if chmod is not None:
             chmod = self.expand(chmod, env, ins.line)
-            if not _OCTAL_MODE.match(chmod):
+            if not valid_chmod(chmod):
                 raise self.error(
-                    f"{ins.cmd} --chmod={chmod}: manyarch accepts only octal modes", ins.line,
-                    "write the mode in octal, like --chmod=755",
+                    f"{ins.cmd} --chmod={chmod}: invalid mode", ins.line,
+                    "write it in octal (755) or as chmod does (u+x,go-w)",
                 )  # fmt: skip
-        if len(sources) > 1 and not dest.endswith("/"):
+        if len(sources) + len(inline) > 1 and not dest.endswith("/"):
             raise self.error(
                 f"when using {ins.cmd} with more than one source file, the destination must be "
                 "a directory and end with a /",
@@ -570,7 +563,12 @@ class _Planner:
             chmod=chmod or None,
             link=ins.flag("link") == "true",
             is_add=is_add,
-            extract_tar=is_add,
+            extract_tar=unpack_archives(is_add, ins.flag("unpack"), sources),
+            inline=tuple(inline),
+            checksum=checksum,
+            excludes=tuple(self.expand(v, env, ins.line) for k, v in ins.flags if k == "exclude"),
+            parents=parents,
+            keep_git_dir=ins.flag("keep-git-dir") == "true",
         )
 
 
@@ -582,11 +580,15 @@ def plan(
     build_args: Mapping[str, str] | None = None,
     target: str | None = None,
     base_config: BaseConfig | None = None,
+    contexts: Mapping[str, str] | None = None,
 ) -> BuildPlan:
     """Plan the build of ``df`` for ``target_platform``: the stages ``target`` needs.
 
     ``base_config(reference, platform)`` gives a base image's container config
     (Env, WorkingDir, Shell); it is called once per base image stage planned.
+    ``contexts``: buildx's ``--build-context`` s (see :mod:`.contexts`).
     """
-    planner = _Planner(df, target_platform, build_platform, build_args or {}, base_config)
+    planner = _Planner(
+        df, target_platform, build_platform, build_args or {}, base_config, contexts or {}
+    )
     return planner.plan(target)

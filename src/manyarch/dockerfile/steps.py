@@ -16,11 +16,16 @@ DEFAULT_SHELL = ("/bin/sh", "-c")
 
 
 def stage_base_config(base: ContainerConfig) -> ContainerConfig:
-    """The config a stage starts from: the base image's, with PATH set if it had none.
+    """The config a stage starts from: the base image's, with PATH set if it had none
+    and no ONBUILD triggers.
 
     BuildKit adds ``PATH`` to every Linux stage whose base lacks it (scratch too),
     and that PATH ends up in the image; the executor applies this before the steps.
+    The base's triggers run first in the stage (the planner puts them there) and
+    are not the new image's (BuildKit's testOnBuildCleared).
     """
+    if base.on_build:
+        base = replace(base, on_build=None)
     if "PATH" in base.env_dict():
         return base
     return base.with_env(PATH=DEFAULT_PATH)
@@ -37,6 +42,8 @@ class RunStep:
     command_text: str
     env: tuple[tuple[str, str], ...] = ()
     network: str = "default"
+    #: a heredoc with a shebang: (name, content), run as ``/dev/pipes/<name>`` (BuildKit)
+    files: tuple[tuple[str, str], ...] = ()
     #: ``--mount`` s, defaults applied; a ``from_`` is ``"stage:<i>"`` or an image
     mounts: tuple[Mount, ...] = ()
     #: ``--security=insecure`` (needs ``--allow security.insecure``), else "sandbox"
@@ -51,7 +58,7 @@ class CopyStep:
     (or the root of ``from_``). ``dest`` is absolute; a trailing ``/`` means a
     directory. ``from_`` is ``"stage:<index>"``, an image reference, or None
     for the build context. With ``extract_tar`` (ADD) a source file that is a
-    tar archive (plain, gzip, bzip2 or xz) is unpacked into ``dest``.
+    tar archive (plain, gzip, bzip2, xz or zstd) is unpacked into ``dest``.
     """
 
     line: int
@@ -64,6 +71,15 @@ class CopyStep:
     link: bool = False
     is_add: bool = False
     extract_tar: bool = False
+    #: heredoc sources (``COPY <<EOF /file``): (name, content), expanded as BuildKit does
+    inline: tuple[tuple[str, str], ...] = ()
+    #: ``ADD --checksum=sha256:...`` of its URL sources
+    checksum: str | None = None
+    #: ``--exclude`` patterns (relative to each source) and ``--parents``
+    excludes: tuple[str, ...] = ()
+    parents: bool = False
+    #: ``ADD --keep-git-dir`` (a Git source keeps its ``.git``)
+    keep_git_dir: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,6 +112,8 @@ class ConfigStep:
     healthcheck: Mapping[str, Any] | None = None
     shell: tuple[str, ...] | None = None
     author: str | None = None
+    #: ONBUILD: a trigger the image keeps for the builds FROM it
+    on_build: str | None = None
 
     def apply(self, config: ContainerConfig) -> ContainerConfig:
         """The config after this instruction (``config`` is not changed)."""
@@ -125,6 +143,8 @@ class ConfigStep:
             out = replace(out, healthcheck=dict(self.healthcheck))
         if self.shell is not None:
             out = replace(out, shell=self.shell)
+        if self.on_build is not None:
+            out = replace(out, on_build=(*(out.on_build or ()), self.on_build))
         return out
 
 

@@ -46,17 +46,17 @@ _FLAGS: dict[str, dict[str, _Flag]] = {
         "chown": _Flag(_Kind.STRING),
         "chmod": _Flag(_Kind.STRING),
         "link": _Flag(_Kind.BOOL),
-        "parents": _Flag(_Kind.BOOL, "copy each directory to its own destination instead"),
-        "exclude": _Flag(_Kind.LIST, "list the files to exclude in .dockerignore instead"),
+        "parents": _Flag(_Kind.BOOL),
+        "exclude": _Flag(_Kind.LIST),
     },
     "ADD": {
         "chown": _Flag(_Kind.STRING),
         "chmod": _Flag(_Kind.STRING),
         "link": _Flag(_Kind.BOOL),
-        "keep-git-dir": _Flag(_Kind.BOOL, "ADD from a Git repository is not supported either"),
-        "checksum": _Flag(_Kind.STRING, "ADD from a URL is not supported either"),
-        "unpack": _Flag(_Kind.BOOL, "ADD unpacks local tar archives; use COPY to keep them"),
-        "exclude": _Flag(_Kind.LIST, "list the files to exclude in .dockerignore instead"),
+        "keep-git-dir": _Flag(_Kind.BOOL),
+        "checksum": _Flag(_Kind.STRING),
+        "unpack": _Flag(_Kind.BOOL),
+        "exclude": _Flag(_Kind.LIST),
     },
     "RUN": {
         "network": _Flag(_Kind.STRING),
@@ -73,9 +73,18 @@ _FLAGS: dict[str, dict[str, _Flag]] = {
     },
 }
 
+#: Longest instruction (its lines joined), in bytes. Linux runs no command with an
+#: argument longer than MAX_ARG_STRLEN (32 pages: 128 KiB), and a shell-form RUN
+#: is one argument of ``sh -c``, an ENV one string of the environment: nothing
+#: longer could run. The Go parser also takes time quadratic in an instruction's
+#: continuation lines (a 10 MB one: minutes), so this is checked before it runs.
+MAX_INSTRUCTION = 128 * 1024
+
 _VALID_STAGE_NAME = re.compile(r"^[a-z][a-z0-9\-_.]*$")
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 _HEREDOC = re.compile(r"^(\d*)<<(-?)\s*([^<]*)$")
+#: A heredoc's marker anywhere in an instruction: ``<<EOF``, ``<<-'END'``, ``<<"X"``.
+_HEREDOC_MARK = re.compile(r"<<(-?)\s*([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
 _LEADING_TABS = re.compile(r"^\t+", re.MULTILINE)
 
 
@@ -160,6 +169,42 @@ def _directives(text: str, file: str) -> dict[str, tuple[str, int]]:
                                   line=lineno)  # fmt: skip
         found[key] = (m.group(2), lineno)
     return found
+
+
+def _check_lengths(text: str, escape: str, file: str) -> None:
+    """Refuse an instruction over :data:`MAX_INSTRUCTION`: its continuation lines joined,
+    and the bodies of its heredocs (RUN, COPY, ADD), which the Go parser reads as slowly."""
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        start, size, head = i + 1, 0, ""
+        while i < len(lines):
+            size = _grow(size, lines[i], start, file)
+            head += lines[i]
+            i += 1
+            if not lines[i - 1].rstrip().endswith(escape):
+                break
+        if "<<" not in head or head.upper().split(None, 1)[:1] not in (["RUN"], ["COPY"], ["ADD"]):
+            continue
+        for strip, _, word in _HEREDOC_MARK.findall(head):
+            while i < len(lines):
+                size = _grow(size, lines[i], start, file)
+                i += 1
+                if (lines[i - 1].lstrip("\t") if strip else lines[i - 1]) == word:
+                    break
+
+
+def _grow(size: int, line: str, start: int, file: str) -> int:
+    size += len(line.encode("utf-8", "surrogateescape")) + 1
+    if size > MAX_INSTRUCTION:
+        raise DockerfileError(
+            f"instruction longer than {MAX_INSTRUCTION // 1024} KiB",
+            file=file,
+            line=start,
+            hint="Linux runs no command with a longer argument: "
+            "put long scripts or data in files of the context and COPY them",
+        )
+    return size
 
 
 def _error_line(text: str, message: str) -> int | None:
@@ -331,6 +376,7 @@ def parse(text: str, *, file: str = "Dockerfile") -> Dockerfile:
     if syntax is not None:
         _check_syntax(syntax, file, directives["syntax"][1])
 
+    _check_lengths(text, escape, file)
     try:
         commands = _goparser.parse_string(text)
     except _goparser.GoParseError as e:
@@ -359,10 +405,10 @@ def parse(text: str, *, file: str = "Dockerfile") -> Dockerfile:
                 hint="instructions are " + ", ".join(sorted(INSTRUCTIONS)),
             )  # fmt: skip
         if cmd == "ONBUILD":
-            raise DockerfileError(
-                "ONBUILD is not supported by manyarch", file=file, line=line,
-                hint="ONBUILD triggers only run in images built FROM this one; remove it",
-            )  # fmt: skip
+            if current is None:
+                raise DockerfileError("ONBUILD comes before the first FROM", file=file, line=line)
+            pending.append(onbuild(c, file))
+            continue
         ins = Instruction(
             cmd=cmd,
             args=tuple(c.value),
@@ -410,6 +456,27 @@ def parse(text: str, *, file: str = "Dockerfile") -> Dockerfile:
             hint="start the build stage with FROM <image>",
         )  # fmt: skip
     return Dockerfile(file, escape, syntax, tuple(global_args), tuple(stages))
+
+
+def onbuild(c: Any, file: str) -> Instruction:
+    """``ONBUILD <instruction>``: the trigger as written, checked as BuildKit checks it."""
+    sub = (c.sub_cmd or "").upper()
+    if sub in ("ONBUILD", "FROM", "MAINTAINER"):
+        what = "Chaining ONBUILD via `ONBUILD ONBUILD`" if sub == "ONBUILD" else f"{sub}"
+        raise DockerfileError(f"{what} isn't allowed as an ONBUILD trigger", file=file,
+                              line=c.start_line)  # fmt: skip
+    parts = c.original.strip().split(None, 1)
+    trigger = parts[1].strip() if len(parts) > 1 else ""
+    if not trigger:
+        raise DockerfileError("ONBUILD requires at least one argument", file=file,
+                              line=c.start_line)  # fmt: skip
+    try:  # the trigger's own errors, now, at the ONBUILD's line
+        parse(f"FROM scratch\n{trigger}\n", file=file)
+    except DockerfileError as e:
+        message = e.message.split(": ", 1)[-1]
+        raise DockerfileError(f"ONBUILD {message}", file=file, line=c.start_line) from e
+    return Instruction("ONBUILD", (trigger,), (), False, c.original.strip(), c.start_line,
+                       c.end_line)  # fmt: skip
 
 
 def _check_syntax(syntax: str, file: str, line: int) -> None:

@@ -127,3 +127,68 @@ def valid_signal(text: str) -> bool:
         return int(text) > 0
     name = text.upper()
     return (name[3:] if name.startswith("SIG") else name) in _SIGNALS
+
+
+_OCTAL_MODE = re.compile(r"^[0-7]{1,4}$")
+_CLAUSE = re.compile(r"^([ugoa]*)((?:[-+=](?:[ugo]|[rwxXst]*))+)$")
+_ACTION = re.compile(r"([-+=])([ugo]|[rwxXst]*)")
+_SHIFT = {"u": 6, "g": 3, "o": 0}
+_SPECIAL = {"u": 0o4000, "g": 0o2000, "o": 0o1000}
+
+
+def valid_chmod(spec: str) -> bool:
+    """Whether ``spec`` is an octal mode or chmod(1)'s symbolic one (``u+x,go-w``)."""
+    return bool(_OCTAL_MODE.match(spec)) or all(_CLAUSE.match(c) for c in spec.split(","))
+
+
+def chmod_mode(spec: str, mode: int, is_dir: bool) -> int:
+    """The permission bits ``COPY --chmod=spec`` gives a file of ``mode``, as chmod(1)
+    does (a clause without who is for all, the umask ignored, as BuildKit)."""
+    if _OCTAL_MODE.match(spec):
+        return int(spec, 8)
+    for clause in spec.split(","):
+        m = _CLAUSE.match(clause)
+        if m is None:
+            raise ValueError(f"invalid chmod {spec!r}")
+        who = m.group(1).replace("a", "ugo") or "ugo"
+        for op, perms in _ACTION.findall(m.group(2)):
+            if perms in _SHIFT:
+                bits = (mode >> _SHIFT[perms]) & 7
+            else:
+                bits = sum({"r": 4, "w": 2, "x": 1}.get(p, 0) for p in perms)
+                if "X" in perms and (is_dir or mode & 0o111):
+                    bits |= 1
+            value = special = 0
+            for c in set(who):
+                value |= bits << _SHIFT[c]
+                if ("s" in perms and c in "ug") or ("t" in perms and c == "o"):
+                    special |= _SPECIAL[c]
+            if op == "+":
+                mode |= value | special
+            elif op == "-":
+                mode &= ~(value | special)
+            else:
+                for c in set(who):
+                    mode &= ~((7 << _SHIFT[c]) | (_SPECIAL[c] if c != "o" else 0))
+                mode |= value | special
+    return mode & 0o7777
+
+
+def is_url(source: str) -> bool:
+    """An ``http://`` or ``https://`` source (BuildKit's ``isURL``), not a Git one."""
+    return source.startswith(("http://", "https://")) and not is_git_url(source)
+
+
+def is_remote(source: str) -> bool:
+    """A source ADD fetches: a URL or a Git repository."""
+    return is_url(source) or is_git_url(source)
+
+
+def is_git_url(source: str) -> bool:
+    """A Git repository as BuildKit's ``gitutil.ParseGitRef`` tells one: ``git@``,
+    ``git://``, or an http(s) URL whose path ends in ``.git`` (a ``#ref`` after it)."""
+    if source.startswith(("git@", "git://", "ssh://")):
+        return True
+    if not source.startswith(("http://", "https://")):
+        return False
+    return source.split("#", 1)[0].split("?", 1)[0].rstrip("/").endswith(".git")

@@ -180,6 +180,7 @@ def step_key(ctx: StepContext, extra: Mapping[str, Any] | None = None) -> str | 
         spec = ctx.sandbox
         recipe["run"] = {
             "argv": list(step.argv),
+            "files": [list(f) for f in step.files],
             "env": sorted(step.env),
             "network": spec.network if spec else step.network,
             "user": spec.user if spec else "",
@@ -188,6 +189,8 @@ def step_key(ctx: StepContext, extra: Mapping[str, Any] | None = None) -> str | 
     else:
         if step.from_ is not None:
             return None  # another stage's or image's files: not tracked here
+        if any(df.values.is_remote(s) for s in step.sources) and step.checksum is None:
+            return None  # what a URL serves may change: fetched each build unless pinned
         context = o.context.resolve()
         recipe["copy"] = {
             "sources": list(step.sources),
@@ -196,6 +199,8 @@ def step_key(ctx: StepContext, extra: Mapping[str, Any] | None = None) -> str | 
             "chmod": step.chmod,
             "add": step.is_add,
             "extract": step.extract_tar,
+            "inline": [list(f) for f in step.inline],
+            "checksum": step.checksum,
             "files": context_digest(context, step),
         }
     blob = json.dumps(recipe, sort_keys=True, separators=(",", ":")).encode()

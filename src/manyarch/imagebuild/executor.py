@@ -44,12 +44,14 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar, cast
 
 from manyarch import dockerfile as df
+from manyarch.dockerfile.contexts import LOCAL
 from manyarch.errors import BuildError, ManyarchError, StepFailed
 from manyarch.imagebuild.contextfiles import read_context_text
 from manyarch.imagebuild.copying import (
     copy_into,
     copy_targets,
     expand_sources,
+    inline_sources,
     mkdirs,
     read_dockerignore,
 )
@@ -67,11 +69,11 @@ from manyarch.imagebuild.options import (
 )
 from manyarch.imagebuild.runmounts import RunMounts
 from manyarch.imagebuild.sandboxes import (
-    OUTPUT_TAIL,
     Cancelled,
     StepSandboxes,
     forget_restored,
     in_parallel,
+    os_error,
     run_spec,
 )
 from manyarch.imagebuild.stages import NeedRootfs, PartialTrees, StageState, StageTrees, image_path
@@ -87,7 +89,7 @@ from manyarch.images import (
 from manyarch.layers import Snapshot, unpack, write_diff_layer
 from manyarch.layout import Layout
 from manyarch.oci import mediatypes as mt
-from manyarch.oci.manifest import Descriptor, History, ImageConfig, Index
+from manyarch.oci.manifest import ContainerConfig, Descriptor, History, ImageConfig, Index
 from manyarch.oci.platform import Platform, default_platform
 from manyarch.oci.reference import parse_any
 from manyarch.registry import RegistryClient
@@ -193,7 +195,8 @@ class _Build:
             epoch = max((b.base_created() for b in builds), default=0)
         for b in builds:
             b.use_epoch(epoch, default=self.options.epoch is None)
-        return self.parallel([b.run for b in builds])
+        with self.sandboxes:  # its networks go with the build
+            return self.parallel([b.run for b in builds])
 
     def parallel(self, work: Sequence[Callable[[], _T]]) -> list[_T]:
         """Run ``work`` in threads (inline for one); the first failure cancels the rest."""
@@ -245,6 +248,7 @@ class _PlatformBuild:
             build_args=self.options.build_args,
             target=self.options.target,
             base_config=lambda ref, plat: self.base_image(ref, plat)[1].config.config,
+            contexts=self.options.build_contexts,
         )
         self.total = sum(1 + len(s.steps) for s in self.plan.stages)
 
@@ -312,6 +316,8 @@ class _PlatformBuild:
                 if isinstance(e, ManyarchError):
                     raise
                 raise BuildError(f"{text}: {e}") from e
+            if isinstance(e, OSError):
+                e = os_error(e)
             raise StepFailed(
                 e.message if isinstance(e, ManyarchError) else str(e),
                 file=self.file,
@@ -368,12 +374,16 @@ class _PlatformBuild:
         directory = self.dir / f"stage{stage.index}"
         plat = stage.platform
         if stage.base == "scratch":
-            cfg = ImageConfig(plat.architecture, plat.os, plat.variant)
+            # BuildKit's empty image: WorkingDir "/"
+            cfg = ImageConfig(
+                plat.architecture, plat.os, plat.variant, config=ContainerConfig(working_dir="/")
+            )
             return StageState(directory, cfg.with_config(df.stage_base_config(cfg.config)), [])
         if stage.base_stage is not None:
             src = self.states[stage.base_stage]
+            config = src.config.with_config(df.stage_base_config(src.config.config))
             return StageState(
-                directory, src.config, list(src.layers), src.base_name, src.base_digest,
+                directory, config, list(src.layers), src.base_name, src.base_digest,
                 src.image, src.base_layers,
             )  # fmt: skip
         source, image = self.fetch(stage.base, plat)
@@ -536,16 +546,19 @@ class _PlatformBuild:
         return True
 
     def root_of(self, source: str) -> Path:
-        """The files of a stage (``"stage:<i>"``) or of an image (unpacked once)."""
+        """The files of a stage (``"stage:<i>"``), a named local context or an image."""
+        if source.startswith(LOCAL):
+            return Path(source.removeprefix(LOCAL))
         if source.startswith("stage:"):
             return self.trees.rootfs(self.states[int(source[6:])])
         return self.image_root(source)
 
     def copy_sources(self, step: df.CopyStep) -> list[tuple[Path, str]]:
-        """The source paths of a COPY, from the context, a stage or an image."""
+        """The source paths of a COPY: its heredocs, from the context, a stage or an image."""
+        inline = inline_sources(step, self.dir)
         if step.from_ is not None:
-            return expand_sources(self.root_of(step.from_), step, None)
-        return expand_sources(self.b.context, step, self.b.ignore)
+            return inline + expand_sources(self.root_of(step.from_), step, None, bool(inline))
+        return inline + expand_sources(self.b.context, step, self.b.ignore, bool(inline))
 
     def copy(self, step: df.CopyStep, rootfs: Path) -> None:
         """COPY/ADD into ``rootfs`` from the context, a stage or an image, never reading outside."""
@@ -568,28 +581,13 @@ class _PlatformBuild:
         log: Callable[[str], None],
         restored: list[Path] | None = None,
     ) -> None:
-        """RUN in the sandbox; its output goes to ``log``."""
+        """RUN in the sandbox, its ``--mount`` s bound; its output goes to ``log``."""
         mkdirs(spec.rootfs, spec.cwd, None, self.options.epoch)
-        tail = self._log_tail
-
-        def keep(line: str) -> None:
-            tail.append(line)
-            del tail[:-OUTPUT_TAIL]
-            log(line)
-
         with self.mounts.mounted(step, spec) as mounted:
-            rc, _ = self.b.sandboxes.run(mounted, keep, restored)
-        if rc != 0:
-            raise StepFailed(
-                f"exited with code {rc}",
-                file=self.file,
-                line=step.line,
+            self.b.sandboxes.run_step(
+                mounted, step, log, restored, tail=self._log_tail, file=self.file,
                 platform=str(self.platform),
-                step=step.text,
-                exit_code=rc,
-                output=tail,
-                hint="the command failed in the build sandbox; its output is shown above",
-            )
+            )  # fmt: skip
 
     def write_image(self, state: StageState) -> Descriptor:
         """The final stage's config and manifest, in the store."""

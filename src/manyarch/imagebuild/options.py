@@ -136,6 +136,8 @@ class BuildOptions:
     secrets: Mapping[str, SecretSource] = field(default_factory=dict)
     #: ``--ssh``: the agent sockets ``RUN --mount=type=ssh`` forwards, by id
     ssh: Mapping[str, Path] = field(default_factory=dict)
+    #: ``--build-context NAME=VALUE`` (a directory made absolute, docker-image://, oci-layout://)
+    build_contexts: Mapping[str, str] = field(default_factory=dict)
     interceptors: Sequence[Interceptor] = ()
     observers: Sequence[Observer] = ()
 

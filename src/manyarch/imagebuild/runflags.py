@@ -19,8 +19,9 @@ ULIMITS = frozenset(
     {"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc"}
     | {"rss", "rtprio", "rttime", "sigpending", "stack"}
 )
-#: docker's special --add-host address: the machine itself, which RUN steps share the
-#: network of (or reach through their private network's gateway)
+#: docker's special --add-host address, 127.0.0.1: the machine itself under
+#: ``--network host``; in a RUN step's own network, its own loopback (the host's
+#: loopback services are out of reach by design, see docs/security.md)
 HOST_GATEWAY = "host-gateway"
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?$", re.IGNORECASE)
 

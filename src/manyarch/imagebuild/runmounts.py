@@ -10,6 +10,8 @@
   skipped unless ``required``.
 - ``ssh``: the ``--ssh`` agent socket of that id, ``SSH_AUTH_SOCK`` naming it.
 
+A RUN heredoc with a shebang is mounted here too, at ``/dev/pipes/<name>``.
+
 What a mount holds is never in the step's layer: it covers the rootfs while
 the step runs, its mount point is removed afterwards.
 """
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from manyarch import dockerfile as df
+from manyarch.dockerfile.heredocs import PIPES
 from manyarch.dockerfile.mounts import Mount
 from manyarch.errors import BuildError
 from manyarch.imagebuild.cachemounts import cache_dir
@@ -55,7 +58,7 @@ class RunMounts:
     @contextlib.contextmanager
     def mounted(self, step: df.RunStep, spec: SandboxSpec) -> Iterator[SandboxSpec]:
         """``spec`` with ``step`` 's mounts while the block runs."""
-        if not step.mounts:
+        if not step.mounts and not step.files:
             yield spec
             return
         with contextlib.ExitStack() as stack:
@@ -74,6 +77,12 @@ class RunMounts:
                     binds.extend(self._secret(m, tmp / f"secret{i}", env))
                 else:
                     binds.extend(self._ssh(m, i, env))
+            for name, data in step.files:  # a heredoc with a shebang, run as a file
+                path = tmp / "pipes" / name
+                path.parent.mkdir(exist_ok=True)
+                path.write_text(data)
+                path.chmod(0o755)
+                binds.append(Bind(path, f"{PIPES}/{name}"))
             yield replace(spec, binds=binds, tmpfs=tmpfs, env=env)
 
     def _seed(self, m: Mount) -> Callable[[], Path | None]:

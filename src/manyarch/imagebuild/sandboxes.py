@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import os
 import stat
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
 from manyarch import dockerfile as df
-from manyarch.errors import BuildError, SandboxError
+from manyarch.errors import BuildError, DiskFull, ManyarchError, SandboxError, StepFailed
 from manyarch.imagebuild.hostca import trusting_host_cas
 from manyarch.imagebuild.runflags import RunFlags
 from manyarch.layers import Snapshot
@@ -97,6 +99,31 @@ class StepSandboxes:
         self.cancelled = threading.Event()
         self._lock = threading.Lock()
         self._procs: set[Sandboxed] = set()
+        #: per thread (a platform's steps run one after the other in one): its network
+        self._networks: dict[int, netns.Network] = {}
+
+    def __enter__(self) -> StepSandboxes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """The build is over: its networks go."""
+        with self._lock:
+            networks, self._networks = list(self._networks.values()), {}
+        for n in networks:
+            n.close()
+
+    def _network(self) -> str:
+        """This thread's private network (made on first use), as a path to join."""
+        key = threading.get_ident()
+        with self._lock:
+            network = self._networks.get(key)
+        if network is None or not network.alive():
+            if network is not None:
+                network.close()
+            network = netns.Network()
+            with self._lock:
+                self._networks[key] = network
+        return network.path
 
     def cancel(self) -> None:
         """Stop every platform: no new step starts, running sandboxes are killed."""
@@ -110,6 +137,33 @@ class StepSandboxes:
         if self.cancelled.is_set():
             raise Cancelled()
 
+    def run_step(
+        self,
+        spec: SandboxSpec,
+        step: df.RunStep,
+        log: Callable[[str], None],
+        restored: list[Path] | None,
+        *,
+        tail: list[str],
+        file: str,
+        platform: str,
+    ) -> None:
+        """A RUN step's sandbox, its output to ``log`` and its last lines to ``tail``; a
+        non-zero exit is :class:`StepFailed` with them."""
+
+        def keep(line: str) -> None:
+            tail.append(line)
+            del tail[:-OUTPUT_TAIL]
+            log(line)
+
+        rc, _ = self.run(spec, keep, restored)
+        if rc != 0:
+            raise StepFailed(
+                f"exited with code {rc}", file=file, line=step.line, platform=platform,
+                step=step.text, exit_code=rc, output=tail,
+                hint="the command failed in the build sandbox; its output is shown above",
+            )  # fmt: skip
+
     def run(
         self, spec: SandboxSpec, log: Callable[[str], None], restored: list[Path] | None = None
     ) -> tuple[int, list[str]]:
@@ -121,14 +175,24 @@ class StepSandboxes:
         The host's CAs are trusted for the run (:mod:`.hostca`); an image
         bundle put back as it was is added to ``restored`` too.
         """
-        with trusting_host_cas(spec, restored if restored is not None else []) as trusting:
-            return self._run(trusting, log, restored)
+        restored = restored if restored is not None else []
+        tmp = _Scratch(spec.rootfs / "tmp")
+        with trusting_host_cas(spec, restored) as trusting:
+            try:
+                return self._run(trusting, log, restored)
+            finally:
+                tmp.restore(restored)
 
     def _run(
         self, spec: SandboxSpec, log: Callable[[str], None], restored: list[Path] | None
     ) -> tuple[int, list[str]]:
         created: list[Path] = []
-        pasta: list[subprocess.Popen[bytes]] = []
+        wired: list[subprocess.Popen[bytes]] = []  # a non-root caller's: pasta per step
+        hold = None
+        if spec.network == "private" and os.geteuid() == 0:
+            spec = replace(spec, netns=self._network())
+        elif spec.network == "private":
+            hold = lambda pid: wired.append(netns.connect(pid))  # noqa: E731
         tail: collections.deque[str] = collections.deque(maxlen=OUTPUT_TAIL)
         parents = _mountpoint_parents(spec)
         original = {d: _mtime_ns(d) for d in parents}
@@ -144,9 +208,7 @@ class StepSandboxes:
                     spec,
                     created,
                     before_spawn=lambda: after_create.update({d: _mtime_ns(d) for d in parents}),
-                    hold=(lambda pid: pasta.append(netns.connect(pid)))
-                    if spec.network == "private"
-                    else None,
+                    hold=hold,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
@@ -166,8 +228,8 @@ class StepSandboxes:
                     proc.wait()
                 with self._lock:
                     self._procs.discard(sandboxed)
-                for wire in pasta:
-                    netns.stop(wire)
+                for w in wired:
+                    netns.stop(w)
             self.check()
             return rc, list(tail)
         finally:
@@ -186,6 +248,32 @@ class StepSandboxes:
                     os.utime(d, ns=(t, t), follow_symlinks=False)
                     if restored is not None:
                         restored.append(d)
+
+
+class _Scratch:
+    """The image's ``/tmp``: a step that only used it for a while (pip's build directories:
+    made and removed) leaves its mtime as it was, so that its layer has no bare ``tmp/``
+    (a native install, which uses the host's, has none either)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.state = self._state()
+
+    def _state(self) -> tuple[int, frozenset[str]] | None:
+        try:
+            if self.path.is_symlink() or not self.path.is_dir():
+                return None
+            return self.path.lstat().st_mtime_ns, frozenset(os.listdir(self.path))
+        except OSError:
+            return None
+
+    def restore(self, restored: list[Path]) -> None:
+        """Put the mtime back when the names in it are the same as before."""
+        now = self._state()
+        if self.state is None or now is None or now[1] != self.state[1] or now == self.state:
+            return
+        os.utime(self.path, ns=(self.state[0], self.state[0]), follow_symlinks=False)
+        restored.append(self.path)
 
 
 def _mountpoint_parents(spec: SandboxSpec) -> list[Path]:
@@ -270,3 +358,17 @@ def _first_error(failed: Sequence[Future[_T]], order: Sequence[Future[_T]]) -> B
     e0 = failed[0].exception()
     assert e0 is not None
     return e0
+
+
+def os_error(e: OSError) -> ManyarchError:
+    """A step's system error in words: a full disk, a command Linux cannot pass, the rest."""
+    full = DiskFull.of(e)
+    if full is not None:
+        return full
+    if e.errno == errno.E2BIG:
+        return BuildError(
+            "the command with its arguments and environment is longer than Linux allows (E2BIG)",
+            "shorten the ENV values or the command; put long data in files of the context",
+        )
+    where = f" ({e.filename})" if e.filename else ""
+    return BuildError(f"{e.strerror or e}{where}")

@@ -211,7 +211,7 @@ class StageTrees:
         """
         if len(targets) != 1 or len(sources) != 1 or targets[0].endswith("/"):
             return targets
-        src = sources[0][0]
+        src, rel = sources[0]
         if src.is_symlink() or not src.is_file():
             return targets
         try:
@@ -220,7 +220,7 @@ class StageTrees:
             return targets
         if meta is None or meta.kind != "dir":
             return targets
-        return [f"{targets[0]}/{src.name}"]
+        return [f"{targets[0]}/{Path(rel).name if rel not in ('', '.') else src.name}"]
 
     def partial_root(self, state: StageState, patterns: Sequence[str]) -> Path:
         """A new tree of only the image's paths matching ``patterns`` (and their parents).

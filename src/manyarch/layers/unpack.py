@@ -13,6 +13,11 @@ the layer and the entry.
 Whiteouts follow the OCI image spec (layer.md): ``.wh.NAME`` deletes NAME of
 the lower layers, ``.wh..wh..opq`` hides everything the lower layers have in
 its directory; both leave what this layer itself unpacked alone.
+
+Given the config's ``rootfs.diff_ids``, every layer's uncompressed stream is
+hashed as it is unpacked (to its last byte, past the tar's end) and checked:
+a layer that is not the one the config names raises :class:`DigestMismatch`,
+and the caller discards the tree.
 """
 
 from __future__ import annotations
@@ -30,10 +35,17 @@ from typing import BinaryIO, cast
 import zstandard
 from isal import isal_zlib
 
-from manyarch.errors import LayerError, ManyarchError, UnsafeLayerEntry
+from manyarch.errors import (
+    DigestMismatch,
+    DiskFull,
+    LayerError,
+    ManyarchError,
+    UnsafeLayerEntry,
+)
 from manyarch.layers.compress import CHUNK, open_decompressed
 from manyarch.layers.entry import OPAQUE_MARKER, WHITEOUT_PREFIX
 from manyarch.oci import mediatypes
+from manyarch.oci.digest import Digest, Hasher
 
 log = logging.getLogger("manyarch.layers")
 
@@ -61,8 +73,12 @@ def unpack(
     *,
     same_owner: bool | None = None,
     only: Callable[[tuple[str, ...]], bool] | None = None,
+    diff_ids: Sequence[Digest] | None = None,
 ) -> None:
     """Apply ``layers`` (lowest first) to ``root``; ``same_owner`` None means "when root".
+
+    ``diff_ids`` (the config's, one per layer) are checked as the layers are
+    read; the tree is then only partly written when one differs.
 
     ``only`` (an entry's path components -> keep it) unpacks part of the
     layers: whiteouts still apply, and a hard link whose target was left out
@@ -73,7 +89,16 @@ def unpack(
     root.mkdir(parents=True, exist_ok=True)
     if same_owner is None:
         same_owner = os.geteuid() == 0
-    for name, source, media_type in layers:
+    if diff_ids is not None and len(diff_ids) != len(layers):
+        raise DigestMismatch(
+            f"{len(diff_ids)} diff_ids",
+            f"{len(layers)} layers",
+            message=f"the image has {len(layers)} layers but its config "
+            f"lists {len(diff_ids)} diff_ids",
+            hint="the image is corrupt or hostile: its config does not describe its layers",
+        )
+    for i, (name, source, media_type) in enumerate(layers):
+        expected = diff_ids[i] if diff_ids is not None else None
         if media_type and (
             mediatypes.is_manifest(media_type)
             or mediatypes.is_index(media_type)
@@ -86,9 +111,9 @@ def unpack(
             except OSError as e:
                 raise LayerError(f"layer {name}: cannot open {source}: {e.strerror}") from e
             with f:
-                _Unpacker(root, name, same_owner, only).run(f)
+                _Unpacker(root, name, same_owner, only).run(f, expected)
         else:
-            _Unpacker(root, name, same_owner, only).run(source)
+            _Unpacker(root, name, same_owner, only).run(source, expected)
 
 
 class _Unpacker:
@@ -113,15 +138,19 @@ class _Unpacker:
     def _full(self, rel: _Rel) -> str:
         return os.path.join(self.root, *rel) if rel else self.root
 
-    def run(self, blob: BinaryIO) -> None:
+    def run(self, blob: BinaryIO, diff_id: Digest | None = None) -> None:
         entry = "(start of layer)"
         try:
             stream = open_decompressed(blob)
-            with tarfile.open(fileobj=stream, mode="r|", errorlevel=2) as tf:
+            hashed = _Hashing(stream, diff_id.algorithm) if diff_id is not None else None
+            tar_in = cast(BinaryIO, hashed) if hashed is not None else stream
+            with tarfile.open(fileobj=tar_in, mode="r|", errorlevel=2) as tf:
                 for member in tf:
                     entry = member.name
                     self._apply(tf, member)
             self._finish_dirs()
+            if hashed is not None and diff_id is not None:
+                hashed.check(diff_id, self.layer)
         except ManyarchError:
             raise
         except OSError as e:
@@ -130,6 +159,9 @@ class _Unpacker:
                     f"layer {self.layer} does not decompress: {e}",
                     "the blob is corrupt or truncated",
                 ) from e
+            full = DiskFull.of(e, f"layer {self.layer}: entry {entry!r}", self.root)
+            if full is not None:
+                raise full from e
             where = f" {e.filename}" if e.filename else ""
             raise LayerError(
                 f"layer {self.layer}: entry {entry!r}: {e.strerror or e}{where}"
@@ -399,6 +431,34 @@ class _Unpacker:
             os.chmod(full, m.mode & 0o7777)
             ns = _ns(m.mtime)
             os.utime(full, ns=(ns, ns), follow_symlinks=False)
+
+
+class _Hashing:
+    """A read-only stream that hashes what is read through it."""
+
+    def __init__(self, inner: BinaryIO, algorithm: str) -> None:
+        self._inner = inner
+        self._hasher = Hasher(algorithm)
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._inner.read(n)
+        self._hasher.update(data)
+        return data
+
+    def check(self, diff_id: Digest, layer: str) -> None:
+        """Read what the tar reader left (padding, trailing bytes), then compare."""
+        while chunk := self._inner.read(CHUNK):
+            self._hasher.update(chunk)
+        actual = self._hasher.digest()
+        if actual != diff_id:
+            raise DigestMismatch(
+                str(diff_id),
+                str(actual),
+                message=f"layer {layer} uncompressed has digest {actual}, "
+                f"but the image's config names diff_id {diff_id}",
+                hint="the image is corrupt or hostile: its layers are not the ones "
+                "its config describes; nothing of it was kept",
+            )
 
 
 def _ns(mtime: float) -> int:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from manyarch.errors import DigestMismatch
+from manyarch.errors import DigestMismatch, DiskFull, LayoutError, ManyarchError
 from manyarch.layout import _fs
 from manyarch.oci.digest import Digest, Hasher
 
@@ -30,6 +30,18 @@ def size_mismatch(what: str, expected: int, actual: int) -> DigestMismatch:
         f"{actual} bytes",
         what,
         message=f"{what} is {actual} bytes, expected {expected}",
+    )
+
+
+def unreadable(layout: Path, e: OSError) -> ManyarchError:
+    """The error for a layout that could not be read (or written: a full disk)."""
+    where = e.filename or layout
+    full = DiskFull.of(e, f"cannot write the OCI image layout {layout}", where)
+    if full is not None:
+        return full
+    return LayoutError(
+        f"cannot read the OCI image layout {layout}: {e.strerror or e} ({where})",
+        "check the path and its permissions",
     )
 
 
@@ -64,7 +76,13 @@ class BlobWriter:
         """Append bytes; returns how many."""
         if self.closed:
             raise ValueError("write to a closed BlobWriter")
-        _fs.write_all(self._fd, data)
+        try:
+            _fs.write_all(self._fd, data)
+        except OSError as e:
+            full = DiskFull.of(e, "cannot store a blob", self._root)
+            if full is not None:
+                raise full from e
+            raise
         if self._hashing:
             self._hasher.update(data)
         self._written += len(data)

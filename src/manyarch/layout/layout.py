@@ -47,6 +47,7 @@ from manyarch.layout.blobs import (
     chunks_of,
     hash_file,
     size_mismatch,
+    unreadable,
 )
 from manyarch.layout.walk import children, walk
 from manyarch.oci import mediatypes as mt
@@ -97,6 +98,16 @@ class Layout:
     def open(cls, path: Path | str, *, create: bool = False) -> Layout:
         """Open the layout at ``path``; with ``create``, make it if it is not one yet."""
         layout = cls(Path(path).absolute())
+        try:
+            return layout._open(create)
+        except OSError as e:
+            raise layout._unreadable(e) from e
+
+    def _unreadable(self, e: OSError) -> ManyarchError:
+        return unreadable(self.path, e)
+
+    def _open(self, create: bool) -> Layout:
+        layout = self
         marker = layout.path / LAYOUT_FILE
         if not marker.exists():
             if not create:
@@ -194,6 +205,8 @@ class Layout:
             return open(self.blob_path(digest), "rb")
         except FileNotFoundError as e:
             raise self._missing(digest) from e
+        except OSError as e:
+            raise self._unreadable(e) from e
 
     def read_blob(self, digest: Digest) -> bytes:
         """The blob's bytes, verified against its digest."""
@@ -201,6 +214,8 @@ class Layout:
             data = self.blob_path(digest).read_bytes()
         except FileNotFoundError as e:
             raise self._missing(digest) from e
+        except OSError as e:
+            raise self._unreadable(e) from e
         actual = Digest.of(data, digest.algorithm)
         if actual != digest:
             raise DigestMismatch(
@@ -318,6 +333,8 @@ class Layout:
                 f"{self.path} is an incomplete OCI image layout (no {INDEX_FILE})",
                 "the layout was not written completely; write the image there again",
             ) from e
+        except OSError as e:
+            raise self._unreadable(e) from e
         try:
             return Index.parse(data)
         except InvalidDocument as e:
@@ -454,6 +471,15 @@ class Layout:
         for d in (self.path, *sorted((self.path / BLOBS_DIR).glob("*"))):
             if d.is_dir():
                 yield from (p for p in sorted(d.iterdir()) if _fs.is_temp(p.name))
+
+    def remove_stale_temps(self) -> int:
+        """Remove the temp files of writers that died (a killed pull's partial blobs).
+
+        Live blob writers hold their file's flock; the index lock keeps the
+        other writers (index.json's) away meanwhile. Returns how many went.
+        """
+        with self._lock():
+            return sum(_fs.remove_if_stale(temp) for temp in list(self._temp_files()))
 
     def gc(self) -> list[Digest]:
         """Remove blobs index.json cannot reach and dead writers' temp files; returns removed.

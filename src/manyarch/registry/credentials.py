@@ -141,19 +141,72 @@ def run_helper(helper: str, server: str) -> Credentials:
     return Credentials(username, secret)
 
 
-def lookup(registry: str, config_dir: Path | None = None) -> Credentials:
-    """The credentials docker would use for ``registry`` (``host[:port]``), or anonymous."""
-    directory = docker_config_dir(config_dir)
-    config = _load(directory)
+def login_host(server: str) -> str:
+    """The registry a ``login``/``logout`` argument names, as docker reads it.
+
+    docker/cli ``ConvertToHostname``: ``https://host:port/v2/`` and
+    ``http://host:port`` mean ``host:port``; the scheme never forces plain http
+    (insecure registries decide that, as for dockerd).
+    """
+    host = _hostname(server.strip())
+    if not host or any(c in host for c in "?#@ \t"):
+        raise InvalidInput(
+            f"invalid registry {server!r}", "write it as HOST[:PORT] or https://HOST[:PORT]/"
+        )
+    return host
+
+
+def helper_for(config: dict[str, Any], registry: str) -> str | None:
+    """The credential helper docker uses for ``registry``: credHelpers, else credsStore."""
     key = server_key(registry)
     helpers = config.get("credHelpers") or {}
     if isinstance(helpers, dict):
         helper = helpers.get(registry) or helpers.get(key)
         if helper:
-            return run_helper(str(helper), key)
+            return str(helper)
     store = config.get("credsStore")
-    if store:
-        return run_helper(str(store), key)
+    return str(store) if store else None
+
+
+def _helper(helper: str, action: str, data: bytes) -> None:
+    """``docker-credential-HELPER store|erase``, the secret only on its stdin."""
+    program = f"docker-credential-{helper}"
+    try:
+        proc = subprocess.run(
+            [program, action], input=data, capture_output=True, timeout=60, check=False
+        )
+    except FileNotFoundError as e:
+        raise ToolMissing(program) from e
+    except subprocess.TimeoutExpired as e:
+        raise AuthError(f"{program} {action} did not answer within 60 s") from e
+    if proc.returncode != 0:
+        said = proc.stdout.decode(errors="replace").strip().splitlines()
+        raise AuthError(
+            f"{program} {action} failed (exit {proc.returncode})"
+            + (f": {said[0][:200]}" if said else ""),
+            f"check that {program} works, or remove it from config.json to keep logins there",
+        )
+
+
+def store_with_helper(helper: str, server: str, username: str, password: str) -> None:
+    """Keep a login in the helper, as docker's native store does."""
+    body = {"ServerURL": server, "Username": username, "Secret": password}
+    _helper(helper, "store", json.dumps(body).encode())
+
+
+def erase_with_helper(helper: str, server: str) -> None:
+    """Forget a login kept in the helper."""
+    _helper(helper, "erase", server.encode())
+
+
+def lookup(registry: str, config_dir: Path | None = None) -> Credentials:
+    """The credentials docker would use for ``registry`` (``host[:port]``), or anonymous."""
+    directory = docker_config_dir(config_dir)
+    config = _load(directory)
+    key = server_key(registry)
+    helper = helper_for(config, registry)
+    if helper:
+        return run_helper(helper, key)
     auths = config.get("auths") or {}
     if not isinstance(auths, dict):
         return ANONYMOUS

@@ -244,6 +244,7 @@ def pull(
             progress(TransferEvent(name, status, digest, size))
 
     tell("pulling")
+    store.remove_stale_temps()  # a killed pull's partial blobs: this one fetches them again
     source = open_source(ref, client)
     wanted = platform or host_platform()
     image = resolve_image(source, wanted)

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from manyarch.errors import SandboxError, ToolMissing
-from manyarch.sandbox import confine, seccomp
+from manyarch.sandbox import confine, netns, seccomp
 from manyarch.sandbox.confine import Security
-from manyarch.sandbox.netns import in_new_netns
+from manyarch.sandbox.netns import in_new_netns, join_netns
 from manyarch.sandbox.rootpath import resolve_in_root
 from manyarch.sandbox.users import Ids, resolve_user
 
@@ -73,6 +73,9 @@ class SandboxSpec:
     bwrap_args: Sequence[str] = ()
     #: resource limits as prlimit(1) sets them before bwrap starts (``--nofile=1024:2048``)
     prlimit: Sequence[str] = ()
+    #: a "private" network to join (``/proc/PID/ns/net``, see :class:`netns.Network`)
+    #: instead of a new one
+    netns: str | None = None
     #: capabilities, seccomp, masked /proc; privileged: as the host's root (explicit only)
     security: Security = field(default_factory=Security)
     #: a fresh tmpfs on /tmp (containers); RUN steps keep the image's /tmp, as BuildKit
@@ -324,11 +327,11 @@ def start(
             before_spawn()
         if as_user and ids is not None and (ids.uid, ids.gid) != (0, 0):
             if _makes_netns(spec):  # the namespace first, as root: Popen's user= comes earlier
-                kwargs["preexec_fn"] = in_new_netns(_switch_to(ids, kwargs.get("preexec_fn")))
+                kwargs["preexec_fn"] = _netns(spec, _switch_to(ids, kwargs.get("preexec_fn")))
             else:
                 kwargs.update(user=ids.uid, group=ids.gid, extra_groups=list(ids.groups))
         elif _makes_netns(spec):
-            kwargs["preexec_fn"] = in_new_netns(kwargs.get("preexec_fn"))
+            kwargs["preexec_fn"] = _netns(spec, kwargs.get("preexec_fn"))
         proc: subprocess.Popen[bytes] = subprocess.Popen(cmd, pass_fds=(*mine, *pass_fds), **kwargs)
     except BaseException:
         for fd in (info_r, block_w, hold_w):
@@ -376,21 +379,30 @@ def _fd_args(
     spec: SandboxSpec, runs: bool, created: list[Path] | None, fds: list[int]
 ) -> list[str]:
     """bwrap's options that read a file descriptor (opened into ``fds``): the seccomp
-    filter, and /etc/hosts and /etc/hostname as memfds bwrap copies (nothing on disk)."""
+    filter, and /etc/hosts, /etc/hostname and (a private network's, when the host's
+    resolver is on its loopback) /etc/resolv.conf as memfds bwrap copies (nothing on disk)."""
     args: list[str] = []
     if runs and not spec.security.privileged and spec.security.seccomp:
         fds.append(seccomp.open_filter(spec.security.capabilities()))
         args += ["--seccomp", str(fds[-1])]
+    files: list[tuple[str, str]] = []
     if spec.hosts is not None:
-        for name, text in (("hosts", spec.hosts), ("hostname", spec.hostname + "\n")):
-            fds.append(os.memfd_create(name))
-            os.write(fds[-1], text.encode())
-            os.lseek(fds[-1], 0, os.SEEK_SET)
-            dest = _mountpoint(
-                spec.rootfs.resolve(), f"/etc/{name}", directory=False, created=created
-            )
-            args = ["--ro-bind-data", str(fds[-1]), dest, *args]
+        files += [("hosts", spec.hosts), ("hostname", spec.hostname + "\n")]
+    if spec.network == "private" and spec.resolv_conf and Path("/etc/resolv.conf").exists():
+        own = netns.resolv_conf(Path("/etc/resolv.conf").read_text(errors="replace"))
+        files += [("resolv.conf", own)] if own is not None else []
+    for name, text in files:
+        fds.append(os.memfd_create(name))
+        os.write(fds[-1], text.encode())
+        os.lseek(fds[-1], 0, os.SEEK_SET)
+        dest = _mountpoint(spec.rootfs.resolve(), f"/etc/{name}", directory=False, created=created)
+        args = ["--ro-bind-data", str(fds[-1]), dest, *args]
     return args
+
+
+def _netns(spec: SandboxSpec, then: Callable[[], object] | None) -> Callable[[], None]:
+    """The ``preexec_fn`` that gives bwrap its private network: ``spec.netns``, or a new one."""
+    return join_netns(spec.netns, then) if spec.netns else in_new_netns(then)
 
 
 def _switch_to(ids: Ids, then: Callable[[], object] | None) -> Callable[[], None]:

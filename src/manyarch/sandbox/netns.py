@@ -35,6 +35,10 @@ SYSCTLS = (
     ("/proc/sys/net/ipv4/ip_unprivileged_port_start", b"0"),
     ("/proc/sys/net/ipv4/ping_group_range", b"0 2147483647"),
 )
+#: Where a sandbox's DNS queries go when the host's resolver is on its loopback
+#: (systemd-resolved's 127.0.0.53): pasta answers there, forwarding to the host's
+#: first nameserver (podman's address for the same).
+DNS_FORWARD = "169.254.1.1"
 #: How long pasta may take to configure the namespace.
 READY_TIMEOUT = 10.0
 
@@ -76,6 +80,7 @@ def pasta_args(pid: int, fds: list[int]) -> list[str]:
     """
     fds.append(os.open(f"/proc/{pid}/ns/net", os.O_RDONLY))
     args = [pasta_path(), "--foreground", "--quiet", "--config-net", "--no-map-gw"]
+    args += ["--dns-forward", DNS_FORWARD]
     if os.geteuid() == 0:
         args += ["--runas", "0:0"]
     else:
@@ -128,6 +133,23 @@ def wait_ready(pid: int, proc: subprocess.Popen[bytes], timeout: float = READY_T
     raise SandboxError(f"pasta did not set up the network within {timeout:g} s")
 
 
+def resolv_conf(text: str) -> str | None:
+    """The resolv.conf a sandbox with its own network sees, when the host's will not do.
+
+    A nameserver on the host's loopback is out of the sandbox's reach; when
+    every nameserver is one, they give way to :data:`DNS_FORWARD` (search and
+    options kept), as Docker and podman do. None: the host's file as it is.
+    """
+    lines = text.splitlines()
+    servers = [
+        ln.split()[1] for ln in lines if ln.split()[:1] == ["nameserver"] and len(ln.split()) > 1
+    ]
+    if not servers or not all(s.startswith("127.") or s == "::1" for s in servers):
+        return None
+    kept = [ln for ln in lines if ln.split()[:1] != ["nameserver"]]
+    return "\n".join([f"nameserver {DNS_FORWARD}", *kept]) + "\n"
+
+
 def stop(proc: subprocess.Popen[bytes] | None) -> None:
     """Stop a pasta (it holds the namespace open, so it never ends by itself)."""
     if proc is None:
@@ -141,3 +163,76 @@ def stop(proc: subprocess.Popen[bytes] | None) -> None:
         proc.wait()
     if proc.stderr is not None:
         proc.stderr.close()
+
+
+def join_netns(path: str, then: Callable[[], object] | None = None) -> Callable[[], None]:
+    """A ``preexec_fn`` that moves the child into the network namespace at ``path``."""
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def preexec() -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if libc.setns(fd, _CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns(CLONE_NEWNET) failed")
+        finally:
+            os.close(fd)
+        if then is not None:
+            then()
+
+    return preexec
+
+
+#: The holder: idle in the namespace until its stdin ends (the build closed it, or
+#: died), then it kills the pasta whose pid it was told (pasta unshares a user
+#: namespace of its own to sandbox itself, which clears its parent-death signal).
+_HOLDER = 'read pid; cat >/dev/null; kill -KILL "$pid" 2>/dev/null'
+
+
+class Network:
+    """A network namespace held open by an idle process and wired by pasta.
+
+    The RUN steps of one platform run one after the other in it: each step's
+    processes die with its PID namespace, and root inside holds no capability
+    over a namespace the host's user namespace owns (no address, route or
+    sysctl can change), so the next step finds it as new, without paying
+    pasta's start (tens of milliseconds) again. Should :meth:`close` never run
+    (the build killed), the holder reads the end of its stdin and kills pasta.
+    """
+
+    def __init__(self) -> None:
+        self.holder = subprocess.Popen(
+            [shutil.which("sh") or "/bin/sh", "-c", _HOLDER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=in_new_netns(),
+        )
+        assert self.holder.stdin is not None
+        try:
+            self.pasta: subprocess.Popen[bytes] | None = connect(self.holder.pid)
+            self.holder.stdin.write(f"{self.pasta.pid}\n".encode())
+            self.holder.stdin.flush()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def path(self) -> str:
+        """The namespace, for :func:`join_netns`."""
+        return f"/proc/{self.holder.pid}/ns/net"
+
+    def alive(self) -> bool:
+        """Whether the namespace and its pasta are still there."""
+        return self.holder.poll() is None and self.pasta is not None and self.pasta.poll() is None
+
+    def close(self) -> None:
+        """Let the namespace go, then stop pasta (the holder first: it must not kill a pid
+        pasta no longer holds)."""
+        if self.holder.poll() is None:
+            self.holder.kill()
+        self.holder.wait()
+        if self.holder.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.holder.stdin.close()
+        stop(self.pasta)
+        self.pasta = None

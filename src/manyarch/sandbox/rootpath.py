@@ -49,13 +49,13 @@ def in_root(root: Path, path: str) -> Path:
     return resolve_in_root(root, parent) / name if name else root
 
 
-def glob_in_root(root: Path, pattern: str) -> list[str]:
+def glob_in_root(root: Path, pattern: str, *, include_hidden: bool = False) -> list[str]:
     """The paths (relative, sorted) under ``root`` that match ``pattern`` as :func:`glob.glob`.
 
     Every directory on the way is resolved with :func:`resolve_in_root`, so a
     symlink planted in the tree (``/src -> /etc``) leads to ``root/etc``,
     never to the host's. Names starting with ``.`` match only a pattern that
-    does (as glob's default).
+    does (as glob's default) unless ``include_hidden`` (Go's ``filepath.Match``).
     """
     found = [""]
     for part in [p for p in pattern.split("/") if p not in ("", ".")]:
@@ -69,7 +69,7 @@ def glob_in_root(root: Path, pattern: str) -> list[str]:
                 names = os.listdir(here) if here.is_dir() else []
             except OSError:
                 names = []
-            hidden = part.startswith(".")
+            hidden = include_hidden or part.startswith(".")
             nxt.extend(
                 f"{rel}/{n}" if rel else n
                 for n in sorted(fnmatch.filter(names, part))

@@ -14,7 +14,6 @@ from manyarch.attest.facts import build_facts
 from manyarch.attest.make import PlatformFacts, base_materials, predicates
 from manyarch.attest.provenance import ProvenanceOptions, predicate, record_provenance
 from manyarch.export.image import ExportOptions, export
-from manyarch.imagebuild.contextfiles import read_context_text
 from manyarch.units import rfc3339
 
 if TYPE_CHECKING:
@@ -69,6 +68,7 @@ def build_options(
     allow: Sequence[str] = (),
     secrets: Sequence[str] = (),
     ssh: Sequence[str] = (),
+    build_contexts: Mapping[str, str] | None = None,
 ) -> BuildOptions:
     """What the executor is asked (:class:`BuildOptions`), from :meth:`Session.build`'s words."""
     from manyarch.errors import InvalidArgument
@@ -93,7 +93,26 @@ def build_options(
         allow=frozenset(allow),
         secrets={s.id: s for s in map(SecretSource.parse, secrets)},
         ssh=dict(map(parse_ssh, ssh)),
+        build_contexts={k: _context_value(v) for k, v in (build_contexts or {}).items()},
     )
+
+
+def _context_value(value: str) -> str:
+    """A named context as the planner takes it: a directory made absolute (buildx: from
+    the working directory), an image as given."""
+    from manyarch.errors import InvalidArgument
+
+    if value.startswith(("docker-image://", "oci-layout://")):
+        return value
+    if "://" in value:
+        raise InvalidArgument(
+            f"--build-context {value!r}: manyarch takes a directory, docker-image:// or "
+            "oci-layout://", "clone a Git context or fetch a URL into a directory first",
+        )  # fmt: skip
+    path = Path(value).resolve()
+    if not path.is_dir():
+        raise InvalidArgument(f"--build-context {value!r} is not a directory")
+    return str(path)
 
 
 @dataclass(frozen=True)
@@ -198,6 +217,8 @@ def lint_build(result: BuildResult, options: BuildOptions) -> list[str]:
         return image.config.config.env_dict()
 
     try:
+        from manyarch.imagebuild.contextfiles import read_context_text
+
         text = read_context_text(options.context, options.dockerfile) or ""
         warnings, config = lint(
             text, file=str(options.dockerfile), build_args=options.build_args, base_env=env

@@ -172,6 +172,7 @@ class Session(FrontendCalls, LocalCalls):
         no_cache_filter: Sequence[str] = (),
         secrets: Sequence[str] = (),
         ssh: Sequence[str] = (),
+        build_contexts: Mapping[str, str] | None = None,
         cache_from: Sequence[str | CacheSpec] = (),
         cache_to: str | CacheSpec | Sequence[str | CacheSpec] | None = None,
         native_pip: bool = True,
@@ -183,12 +184,10 @@ class Session(FrontendCalls, LocalCalls):
         ``platforms`` default to this host's; ``dockerfile`` to CONTEXT/Dockerfile; ``epoch``
         to ``SOURCE_DATE_EPOCH``, else the newest base's ``created``. ``media_types``
         (``docker`` or ``oci``) fixes the result's form; None leaves it to each
-        :meth:`publish` (attestations and annotations make it OCI, as BuildKit does).
-        ``annotations``, ``compression*``, ``attest``/``sbom``/``provenance`` (none unless
-        asked), ``add_hosts``, ``shm_size``, ``ulimits``, ``no_cache_filter``, ``secrets``,
-        ``ssh``, ``allow``, ``cache_from``, ``cache_to``: buildx's flags, spelled as buildx
-        spells them (``docs/api.md``); ``names`` are the image's names (its attestations' subjects).
-        ``native_pip``/``native_apt``: pip, apt lines natively; ``progress``: every step's events.
+        :meth:`publish` (attestations and annotations make it OCI, as BuildKit does). The
+        others but ``names`` (the image's, its attestations' subjects), ``native_pip``,
+        ``native_apt`` (pip and apt lines natively) and ``progress`` (every step's events)
+        are buildx's flags as buildx spells them (``docs/api.md``).
         """
         from manyarch.export.image import ExportOptions
         from manyarch.imagebuild.cache import cache_home
@@ -202,7 +201,7 @@ class Session(FrontendCalls, LocalCalls):
             context, dockerfile, platforms_of(platforms), build_args, target, network, labels,
             epoch=epoch if epoch is not None else sde, add_hosts=add_hosts, shm_size=shm_size,
             ulimits=ulimits, no_cache_filter=no_cache_filter, allow=allow, secrets=secrets,
-            ssh=ssh,
+            ssh=ssh, build_contexts=build_contexts,
         )  # fmt: skip
         cache_export, inline = building.cache_exports(cache_to, options.build_args)
         export_options = ExportOptions.of(
@@ -440,6 +439,13 @@ class Session(FrontendCalls, LocalCalls):
         from manyarch.registry.login import login
 
         login(self.registry_options, server, username, password)
+
+    @staticmethod
+    def login_host(server: str) -> str:
+        """The registry a login or logout argument names (``https://host/v2/`` is ``host``)."""
+        from manyarch.registry.credentials import login_host
+
+        return login_host(server)
 
     def logout(self, server: str) -> bool:
         """Forget ``server``'s credentials; False when there were none."""

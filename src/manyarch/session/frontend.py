@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from manyarch.errors import InvalidArgument, ManyarchError
-from manyarch.imagebuild.contextfiles import read_context_text
 
 if TYPE_CHECKING:
     from manyarch.oci.platform import Platform
@@ -33,7 +32,10 @@ class CheckResult:
 
 def read_dockerfile(context: str | Path, dockerfile: str | Path | None) -> tuple[Path, str]:
     """The Dockerfile's path and text."""
+    from manyarch.imagebuild.contextfiles import read_context_text
+
     path = Path(dockerfile) if dockerfile is not None else Path(context) / "Dockerfile"
+
     text = read_context_text(Path(context), path, missing_ok=True)
     if text is None:
         raise InvalidArgument(f"cannot read {path}: No such file or directory")

@@ -147,6 +147,9 @@ class LocalCalls:
 
         keep = parse_size(keep_storage) if isinstance(keep_storage, str) else keep_storage
         swept = sweep(work_dir())
+        # what killed pulls and unpacks left (no live writer holds it)
+        self.store.remove_stale_temps()
+        rootfs.remove_stale_unpacks()
         cache = prune(keep_bytes=keep, all=all)
         prune_debs(cache_home(), keep_bytes=keep, all=all)
         trees = None
