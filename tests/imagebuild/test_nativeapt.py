@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from manyarch.imagebuild.nativeapt.apt import check_config, prune_debs, remove_lists
+from manyarch.imagebuild.nativeapt.apt import (
+    DOCKER_CLEAN,
+    check_config,
+    has_docker_clean,
+    prune_debs,
+    remove_lists,
+)
 from manyarch.imagebuild.nativeapt.command import AptCommand, NativeApt, plan_apt
 from manyarch.imagebuild.nativeapt.interceptor import NativeAptInterceptor
 from manyarch.imagebuild.nativepip.command import Fallback
@@ -82,6 +88,18 @@ def test_check_config_refuses_hooks(tmp_path: Path) -> None:
     )
     why = check_config(tmp_path)
     assert why is not None and "docker-clean" in why
+    (parts / "docker-clean").write_text(DOCKER_CLEAN_CONF)
+    assert check_config(tmp_path) is None and has_docker_clean(tmp_path)
+
+
+#: debian:SUITE-slim's /etc/apt/apt.conf.d/docker-clean (debuerreotype's), as python:3.X-slim has it
+DOCKER_CLEAN_CONF = f"""\
+DPkg::Post-Invoke {{ "{DOCKER_CLEAN}"; }};
+APT::Update::Post-Invoke {{ "{DOCKER_CLEAN}"; }};
+
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+"""
 
 
 def test_remove_lists_and_prune(tmp_path: Path) -> None:
@@ -115,10 +133,12 @@ RUN tree --version && nc -h 2>&1 | head -1
 IGNORED = ("var/log/", "var/cache/apt", "var/lib/apt", "var/cache/ldconfig/aux-cache", "tmp")
 
 
-def _tree(built: Built, platform: str) -> dict[str, tuple[object, ...]]:
-    """The image's files after the apt line: base layer overlaid by the step's."""
+def _tree(
+    built: Built, platform: str, layers: tuple[int, ...] = (0, 1)
+) -> dict[str, tuple[object, ...]]:
+    """The image's files after the apt line: base layer overlaid by the next ones."""
     out: dict[str, tuple[object, ...]] = {}
-    for i in (0, 1):
+    for i in layers:
         for name, (info, data) in built.layer(platform, i).items():
             out[name] = _entry(info, data)
     return {n: e for n, e in out.items() if not n.startswith(IGNORED) and not n.endswith("-old")}
@@ -154,3 +174,35 @@ def test_native_apt_lands_what_the_emulated_apt_does(
     warm = run_build(ctx, slim_base.ref, (ARM64,), interceptors=[hook])
     assert "from the lists of an earlier build" in "\n".join(warm.output("linux/arm64"))
     assert _tree(warm, "linux/arm64") == a
+
+
+DOCKER_CLEAN_LINE = """\
+ARG BASE
+FROM $BASE
+COPY docker-clean /etc/apt/apt.conf.d/docker-clean
+RUN apt-get update && apt-get install -y --no-install-recommends tree
+"""
+
+
+@pytest.mark.slow
+@needs_root
+def test_native_apt_does_what_docker_clean_asks(
+    slim_base: PythonBase, tmp_path: Path, isolated_build: Path
+) -> None:
+    """With the official images' docker-clean: no .debs nor package caches left, as there."""
+    if not emulation.can_run(ARM64) or emulation.runs_natively(ARM64):
+        pytest.skip("needs a foreign linux/arm64 through QEMU")
+    ctx = make_context(tmp_path, DOCKER_CLEAN_LINE, {"docker-clean": DOCKER_CLEAN_CONF})
+    hook = NativeAptInterceptor(tmp_path / "cache")
+    native = run_build(ctx, slim_base.ref, (ARM64,), interceptors=[hook])
+    assert hook.native == 1, hook.fallbacks
+    emulated = run_build(ctx, slim_base.ref, (ARM64,))
+    a = _tree(native, "linux/arm64", (0, 1, 2))
+    b = _tree(emulated, "linux/arm64", (0, 1, 2))
+    assert {n: (a.get(n), b.get(n)) for n in a.keys() | b.keys() if a.get(n) != b.get(n)} == {}
+    for built in (native, emulated):
+        step = built.layer("linux/arm64", 2)
+        assert "usr/bin/tree" in step
+        assert not [
+            n for n in step if n.startswith("var/cache/apt/") and n.endswith((".deb", ".bin"))
+        ]

@@ -35,6 +35,12 @@ _HOOKS = ("Pre-Invoke", "Post-Invoke", "Pre-Install-Pkgs", "Post-Invoke-Success"
 #: The one hook Debian sets (debconf's 70debconf): it only pre-asks debconf's questions,
 #: which the noninteractive configure answers the same way.
 _PRECONFIGURE = "dpkg-preconfigure --apt"
+#: debian:SUITE-slim's (and so python:3.X-slim's) /etc/apt/apt.conf.d/docker-clean runs this
+#: after dpkg and after update: done here, natively, at the same points.
+DOCKER_CLEAN = (
+    "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb "
+    "/var/cache/apt/*.bin || true"
+)
 _PROXIES = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
 _WRAPPER = """#!/bin/sh
 # apt's dpkg: the host's, into the rootfs; configuring is the image's dpkg's work, later
@@ -64,9 +70,29 @@ def check_config(rootfs: Path) -> str | None:
             text = line.split("//", 1)[0].strip()
             if text.startswith("#") or not any(h in text for h in _HOOKS):
                 continue
-            if _PRECONFIGURE not in text:
+            if _PRECONFIGURE not in text and f'"{DOCKER_CLEAN}"' not in text:
                 return f"apt hook in /etc/apt/apt.conf.d/{f.name}: {text}"
     return None
+
+
+def has_docker_clean(rootfs: Path) -> bool:
+    """Whether the image's apt runs :data:`DOCKER_CLEAN` (after check_config accepted it)."""
+    parts = resolve_in_root(rootfs, "/etc/apt/apt.conf.d")
+    if not parts.is_dir():
+        return False
+    return any(
+        f.is_file() and not f.is_symlink() and DOCKER_CLEAN in f.read_text("utf-8", "replace")
+        for f in parts.iterdir()
+    )
+
+
+def docker_clean(rootfs: Path) -> None:
+    """What :data:`DOCKER_CLEAN` removes."""
+    cache = resolve_in_root(rootfs, "/var/cache/apt")
+    for pattern in ("archives/*.deb", "archives/partial/*.deb", "*.bin"):
+        for p in cache.glob(pattern):
+            if p.is_file() or p.is_symlink():
+                p.unlink()
 
 
 def _status(rootfs: Path) -> dict[tuple[str, str], str]:
@@ -90,14 +116,17 @@ class HostApt:
         self.arch = arch
         self.archives = deb_cache(cache_dir)
         self.env = env
-        self.downloaded = 0
+        self.docker_clean = has_docker_clean(rootfs)
 
     def _config(self, tmp: Path) -> Path:
         root = str(self.rootfs)
         (tmp / "dpkg").write_text(_WRAPPER.format(root=root))
         (tmp / "dpkg").chmod(0o755)
         # read after the image's apt.conf.d (as its apt.conf would be): no host program runs
-        (tmp / "last.conf").write_text("#clear DPkg::Pre-Install-Pkgs;\n")
+        (tmp / "last.conf").write_text(
+            "#clear DPkg::Pre-Install-Pkgs;\n#clear DPkg::Post-Invoke;\n"
+            "#clear APT::Update::Post-Invoke;\n"
+        )
         conf = tmp / "apt.conf"
         conf.write_text(
             f'Dir "{root}/";\n'
@@ -122,8 +151,17 @@ class HostApt:
             env.update({k: v for k, v in self.env.items() if k in _PROXIES})
             env.update({"APT_CONFIG": str(conf), "DEBIAN_FRONTEND": "noninteractive"})
             env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
+            # the same again on the command line, which apt reads after every file:
+            # the image's apt.conf.d cannot point apt elsewhere
+            pinned = [
+                f"Dir::Bin::dpkg={tmp}/dpkg",
+                f"Dir::Cache::archives={self.archives}/",
+                f"APT::Architecture={self.arch}",
+                "APT::Sandbox::User=root",
+                "APT::Immediate-Configure=false",
+            ]
             proc = run_host_tool(
-                ["apt-get", *args],
+                ["apt-get", *(a for o in pinned for a in ("-o", o)), *args],
                 env=env,
                 readonly=[tmp],
                 writable=[self.rootfs, self.archives.parent],
@@ -162,6 +200,8 @@ class HostApt:
                 shutil.copy2(f, lists / f.name)
                 seeded = True
         self.run(["update", "-q"])
+        if self.docker_clean:
+            docker_clean(self.rootfs)
         if seeded and _stamps(lists) == _stamps(saved):
             return seeded  # apt found nothing new: the saved lists are these
         staged = saved.with_name(f"{saved.name}.{os.getpid()}-{threading.get_ident()}")
@@ -193,6 +233,9 @@ class HostApt:
         after = _status(self.rootfs)
         new = sorted(k for k, v in after.items() if before.get(k) != v)
         debs = [f"{p}_{after[(p, a)].replace(':', '%3a')}_{a}.deb" for p, a in new]
+        if self.docker_clean:
+            docker_clean(self.rootfs)
+            return debs
         # as the image's apt would, leave the .debs in its /var/cache/apt/archives
         dest = resolve_in_root(self.rootfs, "/var/cache/apt/archives")
         if dest.is_dir():
