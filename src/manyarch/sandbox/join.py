@@ -27,6 +27,7 @@ filter.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -176,8 +177,13 @@ def _become(libc: Any, spec: dict[str, Any], last_cap: int, bpf: bytes) -> None:
             _load_filter(libc, bpf)
     except OSError as e:
         raise Failed(f"cannot confine the process: {e}", 126) from e
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT):
-        signal.signal(sig, signal.SIG_DFL)  # Python's interpreter ignores the first two
+    # every disposition back to its default, as a container's process starts (Python
+    # ignores SIGPIPE and SIGXFSZ; a caller started in the background ignores SIGINT and
+    # SIGQUIT, nohup SIGHUP: none of it is the command's)
+    for sig in signal.valid_signals():
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(sig, signal.SIG_DFL)
     argv, env = spec["argv"], spec["env"]
     try:
         os.execvpe(argv[0], argv, env)
