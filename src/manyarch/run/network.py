@@ -15,7 +15,6 @@ Docker does, so a non-root image may listen on port 80.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import socket
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from manyarch.errors import InvalidArgument, SandboxError, ToolMissing
-from manyarch.sandbox.netns import pasta_args
+from manyarch.sandbox.netns import spawn_pasta
 
 _PORT = re.compile(
     r"^(?:(?P<ip>\[[0-9A-Fa-f:.]+\]|\d+\.\d+\.\d+\.\d+):)?(?:(?P<host>\d*):)?(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$"
@@ -133,24 +132,11 @@ def start_forwarding(
             f"host port {busy[0]} is already in use",
             "choose another one with -p HOST:CONTAINER (ss -ltnp shows who holds it)",
         )
-    fds: list[int] = []
-    args = [*pasta_args(pid, fds), "--log-file", str(log)]
     tcp = [p.pasta_spec() for p in ports if p.protocol == "tcp"]
     udp = [p.pasta_spec() for p in ports if p.protocol == "udp"]
-    args += ["-t", ",".join(tcp) if tcp else "none", "-u", ",".join(udp) if udp else "none"]
-    args += ["-T", "none", "-U", "none"]
-    try:
-        proc = subprocess.Popen(
-            args,
-            pass_fds=fds,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            preexec_fn=preexec,
-        )
-    finally:
-        for fd in fds:
-            os.close(fd)
+    args = ["--log-file", str(log), "-t", ",".join(tcp) if tcp else "none"]
+    args += ["-u", ",".join(udp) if udp else "none", "-T", "none", "-U", "none"]
+    proc = spawn_pasta(pid, args, preexec)
     wanted = {p.host_port for p in ports if p.protocol == "tcp"}
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

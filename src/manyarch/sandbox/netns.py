@@ -24,7 +24,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from manyarch.errors import SandboxError, ToolMissing
@@ -93,15 +93,15 @@ def pasta_args(pid: int, fds: list[int]) -> list[str]:
     return [*args, "--netns", f"/proc/self/fd/{fds[0]}"]
 
 
-def connect(pid: int, *, preexec: Callable[[], object] | None = None) -> subprocess.Popen[bytes]:
-    """Wire ``pid``'s network namespace outward (no port forwarded in); returns once its
-    default route is up. The caller stops it with :func:`stop`."""
+def spawn_pasta(
+    pid: int, more: Sequence[str], preexec: Callable[[], object] | None = None
+) -> subprocess.Popen[bytes]:
+    """pasta on ``pid``'s network namespace with ``more`` options (ports, a log); its
+    stderr is piped for the caller's error."""
     fds: list[int] = []
     try:
-        args = pasta_args(pid, fds)
-        args += ["-t", "none", "-u", "none", "-T", "none", "-U", "none"]
-        proc = subprocess.Popen(
-            args,
+        return subprocess.Popen(
+            [*pasta_args(pid, fds), *more],
             pass_fds=fds,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -111,6 +111,12 @@ def connect(pid: int, *, preexec: Callable[[], object] | None = None) -> subproc
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def connect(pid: int, *, preexec: Callable[[], object] | None = None) -> subprocess.Popen[bytes]:
+    """Wire ``pid``'s network namespace outward (no port forwarded in); returns once its
+    default route is up. The caller stops it with :func:`stop`."""
+    proc = spawn_pasta(pid, ["-t", "none", "-u", "none", "-T", "none", "-U", "none"], preexec)
     try:
         wait_ready(pid, proc)
     except BaseException:

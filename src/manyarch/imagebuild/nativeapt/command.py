@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from manyarch.imagebuild.nativepip.command import Fallback, Word, split_shell
+from manyarch.imagebuild.nativepip.command import Fallback, Word, run_words
 
 #: Options that change nothing the host's apt would do differently.
 _QUIET = frozenset({"-q", "-qq", "--quiet", "-y", "--yes", "--assume-yes", "-qy", "-yq", "-yqq"})
@@ -48,14 +48,9 @@ class NativeApt:
 
 def plan_apt(argv: Sequence[str], shell_form: bool, env: Mapping[str, str]) -> NativeApt | Fallback:
     """Decide whether a RUN (its argv as the executor runs it) is an apt line done natively."""
-    if shell_form:
-        if len(argv) != 3 or argv[1] != "-c" or Path(argv[0]).name not in ("sh", "bash", "dash"):
-            return Fallback("not a /bin/sh -c command")
-        parts = split_shell(argv[2], env)
-        if isinstance(parts, Fallback):
-            return parts
-    else:
-        parts = [[Word(a) for a in argv]]
+    parts = run_words(argv, shell_form, env)
+    if isinstance(parts, Fallback):
+        return parts
     commands: list[AptCommand] = []
     for words in parts:
         cmd = parse_apt(words)

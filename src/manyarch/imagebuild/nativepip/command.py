@@ -87,18 +87,24 @@ class NativePip:
     workdir: str = "/"
 
 
+def run_words(
+    argv: Sequence[str], shell_form: bool, env: Mapping[str, str]
+) -> list[list[Word]] | Fallback:
+    """A RUN's commands as words: ``sh -c LINE`` split as the shell would, else the argv."""
+    if not shell_form:
+        return [[Word(a) for a in argv]]
+    if len(argv) != 3 or argv[1] != "-c" or Path(argv[0]).name not in ("sh", "bash", "dash"):
+        return Fallback("not a /bin/sh -c command")
+    return split_shell(argv[2], env)
+
+
 def plan_run(
     argv: Sequence[str], shell_form: bool, env: Mapping[str, str], workdir: str
 ) -> NativePip | Fallback:
     """Decide whether a RUN (its argv as the executor runs it) can run natively."""
-    if shell_form:
-        if len(argv) != 3 or argv[1] != "-c" or Path(argv[0]).name not in ("sh", "bash", "dash"):
-            return Fallback("not a /bin/sh -c command")
-        parts = split_shell(argv[2], env)
-        if isinstance(parts, Fallback):
-            return parts
-    else:
-        parts = [[Word(a) for a in argv]]
+    parts = run_words(argv, shell_form, env)
+    if isinstance(parts, Fallback):
+        return parts
     commands: list[Command] = []
     for words in parts:
         cmd = parse_command(words)
