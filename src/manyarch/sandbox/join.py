@@ -177,19 +177,37 @@ def _become(libc: Any, spec: dict[str, Any], last_cap: int, bpf: bytes) -> None:
             _load_filter(libc, bpf)
     except OSError as e:
         raise Failed(f"cannot confine the process: {e}", 126) from e
-    # every disposition back to its default, as a container's process starts (Python
-    # ignores SIGPIPE and SIGXFSZ; a caller started in the background ignores SIGINT and
-    # SIGQUIT, nohup SIGHUP: none of it is the command's)
-    for sig in signal.valid_signals():
-        if sig not in (signal.SIGKILL, signal.SIGSTOP):
-            with contextlib.suppress(OSError, ValueError):
-                signal.signal(sig, signal.SIG_DFL)
+    _default_dispositions(libc)
     argv, env = spec["argv"], spec["env"]
     try:
         os.execvpe(argv[0], argv, env)
     except OSError as e:
         code = 127 if isinstance(e, FileNotFoundError) else 126
         raise Failed(f"{argv[0]}: {e.strerror}", code) from e
+
+
+#: rt_sigaction(2) by architecture (the host's: this helper runs natively).
+_SYS_RT_SIGACTION = {"x86_64": 13, "aarch64": 134}
+
+
+def _default_dispositions(libc: ctypes.CDLL) -> None:
+    """Every signal's disposition back to its default, as a container's process starts.
+
+    Python ignores SIGPIPE and SIGXFSZ; a caller started in the background ignores
+    SIGINT and SIGQUIT, nohup SIGHUP, and some callers glibc's own 32 and 33, which
+    Python's :func:`signal.signal` cannot touch: none of it is the command's. The raw
+    system call (a zeroed ``struct sigaction`` is SIG_DFL) reaches them all.
+    """
+    number = _SYS_RT_SIGACTION.get(os.uname().machine)
+    action = (ctypes.c_ulong * 4)()  # handler, flags, restorer, mask
+    for sig in range(1, signal.SIGRTMAX + 1):
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        if number is not None:
+            libc.syscall(number, sig, ctypes.byref(action), None, 8)
+        else:
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(sig, signal.SIG_DFL)
 
 
 def _setgroups(groups: list[int]) -> None:
