@@ -16,8 +16,12 @@ CROSS_PACKAGES := libpython3-dev:arm64
 
 .PHONY: test demo lint deps apt cross venv emulation registry-down bench clean
 
+# Three workers, one module each at a time (module fixtures built once): the suite
+# mostly waits on QEMU, servers and downloads. PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 3
+
 test: deps
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check --no-cache src tests app

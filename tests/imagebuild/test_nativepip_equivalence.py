@@ -12,6 +12,7 @@ import csv
 import importlib.util
 import io
 import marshal
+import os
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -325,12 +326,16 @@ def emulated_reference(ctx: Path, base: PythonBase, files: dict[str, str | bytes
         desc = Descriptor.from_json(json.loads((cached / "manifest.json").read_text()))
         return Built(BuildResult(Layout.open(cached / "store"), desc, (desc,)))
     built = run_build(ctx, base.ref, ARM64, epoch=0)
-    shutil.rmtree(cached, ignore_errors=True)
-    tmp = cached.with_name(cached.name + ".tmp")
+    if not (cached / "manifest.json").is_file():  # not whole, or kept by no one yet
+        shutil.rmtree(cached, ignore_errors=True)
+    tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")  # parallel sessions
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(built.store.path, tmp / "store", symlinks=True)
     (tmp / "manifest.json").write_text(json.dumps(built.manifest_desc("linux/arm64").to_json()))
-    tmp.rename(cached)
+    try:
+        tmp.rename(cached)
+    except OSError:  # another session kept the same result first
+        shutil.rmtree(tmp, ignore_errors=True)
     return built
 
 
