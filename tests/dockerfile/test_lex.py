@@ -233,3 +233,33 @@ def test_defaults_follow_posix(name: str, value: str, default: str) -> None:
     assert lex.process_word("${" + name + "+" + default + "}", set_env) == default
     assert lex.process_word("'$" + name + "'", set_env) == "$" + name
     assert lex.process_word("\\$" + name, set_env) == "$" + name
+
+
+def test_the_space_runs_are_the_characters_go_calls_spaces() -> None:
+    from manyarch.dockerfile.lex import _SPACES, _isspace
+
+    differ = [c for c in range(0x110000) if _isspace(chr(c)) != bool(_SPACES.fullmatch(chr(c)))]
+    assert not differ, [hex(c) for c in differ]
+
+
+@settings(max_examples=300)
+@given(st.lists(st.sampled_from(["a", "b", " ", "\t", "\u3000", "\x1c", "", "xy z"])))
+def test_a_string_splits_as_its_characters_one_by_one(pieces: list[str]) -> None:
+    from manyarch.dockerfile.lex import _Words
+
+    by_string, by_char = _Words(), _Words()
+    for p in pieces:
+        by_string.add_string(p)
+        for ch in p:
+            by_char.add_char(ch)
+        by_string.add_raw_string("")  # an empty quoted word keeps a word open
+        by_char.add_raw_string("")
+    assert by_string.get_words() == by_char.get_words()
+
+
+def test_a_long_expanded_value_splits_in_linear_time() -> None:
+    # a character at a time, a 1.2 MB expanded word took ~40 s (the word copied per character)
+    lex = ShellLex()
+    value = "v" * 1_200_000
+    words = lex.process_words("$A $A", {"A": value})
+    assert words == [value, value]

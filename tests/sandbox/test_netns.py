@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from manyarch.errors import SandboxError
 from manyarch.sandbox import netns
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces are made as root")
@@ -45,6 +46,23 @@ def test_a_network_is_wired_and_closed() -> None:
     assert pasta is not None
     n.close()
     assert pasta.poll() is not None and n.holder.poll() is not None and not n.alive()
+
+
+def test_pasta_failing_is_its_own_error_and_the_namespace_goes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # pasta refusing to start (seen under a 1 MiB stack limit) was hidden by an
+    # AttributeError from the clean-up, and the holder was left to the caller
+    holders: list[int] = []
+
+    def refuse(pid: int) -> subprocess.Popen[bytes]:
+        holders.append(pid)
+        raise SandboxError("pasta could not set up the network: no reason")
+
+    monkeypatch.setattr(netns, "connect", refuse)
+    with pytest.raises(SandboxError, match="pasta could not set up"):
+        netns.Network()
+    assert holders and _gone(holders[0], timeout=1)
 
 
 def test_a_killed_build_leaves_no_pasta_behind() -> None:

@@ -227,8 +227,9 @@ class Network:
             preexec_fn=in_new_netns(),
         )
         assert self.holder.stdin is not None
+        self.pasta: subprocess.Popen[bytes] | None = None  # for close() if pasta fails
         try:
-            self.pasta: subprocess.Popen[bytes] | None = connect(self.holder.pid)
+            self.pasta = connect(self.holder.pid)
             self.holder.stdin.write(f"{self.pasta.pid}\n".encode())
             self.holder.stdin.flush()
         except BaseException:
