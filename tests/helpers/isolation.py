@@ -23,3 +23,17 @@ def isolated_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     monkeypatch.setenv("MANYARCH_TMPDIR", str(work))
     yield work
     assert sorted(os.listdir(work)) == []
+
+
+def isolate(mp: pytest.MonkeyPatch, root: Path) -> Path:
+    """Store, data home, caches and MANYARCH_TMPDIR under ``root`` (made), for a fixture
+    wider than a test; returns the work dir."""
+    for var, sub in (
+        ("MANYARCH_STORE", "store"),
+        ("XDG_DATA_HOME", "data"),
+        ("XDG_CACHE_HOME", "cache"),
+        ("MANYARCH_TMPDIR", "work"),
+    ):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        mp.setenv(var, str(root / sub))
+    return root / "work"

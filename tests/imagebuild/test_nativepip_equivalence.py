@@ -23,6 +23,7 @@ from manyarch.errors import BuildError
 from manyarch.imagebuild.nativepip.interceptor import NativePipInterceptor
 from manyarch.oci.platform import Platform
 from tests.helpers.base_fixture import PythonBase
+from tests.helpers.isolation import isolate
 from tests.imagebuild.build_helpers import Built, make_context, run_build
 from tests.imagebuild.layer_compare import assert_last_layers_equal
 
@@ -279,14 +280,7 @@ def forms(
     """FORMS built natively (every RUN native) and under QEMU, for linux/arm64."""
     tmp = tmp_path_factory.mktemp("forms")
     with pytest.MonkeyPatch.context() as mp:
-        for var, sub in (
-            ("MANYARCH_STORE", "store"),
-            ("XDG_DATA_HOME", "data"),
-            ("XDG_CACHE_HOME", "cache"),
-            ("MANYARCH_TMPDIR", "work"),
-        ):
-            (tmp / sub).mkdir()
-            mp.setenv(var, str(tmp / sub))  # fmt: skip
+        isolate(mp, tmp)
         files = {
             "wheels/demo_tool-1.0-py3-none-any.whl": _demo_wheel(),
             "requirements.txt": (REPO / "requirements.txt").read_text(),

@@ -21,6 +21,7 @@ from manyarch.imagebuild.nativepip.install import expand_words
 from manyarch.imagebuild.nativepip.pipoptions import fast_pip_options
 from manyarch.imagebuild.nativepip.place import install_order
 from manyarch.imagebuild.nativepip.target import interpreter_path, pip_tags
+from manyarch.imagebuild.nativepip.twin import under_mount, uv_cache_dir
 
 SH = ("/bin/sh", "-c")
 
@@ -187,6 +188,26 @@ def test_interpreter_of_pip_script_and_symlinks(tmp_path: Path) -> None:
     assert interpreter_path(root, "pip3", path) is None
     (root / "usr/local/bin/pip3").write_text("#!/usr/bin/env python3\n")
     assert interpreter_path(root, "pip3", path) is None  # env: which python is not known
+
+
+@pytest.mark.parametrize(
+    ("env", "mounts", "taken"),
+    [
+        # uv's Docker guide: RUN --mount=type=cache,target=/root/.cache/uv uv sync
+        ({}, ["/root/.cache/uv"], True),
+        ({}, ["/root/.cache"], True),
+        ({}, ["/root/.cache/pip"], False),
+        ({}, ["/root/.cache/uvx"], False),
+        ({"UV_CACHE_DIR": "/cache/uv/"}, ["/cache"], True),
+        ({"UV_CACHE_DIR": "/cache/uv"}, ["/root/.cache/uv"], False),
+        ({"XDG_CACHE_HOME": "/xdg"}, ["/xdg/uv"], True),
+        ({"HOME": "/home/app"}, ["/root/.cache/uv"], False),
+        ({"HOME": "/home/app"}, ["/home/app/.cache/uv"], True),
+    ],
+)
+def test_uv_cache_in_a_cache_mount(env: dict[str, str], mounts: list[str], taken: bool) -> None:
+    """A uv line whose cache is a cache mount is done natively (its cache kept on the host)."""
+    assert under_mount(uv_cache_dir(env, "/root"), mounts) is taken
 
 
 def test_pip_tags_as_the_emulated_pip_lists_them() -> None:

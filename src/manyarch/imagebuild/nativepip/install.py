@@ -75,6 +75,7 @@ def install(
     cache_dir: Path,
     home: str = "/root",
     scratch: bool = False,
+    cache_mounts: Sequence[str] = (),
 ) -> Outcome:
     """Do every command of ``plan`` in ``rootfs``.
 
@@ -84,7 +85,8 @@ def install(
     metadata join the installed view). A ``python -m venv`` is done when
     reached (the commands after it need the venv): a failure after it is a
     :class:`BuildError` unless ``rootfs`` is a ``scratch`` tree the caller
-    throws away.
+    throws away. ``cache_mounts`` are the image paths the step mounts a cache (or a
+    tmpfs) on: a uv line's cache there is kept on the host.
     """
     out = Outcome()
     path = plan.env.get("PATH", DEFAULT_PATH)
@@ -103,7 +105,9 @@ def install(
             for n, cmd in enumerate(plan.commands):
                 env = {**plan.env, **cmd.env}
                 if isinstance(cmd, UvCommand):
-                    uv_job = prepare_uv(cmd, rootfs, env, plan.workdir)
+                    uv_job = prepare_uv(
+                        cmd, rootfs, env, plan.workdir, home=home, cache_mounts=cache_mounts
+                    )
                     jobs.append(uv_job)
                     out.python = uv_job.python
                     flush()  # what uv writes, the commands after it read

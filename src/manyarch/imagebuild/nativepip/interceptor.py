@@ -7,6 +7,7 @@ runs: ``native: ...`` (what was installed, by which python) or
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 
 from manyarch import dockerfile as df
@@ -79,7 +80,19 @@ class NativePipInterceptor:
                 else ctx.rootfs
             )
             home = resolve_user(rootfs, spec.user).home if spec.user else "/root"
-            done = install(plan, rootfs, cache_dir=self.cache_dir, home=home, scratch=scratch)
+            cached = [
+                posixpath.normpath(posixpath.join(spec.cwd, m.target))
+                for m in step.mounts
+                if m.type in ("cache", "tmpfs")
+            ]
+            done = install(
+                plan,
+                rootfs,
+                cache_dir=self.cache_dir,
+                home=home,
+                scratch=scratch,
+                cache_mounts=cached,
+            )
         except NativePipUnavailable as e:
             if host:
                 ctx.log(f"native: the host's architecture, the line's own tools ({e.message})")

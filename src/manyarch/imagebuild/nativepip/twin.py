@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,6 +134,8 @@ class UvJob:
     mounts: list[tuple[str, bool]]
     python: str = ""
     wheels: list[Path] = field(default_factory=list)
+    #: uv's cache is a cache mount of the step: natively, uv keeps it in ``cache_dir/uv``
+    cache_mounted: bool = False
 
     def run(self, rootfs: Path, cache_dir: Path) -> list[str]:
         """The image's directories uv reads and writes, mounted at their paths."""
@@ -147,9 +149,13 @@ class UvJob:
                 host.mkdir(parents=True, exist_ok=True)
             if host.exists():
                 binds.append(Bind(host, d, readonly=not writable))
-        r = run_host_tool(
-            [self.uv, *self.args], env=self.env, mounts=binds, cwd=self.cwd, network=True
-        )
+        env = self.env
+        if self.cache_mounted:
+            cache = cache_dir / "uv"
+            cache.mkdir(parents=True, exist_ok=True)
+            binds.append(Bind(cache, str(cache), readonly=False))
+            env = {**env, "UV_CACHE_DIR": str(cache)}
+        r = run_host_tool([self.uv, *self.args], env=env, mounts=binds, cwd=self.cwd, network=True)
         if r.returncode != 0:
             err = r.stderr.decode(errors="replace").strip().splitlines()
             raise NativePipUnavailable(
@@ -165,13 +171,38 @@ def _uv_version(binary: str) -> str:
     return r.stdout.split()[1] if r.returncode == 0 and len(r.stdout.split()) > 1 else ""
 
 
-def prepare_uv(cmd: UvCommand, rootfs: Path, env: Mapping[str, str], workdir: str) -> UvJob:
+def uv_cache_dir(env: Mapping[str, str], home: str) -> str:
+    """Where uv keeps its cache in the image: ``UV_CACHE_DIR``, else ``$XDG_CACHE_HOME/uv``,
+    else ``~/.cache/uv``."""
+    if env.get("UV_CACHE_DIR", "").startswith("/"):
+        return posixpath.normpath(env["UV_CACHE_DIR"])
+    if env.get("XDG_CACHE_HOME", "").startswith("/"):
+        return posixpath.join(posixpath.normpath(env["XDG_CACHE_HOME"]), "uv")
+    return posixpath.join(posixpath.normpath(env.get("HOME") or home), ".cache", "uv")
+
+
+def under_mount(path: str, targets: Sequence[str]) -> bool:
+    """``path`` is one of ``targets`` or inside one."""
+    return any(path == t or path.startswith(t.rstrip("/") + "/") for t in targets)
+
+
+def prepare_uv(
+    cmd: UvCommand,
+    rootfs: Path,
+    env: Mapping[str, str],
+    workdir: str,
+    *,
+    home: str = "/root",
+    cache_mounts: Sequence[str] = (),
+) -> UvJob:
     """A uv line done by the host's uv (the image's version) in the host's twin of its python.
 
     uv runs the interpreter it installs for (queries, byte-compiles): only the
     host's own build of the image's python can stand in for it; uv's own
     choices (wheels, scripts, RECORD, pycs) are then the emulated uv's, with
-    ``--python-platform`` for the target's wheels.
+    ``--python-platform`` for the target's wheels. uv keeps no cache in the image:
+    told so (``UV_NO_CACHE``), or its cache is one of ``cache_mounts`` (the step's
+    cache and tmpfs mounts, as uv's Docker guide has it), kept on the host instead.
     """
     from manyarch.imagebuild.nativepip.resolve import uv_binary
 
@@ -184,8 +215,12 @@ def prepare_uv(cmd: UvCommand, rootfs: Path, env: Mapping[str, str], workdir: st
     version = _uv_version(host_uv)
     if _image_uv_version(rootfs, image_uv) != version:
         raise NativePipUnavailable(f"the image's uv is not the host's uv {version}")
-    if not (env.get("UV_NO_CACHE", "").lower() in ("1", "true") or "--no-cache" in args):
-        raise NativePipUnavailable("uv would keep its cache in the image (set UV_NO_CACHE=1)")
+    no_cache = env.get("UV_NO_CACHE", "").lower() in ("1", "true") or "--no-cache" in args
+    cache_mounted = not no_cache and under_mount(uv_cache_dir(env, home), cache_mounts)
+    if not (no_cache or cache_mounted):
+        raise NativePipUnavailable(
+            "uv would keep its cache in the image (set UV_NO_CACHE=1, or mount a cache on it)"
+        )
     if any(a.startswith(("--python-platform", "--target", "--prefix")) for a in args):
         raise NativePipUnavailable("uv with --python-platform, --target or --prefix")
     exe = interpreter_path(rootfs, "python3", path)
@@ -222,7 +257,9 @@ def prepare_uv(cmd: UvCommand, rootfs: Path, env: Mapping[str, str], workdir: st
             mounts.append((posixpath.dirname(a) if "." in posixpath.basename(a) else a, True))
     if args[:1] != ["venv"]:  # a venv has no platform: only what is installed in it does
         args = [*args, "--python-platform", facts.uv_platform]
-    return UvJob(host_uv, args, uv_env, workdir, mounts, facts.python_version)
+    return UvJob(
+        host_uv, args, uv_env, workdir, mounts, facts.python_version, cache_mounted=cache_mounted
+    )
 
 
 def _image_uv_version(rootfs: Path, image_uv: str) -> str:

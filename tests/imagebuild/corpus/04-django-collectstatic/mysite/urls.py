@@ -1,0 +1,3 @@
+"""No views: the site serves its static files."""
+
+urlpatterns: list[object] = []

@@ -1,0 +1,5 @@
+"""What runs under tini."""
+
+import platform
+
+print("slim", platform.machine())

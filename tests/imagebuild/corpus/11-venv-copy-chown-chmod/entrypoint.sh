@@ -1,0 +1,3 @@
+#!/bin/sh
+set -e
+exec python /app/app.py "$@"
