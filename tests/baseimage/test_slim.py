@@ -235,3 +235,44 @@ def test_native_pip_places_what_the_emulated_pip_does(
             other.linkname,
             other_data,
         ), name
+
+
+VENV_DOCKERFILE = """\
+ARG BASE
+FROM $BASE
+RUN python -m venv /opt/venv
+"""
+
+
+@pytest.mark.slow
+@needs_root
+def test_python_m_venv_through_the_official_link_is_native_and_the_same(
+    slim_base: PythonBase, tmp_path: Path, isolated_build: Path
+) -> None:
+    """python:3.X-slim's ``python`` is /usr/local/bin/python -> /usr/bin/python3, a path the
+    host has not: the twin runs it by that path (the venv links to it) and makes the venv,
+    pip and its pycs as the emulated one (it ran under QEMU: "the host's ... is not ...")."""
+    from manyarch.imagebuild.nativepip.interceptor import NativePipInterceptor
+
+    if not emulation.can_run(ARM64) or emulation.runs_natively(ARM64):
+        pytest.skip("needs a foreign linux/arm64 through QEMU")
+    ctx = make_context(tmp_path, VENV_DOCKERFILE)
+    hook = NativePipInterceptor(tmp_path / "cache" / "manyarch")
+    native = run_build(ctx, slim_base.ref, (ARM64,), interceptors=[hook], epoch=0)
+    assert hook.native == 1, hook.fallbacks
+    emulated = run_build(ctx, slim_base.ref, (ARM64,), epoch=0)
+    a, b = native.layer("linux/arm64", 1), emulated.layer("linux/arm64", 1)
+    b.pop("tmp", None)  # the emulated pip's temporary files, gone, touched the image's /tmp
+    assert sorted(a) == sorted(b)
+    assert a["opt/venv/bin/python"][0].linkname == "/usr/local/bin/python"
+    assert b"command = /usr/local/bin/python -m venv /opt/venv" in a["opt/venv/pyvenv.cfg"][1]
+    assert any(n.startswith("opt/venv/lib/python3.11/site-packages/pip/") for n in a)
+    for name, (info, data) in a.items():
+        other, other_data = b[name]
+        assert (info.mode, info.uid, info.gid, info.linkname, data) == (
+            other.mode,
+            other.uid,
+            other.gid,
+            other.linkname,
+            other_data,
+        ), name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -249,3 +250,31 @@ def test_install_order_is_pips(tmp_path: Path) -> None:
     order = install_order(wheels, ["PyJWT==2.9.0", "jwt==1.3.1"], markers)
     names = [wheels[i].name.split("-")[0] for i in order]
     assert names == ["PyJWT", "pycparser", "cffi", "cryptography", "jwt"]
+
+
+@pytest.mark.skipif(
+    os.path.realpath("/usr/bin/python3") != "/usr/bin/python3.11"
+    or not os.path.isdir("/usr/local/bin"),
+    reason="needs the host's Debian python3.11",
+)
+def test_the_twin_mounts_the_images_links_to_the_hosts_interpreter(tmp_path: Path) -> None:
+    from manyarch.imagebuild.nativepip.twin import _link_dir
+
+    root = tmp_path / "root"
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/python3.11").write_bytes(b"")
+    (root / "usr/bin/python3").symlink_to("python3.11")
+    local = root / "usr/local/bin"
+    local.mkdir(parents=True)
+    (local / "python").symlink_to("python3")  # a hop inside the directory, then out
+    (local / "python3").symlink_to("/usr/bin/python3")
+    (local / "elsewhere").symlink_to("/opt/python3")
+    (local / "copy").write_bytes(b"")
+    (root / "opt/bin").mkdir(parents=True)
+    (root / "opt/bin/python").symlink_to("/usr/bin/python3.11")
+    real = "/usr/bin/python3.11"
+    assert _link_dir(root, "/usr/local/bin/python", real) == "/usr/local/bin"
+    assert _link_dir(root, "/opt/bin/python", real) == "/opt/bin"
+    assert _link_dir(root, "/usr/local/bin/elsewhere", real) is None  # not the interpreter
+    assert _link_dir(root, "/usr/local/bin/copy", real) is None  # not a link
+    assert _link_dir(root, "/usr/bin/python3", real) is None  # the host's own /usr/bin

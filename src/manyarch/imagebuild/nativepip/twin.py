@@ -46,6 +46,8 @@ class VenvJob:
     dirs: list[str]
     env: dict[str, str]
     wheels: list[Path] = field(default_factory=list)
+    #: the image's directory of links that lead to the interpreter (see :func:`host_twin`)
+    links: str | None = None
 
     def run(self, rootfs: Path, cache_dir: Path) -> list[str]:
         """Create the venvs: the image's directories mounted at their paths in the twin."""
@@ -53,6 +55,8 @@ class VenvJob:
         from manyarch.sandbox.host import run_host_tool
 
         mounts = []
+        if self.links is not None:
+            mounts.append(Bind(resolve_in_root(rootfs, self.links), self.links))
         for d in self.dirs:
             host = resolve_in_root(rootfs, d)
             host.mkdir(parents=True, exist_ok=True)  # venv makes it with the same mode
@@ -90,27 +94,34 @@ def prepare_venv(
     bad = [f for f in flags if f not in _VENV_FLAGS]
     if bad or not dirs:
         raise NativePipUnavailable(f"python -m venv {' '.join(bad) or 'without a directory'}")
-    twin = host_twin(rootfs, exe, facts)
+    links = host_twin(rootfs, exe, facts)
     run_env = {k: v for k, v in env.items() if k != "PATH"}
     run_env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
-    return VenvJob(twin, [*flags, *dirs], dirs, run_env)
+    return VenvJob(exe, [*flags, *dirs], dirs, run_env, links=links)
 
 
-def host_twin(rootfs: Path, exe: str, facts: TargetFacts) -> str:
-    """The host's own build of the image's interpreter at ``exe``, or why not.
+def host_twin(rootfs: Path, exe: str, facts: TargetFacts) -> str | None:
+    """Whether the host's own build of the image's interpreter at ``exe`` stands in for it.
 
     A Debian image's ``/usr/bin/python3.11`` and a Debian host's are one build
     when their version and the standard library modules that write files
     (venv, ensurepip) are the same: the host's runs the image's venv natively.
+    ``exe`` is run by its image path (a venv's links name it): when the host has
+    no such path, but ``exe`` is the image's link to a path of the host that is
+    the interpreter on both (python:3.X-slim's ``/usr/local/bin/python`` ->
+    ``/usr/bin/python3``), the image's directory of that link is returned, to be
+    mounted read-only in the twin; else None.
     """
     import filecmp
 
     real = image_realpath(rootfs, exe)
     if not facts.debian or facts.venv or not real.startswith("/usr/bin/"):
         raise NativePipUnavailable(f"{exe} has no twin on the host (not Debian's python)")
-    host_real = os.path.realpath(exe)
-    if host_real != real:
-        raise NativePipUnavailable(f"the host's {exe} is not {real}")
+    links = None
+    if os.path.realpath(exe) != real:
+        links = _link_dir(rootfs, exe, real)
+        if links is None:
+            raise NativePipUnavailable(f"the host's {exe} is not {real}")
     magic = bytecode_magic(resolve_in_root(rootfs, facts.stdlib))
     found = exact_python(facts.python_version, magic) if magic is not None else None
     if found is None or found[1] != facts.python_version:
@@ -120,7 +131,34 @@ def host_twin(rootfs: Path, exe: str, facts: TargetFacts) -> str:
         host = Path(facts.stdlib) / mod
         if not (image.is_file() and host.is_file() and filecmp.cmp(image, host, shallow=False)):
             raise NativePipUnavailable(f"the host's {facts.stdlib}/{mod} is not the image's")
-    return exe
+    return links
+
+
+#: Directories of the host the twin needs as they are: never covered by an image's.
+_HOST_DIRS = ("/", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/tmp", "/proc", "/dev")
+_HOST_TREES = ("/usr/", "/bin/", "/sbin/", "/lib", "/etc/", "/proc/", "/dev/", "/sys/", "/run/")
+
+
+def _link_dir(rootfs: Path, exe: str, real: str) -> str | None:
+    """``exe``'s directory when the image's links from ``exe`` (within that directory)
+    end on a path that is ``real`` both in the image and on the host."""
+    home = posixpath.dirname(exe)
+    if home.startswith("/usr/local/"):
+        if not Path(home).is_dir():  # a mount point in the host's read-only /usr
+            return None
+    elif home in _HOST_DIRS or home.startswith(_HOST_TREES):
+        return None
+    path = exe
+    for _ in range(40):  # the kernel's limit on links followed
+        entry = resolve_in_root(rootfs, home) / posixpath.basename(path)
+        if not entry.is_symlink():
+            return None
+        target = posixpath.normpath(posixpath.join(home, os.readlink(entry)))
+        if posixpath.dirname(target) != home:
+            same = os.path.realpath(target) == real == image_realpath(rootfs, target)
+            return home if same else None
+        path = target
+    return None
 
 
 @dataclass
@@ -227,7 +265,7 @@ def prepare_uv(
     if exe is None:
         raise NativePipUnavailable("no python3 in the image")
     facts = target_facts(rootfs, exe)
-    host_twin(rootfs, exe, facts)
+    links = host_twin(rootfs, exe, facts)
     uv_env = {k: v for k, v in env.items() if k.startswith("UV_") or k in ("SOURCE_DATE_EPOCH",)}
     uv_env.update(PATH=path, HOME="/root", UV_PYTHON_DOWNLOADS="never")
     # uv reads PEP 668's marker from the interpreter's (the host's) standard library
@@ -241,6 +279,8 @@ def prepare_uv(
         if os.environ.get(k):
             uv_env[k] = os.environ[k]
     mounts: list[tuple[str, bool]] = [("/usr/local", True)]
+    if links is not None and not under_mount(links, ["/usr/local"]):
+        mounts.append((links, False))
     if workdir.strip("/"):
         mounts.append((workdir, True))
     else:  # "/": the files the line names there (a requirements file), not the whole image
