@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from manyarch.imagebuild.nativepip.interceptor import NativePipInterceptor
 from manyarch.oci.platform import Platform
 from tests.helpers.base_fixture import PythonBase
-from tests.imagebuild.build_helpers import Built, run_build
+from tests.imagebuild.build_helpers import Built, make_context, run_build
 
 
 def emulated_reference(
@@ -78,3 +79,21 @@ def own_dirs(tmp: Path) -> Iterator[None]:
             (tmp / sub).mkdir()
             mp.setenv(var, str(tmp / sub))
         yield
+
+
+def native_and_emulated(
+    tmp: Path, base: PythonBase, dockerfile: str, files: Mapping[str, str | bytes]
+) -> tuple[Built, Built, NativePipInterceptor]:
+    """``dockerfile`` with ``files`` built for linux/arm64 with native pip (in directories of
+    its own under ``tmp``) and under QEMU (cached); the native build's interceptor."""
+    arm64 = (Platform.parse("linux/arm64"),)
+    cache = reference_cache()  # before XDG_CACHE_HOME is the build's own
+    with own_dirs(tmp):
+        ctx = make_context(tmp, dockerfile, files)
+        native_pip = NativePipInterceptor(tmp / "cache" / "manyarch")
+        native = run_build(ctx, base.ref, arm64, interceptors=[native_pip], epoch=0)
+        return (
+            native,
+            emulated_reference(ctx, base, files, dockerfile, arm64, cache=cache),
+            native_pip,
+        )

@@ -13,7 +13,6 @@ import io
 import os
 import stat
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,8 @@ from manyarch.imagebuild.nativepip.interceptor import NativePipInterceptor
 from manyarch.imagebuild.nativepip.wheeldir import Save, WheelJob, link_filename
 from manyarch.oci.platform import Platform
 from tests.helpers.base_fixture import PythonBase
-from tests.imagebuild.build_helpers import Built, make_context, run_build
-from tests.imagebuild.emulated import emulated_reference, own_dirs, reference_cache
+from tests.imagebuild.build_helpers import Built
+from tests.imagebuild.emulated import native_and_emulated
 from tests.imagebuild.layer_compare import layer_differences, layer_entries
 
 ARM64 = (Platform.parse("linux/arm64"),)
@@ -52,16 +51,9 @@ RUNS, EMULATED = 4, 1
 @pytest.fixture(scope="module")
 def wheelhouse(
     python_base: PythonBase, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Built, Built, NativePipInterceptor]]:
+) -> tuple[Built, Built, NativePipInterceptor]:
     """DOCKERFILE built natively and under QEMU for linux/arm64."""
-    tmp = tmp_path_factory.mktemp("wheeldir")
-    cache = reference_cache()  # before XDG_CACHE_HOME is the fixture's own
-    with own_dirs(tmp):
-        ctx = make_context(tmp, DOCKERFILE, FILES)
-        native_pip = NativePipInterceptor(tmp / "cache" / "manyarch")
-        native = run_build(ctx, python_base.ref, ARM64, interceptors=[native_pip], epoch=0)
-        emulated = emulated_reference(ctx, python_base, FILES, DOCKERFILE, ARM64, cache=cache)
-        yield native, emulated, native_pip
+    return native_and_emulated(tmp_path_factory.mktemp("wheeldir"), python_base, DOCKERFILE, FILES)
 
 
 @pytest.mark.slow

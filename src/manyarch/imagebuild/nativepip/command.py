@@ -78,7 +78,16 @@ class UvCommand:
     env: Mapping[str, str] = field(default_factory=dict)
 
 
-Command = PipCommand | VenvCommand | UvCommand
+@dataclass(frozen=True)
+class PoetryCommand:
+    """``poetry install ...``: ``args`` after ``install``."""
+
+    python: str  # the poetry command as written
+    args: tuple[Word, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+Command = PipCommand | VenvCommand | UvCommand | PoetryCommand
 
 
 @dataclass(frozen=True)
@@ -148,6 +157,11 @@ def parse_command(words: Sequence[Word]) -> Command | Fallback:
         if sub[:2] == ["pip", "install"] or sub[:1] in (["sync"], ["venv"]):
             return UvCommand(exe, tuple(rest), assigned)
         return Fallback(f"uv {' '.join(sub)} is not an install uv does natively here")
+    if name == "poetry":
+        if rest[:1] and rest[0].text == "install":
+            return PoetryCommand(exe, tuple(rest[1:]), assigned)
+        what = rest[0].text if rest else ""
+        return Fallback(f"poetry {what} is not poetry install".replace("  ", " "))
     if _PIP_RE.fullmatch(name):
         python = exe
     elif _PYTHON_RE.fullmatch(name):

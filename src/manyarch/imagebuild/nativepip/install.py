@@ -27,6 +27,7 @@ from manyarch.imagebuild.nativepip.command import (
     NativePip,
     NativePipUnavailable,
     PipCommand,
+    PoetryCommand,
     UvCommand,
     VenvCommand,
     Word,
@@ -47,6 +48,7 @@ from manyarch.imagebuild.nativepip.place import (
     place_wheel,
     uninstall,
 )
+from manyarch.imagebuild.nativepip.poetry import PoetryJob, prepare_poetry
 from manyarch.imagebuild.nativepip.resolve import Resolved
 from manyarch.imagebuild.nativepip.target import (
     DEFAULT_PATH,
@@ -91,7 +93,7 @@ def install(
     """
     out = Outcome()
     path = plan.env.get("PATH", DEFAULT_PATH)
-    jobs: list[_Job | VenvJob | UvJob | WheelJob] = []
+    jobs: list[_Job | VenvJob | UvJob | PoetryJob | WheelJob] = []
     written = False
 
     def flush() -> None:
@@ -109,11 +111,15 @@ def install(
         try:
             for n, cmd in enumerate(plan.commands):
                 env = {**plan.env, **cmd.env}
-                if isinstance(cmd, UvCommand):
-                    uv_job = prepare_uv(cmd, rootfs, env, plan.workdir)
-                    jobs.append(uv_job)
-                    out.python = uv_job.python
-                    flush()  # what uv writes, the commands after it read
+                if isinstance(cmd, UvCommand | PoetryCommand):
+                    tool = (
+                        prepare_uv(cmd, rootfs, env, plan.workdir)
+                        if isinstance(cmd, UvCommand)
+                        else prepare_poetry(cmd, rootfs, env, plan.workdir)
+                    )
+                    jobs.append(tool)
+                    out.python = tool.python
+                    flush()  # what the tool writes, the commands after it read
                     continue
                 exe = interpreter_path(rootfs, cmd.python, path)
                 if exe is None:
@@ -192,9 +198,12 @@ def paths_read(plan: NativePip, env: Mapping[str, str]) -> list[str]:
     venv's ``bin``).
     """
     out = list(_READ_ALWAYS)
-    if any(isinstance(c, VenvCommand | UvCommand) for c in plan.commands):
+    if any(isinstance(c, VenvCommand | UvCommand | PoetryCommand) for c in plan.commands):
         out += ["usr/lib/python3*/venv/**", "usr/lib/python3*/ensurepip/**"]
         out.append("usr/share/python-wheels/**")
+    if any(isinstance(c, PoetryCommand) for c in plan.commands):
+        # poetry's home (its configuration, its cache) and the pip it uninstalls with
+        out += ["root", "root/**", "usr/lib/python3*/dist-packages/pip/**"]
     plain = all(
         fast_pip_options("23.0.1", [w.text for w in c.args], env, False, command=c.action)
         is not None

@@ -137,25 +137,36 @@ class UvJob:
 
     def run(self, rootfs: Path, cache_dir: Path) -> list[str]:
         """The image's directories uv reads and writes, mounted at their paths."""
-        from manyarch.sandbox.bwrap import Bind
-        from manyarch.sandbox.host import run_host_tool
-
-        binds = []
+        what = f"uv {' '.join(self.args[:2])}"
         for d, writable in self.mounts:
-            host = resolve_in_root(rootfs, d)
             if writable:
-                host.mkdir(parents=True, exist_ok=True)
-            if host.exists():
-                binds.append(Bind(host, d, readonly=not writable))
-        r = run_host_tool(
-            [self.uv, *self.args], env=self.env, mounts=binds, cwd=self.cwd, network=True
-        )
-        if r.returncode != 0:
-            err = r.stderr.decode(errors="replace").strip().splitlines()
-            raise NativePipUnavailable(
-                f"uv {' '.join(self.args[:2])} failed natively ({err[-1] if err else r.returncode})"
-            )
-        return [f"uv {' '.join(self.args[:2])}"]
+                resolve_in_root(rootfs, d).mkdir(parents=True, exist_ok=True)
+        run_with_image_dirs([self.uv, *self.args], self.env, self.cwd, self.mounts, rootfs, what)
+        return [what]
+
+
+def run_with_image_dirs(
+    argv: list[str],
+    env: Mapping[str, str],
+    cwd: str,
+    mounts: list[tuple[str, bool]],
+    rootfs: Path,
+    what: str,
+) -> None:
+    """Run a host tool (with the network) where the image's directories (those there) are
+    mounted at their paths, writable or not; :class:`NativePipUnavailable` when it fails."""
+    from manyarch.sandbox.bwrap import Bind
+    from manyarch.sandbox.host import run_host_tool
+
+    binds = []
+    for d, writable in mounts:
+        host = resolve_in_root(rootfs, d)
+        if host.exists():
+            binds.append(Bind(host, d, readonly=not writable))
+    r = run_host_tool(argv, env=env, mounts=binds, cwd=cwd, network=True)
+    if r.returncode != 0:
+        err = r.stderr.decode(errors="replace").strip().splitlines()
+        raise NativePipUnavailable(f"{what} failed natively ({err[-1] if err else r.returncode})")
 
 
 def _uv_version(binary: str) -> str:
