@@ -12,6 +12,7 @@ from manyarch.imagebuild.nativepip.command import (
     Fallback,
     NativePip,
     PipCommand,
+    PoetryCommand,
     VenvCommand,
     Word,
     expand_words,
@@ -97,6 +98,7 @@ def test_exec_form() -> None:
         ("pip install ~/x", "~"),
         ("pip uninstall -y click", "not pip install"),
         ("pip download -d /d click", "pip download is not pip install or pip wheel"),
+        ("poetry config virtualenvs.create false", "poetry config is not poetry install"),
         ("python3 setup.py install", "something else"),
         ("pip install 'unclosed", "quote"),
     ],
@@ -276,3 +278,13 @@ def test_paths_read_has_the_directories_a_line_names() -> None:
     got = paths_read(plan, {})
     for pattern in ("wh/**", "req/r.txt", "wh2/**", "links/**", "srv/**"):
         assert pattern in got
+
+
+def test_poetry_install_line() -> None:
+    plan = sh("POETRY_NO_INTERACTION=1 poetry install --no-root --only main")
+    assert isinstance(plan, NativePip)
+    assert plan.commands == (
+        PoetryCommand(
+            "poetry", words("--no-root", "--only", "main"), {"POETRY_NO_INTERACTION": "1"}
+        ),
+    )
