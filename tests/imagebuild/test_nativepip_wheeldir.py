@@ -40,8 +40,11 @@ RUN pip wheel --no-cache-dir --wheel-dir=/src/wheels -r requirements.txt
 RUN pip wheel --no-cache --no-deps -wout docopt==0.6.2
 # --no-binary: pip builds from source, so the line stays emulated and says why
 RUN pip wheel --no-cache-dir --no-binary=:all: --no-deps -w /src/src-wheels docopt==0.6.2
-# the wheelhouse installed without an index (the second stage of a wheelhouse build)
-RUN pip install --no-cache-dir --no-index --find-links=/src/wheels -r requirements.txt
+# the wheelhouses installed without an index (the second stage of a wheelhouse build), one
+# of them filled earlier in the same line
+RUN pip wheel --no-cache-dir -w /src/more idna==3.10 && \
+    pip install --no-cache-dir --no-index --find-links=/src/wheels -f /src/more \
+        -r requirements.txt idna
 """
 FILES = {"requirements.txt": "jinja2==3.1.4\nMarkupSafe==3.0.2\n"}
 #: the RUN lines above, and the one emulated among them
@@ -69,7 +72,11 @@ def test_pip_wheel_lines_are_native_and_say_so(
     assert any("native: 2 wheels for linux/arm64" in line and "/src/wheels" in line for line in out)
     assert any("native: 1 wheels for linux/arm64" in line and "/src/out" in line for line in out)
     assert "emulated (QEMU): --no-binary: pip builds from source" in out
-    assert any("native: 2 distributions for linux/arm64" in line for line in out)
+    assert any(
+        "native: 3 distributions for linux/arm64" in line
+        and "1 wheels for linux/arm64 saved into /src/more" in line
+        for line in out
+    )
 
 
 @pytest.mark.slow

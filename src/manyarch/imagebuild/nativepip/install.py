@@ -138,6 +138,7 @@ def install(
                         cmd, facts, rootfs, env, plan.workdir, cache_dir, home, work
                     )
                     jobs.append(wheel)
+                    flush()  # the wheelhouse a later command of the line may install from
                     continue
                 jobs.append(
                     _prepare(cmd, facts, rootfs, env, plan.workdir, cache_dir, home, work, earlier)
