@@ -41,9 +41,16 @@ def _filenames(code: types.CodeType) -> list[str]:
     return out
 
 
-def pyc_difference(a: bytes, b: bytes, filename: Callable[[str], str] = str) -> str | None:
-    """Why two pycs differ as Python sees them, or None (``filename`` maps b's co_filename)."""
-    if a[:16] != b[:16]:
+def pyc_difference(
+    a: bytes, b: bytes, filename: Callable[[str], str] = str, *, any_mtime: bool = False
+) -> str | None:
+    """Why two pycs differ as Python sees them, or None (``filename`` maps b's co_filename).
+
+    ``any_mtime``: two timestamp pycs (PEP 552 flags 0) may name different
+    source mtimes (an import wrote them, at the time its run wrote the source).
+    """
+    timestamps = any_mtime and a[4:8] == b[4:8] == bytes(4)
+    if (a[:8] + a[12:16] if timestamps else a[:16]) != (b[:8] + b[12:16] if timestamps else b[:16]):
         return "header"
     ca, cb = marshal.loads(a[16:]), marshal.loads(b[16:])
     if ca != cb:
@@ -57,7 +64,11 @@ _UV_LOCK = re.compile(r"^tmp/uv-[0-9a-f]{16}\.lock$")
 
 
 def layer_differences(
-    native: Entries, emulated: Entries, *, pyc_filename: Callable[[str], str] = str
+    native: Entries,
+    emulated: Entries,
+    *,
+    pyc_filename: Callable[[str], str] = str,
+    pyc_any_mtime: bool = False,
 ) -> list[str]:
     """Every way ``native`` differs from ``emulated`` (empty: equal for Python and the image)."""
     e = dict(emulated)
@@ -82,7 +93,7 @@ def layer_differences(
             diffs.append(f"{name}: link {n.linkname} vs emulated {m.linkname}")
         elif nb != mb and nb is not None and mb is not None:
             if name.endswith(".pyc"):
-                why = pyc_difference(nb, mb, pyc_filename)
+                why = pyc_difference(nb, mb, pyc_filename, any_mtime=pyc_any_mtime)
                 if why:
                     diffs.append(f"{name}: pyc {why} differs")
             else:
@@ -97,6 +108,7 @@ def assert_last_layers_equal(
     *,
     platform: str = "linux/arm64",
     pyc_filename: Callable[[str], str] = str,
+    pyc_any_mtime: bool = False,
 ) -> None:
     """The last ``count`` layers of both builds are equal, layer by layer (see above)."""
     n_layers = len(emulated.manifest(platform).layers)
@@ -106,5 +118,6 @@ def assert_last_layers_equal(
             layer_entries(native, platform, i),
             layer_entries(emulated, platform, i),
             pyc_filename=pyc_filename,
+            pyc_any_mtime=pyc_any_mtime,
         )
         assert diffs == [], (i, diffs)

@@ -53,3 +53,19 @@ def test_pycs_compare_code_and_filenames() -> None:
     other_name = _pyc("def f():\n    return 1\n", "/tmp/m.py")
     assert pyc_difference(one, other_name) == "co_filename"
     assert pyc_difference(one, other_name, lambda f: f.replace("/tmp/", "/srv/")) is None
+
+
+def test_timestamp_pycs_may_name_other_mtimes_only_when_asked() -> None:
+    code = marshal.dumps(compile("def f():\n    return 1\n", "/srv/m.py", "exec"))
+
+    def stamped(mtime: int, size: int = 24, flags: int = 0) -> bytes:
+        head = importlib.util.MAGIC_NUMBER + flags.to_bytes(4, "little")
+        return head + mtime.to_bytes(4, "little") + size.to_bytes(4, "little") + code
+
+    one, later = stamped(1_700_000_000), stamped(1_700_000_060)
+    assert pyc_difference(one, later) == "header"
+    assert pyc_difference(one, later, any_mtime=True) is None
+    assert pyc_difference(one, stamped(1_700_000_060, size=25), any_mtime=True) == "header"
+    # a hash-based pyc's "mtime" is its source's hash: never ignored
+    hashed = stamped(1, flags=3)
+    assert pyc_difference(hashed, stamped(2, flags=3), any_mtime=True) == "header"

@@ -12,7 +12,6 @@ import csv
 import importlib.util
 import io
 import marshal
-import os
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +22,8 @@ from manyarch.errors import BuildError
 from manyarch.imagebuild.nativepip.interceptor import NativePipInterceptor
 from manyarch.oci.platform import Platform
 from tests.helpers.base_fixture import PythonBase
-from tests.helpers.isolation import isolate
 from tests.imagebuild.build_helpers import Built, make_context, run_build
+from tests.imagebuild.emulated import emulated_reference, own_dirs, reference_cache
 from tests.imagebuild.layer_compare import assert_last_layers_equal
 
 ARM64 = (Platform.parse("linux/arm64"),)
@@ -279,8 +278,8 @@ def forms(
 ) -> Iterator[tuple[Built, Built]]:
     """FORMS built natively (every RUN native) and under QEMU, for linux/arm64."""
     tmp = tmp_path_factory.mktemp("forms")
-    with pytest.MonkeyPatch.context() as mp:
-        isolate(mp, tmp)
+    cache = reference_cache()  # before XDG_CACHE_HOME is the fixture's own
+    with own_dirs(tmp):
         files = {
             "wheels/demo_tool-1.0-py3-none-any.whl": _demo_wheel(),
             "requirements.txt": (REPO / "requirements.txt").read_text(),
@@ -292,45 +291,7 @@ def forms(
         native = run_build(ctx, python_base.ref, ARM64, interceptors=[native_pip], epoch=0)
         assert native_pip.emulated == 0, native_pip.fallbacks
         assert native_pip.native == FORMS_RUNS
-        yield native, emulated_reference(ctx, python_base, files)
-
-
-def emulated_reference(ctx: Path, base: PythonBase, files: dict[str, str | bytes]) -> Built:
-    """FORMS built under QEMU, kept between sessions like the test base (by every input).
-
-    Every requirement and build backend is pinned, so the emulated tools' result
-    only changes with the inputs; its store is kept whole.
-    """
-    import hashlib
-    import json
-    import shutil
-
-    from manyarch.imagebuild.options import BuildResult
-    from manyarch.layout import Layout
-    from manyarch.oci.manifest import Descriptor
-    from tests.helpers.images import tests_cache_dir
-
-    h = hashlib.sha256(f"{FORMS}\0{base.tag}".encode())
-    h.update(Layout.open(base.layout).resolve(base.tag).digest.hex.encode())
-    for name in sorted(files):
-        data = files[name]
-        h.update(name.encode() + b"\0" + (data if isinstance(data, bytes) else data.encode()))
-    cached = tests_cache_dir("emulated") / h.hexdigest()[:32]
-    if (cached / "manifest.json").is_file():
-        desc = Descriptor.from_json(json.loads((cached / "manifest.json").read_text()))
-        return Built(BuildResult(Layout.open(cached / "store"), desc, (desc,)))
-    built = run_build(ctx, base.ref, ARM64, epoch=0)
-    if not (cached / "manifest.json").is_file():  # not whole, or kept by no one yet
-        shutil.rmtree(cached, ignore_errors=True)
-    tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")  # parallel sessions
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(built.store.path, tmp / "store", symlinks=True)
-    (tmp / "manifest.json").write_text(json.dumps(built.manifest_desc("linux/arm64").to_json()))
-    try:
-        tmp.rename(cached)
-    except OSError:  # another session kept the same result first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return built
+        yield native, emulated_reference(ctx, python_base, files, FORMS, ARM64, cache=cache)
 
 
 @pytest.mark.slow

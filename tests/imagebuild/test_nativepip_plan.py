@@ -13,12 +13,14 @@ from manyarch.imagebuild.nativepip.command import (
     Fallback,
     NativePip,
     PipCommand,
+    PoetryCommand,
     VenvCommand,
     Word,
+    expand_words,
     plan_run,
     split_shell,
 )
-from manyarch.imagebuild.nativepip.install import expand_words
+from manyarch.imagebuild.nativepip.install import paths_read
 from manyarch.imagebuild.nativepip.pipoptions import fast_pip_options
 from manyarch.imagebuild.nativepip.place import install_order
 from manyarch.imagebuild.nativepip.target import interpreter_path, pip_tags
@@ -57,6 +59,14 @@ def words(*texts: str) -> tuple[Word, ...]:
         ("pip install \\\n  idna # a comment", PipCommand("pip", words("idna"))),
         ("pip install dist/*.whl", PipCommand("pip", (Word("dist/*.whl", glob=True),))),
         ("FOO=1 pip install idna", PipCommand("pip", words("idna"), {"FOO": "1"})),
+        (
+            "pip wheel -w /wh -r req.txt",
+            PipCommand("pip", words("-w", "/wh", "-r", "req.txt"), action="wheel"),
+        ),
+        (
+            "python3 -m pip wheel --no-deps .",
+            PipCommand("python3", words("--no-deps", "."), action="wheel"),
+        ),
         ("python -m venv /venv", VenvCommand("python", words("/venv"))),
     ],
 )
@@ -89,6 +99,8 @@ def test_exec_form() -> None:
         ("pip install $(cat x)", "substitution"),
         ("pip install ~/x", "~"),
         ("pip uninstall -y click", "not pip install"),
+        ("pip download -d /d click", "pip download is not pip install or pip wheel"),
+        ("poetry config virtualenvs.create false", "poetry config is not poetry install"),
         ("python3 setup.py install", "something else"),
         ("pip install 'unclosed", "quote"),
     ],
@@ -170,6 +182,36 @@ def test_fast_options_leave_the_rest_to_the_images_pip(
     args: list[str], env: dict[str, str], configs: bool
 ) -> None:
     assert fast_pip_options("23.0.1", args, env, configs) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--wheel-dir=/wh", "-r", "req.txt"], {"wheel_dir": "/wh", "requirements": ["req.txt"]}),
+        (["-wout", "--no-deps", "x"], {"wheel_dir": "out", "ignore_dependencies": True}),
+        (["-w", "/wh", "--no-cache-dir", "x"], {"wheel_dir": "/wh", "cache_dir": False}),
+    ],
+)
+def test_fast_options_of_pip_wheel(args: list[str], expected: dict[str, object]) -> None:
+    got = fast_pip_options("23.0.1", args, {}, False, command="wheel")
+    assert got is not None
+    assert {k: got.options[k] for k in expected} == expected
+    assert got.unhandled == []
+
+
+@pytest.mark.parametrize(
+    ("args", "command"),
+    [
+        (["-w", "/wh", "x"], "install"),  # pip install has no -w: its parser refuses it
+        (["--user", "x"], "wheel"),
+        (["--target", "/t", "x"], "wheel"),
+        (["-U", "x"], "wheel"),
+    ],
+)
+def test_fast_options_leave_the_other_commands_options_to_the_images_pip(
+    args: list[str], command: str
+) -> None:
+    assert fast_pip_options("23.0.1", args, {}, False, command=command) is None
 
 
 def test_fast_options_only_for_known_pips() -> None:
@@ -278,3 +320,21 @@ def test_the_twin_mounts_the_images_links_to_the_hosts_interpreter(tmp_path: Pat
     assert _link_dir(root, "/usr/local/bin/elsewhere", real) is None  # not the interpreter
     assert _link_dir(root, "/usr/local/bin/copy", real) is None  # not a link
     assert _link_dir(root, "/usr/bin/python3", real) is None  # the host's own /usr/bin
+
+
+def test_paths_read_has_the_directories_a_line_names() -> None:
+    plan = sh("pip wheel -w/wh -r/req/r.txt x && pip wheel --wheel-dir=/wh2 -f /links y")
+    assert isinstance(plan, NativePip)
+    got = paths_read(plan, {})
+    for pattern in ("wh/**", "req/r.txt", "wh2/**", "links/**", "srv/**"):
+        assert pattern in got
+
+
+def test_poetry_install_line() -> None:
+    plan = sh("POETRY_NO_INTERACTION=1 poetry install --no-root --only main")
+    assert isinstance(plan, NativePip)
+    assert plan.commands == (
+        PoetryCommand(
+            "poetry", words("--no-root", "--only", "main"), {"POETRY_NO_INTERACTION": "1"}
+        ),
+    )

@@ -1,23 +1,22 @@
-"""Native pip: run a foreign platform's ``RUN pip install ...`` on the host.
+"""Native installs: a foreign platform's Python install line done on the host.
 
 Emulating pip under QEMU costs minutes for what is, with wheels, a download
-and an unzip. For a RUN line that is only ``pip install`` (``pip``, ``pip3``,
-``python3 -m pip``; ``&&``-chained parts all understood),
+and an unzip. For a RUN line made only of install commands (``pip install``,
+``pip wheel``, ``python -m venv``, ``uv pip install|sync|venv``, ``poetry
+install``; ``&&``/``;``-chained, all understood),
 :func:`~manyarch.imagebuild.nativepip.command.plan_run` returns a
 :class:`NativePip`, else a :class:`Fallback` with the reason. Then
+:mod:`.install` does each command: the target's facts read from the image's
+files (:mod:`.target`), a pip line read as the image's pip reads it
+(:mod:`.pipoptions`, :mod:`.pipline`), resolved by uv for the target's tags
+(:mod:`.resolve`), sdists and projects built in the host sandbox
+(:mod:`.build`, cross-compiled for a foreign target), the wheels placed as
+pip places them (:mod:`.place`, :mod:`.bytecompile`) or saved as ``pip
+wheel`` saves them (:mod:`.wheeldir`); venv, uv and poetry lines run the real
+tool in the host's twin of the image's Debian python (:mod:`.twin`,
+:mod:`.poetry`).
 
-1. :mod:`.target` asks the target interpreter once, under emulation, for its
-   facts (:class:`TargetFacts`: the exact tags its pip supports, its marker
-   environment, the install schemes pip would use), cached by base digest and
-   interpreter digest;
-2. :mod:`.install` resolves on the host with the host's pip (:mod:`.hostpip`),
-   patched to see the target's tags, markers and already-installed
-   distributions (``pip install --dry-run --report``, ``--only-binary=:all:``);
-3. fetches the wheels (a content-addressed wheel cache, pip's HTTP cache), and
-   places them with ``installer`` into the rootfs with the target's scheme and
-   shebang, with pip's ``INSTALLER`` and ``REQUESTED`` markers.
-
-A requirement without a wheel for the target raises :class:`NativePipUnavailable`
-before the rootfs is touched; :mod:`.interceptor` then lets the executor run the
-line under emulation.
+What cannot be done exactly raises :class:`NativePipUnavailable`, before the
+rootfs is touched where it can be; :mod:`.interceptor` then lets the executor
+run the line under emulation and says why.
 """

@@ -27,7 +27,7 @@ from email.parser import Parser
 from pathlib import Path
 
 from manyarch.bytecode import bytecode_magic, exact_python
-from manyarch.imagebuild.nativepip.command import NativePipUnavailable
+from manyarch.imagebuild.nativepip.command import NativePipUnavailable, NeedsPaths
 from manyarch.imagebuild.nativepip.resolve import uv_binary, uv_env
 from manyarch.imagebuild.nativepip.target import TargetFacts
 from manyarch.sandbox.rootpath import resolve_in_root
@@ -103,11 +103,20 @@ _SETUP_SHIM = (
 
 
 def _legacy_tools(rootfs: Path, facts: TargetFacts) -> Path | None:
-    """The image's site directory with setuptools and wheel (pip's legacy build uses them)."""
+    """The image's site directory with setuptools and wheel (pip's legacy build uses them).
+
+    :class:`NeedsPaths` when only their metadata is there (a partial tree).
+    """
     for d in facts.site_dirs:
         site = resolve_in_root(rootfs, d)
         if (site / "setuptools").is_dir() and (site / "wheel").is_dir():
             return site
+        if all(any(site.glob(f"{p}-*.*-info")) for p in ("setuptools", "wheel")):
+            packages = ("setuptools", "pkg_resources", "_distutils_hack", "wheel")
+            raise NeedsPaths(
+                f"pip's legacy build needs the image's setuptools and wheel ({d})",
+                [f"{d.strip('/')}/{p}/**" for p in packages] + [f"{d.strip('/')}/*.pth"],
+            )
     return None
 
 

@@ -31,6 +31,14 @@ class NativePipUnavailable(ManyarchError):
     """The native path cannot do this RUN exactly; the executor emulates it instead."""
 
 
+class NeedsPaths(NativePipUnavailable):
+    """A partial tree lacks files the install reads: open one with ``patterns`` too, retry."""
+
+    def __init__(self, message: str, patterns: Sequence[str]) -> None:
+        super().__init__(message)
+        self.patterns = tuple(patterns)
+
+
 @dataclass(frozen=True)
 class Word:
     """One shell word after quote removal and expansion; ``glob`` when it has unquoted ``*?[``."""
@@ -41,13 +49,15 @@ class Word:
 
 @dataclass(frozen=True)
 class PipCommand:
-    """``pip install ARGS`` (or ``python -m pip install ARGS``): run by ``python``."""
+    """``pip install ARGS`` (or ``python -m pip install ARGS``, or ``pip wheel ARGS``)."""
 
     #: the command that runs pip, as written: ``pip3``, ``python3``, ``/venv/bin/pip``
     python: str
     args: tuple[Word, ...]
     #: ``NAME=value`` words before the command
     env: Mapping[str, str] = field(default_factory=dict)
+    #: pip's sub-command: ``install`` or ``wheel``
+    action: str = "install"
 
 
 @dataclass(frozen=True)
@@ -68,7 +78,16 @@ class UvCommand:
     env: Mapping[str, str] = field(default_factory=dict)
 
 
-Command = PipCommand | VenvCommand | UvCommand
+@dataclass(frozen=True)
+class PoetryCommand:
+    """``poetry install ...``: ``args`` after ``install``."""
+
+    python: str  # the poetry command as written
+    args: tuple[Word, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+Command = PipCommand | VenvCommand | UvCommand | PoetryCommand
 
 
 @dataclass(frozen=True)
@@ -138,6 +157,11 @@ def parse_command(words: Sequence[Word]) -> Command | Fallback:
         if sub[:2] == ["pip", "install"] or sub[:1] in (["sync"], ["venv"]):
             return UvCommand(exe, tuple(rest), assigned)
         return Fallback(f"uv {' '.join(sub)} is not an install uv does natively here")
+    if name == "poetry":
+        if rest[:1] and rest[0].text == "install":
+            return PoetryCommand(exe, tuple(rest[1:]), assigned)
+        what = rest[0].text if rest else ""
+        return Fallback(f"poetry {what} is not poetry install".replace("  ", " "))
     if _PIP_RE.fullmatch(name):
         python = exe
     elif _PYTHON_RE.fullmatch(name):
@@ -152,10 +176,10 @@ def parse_command(words: Sequence[Word]) -> Command | Fallback:
             return Fallback(f"{exe} runs something else than pip")
     else:
         return Fallback(f"{exe!r} is not pip")
-    if not rest or rest[0].text != "install":
+    if not rest or rest[0].text not in ("install", "wheel"):
         what = rest[0].text if rest else ""
-        return Fallback(f"pip {what} is not pip install".replace("  ", " "))
-    return PipCommand(python, tuple(rest[1:]), assigned)
+        return Fallback(f"pip {what} is not pip install or pip wheel".replace("  ", " "))
+    return PipCommand(python, tuple(rest[1:]), assigned, rest[0].text)
 
 
 def is_pip(name: str) -> bool:

@@ -1,5 +1,7 @@
 """Native pip's install: a ``pip install`` line done on the host, as the image's pip does it.
 
+(A ``pip wheel`` command of the line is :mod:`.wheeldir`'s.)
+
 For each command: the target's facts from the image's files
 (:mod:`.target`), the command line read as the image's pip reads it
 (:mod:`.pipoptions`), uv's resolution for the target's tags and markers
@@ -11,7 +13,6 @@ image's exact version, in a sandbox, with pycs reused from a cache.
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 import shutil
@@ -21,23 +22,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from manyarch.errors import BuildError
-from manyarch.imagebuild.nativepip.build import Built, build_wheel
 from manyarch.imagebuild.nativepip.bytecompile import compile_placed
 from manyarch.imagebuild.nativepip.command import (
     NativePip,
     NativePipUnavailable,
     PipCommand,
+    PoetryCommand,
     UvCommand,
     VenvCommand,
     Word,
-    expand_words,
     image_path,
 )
-from manyarch.imagebuild.nativepip.pipoptions import (
-    PipOptions,
-    fast_pip_options,
-    parse_pip_options,
+from manyarch.imagebuild.nativepip.pipline import (
+    check_formats,
+    pins,
+    read_line,
+    read_options,
+    requirement_name,
 )
+from manyarch.imagebuild.nativepip.pipoptions import PipOptions, fast_pip_options
 from manyarch.imagebuild.nativepip.place import (
     Placed,
     canonical,
@@ -45,7 +48,8 @@ from manyarch.imagebuild.nativepip.place import (
     place_wheel,
     uninstall,
 )
-from manyarch.imagebuild.nativepip.resolve import Resolved, ResolveRequest, fetch, resolve
+from manyarch.imagebuild.nativepip.poetry import PoetryJob, prepare_poetry
+from manyarch.imagebuild.nativepip.resolve import Resolved
 from manyarch.imagebuild.nativepip.target import (
     DEFAULT_PATH,
     TargetFacts,
@@ -53,10 +57,8 @@ from manyarch.imagebuild.nativepip.target import (
     target_facts,
 )
 from manyarch.imagebuild.nativepip.twin import UvJob, VenvJob, prepare_uv, prepare_venv
+from manyarch.imagebuild.nativepip.wheeldir import WheelJob, prepare_wheel
 from manyarch.sandbox.rootpath import resolve_in_root
-
-#: pip.conf files the image's pip reads (global, user, site).
-_CONFIGS = ("/etc/pip.conf", "/etc/xdg/pip/pip.conf")
 
 
 @dataclass
@@ -64,6 +66,9 @@ class Outcome:
     """What a native run did: distributions installed, per command, and how."""
 
     installed: list[str] = field(default_factory=list)
+    #: ``pip wheel``: the wheels saved, and where
+    saved: list[str] = field(default_factory=list)
+    wheel_dirs: list[str] = field(default_factory=list)
     python: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -90,13 +95,17 @@ def install(
     """
     out = Outcome()
     path = plan.env.get("PATH", DEFAULT_PATH)
-    jobs: list[_Job | VenvJob | UvJob] = []
+    jobs: list[_Job | VenvJob | UvJob | PoetryJob | WheelJob] = []
     written = False
 
     def flush() -> None:
         nonlocal written
         for job in jobs:
-            out.installed += job.run(rootfs, cache_dir)
+            if isinstance(job, WheelJob):
+                out.saved += job.run(rootfs, cache_dir)
+                out.wheel_dirs.append(job.wheel_dir)
+            else:
+                out.installed += job.run(rootfs, cache_dir)
             written = True
         jobs.clear()
 
@@ -104,13 +113,17 @@ def install(
         try:
             for n, cmd in enumerate(plan.commands):
                 env = {**plan.env, **cmd.env}
-                if isinstance(cmd, UvCommand):
-                    uv_job = prepare_uv(
-                        cmd, rootfs, env, plan.workdir, home=home, cache_mounts=cache_mounts
+                if isinstance(cmd, UvCommand | PoetryCommand):
+                    tool = (
+                        prepare_uv(
+                            cmd, rootfs, env, plan.workdir, home=home, cache_mounts=cache_mounts
+                        )
+                        if isinstance(cmd, UvCommand)
+                        else prepare_poetry(cmd, rootfs, env, plan.workdir)
                     )
-                    jobs.append(uv_job)
-                    out.python = uv_job.python
-                    flush()  # what uv writes, the commands after it read
+                    jobs.append(tool)
+                    out.python = tool.python
+                    flush()  # what the tool writes, the commands after it read
                     continue
                 exe = interpreter_path(rootfs, cmd.python, path)
                 if exe is None:
@@ -124,6 +137,13 @@ def install(
                 earlier = [w for j in jobs for w in j.wheels]
                 work = Path(tmp) / str(n)
                 work.mkdir()
+                if cmd.action == "wheel":
+                    wheel = prepare_wheel(
+                        cmd, facts, rootfs, env, plan.workdir, cache_dir, home, work
+                    )
+                    jobs.append(wheel)
+                    flush()  # the wheelhouse a later command of the line may install from
+                    continue
                 jobs.append(
                     _prepare(cmd, facts, rootfs, env, plan.workdir, cache_dir, home, work, earlier)
                 )
@@ -183,11 +203,15 @@ def paths_read(plan: NativePip, env: Mapping[str, str]) -> list[str]:
     venv's ``bin``).
     """
     out = list(_READ_ALWAYS)
-    if any(isinstance(c, VenvCommand | UvCommand) for c in plan.commands):
+    if any(isinstance(c, VenvCommand | UvCommand | PoetryCommand) for c in plan.commands):
         out += ["usr/lib/python3*/venv/**", "usr/lib/python3*/ensurepip/**"]
         out.append("usr/share/python-wheels/**")
+    if any(isinstance(c, PoetryCommand) for c in plan.commands):
+        # poetry's home (its configuration, its cache) and the pip it uninstalls with
+        out += ["root", "root/**", "usr/lib/python3*/dist-packages/pip/**"]
     plain = all(
-        fast_pip_options("23.0.1", [w.text for w in c.args], env, False) is not None
+        fast_pip_options("23.0.1", [w.text for w in c.args], env, False, command=c.action)
+        is not None
         for c in plan.commands
         if isinstance(c, PipCommand)
     )
@@ -200,6 +224,8 @@ def paths_read(plan: NativePip, env: Mapping[str, str]) -> list[str]:
     for cmd in plan.commands:
         for w in (Word(cmd.python), *cmd.args):
             text = w.text.split("=", 1)[-1] if w.text.startswith("-") else w.text
+            if w.text[:1] == "-" and w.text[1:2].isalpha() and w.text[2:3] == "/":
+                text = w.text[2:]  # a short option's value joined to it: -r/x.txt, -w/wheels
             if text.startswith("/"):
                 roots.add(posixpath.dirname(text) if "*" in text else text)
         if cmd.python.startswith("/"):
@@ -208,31 +234,6 @@ def paths_read(plan: NativePip, env: Mapping[str, str]) -> list[str]:
         r = posixpath.normpath(r).strip("/")
         out += [r, f"{r}/**"] if r else ["*"]  # "/": the files at the top, not the whole image
     return out
-
-
-def _options(
-    cmd: PipCommand,
-    facts: TargetFacts,
-    rootfs: Path,
-    env: Mapping[str, str],
-    workdir: str,
-    cache_dir: Path,
-    home: str,
-) -> PipOptions:
-    if not facts.pip_version:
-        raise NativePipUnavailable(f"the image's {facts.executable} has no pip")
-    args = expand_words(cmd.args, rootfs, workdir)
-    prefix = facts.venv or facts.base_prefix
-    confs = [*_CONFIGS, f"{home}/.pip/pip.conf", f"{home}/.config/pip/pip.conf"]
-    confs.append(f"{prefix}/pip.conf")
-    exists = any(resolve_in_root(rootfs, c).exists() for c in confs)
-    fast = fast_pip_options(facts.pip_version, args, env, exists)
-    if fast is not None:
-        return fast
-    pip_site = next(
-        d for d in facts.site_dirs if any(resolve_in_root(rootfs, d).glob("pip-*.dist-info"))
-    )
-    return parse_pip_options(rootfs, pip_site, prefix, home, args, env, cache_dir=cache_dir)
 
 
 @dataclass
@@ -294,39 +295,6 @@ def _check_user_site(
         raise NativePipUnavailable(f"{clash[0]} is in the user site too (pip would uninstall it)")
 
 
-def _build_sdists(
-    resolved: Sequence[Resolved],
-    wheels: list[Path],
-    opts: PipOptions,
-    only_binary: bool,
-    facts: TargetFacts,
-    rootfs: Path,
-    cache_dir: Path,
-    work: Path,
-) -> None:
-    """Replace each resolved sdist in ``wheels`` by the wheel built from it for the target."""
-    for n, r in enumerate(resolved):
-        if not r.sdist:
-            continue
-        if opts.get("cache_dir") is not False:
-            raise NativePipUnavailable(
-                f"{r.name} {r.version} is an sdist and pip would keep the wheel it builds in "
-                "its cache (the image's ~/.cache/pip)"
-            )
-        if only_binary:
-            raise NativePipUnavailable(f"{r.name} {r.version} has no wheel (--only-binary)")
-        b = build_wheel(wheels[n], facts, rootfs, cache_dir=cache_dir, tmp=work, in_tree=False)
-        wheels[n] = b.wheel
-
-
-def _build_project(
-    project: str, facts: TargetFacts, rootfs: Path, cache: Path, work: Path
-) -> Built:
-    """``pip install DIR``: the project built in its tree, as pip builds it."""
-    host = resolve_in_root(rootfs, project)
-    return build_wheel(host, facts, rootfs, cache_dir=cache, tmp=work, in_tree=True)
-
-
 def _scheme(opts: PipOptions, facts: TargetFacts, home: str) -> tuple[dict[str, str], list[str]]:
     """pip's install scheme for the options, and where it sees what is installed."""
     user = bool(opts.get("use_user_site"))
@@ -343,17 +311,7 @@ def _scheme(opts: PipOptions, facts: TargetFacts, home: str) -> tuple[dict[str, 
 
 def _check_options(opts: PipOptions, facts: TargetFacts, rootfs: Path) -> list[str]:
     """Refuse what is not done natively (or what pip itself refuses); ``--only-binary``'s value."""
-    bad = opts.unhandled
-    if bad:
-        raise NativePipUnavailable(f"pip option {bad[0]} is not done natively")
-    fc = opts.get("format_control", {"no_binary": [], "only_binary": []})
-    if fc.get("no_binary"):
-        raise NativePipUnavailable("--no-binary: pip builds from source")
-    only: list[str] = list(fc.get("only_binary", []))
-    if only and only != [":all:"]:
-        raise NativePipUnavailable(f"--only-binary {','.join(only)}")
-    if opts.get("editables"):
-        raise NativePipUnavailable("-e: an editable install")
+    only = check_formats(opts)
     user = bool(opts.get("use_user_site"))
     target = opts.get("target_dir")
     prefix = opts.get("prefix_path")
@@ -374,23 +332,6 @@ def _check_options(opts: PipOptions, facts: TargetFacts, rootfs: Path) -> list[s
     return only
 
 
-def _sort_args(args: Sequence[str], rootfs: Path, workdir: str) -> tuple[list[str], list[str]]:
-    """Requirements on an index, and project directories (image paths) to build."""
-    requirements: list[str] = []
-    projects: list[str] = []
-    for a in args:
-        if "://" in a or "@" in a:
-            raise NativePipUnavailable(f"{a} is a URL, not a name on an index")
-        if a.endswith(".whl") or a.startswith((".", "/")) or "/" in a:
-            path = image_path(a, workdir)
-            if not resolve_in_root(rootfs, path).is_dir():
-                raise NativePipUnavailable(f"{a} is a file, not a name on an index")
-            projects.append(path)
-        else:
-            requirements.append(a)
-    return requirements, projects
-
-
 def _prepare(
     cmd: PipCommand,
     facts: TargetFacts,
@@ -402,59 +343,23 @@ def _prepare(
     work: Path,
     earlier: Sequence[Path],
 ) -> _Job:
-    opts = _options(cmd, facts, rootfs, env, workdir, cache_dir, home)
+    opts = read_options(cmd, facts, rootfs, env, workdir, cache_dir, home)
     only = _check_options(opts, facts, rootfs)
     target = opts.get("target_dir")
-    requirements, projects = _sort_args(opts.args, rootfs, workdir)
-    built = [(_build_project(p, facts, rootfs, cache_dir, work), p) for p in projects]
-    # a project's own requirements are resolved with the rest, but are not requested:
-    # pip reaches them through the project
-    project_deps = [r for b, _ in built for r in b.requires if "extra" not in r.partition(";")[2]]
-    requirements_named = [b.name for b, _ in built]
-    req_files = [_in_rootfs(rootfs, f, workdir) for f in opts.get("requirements", [])]
-    con_files = [_in_rootfs(rootfs, f, workdir) for f in opts.get("constraints", [])]
-    roots = list(requirements) + requirements_named
-    for f in req_files:
-        roots += _requirement_names(f, rootfs)
-    if not roots:
-        raise NativePipUnavailable("nothing to install")
-    links = [
-        x if "://" in x else str(_in_rootfs(rootfs, x, workdir)) for x in opts.get("find_links", [])
-    ]
+    line = read_line(opts, only, facts, rootfs, workdir, cache_dir, work)
+    roots = line.roots
     upgrade, eager = bool(opts.get("upgrade")), opts.get("upgrade_strategy") == "eager"
     scheme, view_dirs = _scheme(opts, facts, home)
-    request = ResolveRequest(
-        requirements=requirements + project_deps,
-        requirement_files=req_files,
-        constraint_files=con_files,
-        index_url=opts.get("index_url"),
-        extra_index_urls=list(opts.get("extra_index_urls", [])),
-        no_index=bool(opts.get("no_index")),
-        find_links=links,
-        pre=bool(opts.get("pre")),
-        no_deps=bool(opts.get("ignore_dependencies")),
-        only_binary=bool(only),
-        upgrade=[canonical(_name(r)) for r in roots] if upgrade and not eager else [],
+    request = line.request(
+        upgrade=[canonical(requirement_name(r)) for r in roots] if upgrade and not eager else [],
         upgrade_all=upgrade and eager,
         installed_view=[resolve_in_root(rootfs, d) for d in dict.fromkeys(view_dirs)],
         installed_wheels=earlier if view_dirs else (),
-        require_hashes=bool(opts.get("require_hashes")),
-        pins=_pins(roots) if not upgrade else None,
+        pins=pins(roots) if not upgrade else None,
     )
-    resolved = (
-        resolve(request, facts, cache_dir=cache_dir, tmp=work, rootfs=rootfs)
-        if requirements or project_deps or req_files
-        else []
-    )
+    resolved = line.resolve(request, facts, rootfs, cache_dir, work)
     _check_user_site(resolved, opts, facts, rootfs, home)
-    wheels = fetch(resolved, cache_dir)
-    _build_sdists(resolved, wheels, opts, bool(only), facts, rootfs, cache_dir, work)
-    direct: dict[int, str] = {}
-    for b, project in built:
-        url = {"dir_info": {}, "url": f"file://{project}"}
-        direct[len(resolved)] = json.dumps(url, sort_keys=True)  # pip's DirectUrl.to_json
-        resolved.append(Resolved(b.name, "", "", "", b.wheel.name))
-        wheels.append(b.wheel)
+    wheels, direct = line.fetch(resolved, facts, rootfs, cache_dir, work)
     stage = work / "stage" if target else None  # --target: a stage, then moved
     return _Job(
         direct=direct,
@@ -462,7 +367,7 @@ def _prepare(
         resolved=resolved,
         wheels=wheels,
         order=install_order(wheels, roots, facts.markers) if wheels else [],
-        requested={canonical(_name(r)) for r in roots},
+        requested={canonical(requirement_name(r)) for r in roots},
         scheme=scheme,
         compile=opts.get("compile", True) is not False,
         stage=stage,
@@ -495,78 +400,3 @@ def _move_target(stage: Path, rootfs: Path, target: str, upgrade: bool) -> None:
                 else:
                     there.unlink()
             shutil.move(str(src / item), there)
-
-
-def _in_rootfs(rootfs: Path, path: str, workdir: str) -> Path:
-    host = resolve_in_root(rootfs, image_path(path, workdir))
-    if not host.exists():
-        raise NativePipUnavailable(f"{path} is not in the image")
-    return host
-
-
-def _pins(requirements: Sequence[str]) -> dict[str, str] | None:
-    """``{name: version}`` when every requirement is ``name==version`` (no marker), else None."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    pins: dict[str, str] = {}
-    for r in requirements:
-        try:
-            req = Requirement(r)
-        except InvalidRequirement:
-            return None
-        specs = list(req.specifier)
-        if req.marker is not None or req.extras or len(specs) != 1:
-            return None
-        spec = specs[0]
-        if spec.operator not in ("==", "===") or "*" in spec.version:
-            return None
-        pins[canonical(req.name)] = spec.version
-    return pins or None
-
-
-def _name(requirement: str) -> str:
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    try:
-        return Requirement(requirement).name
-    except InvalidRequirement:
-        return requirement
-
-
-def _requirement_names(path: Path, rootfs: Path, seen: set[Path] | None = None) -> list[str]:
-    """The requirements a file names (for REQUESTED and pip's install order); nested -r too."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    seen = seen if seen is not None else set()
-    if path in seen:
-        return []
-    seen.add(path)
-    out: list[str] = []
-    text = path.read_text(errors="replace").replace("\\\n", " ")
-    for raw in text.splitlines():
-        line = raw.split(" #", 1)[0].strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("-"):
-            opt, _, value = line.replace("=", " ", 1).partition(" ")
-            value = value.strip()
-            if opt in ("-r", "--requirement"):
-                if value.startswith("/"):
-                    raise NativePipUnavailable(f"{path.name} includes {value}")
-                out += _requirement_names(path.parent / value, rootfs, seen)
-            elif opt in ("-e", "--editable"):
-                raise NativePipUnavailable(f"{path.name} has an editable requirement (-e)")
-            elif opt in ("--no-binary",):
-                raise NativePipUnavailable(f"{path.name} has {opt}")
-            continue
-        req = line.split(" --hash", 1)[0].split("\t--hash", 1)[0].strip()
-        try:
-            parsed = Requirement(req)
-        except InvalidRequirement as e:
-            raise NativePipUnavailable(
-                f"{path.name}: {req!r} is a path or URL, not a name on an index"
-            ) from e
-        if parsed.url:
-            raise NativePipUnavailable(f"{path.name}: {req!r} is a direct URL")
-        out.append(req)
-    return out

@@ -15,9 +15,10 @@ from manyarch.imagebuild.nativepip.command import (
     Fallback,
     NativePip,
     NativePipUnavailable,
+    NeedsPaths,
     plan_run,
 )
-from manyarch.imagebuild.nativepip.install import install, paths_read
+from manyarch.imagebuild.nativepip.install import Outcome, install, paths_read
 from manyarch.imagebuild.options import RAN, Ran, StepContext
 from manyarch.sandbox import emulation
 from manyarch.sandbox.users import resolve_user
@@ -73,26 +74,7 @@ class NativePipInterceptor:
                 return None
             return self._fallback(ctx, plan.reason)
         try:
-            scratch = ctx.open_partial is not None
-            rootfs = (
-                ctx.open_partial(paths_read(plan, env))
-                if ctx.open_partial is not None
-                else ctx.rootfs
-            )
-            home = resolve_user(rootfs, spec.user).home if spec.user else "/root"
-            cached = [
-                posixpath.normpath(posixpath.join(spec.cwd, m.target))
-                for m in step.mounts
-                if m.type in ("cache", "tmpfs")
-            ]
-            done = install(
-                plan,
-                rootfs,
-                cache_dir=self.cache_dir,
-                home=home,
-                scratch=scratch,
-                cache_mounts=cached,
-            )
+            done = self._install(ctx, plan, env)
         except NativePipUnavailable as e:
             if host:
                 ctx.log(f"native: the host's architecture, the line's own tools ({e.message})")
@@ -101,16 +83,58 @@ class NativePipInterceptor:
         self.native += 1
         dists = [d for d in done.installed if "==" in d]
         tools = [d for d in done.installed if "==" not in d]
+        saved = ""
+        if done.saved:
+            where = ", ".join(dict.fromkeys(done.wheel_dirs))
+            saved = f"{len(done.saved)} wheels for {ctx.platform} saved into {where}"
         if tools:  # venv and uv lines: the real tool, in the host's twin of the image's python
             more = f" and {len(dists)} distributions" if dists else ""
+            more += f" ({saved})" if saved else ""
             ctx.log(f"native: {', '.join(tools)}{more} for {ctx.platform} by the real tool "
                     f"on the host's twin of the image's python {done.python}")  # fmt: skip
+        elif saved and not dists:
+            ctx.log(f"native: {saved} (python {done.python}) from the host, as the image's "
+                    "pip wheel would")  # fmt: skip
         else:
+            more = f", and {saved}" if saved else ""
             ctx.log(
                 f"native: {len(dists)} distributions for {ctx.platform} "
-                f"(python {done.python}) installed from the host, as the image's pip would"
+                f"(python {done.python}) installed from the host, as the image's pip would{more}"
             )
         return RAN
+
+    def _install(self, ctx: StepContext, plan: NativePip, env: dict[str, str]) -> Outcome:
+        """``plan`` installed in a partial tree of what it reads (one more try with the paths
+        it found missing), else in the rootfs."""
+        extra: tuple[str, ...] = ()
+        while True:
+            scratch = ctx.open_partial is not None
+            rootfs = (
+                ctx.open_partial([*paths_read(plan, env), *extra])
+                if ctx.open_partial is not None
+                else ctx.rootfs
+            )
+            user = ctx.sandbox.user if ctx.sandbox is not None else ""
+            home = resolve_user(rootfs, user).home if user else "/root"
+            cwd = ctx.sandbox.cwd if ctx.sandbox is not None else "/"
+            cached = [
+                posixpath.normpath(posixpath.join(cwd, m.target))
+                for m in (ctx.step.mounts if isinstance(ctx.step, df.RunStep) else ())
+                if m.type in ("cache", "tmpfs")
+            ]
+            try:
+                return install(
+                    plan,
+                    rootfs,
+                    cache_dir=self.cache_dir,
+                    home=home,
+                    scratch=scratch,
+                    cache_mounts=cached,
+                )
+            except NeedsPaths as e:
+                if not scratch or extra:
+                    raise
+                extra = e.patterns
 
     def _fallback(self, ctx: StepContext, reason: str) -> Ran | None:
         self.emulated += 1

@@ -1,4 +1,4 @@
-"""A ``pip install`` command line read by the image's own pip, as that pip reads it.
+"""A ``pip install`` (or ``pip wheel``) command line read by the image's own pip, as it reads it.
 
 Option prefixes (``--no-cache``), ``--opt=value``, ``-rFILE``, the step's
 ``PIP_*`` variables and the image's pip.conf files mean exactly what they
@@ -25,12 +25,12 @@ from typing import Any
 from manyarch.imagebuild.nativepip.command import NativePipUnavailable
 from manyarch.sandbox.rootpath import resolve_in_root
 
-_VERSION = 1
+_VERSION = 2
 
-#: Runs in the sandbox: ROOT SITE PREFIX HOME ARGS-JSON; prints the parsed options.
+#: Runs in the sandbox: ROOT SITE PREFIX HOME COMMAND ARGS-JSON; prints the parsed options.
 _PARSER = r"""
 import json, os, sys
-root, site, prefix, home, args = sys.argv[1:6]
+root, site, prefix, home, command, args = sys.argv[1:7]
 sys.path.insert(0, root + site)
 import pip
 import pip._internal.configuration as cfg
@@ -46,7 +46,7 @@ if os.environ.get("PIP_CONFIG_FILE") not in (None, os.devnull):
     os.environ["PIP_CONFIG_FILE"] = root + os.environ["PIP_CONFIG_FILE"]
 from pip._internal.commands import create_command
 def parse(argv):
-    cmd = create_command("install")
+    cmd = create_command(command)
     opts, rest = cmd.parse_args(argv)
     out = {}
     for k, v in vars(opts).items():
@@ -129,6 +129,7 @@ HANDLED = frozenset(
         "prefer_binary",
         "override_externally_managed",
         "ignore_dependencies",
+        "wheel_dir",
     ]
 )
 
@@ -162,8 +163,10 @@ def parse_pip_options(
     env: Mapping[str, str],
     *,
     cache_dir: Path,
+    command: str = "install",
 ) -> PipOptions:
-    """Parse ``pip install ARGS`` with the image's pip (in ``pip_site``), cached."""
+    """Parse ``pip COMMAND ARGS`` (``install``, ``wheel``) with the image's pip (in ``pip_site``),
+    cached."""
     confs = [
         f"{c}"
         for c in (
@@ -178,7 +181,8 @@ def parse_pip_options(
     ]
     run_env = {k: v for k, v in env.items() if k.startswith("PIP_") or k == "XDG_CONFIG_DIRS"}
     h = hashlib.sha256()
-    parts = (str(_VERSION), pip_site, prefix, home, json.dumps(list(args)), json.dumps(run_env))
+    parts = [str(_VERSION), pip_site, prefix, home, command, json.dumps(list(args))]
+    parts.append(json.dumps(run_env))
     for part in parts:
         h.update(part.encode() + b"\0")
     record = resolve_in_root(rootfs, pip_site)
@@ -190,7 +194,7 @@ def parse_pip_options(
     try:
         data = json.loads(key.read_text())
     except (OSError, ValueError):
-        data = _run_parser(rootfs, pip_site, prefix, home, args, run_env)
+        data = _run_parser(rootfs, pip_site, prefix, home, [command, *args], run_env)
         key.parent.mkdir(parents=True, exist_ok=True)
         tmp = key.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(data))
@@ -217,15 +221,16 @@ def _run_parser(
     pip_site: str,
     prefix: str,
     home: str,
-    args: Sequence[str],
+    command_args: Sequence[str],
     env: Mapping[str, str],
 ) -> dict[str, Any]:
     from manyarch.sandbox.host import run_host_tool
 
     root = rootfs.resolve()
-    argv = [sys.executable, "-I", "-S", "-c", _PARSER, str(root), pip_site, prefix, home]
+    command, *args = command_args
+    argv = [sys.executable, "-I", "-S", "-c", _PARSER, str(root), pip_site, prefix, home, command]
     r = run_host_tool(
-        [*argv, json.dumps(list(args))],
+        [*argv, json.dumps(args)],
         env={**env, "PYTHONDONTWRITEBYTECODE": "1"},
         readonly=[root],
     )
@@ -284,7 +289,16 @@ _EXACT: dict[str, tuple[str, str]] = {
     "--require-hashes": ("require_hashes", "flag:true"),
     "--no-input": ("no_input", "flag:true"),
     "--no-color": ("no_color", "flag:true"),
+    "-w": ("wheel_dir", "store"),
+    "--wheel-dir": ("wheel_dir", "store"),
 }
+#: What only ``pip install`` has (``pip wheel`` refuses it), and only ``pip wheel``.
+_INSTALL_ONLY = frozenset(
+    ["--prefix", "-t", "--target", "--upgrade-strategy", "--root-user-action", "-U", "--upgrade",
+     "--user", "--no-compile", "--compile", "--force-reinstall", "-I", "--ignore-installed",
+     "--break-system-packages", "--no-warn-script-location", "--no-warn-conflicts"]
+)  # fmt: skip
+_WHEEL_ONLY = frozenset(["-w", "--wheel-dir"])
 _TRUE = {"1", "y", "yes", "t", "true", "on"}
 _FALSE = {"0", "n", "no", "f", "false", "off"}
 #: PIP_* variables whose value cannot change what lands, when pip accepts it.
@@ -299,13 +313,20 @@ _ENV_VALUE = {"PIP_ROOT_USER_ACTION": {"warn", "ignore"}, "PIP_PROGRESS_BAR": {"
 
 
 def fast_pip_options(
-    pip_version: str, args: Sequence[str], env: Mapping[str, str], configs_exist: bool
+    pip_version: str,
+    args: Sequence[str],
+    env: Mapping[str, str],
+    configs_exist: bool,
+    *,
+    command: str = "install",
 ) -> PipOptions | None:
     """The options of a plainly spelled line without asking the image's pip, else None.
 
     Only exact spellings of a known option set, only ``PIP_*`` variables
     whose values pip accepts and that change nothing that lands, and no
     pip.conf in the image: anything else goes to :func:`parse_pip_options`.
+    ``command`` is ``install`` or ``wheel``: an option of the other is left
+    to the image's pip, which refuses it.
     """
     from packaging.version import InvalidVersion, Version
 
@@ -346,11 +367,15 @@ def fast_pip_options(
             i += 1
             continue
         name, eq, inline = a.partition("=") if a.startswith("--") else (a, "", "")
-        if name not in _EXACT and not a.startswith("--") and a[:2] in ("-r", "-c", "-f", "-i"):
+        if (
+            name not in _EXACT
+            and not a.startswith("--")
+            and a[:2] in ("-r", "-c", "-f", "-i", "-w")
+        ):
             name, inline, eq = a[:2], a[2:], "="
         if a in ("-qq", "-qqq", "-vv"):
             name = a[:2]
-        if name not in _EXACT:
+        if name not in _EXACT or name in (_WHEEL_ONLY if command == "install" else _INSTALL_ONLY):
             return None
         dest, kind = _EXACT[name]
         changed.add(dest)

@@ -16,6 +16,7 @@ import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from manyarch.bytecode import bytecode_magic, exact_python
 from manyarch.errors import BuildError
@@ -35,6 +36,9 @@ from manyarch.imagebuild.nativepip.target import (
     which,
 )
 from manyarch.sandbox.rootpath import resolve_in_root
+
+if TYPE_CHECKING:
+    from manyarch.sandbox.bwrap import Bind
 
 
 @dataclass
@@ -177,29 +181,48 @@ class UvJob:
 
     def run(self, rootfs: Path, cache_dir: Path) -> list[str]:
         """The image's directories uv reads and writes, mounted at their paths."""
-        from manyarch.sandbox.bwrap import Bind
-        from manyarch.sandbox.host import run_host_tool
-
-        binds = []
+        what = f"uv {' '.join(self.args[:2])}"
         for d, writable in self.mounts:
-            host = resolve_in_root(rootfs, d)
             if writable:
-                host.mkdir(parents=True, exist_ok=True)
-            if host.exists():
-                binds.append(Bind(host, d, readonly=not writable))
-        env = self.env
+                resolve_in_root(rootfs, d).mkdir(parents=True, exist_ok=True)
+        env, extra = self.env, []
         if self.cache_mounted:
+            from manyarch.sandbox.bwrap import Bind
+
             cache = cache_dir / "uv"
             cache.mkdir(parents=True, exist_ok=True)
-            binds.append(Bind(cache, str(cache), readonly=False))
+            extra.append(Bind(cache, str(cache), readonly=False))
             env = {**env, "UV_CACHE_DIR": str(cache)}
-        r = run_host_tool([self.uv, *self.args], env=env, mounts=binds, cwd=self.cwd, network=True)
-        if r.returncode != 0:
-            err = r.stderr.decode(errors="replace").strip().splitlines()
-            raise NativePipUnavailable(
-                f"uv {' '.join(self.args[:2])} failed natively ({err[-1] if err else r.returncode})"
-            )
-        return [f"uv {' '.join(self.args[:2])}"]
+        argv = [self.uv, *self.args]
+        run_with_image_dirs(argv, env, self.cwd, self.mounts, rootfs, what, extra=extra)
+        return [what]
+
+
+def run_with_image_dirs(
+    argv: list[str],
+    env: Mapping[str, str],
+    cwd: str,
+    mounts: list[tuple[str, bool]],
+    rootfs: Path,
+    what: str,
+    *,
+    extra: Sequence[Bind] = (),
+) -> None:
+    """Run a host tool (with the network) where the image's directories (those there) are
+    mounted at their paths, writable or not, then ``extra``; :class:`NativePipUnavailable`
+    when it fails."""
+    from manyarch.sandbox.bwrap import Bind
+    from manyarch.sandbox.host import run_host_tool
+
+    binds = []
+    for d, writable in mounts:
+        host = resolve_in_root(rootfs, d)
+        if host.exists():
+            binds.append(Bind(host, d, readonly=not writable))
+    r = run_host_tool(argv, env=env, mounts=[*binds, *extra], cwd=cwd, network=True)
+    if r.returncode != 0:
+        err = r.stderr.decode(errors="replace").strip().splitlines()
+        raise NativePipUnavailable(f"{what} failed natively ({err[-1] if err else r.returncode})")
 
 
 def _uv_version(binary: str) -> str:
