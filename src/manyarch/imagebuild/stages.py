@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from manyarch.images import ResolvedImage
-from manyarch.layers import Snapshot, unpack
+from manyarch.layers import WHITEOUT_PREFIX, Snapshot, unpack
 from manyarch.layers.compress import open_decompressed
+from manyarch.layers.tarscan import ScanUnsupported, scan
+from manyarch.layers.unpack import member_checked
 from manyarch.layout import Layout
 from manyarch.oci.manifest import Descriptor, ImageConfig
 from manyarch.oci.platform import Platform
@@ -78,6 +80,23 @@ class LayerIndex:
     entries: dict[str, PathMeta] = field(default_factory=dict)
     hidden: set[str] = field(default_factory=set)
     opaque: set[str] = field(default_factory=set)
+    #: every member's name as the tar has it and its bytes in the uncompressed
+    #: stream (start, end), for a partial read; None when ``tarfile`` read the layer
+    spans: list[tuple[str, int, int]] | None = None
+
+    def add(self, name: str, kind: str, mode: int, uid: int, gid: int, mtime: float,
+            xattrs: bool) -> None:  # fmt: skip
+        """One member (its name as the tar has it)."""
+        name = posixpath.normpath("/" + name).lstrip("/")
+        if not name:
+            return
+        parent, base = posixpath.split(name)
+        if base == ".wh..wh..opq":
+            self.opaque.add(parent)
+        elif base.startswith(".wh."):
+            self.hidden.add(posixpath.join(parent, base[4:]))
+        else:
+            self.entries[name] = PathMeta(kind, mode & 0o7777, uid, gid, int(mtime), xattrs)
 
 
 _index_memo: dict[str, LayerIndex] = {}
@@ -90,6 +109,28 @@ def layer_index(store: Layout, desc: Descriptor) -> LayerIndex:
     with _index_lock:
         if key in _index_memo:
             return _index_memo[key]
+    try:
+        idx = _scanned(store, desc)
+    except ScanUnsupported:
+        idx = _read_by_tarfile(store, desc)
+    with _index_lock:
+        _index_memo[key] = idx
+    return idx
+
+
+def _scanned(store: Layout, desc: Descriptor) -> LayerIndex:
+    idx = LayerIndex(spans=[])
+    assert idx.spans is not None
+    with open(store.blob_path(desc.digest), "rb") as f, open_decompressed(f) as stream:
+        for m in scan(stream):
+            kind = "dir" if m.isdir() else "symlink" if m.issym() else "other"
+            xattrs = any(k.startswith("SCHILY.xattr.") for k in m.pax)
+            idx.add(m.name, kind, m.mode, m.uid, m.gid, m.mtime, xattrs)
+            idx.spans.append((m.name, m.start, m.end))
+    return idx
+
+
+def _read_by_tarfile(store: Layout, desc: Descriptor) -> LayerIndex:
     idx = LayerIndex()
     with (
         open(store.blob_path(desc.digest), "rb") as f,
@@ -97,23 +138,33 @@ def layer_index(store: Layout, desc: Descriptor) -> LayerIndex:
         tarfile.open(fileobj=stream, mode="r|") as tf,
     ):
         for m in tf:
-            name = posixpath.normpath("/" + m.name).lstrip("/")
-            if not name:
-                continue
-            parent, base = posixpath.split(name)
-            if base == ".wh..wh..opq":
-                idx.opaque.add(parent)
-            elif base.startswith(".wh."):
-                idx.hidden.add(posixpath.join(parent, base[4:]))
-            else:
-                kind = "dir" if m.isdir() else "symlink" if m.issym() else "other"
-                xattrs = any(k.startswith("SCHILY.xattr.") for k in m.pax_headers)
-                idx.entries[name] = PathMeta(
-                    kind, m.mode & 0o7777, m.uid, m.gid, int(m.mtime), xattrs
-                )
-    with _index_lock:
-        _index_memo[key] = idx
+            kind = "dir" if m.isdir() else "symlink" if m.issym() else "other"
+            xattrs = any(k.startswith("SCHILY.xattr.") for k in m.pax_headers)
+            idx.add(m.name, kind, m.mode, m.uid, m.gid, m.mtime, xattrs)
     return idx
+
+
+def kept_spans(
+    idx: LayerIndex, keep: Callable[[tuple[str, ...]], bool]
+) -> list[tuple[int, int]] | None:
+    """The byte ranges of the members a partial unpack with ``keep`` reads (see
+    :func:`manyarch.layers.unpack`'s ``spans``): None when the index has none."""
+    if idx.spans is None:
+        return None
+    out: list[tuple[int, int]] = []
+    for name, start, end in idx.spans:
+        parts = tuple(p for p in name.split("/") if p not in ("", "."))
+        if not (parts and (parts[-1].startswith(WHITEOUT_PREFIX) or keep(parts))):
+            # a name the unpacker refuses is read, so that it still raises; only a
+            # long or odd name can be one (a character is at most 4 bytes)
+            odd = len(name) >= 1024 or any(len(p) >= 64 for p in parts) or ".." in parts
+            if not ((odd or "\0" in name or name.startswith("/")) and member_checked(name)):
+                continue
+        if out and out[-1][1] == start:
+            out[-1] = (out[-1][0], end)  # one range for neighbours
+        else:
+            out.append((start, end))
+    return out
 
 
 def ancestors(path: str) -> list[str]:
@@ -143,12 +194,26 @@ class StageTrees:
         self.note = note
         self.views: list[View] = []
         self._sparse = 0
+        self._removing: list[threading.Thread] = []
 
     def close(self) -> None:
-        """Unmount every view made for this platform (also after a failure)."""
+        """Unmount every view made for this platform (also after a failure); trees gone."""
         for v in self.views:
             v.remove()
         self.views.clear()
+        for t in self._removing:
+            t.join()
+        self._removing.clear()
+
+    def discard(self, root: Path) -> None:
+        """Remove a tree no step reads any more, in the background (:meth:`close` waits).
+
+        A native install's partial tree holds what it installed: removing it
+        took a third of a second of the step.
+        """
+        t = threading.Thread(target=shutil.rmtree, args=(root,), kwargs={"ignore_errors": True})
+        t.start()
+        self._removing.append(t)
 
     def rootfs(self, state: StageState) -> Path:
         """The stage's rootfs with every layer so far: made (and brought up to date) here.
@@ -234,7 +299,10 @@ class StageTrees:
         root.mkdir()
         store = self.store
         blobs = [(str(d.digest), store.blob_path(d.digest), d.media_type) for d in state.layers]
-        unpack(root, blobs, only=pattern_filter(patterns))
+        keep = pattern_filter(patterns)
+        # the members kept, found in the layers' indexes (WORKDIR and COPY read them already)
+        spans = [kept_spans(layer_index(store, d), keep) for d in state.layers]
+        unpack(root, blobs, only=keep, spans=spans)
         return root
 
     @contextmanager
@@ -279,7 +347,7 @@ class StageTrees:
 class PartialTrees:
     """The partial trees an interceptor opens during one step (``StepContext.open_partial``).
 
-    Each is snapshotted when made (its diff is the step's layer) and removed
+    Each is snapshotted when made (its diff is the step's layer) and removed (in the background)
     when the step is over, whatever happened.
     """
 
@@ -304,7 +372,7 @@ class PartialTrees:
 
     def __exit__(self, *exc: object) -> None:
         for root, _ in self.made:
-            shutil.rmtree(root, ignore_errors=True)
+            self.trees.discard(root)
 
 
 def pattern_filter(patterns: Sequence[str]) -> Callable[[tuple[str, ...]], bool]:
