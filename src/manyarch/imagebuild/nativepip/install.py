@@ -120,9 +120,11 @@ def install(
                 earlier = [w for j in jobs for w in j.wheels]
                 work = Path(tmp) / str(n)
                 work.mkdir()
-                jobs.append(
-                    _prepare(cmd, facts, rootfs, env, plan.workdir, cache_dir, home, work, earlier)
+                job = _prepare(
+                    cmd, facts, rootfs, env, plan.workdir, cache_dir, home, work, earlier
                 )
+                job.link_pycs = scratch
+                jobs.append(job)
             flush()
         except NativePipUnavailable as e:
             if written and not scratch:
@@ -246,6 +248,8 @@ class _Job:
     stage: Path | None
     target: str
     upgrade: bool
+    #: the rootfs is a tree thrown away after the step: cached pycs linked, not copied
+    link_pycs: bool = False
 
     def run(self, rootfs: Path, cache_dir: Path) -> list[str]:
         """Place the wheels in pip's order, compile, move a --target's items."""
@@ -269,7 +273,7 @@ class _Job:
                 )
             )
         if self.compile:
-            compile_placed(dest_root, placed, self.facts, rootfs, cache_dir)
+            compile_placed(dest_root, placed, self.facts, rootfs, cache_dir, link=self.link_pycs)
         if self.stage is not None:
             _move_target(self.stage, rootfs, self.target, self.upgrade)
         return [f"{self.resolved[i].name}=={self.resolved[i].version}" for i in self.order]

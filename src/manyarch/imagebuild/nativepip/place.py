@@ -100,6 +100,8 @@ class Placed:
     record: Path
     lib: str
     modules: list[str] = field(default_factory=list)
+    #: sha256 (hex) of each ``.py`` file written, by image path (the pyc cache's key)
+    sources: dict[str, str] = field(default_factory=dict)
 
 
 def wheel_metadata(wheel: Path) -> Mapping[str, object]:
@@ -135,7 +137,11 @@ def place_wheel(
         record = placer.record()
     modules = {posixpath.normpath(posixpath.join(placer.lib, p)) for p in placer.installed.values()}
     return Placed(
-        canonical(placer.name), record, placer.lib, sorted(m for m in modules if m.endswith(".py"))
+        canonical(placer.name),
+        record,
+        placer.lib,
+        sorted(m for m in modules if m.endswith(".py")),
+        placer.sources,
     )
 
 
@@ -170,6 +176,7 @@ class _Placer:
         self.installed: dict[str, str] = {}
         self.changed: set[str] = set()
         self.generated: list[str] = []
+        self.sources: dict[str, str] = {}
         self._dirs: dict[str, Path] = {}
         self._made: set[Path] = set()
 
@@ -227,6 +234,8 @@ class _Placer:
         mode = zi.external_attr >> 16
         _write(target, data, _EXEC_MODE if mode & 0o111 and stat.S_ISREG(mode) else _FILE_MODE)
         self.installed[n] = self.rel(dest)
+        if dest.endswith(".py"):
+            self.sources[dest] = hashlib.sha256(data).hexdigest()
 
     def scripts(self, facts: TargetFacts) -> None:
         """Console and GUI scripts, from the image pip's template, with its shebang."""
