@@ -526,7 +526,8 @@ class _PlatformBuild:
         sparse tree (the layer is applied to the rootfs when one is needed).
         """
         live = state.made and root == state.rootfs
-        with self.store.writer() as w:
+        # the layer writer hashes the blob as it writes it: not hashed twice
+        with self.store.writer(verified_elsewhere=True) as w:
             info = write_diff_layer(
                 root,
                 before,
@@ -538,7 +539,7 @@ class _PlatformBuild:
                 if not isinstance(step, df.ConfigStep):
                     state.config = state.config.with_history(self.history(step, layer=False))
                 return False
-            w.commit(info.digest)
+            w.commit(info.digest, info.size)
         state.layers.append(info.descriptor())
         if live:
             state.applied = len(state.layers)
