@@ -128,7 +128,9 @@ def _compile(interp: str, root: Path, modules: Sequence[str]) -> None:
         listing = Path(tmp) / "modules.list"
         listing.write_text("".join(f"{host_root}{m}\n" for m in modules))
         r = run_host_tool(
-            compile_argv(interp, host_root, listing),
+            # the other platform waits for these pycs: both cores (a process pool
+            # costs more than it gives below a hundred modules)
+            compile_argv(interp, host_root, listing, jobs=2 if len(modules) >= 100 else 1),
             env={"PYTHONHASHSEED": "0", "PATH": "/usr/bin:/bin"},
             readonly=[Path(tmp)],
             writable=[host_root],
