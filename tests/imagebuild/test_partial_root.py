@@ -12,6 +12,7 @@ import pytest
 from manyarch.errors import UnsafeLayerEntry
 from manyarch.imagebuild.stages import (
     LayerIndex,
+    StageState,
     StageTrees,
     _read_by_tarfile,
     _scanned,
@@ -21,7 +22,7 @@ from manyarch.imagebuild.stages import (
 from manyarch.layers import unpack
 from manyarch.layout import Layout
 from manyarch.oci.digest import Digest
-from manyarch.oci.manifest import Descriptor
+from manyarch.oci.manifest import Descriptor, ImageConfig
 from manyarch.oci.mediatypes import OCI_LAYER
 from manyarch.oci.platform import Platform
 
@@ -140,6 +141,15 @@ _ENTRIES: list[tuple[str, str, bytes | str]] = [
 ]
 
 
+def _tree(root: Path) -> list[tuple[str, int, float, bytes]]:
+    """Every path under ``root``: its mode, mtime and (a file's) bytes."""
+    return [
+        (str(p.relative_to(root)), p.lstat().st_mode, p.lstat().st_mtime,
+         p.read_bytes() if p.is_file() and not p.is_symlink() else b"")
+        for p in sorted(root.rglob("*"))
+    ]  # fmt: skip
+
+
 def test_the_scanned_index_is_tarfile_s(tmp_path: Path) -> None:
     scanned, read = _index_both_ways(_layer(tmp_path / "l.tar", _ENTRIES))
     assert (scanned.entries, scanned.hidden, scanned.opaque) == (
@@ -156,14 +166,7 @@ def test_a_partial_unpack_from_spans_is_the_same_tree(tmp_path: Path) -> None:
     unpack(tmp_path / "a", [("l", layer, "")], only=keep)
     unpack(tmp_path / "b", [("l", layer, "")], only=keep, spans=[spans])
 
-    def tree(root: Path) -> list[tuple[str, int, float, bytes]]:
-        return [
-            (str(p.relative_to(root)), p.lstat().st_mode, p.lstat().st_mtime,
-             p.read_bytes() if p.is_file() and not p.is_symlink() else b"")
-            for p in sorted(root.rglob("*"))
-        ]  # fmt: skip
-
-    assert tree(tmp_path / "a") == tree(tmp_path / "b")
+    assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
     assert (tmp_path / "b/usr/local/py-link").samefile(tmp_path / "b/usr/bin/python3.11")
 
 
@@ -183,3 +186,22 @@ def test_a_discarded_tree_is_gone_once_the_platform_closes(tmp_path: Path) -> No
     trees.discard(partial)  # in the background: the step does not wait
     trees.close()
     assert not partial.exists()
+
+
+def test_a_partial_tree_of_members_kept_from_the_scan_reads_no_blob(tmp_path: Path) -> None:
+    layer = _layer(tmp_path / "l.tar", [*_ENTRIES, ("usr/local/only-here", "file", b"grab")])
+    desc = Descriptor(OCI_LAYER, Digest.of(layer.read_bytes()), layer.stat().st_size)
+    trees = StageTrees(
+        cast(Layout, _Blobs(layer)), tmp_path, Platform.parse("linux/arm64"), print,
+        prefetch=["usr/local/**", "usr/bin/python*"],
+    )  # fmt: skip
+    trees.index(desc)  # as WORKDIR's lookup does
+    patterns = ["usr/local/**", "usr/bin/python*"]
+    keep = pattern_filter(patterns)
+    unpack(tmp_path / "want", [("l", layer, "")], only=keep)
+    layer.rename(tmp_path / "gone.tar")  # nothing reads the blob now
+    state = StageState(tmp_path / "stage", cast(ImageConfig, None), [desc])
+    root = trees.partial_root(state, patterns)
+
+    assert _tree(root) == _tree(tmp_path / "want")
+    assert (root / "usr/local/only-here").read_bytes() == b"grab"

@@ -180,3 +180,14 @@ def test_scan_agrees_with_tarfile_on_any_archive(
             members.append((info, None))
     data = _tar(members, fmt)
     assert _scanned(data) == _listed(data)
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_grabbed_members_come_with_their_bytes(fmt: int) -> None:
+    data = _tar(_members(), fmt)
+    members = list(scan(io.BytesIO(data), grab=lambda m: "bin" in m.name or "aaaa" in m.name))
+    grabbed = [m for m in members if m.raw is not None]
+    assert len(grabbed) > 5 and any(m.pax or len(m.name) > 100 for m in grabbed)
+    for m in members:
+        assert m.raw is None or m.raw == data[m.start : m.end]
+    assert [m.name for m in members] == [m.name for m in scan(io.BytesIO(data))]

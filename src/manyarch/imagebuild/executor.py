@@ -222,7 +222,9 @@ class _PlatformBuild:
         self.file = str(self.options.dockerfile)
         self.dir = build.tmp / str(platform).replace("/", "-")
         self.states: dict[int, StageState] = {}
-        self.trees = StageTrees(build.store, self.dir, platform, build.note)
+        # what the interceptors' partial trees read, kept as the layers are first scanned
+        prefetch = [p for i in self.options.interceptors for p in getattr(i, "prefetch", ())]
+        self.trees = StageTrees(build.store, self.dir, platform, build.note, prefetch)
         self._bases: dict[tuple[str, str], tuple[Source, ResolvedImage]] = {}
         self._image_roots: dict[tuple[str, str], Path] = {}
         self.counter = 0

@@ -24,8 +24,8 @@ from __future__ import annotations
 import io
 import struct
 import tarfile
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 BLOCK = 512
@@ -58,6 +58,8 @@ class Member:
     start: int
     #: offset just after its data (padded to a block)
     end: int
+    #: its bytes (``start`` to ``end``) when :func:`scan` was asked to keep them
+    raw: bytes | None = field(default=None, repr=False, compare=False)
 
     def isdir(self) -> bool:
         """A directory."""
@@ -138,8 +140,11 @@ class _Reader:
         return self.buf[:n]
 
 
-def scan(stream: BinaryIO) -> Iterator[Member]:
-    """The members of the uncompressed tar ``stream``, in order, as ``tarfile`` lists them."""
+def scan(stream: BinaryIO, grab: Callable[[Member], bool] | None = None) -> Iterator[Member]:
+    """The members of the uncompressed tar ``stream``, in order, as ``tarfile`` lists them.
+
+    A member ``grab`` takes comes with its bytes (:attr:`Member.raw`).
+    """
     r = _Reader(stream)
     off = 0
     while True:
@@ -159,8 +164,17 @@ def scan(stream: BinaryIO) -> Iterator[Member]:
             if off == 0:
                 raise ScanUnsupported("the first block is not a header") from None
             return  # tarfile: the end
-        if member.end > off + BLOCK and not r.get(member.end - 1, 1):
-            raise ScanUnsupported("the stream ends inside a member")
+        if grab is not None and grab(member):
+            heads = member.raw if member.raw is not None else head
+            data = r.get(off + len(heads), member.end - off - len(heads))
+            if len(heads) + len(data) < member.end - off:
+                raise ScanUnsupported("the stream ends inside a member")
+            member = replace(member, raw=heads + data)
+        else:
+            if member.end > off + BLOCK and not r.get(member.end - 1, 1):
+                raise ScanUnsupported("the stream ends inside a member")
+            if member.raw is not None:
+                member = replace(member, raw=None)
         yield member
         off = member.end
 
@@ -219,7 +233,10 @@ def _extended(r: _Reader, off: int, head: bytes) -> Member:
     data = _block(m.size) if kind in _REGULAR or kind not in _KNOWN else 0
     end = pos + BLOCK + data
     pax = dict(m.pax_headers)
-    return Member(m.name, kind, m.mode, m.uid, m.gid, m.mtime, m.size, m.linkname, pax, off, end)
+    # raw: its headers, read already (the reader may have moved past their start)
+    return Member(
+        m.name, kind, m.mode, m.uid, m.gid, m.mtime, m.size, m.linkname, pax, off, end, bytes(raw)
+    )
 
 
 class Spans(io.RawIOBase):

@@ -65,6 +65,8 @@ MAX_SYMLINKS = 40
 
 #: (name or digest for messages, the blob as a stream or a file, its media type)
 LayerSource = tuple[str, BinaryIO | Path, str]
+#: The media type of a source that is an uncompressed tar already (taken as it is, not sniffed).
+TAR_STREAM = "application/x-manyarch-tar-stream"
 _Rel = tuple[str, ...]
 
 
@@ -123,7 +125,8 @@ def unpack(
             with f:
                 _Unpacker(root, name, same_owner, only).run(f, expected, spans=kept)
         else:
-            _Unpacker(root, name, same_owner, only).run(source, expected, spans=kept)
+            plain = media_type == TAR_STREAM
+            _Unpacker(root, name, same_owner, only).run(source, expected, spans=kept, plain=plain)
 
 
 def member_checked(name: str) -> bool:
@@ -163,10 +166,11 @@ class _Unpacker:
         diff_id: Digest | None = None,
         *,
         spans: Sequence[tuple[int, int]] | None = None,
+        plain: bool = False,
     ) -> None:
         entry = "(start of layer)"
         try:
-            stream = open_decompressed(blob)
+            stream = blob if plain else open_decompressed(blob)
             if spans is not None:
                 stream = cast(BinaryIO, Spans(stream, spans))
             hashed = _Hashing(stream, diff_id.algorithm) if diff_id is not None else None

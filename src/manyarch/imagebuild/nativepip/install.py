@@ -140,7 +140,7 @@ def install(
 #: interpreters, what tells their version, architecture, glibc and scheme, the
 #: installed distributions' metadata, pip (its parser and script template), pip's
 #: configuration, the user tables, and the trees installs write to.
-_READ_ALWAYS = (
+READ_ALWAYS = (
     "bin/python*",
     "bin/pip*",
     "usr/bin/python*",
@@ -180,7 +180,7 @@ def paths_read(plan: NativePip, env: Mapping[str, str]) -> list[str]:
     requirement file) and the tree above a non-system ``PATH`` directory (a
     venv's ``bin``).
     """
-    out = list(_READ_ALWAYS)
+    out = list(READ_ALWAYS)
     if any(isinstance(c, VenvCommand | UvCommand) for c in plan.commands):
         out += ["usr/lib/python3*/venv/**", "usr/lib/python3*/ensurepip/**"]
         out.append("usr/share/python-wheels/**")
