@@ -73,9 +73,13 @@ def exact_python(version: str, magic: int) -> tuple[str, str] | None:
     return same_magic
 
 
-def compile_argv(interp: str, root: Path, listing: Path) -> list[str]:
-    """compileall's command line for the modules listed in ``listing`` (host paths in ``root``)."""
-    cmd = [interp, "-I", "-m", "compileall", "-q", "-j", "1"]
+def compile_argv(interp: str, root: Path, listing: Path, jobs: int = 1) -> list[str]:
+    """compileall's command line for the modules listed in ``listing`` (host paths in ``root``).
+
+    ``jobs`` worker processes: each module is compiled alone whatever their
+    number, so the pycs are the same bytes.
+    """
+    cmd = [interp, "-I", "-m", "compileall", "-q", "-j", str(jobs)]
     cmd += ["--invalidation-mode", "checked-hash", "-s", str(root), "-p", "/"]
     return [*cmd, "-i", str(listing)]
 

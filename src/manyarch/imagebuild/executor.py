@@ -222,7 +222,9 @@ class _PlatformBuild:
         self.file = str(self.options.dockerfile)
         self.dir = build.tmp / str(platform).replace("/", "-")
         self.states: dict[int, StageState] = {}
-        self.trees = StageTrees(build.store, self.dir, platform, build.note)
+        # what the interceptors' partial trees read, kept as the layers are first scanned
+        prefetch = [p for i in self.options.interceptors for p in getattr(i, "prefetch", ())]
+        self.trees = StageTrees(build.store, self.dir, platform, build.note, prefetch)
         self._bases: dict[tuple[str, str], tuple[Source, ResolvedImage]] = {}
         self._image_roots: dict[tuple[str, str], Path] = {}
         self.counter = 0
@@ -526,7 +528,8 @@ class _PlatformBuild:
         sparse tree (the layer is applied to the rootfs when one is needed).
         """
         live = state.made and root == state.rootfs
-        with self.store.writer() as w:
+        # the layer writer hashes the blob as it writes it: not hashed twice
+        with self.store.writer(verified_elsewhere=True) as w:
             info = write_diff_layer(
                 root,
                 before,
@@ -538,7 +541,7 @@ class _PlatformBuild:
                 if not isinstance(step, df.ConfigStep):
                     state.config = state.config.with_history(self.history(step, layer=False))
                 return False
-            w.commit(info.digest)
+            w.commit(info.digest, info.size)
         state.layers.append(info.descriptor())
         if live:
             state.applied = len(state.layers)

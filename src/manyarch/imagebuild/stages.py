@@ -12,6 +12,7 @@ edit of the app unpacks nothing.
 
 from __future__ import annotations
 
+import io
 import os
 import posixpath
 import shutil
@@ -24,8 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from manyarch.images import ResolvedImage
-from manyarch.layers import Snapshot, unpack
+from manyarch.layers import WHITEOUT_PREFIX, Snapshot, unpack
 from manyarch.layers.compress import open_decompressed
+from manyarch.layers.tarscan import Member, ScanUnsupported, scan
+from manyarch.layers.unpack import TAR_STREAM, LayerSource, member_checked
 from manyarch.layout import Layout
 from manyarch.oci.manifest import Descriptor, ImageConfig
 from manyarch.oci.platform import Platform
@@ -78,18 +81,101 @@ class LayerIndex:
     entries: dict[str, PathMeta] = field(default_factory=dict)
     hidden: set[str] = field(default_factory=set)
     opaque: set[str] = field(default_factory=set)
+    #: every member's name as the tar has it and its bytes in the uncompressed
+    #: stream (start, end), for a partial read; None when ``tarfile`` read the layer
+    spans: list[tuple[str, int, int]] | None = None
+    #: the bytes of members a scan was asked to keep, by start offset (until handed over)
+    grabbed: dict[int, bytes] = field(default_factory=dict)
+
+    def add(self, name: str, kind: str, mode: int, uid: int, gid: int, mtime: float,
+            xattrs: bool) -> None:  # fmt: skip
+        """One member (its name as the tar has it)."""
+        name = posixpath.normpath("/" + name).lstrip("/")
+        if not name:
+            return
+        parent, base = posixpath.split(name)
+        if base == ".wh..wh..opq":
+            self.opaque.add(parent)
+        elif base.startswith(".wh."):
+            self.hidden.add(posixpath.join(parent, base[4:]))
+        else:
+            self.entries[name] = PathMeta(kind, mode & 0o7777, uid, gid, int(mtime), xattrs)
 
 
 _index_memo: dict[str, LayerIndex] = {}
 _index_lock = threading.Lock()
 
 
-def layer_index(store: Layout, desc: Descriptor) -> LayerIndex:
-    """Read a layer's headers (once per digest in this process)."""
+#: The bytes a platform's layer scans keep for later partial trees, at most, and of one member.
+_GRAB_LIMIT = 64 << 20
+_GRAB_MEMBER = 16 << 20
+
+
+def layer_index(
+    store: Layout,
+    desc: Descriptor,
+    *,
+    grab: Callable[[tuple[str, ...]], bool] | None = None,
+    grabbed: dict[int, bytes] | None = None,
+    limit: int = _GRAB_LIMIT,
+) -> LayerIndex:
+    """Read a layer's headers (once per digest in this process).
+
+    When it is read here, the bytes of the members ``grab`` takes (and of
+    whiteouts), up to ``limit`` bytes, go into ``grabbed`` by their start
+    offset: a partial tree of those is then made without reading the blob again.
+    """
     key = str(desc.digest)
     with _index_lock:
         if key in _index_memo:
             return _index_memo[key]
+    total = 0
+
+    def take(m: Member) -> bool:
+        nonlocal total
+        size = m.end - m.start
+        if grab is None or size > _GRAB_MEMBER or total + size > limit:
+            return False
+        parts = _parts(m.name)
+        if parts and (parts[-1].startswith(WHITEOUT_PREFIX) or grab(parts)):
+            total += size
+            return True
+        return False
+
+    try:
+        idx = _scanned(store, desc, take if grab is not None and grabbed is not None else None)
+    except ScanUnsupported:
+        idx = _read_by_tarfile(store, desc)
+    else:
+        if grabbed is not None:
+            grabbed.update(idx.grabbed)
+        idx.grabbed = {}  # the memo keeps no bytes
+    with _index_lock:
+        _index_memo[key] = idx
+    return idx
+
+
+def _parts(name: str) -> tuple[str, ...]:
+    return tuple(p for p in name.split("/") if p not in ("", "."))
+
+
+def _scanned(
+    store: Layout, desc: Descriptor, take: Callable[[Member], bool] | None = None
+) -> LayerIndex:
+    idx = LayerIndex(spans=[])
+    assert idx.spans is not None
+    with open(store.blob_path(desc.digest), "rb") as f, open_decompressed(f) as stream:
+        for m in scan(stream, take):
+            kind = "dir" if m.isdir() else "symlink" if m.issym() else "other"
+            xattrs = any(k.startswith("SCHILY.xattr.") for k in m.pax)
+            idx.add(m.name, kind, m.mode, m.uid, m.gid, m.mtime, xattrs)
+            idx.spans.append((m.name, m.start, m.end))
+            if m.raw is not None:
+                idx.grabbed[m.start] = m.raw
+    return idx
+
+
+def _read_by_tarfile(store: Layout, desc: Descriptor) -> LayerIndex:
     idx = LayerIndex()
     with (
         open(store.blob_path(desc.digest), "rb") as f,
@@ -97,23 +183,30 @@ def layer_index(store: Layout, desc: Descriptor) -> LayerIndex:
         tarfile.open(fileobj=stream, mode="r|") as tf,
     ):
         for m in tf:
-            name = posixpath.normpath("/" + m.name).lstrip("/")
-            if not name:
-                continue
-            parent, base = posixpath.split(name)
-            if base == ".wh..wh..opq":
-                idx.opaque.add(parent)
-            elif base.startswith(".wh."):
-                idx.hidden.add(posixpath.join(parent, base[4:]))
-            else:
-                kind = "dir" if m.isdir() else "symlink" if m.issym() else "other"
-                xattrs = any(k.startswith("SCHILY.xattr.") for k in m.pax_headers)
-                idx.entries[name] = PathMeta(
-                    kind, m.mode & 0o7777, m.uid, m.gid, int(m.mtime), xattrs
-                )
-    with _index_lock:
-        _index_memo[key] = idx
+            kind = "dir" if m.isdir() else "symlink" if m.issym() else "other"
+            xattrs = any(k.startswith("SCHILY.xattr.") for k in m.pax_headers)
+            idx.add(m.name, kind, m.mode, m.uid, m.gid, m.mtime, xattrs)
     return idx
+
+
+def kept_spans(
+    idx: LayerIndex, keep: Callable[[tuple[str, ...]], bool]
+) -> list[tuple[int, int]] | None:
+    """The byte ranges of the members a partial unpack with ``keep`` reads (see
+    :func:`manyarch.layers.unpack`'s ``spans``): None when the index has none."""
+    if idx.spans is None:
+        return None
+    out: list[tuple[int, int]] = []
+    for name, start, end in idx.spans:
+        parts = _parts(name)
+        if not (parts and (parts[-1].startswith(WHITEOUT_PREFIX) or keep(parts))):
+            # a name the unpacker refuses is read, so that it still raises; only a
+            # long or odd name can be one (a character is at most 4 bytes)
+            odd = len(name) >= 1024 or any(len(p) >= 64 for p in parts) or ".." in parts
+            if not ((odd or "\0" in name or name.startswith("/")) and member_checked(name)):
+                continue
+        out.append((start, end))
+    return out
 
 
 def ancestors(path: str) -> list[str]:
@@ -134,7 +227,12 @@ class StageTrees:
     """Makes the rootfs of one platform's stages, and sparse trees before one is needed."""
 
     def __init__(
-        self, store: Layout, directory: Path, platform: Platform, note: Callable[[str], None]
+        self,
+        store: Layout,
+        directory: Path,
+        platform: Platform,
+        note: Callable[[str], None],
+        prefetch: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.dir = directory
@@ -143,12 +241,36 @@ class StageTrees:
         self.note = note
         self.views: list[View] = []
         self._sparse = 0
+        self._removing: list[threading.Thread] = []
+        #: what partial trees will read (interceptors' patterns): kept when a layer is scanned
+        self._prefetch = pattern_filter(prefetch) if prefetch else None
+        self._grabbed: dict[str, dict[int, bytes]] = {}
+
+    def index(self, desc: Descriptor) -> LayerIndex:
+        """The layer's index (:func:`layer_index`), the members to prefetch kept."""
+        held = sum(len(b) for g in self._grabbed.values() for b in g.values())
+        grabbed = self._grabbed.setdefault(str(desc.digest), {})
+        limit = _GRAB_LIMIT - held  # for all of this platform's layers
+        return layer_index(self.store, desc, grab=self._prefetch, grabbed=grabbed, limit=limit)
 
     def close(self) -> None:
-        """Unmount every view made for this platform (also after a failure)."""
+        """Unmount every view made for this platform (also after a failure); trees gone."""
         for v in self.views:
             v.remove()
         self.views.clear()
+        for t in self._removing:
+            t.join()
+        self._removing.clear()
+
+    def discard(self, root: Path) -> None:
+        """Remove a tree no step reads any more, in the background (:meth:`close` waits).
+
+        A native install's partial tree holds what it installed: removing it
+        took a third of a second of the step.
+        """
+        t = threading.Thread(target=shutil.rmtree, args=(root,), kwargs={"ignore_errors": True})
+        t.start()
+        self._removing.append(t)
 
     def rootfs(self, state: StageState) -> Path:
         """The stage's rootfs with every layer so far: made (and brought up to date) here.
@@ -190,7 +312,7 @@ class StageTrees:
         if state.made:
             raise NeedRootfs()
         for desc in reversed(state.layers):
-            idx = layer_index(self.store, desc)
+            idx = self.index(desc)
             if path in idx.entries:
                 meta = idx.entries[path]
                 if meta.xattrs:
@@ -232,9 +354,22 @@ class StageTrees:
         self._sparse += 1
         root = self.dir / f"partial{self._sparse}"
         root.mkdir()
-        store = self.store
-        blobs = [(str(d.digest), store.blob_path(d.digest), d.media_type) for d in state.layers]
-        unpack(root, blobs, only=pattern_filter(patterns))
+        keep = pattern_filter(patterns)
+        layers: list[LayerSource] = []
+        spans: list[list[tuple[int, int]] | None] = []
+        for d in state.layers:
+            # the members kept, found in the layer's index (WORKDIR and COPY read it already)
+            kept = kept_spans(self.index(d), keep)
+            got = self._grabbed.get(str(d.digest), {})
+            if kept is not None and all(start in got for start, _ in kept):
+                # all of them kept from the scan: the blob is not read again
+                tar = io.BytesIO(b"".join(got[start] for start, _ in kept) + bytes(2 * 512))
+                layers.append((str(d.digest), tar, TAR_STREAM))
+                spans.append(None)
+            else:
+                layers.append((str(d.digest), self.store.blob_path(d.digest), d.media_type))
+                spans.append(kept)
+        unpack(root, layers, only=keep, spans=spans)
         return root
 
     @contextmanager
@@ -279,7 +414,7 @@ class StageTrees:
 class PartialTrees:
     """The partial trees an interceptor opens during one step (``StepContext.open_partial``).
 
-    Each is snapshotted when made (its diff is the step's layer) and removed
+    Each is snapshotted when made (its diff is the step's layer) and removed (in the background)
     when the step is over, whatever happened.
     """
 
@@ -304,7 +439,7 @@ class PartialTrees:
 
     def __exit__(self, *exc: object) -> None:
         for root, _ in self.made:
-            shutil.rmtree(root, ignore_errors=True)
+            self.trees.discard(root)
 
 
 def pattern_filter(patterns: Sequence[str]) -> Callable[[tuple[str, ...]], bool]:

@@ -4,6 +4,7 @@ write_layer / write_layer_from_dir   entries or a tree -> one blob, LayerInfo
 unpack                               a stack of blobs -> a rootfs, nothing outside it
 Snapshot / write_diff_layer          what a step changed -> a layer with whiteouts
 recompress                           a blob in another compression, the same tar
+tarscan.scan / tarscan.Spans         a tar's members and their bytes; only some of them
 """
 
 from manyarch.layers.compress import GZIP_LEVEL, ZSTD_LEVEL, open_decompressed, recompress

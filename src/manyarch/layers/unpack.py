@@ -44,6 +44,7 @@ from manyarch.errors import (
 )
 from manyarch.layers.compress import CHUNK, open_decompressed
 from manyarch.layers.entry import OPAQUE_MARKER, WHITEOUT_PREFIX
+from manyarch.layers.tarscan import Spans
 from manyarch.oci import mediatypes
 from manyarch.oci.digest import Digest, Hasher
 
@@ -64,6 +65,8 @@ MAX_SYMLINKS = 40
 
 #: (name or digest for messages, the blob as a stream or a file, its media type)
 LayerSource = tuple[str, BinaryIO | Path, str]
+#: The media type of a source that is an uncompressed tar already (taken as it is, not sniffed).
+TAR_STREAM = "application/x-manyarch-tar-stream"
 _Rel = tuple[str, ...]
 
 
@@ -74,6 +77,7 @@ def unpack(
     same_owner: bool | None = None,
     only: Callable[[tuple[str, ...]], bool] | None = None,
     diff_ids: Sequence[Digest] | None = None,
+    spans: Sequence[Sequence[tuple[int, int]] | None] | None = None,
 ) -> None:
     """Apply ``layers`` (lowest first) to ``root``; ``same_owner`` None means "when root".
 
@@ -84,7 +88,14 @@ def unpack(
     layers: whiteouts still apply, and a hard link whose target was left out
     is left out too. It must keep the directories above what it keeps, or
     they are made with default metadata.
+
+    ``spans`` (one per layer, or None for a whole layer) are the byte ranges of
+    the uncompressed tar to read (:class:`~manyarch.layers.tarscan.Spans`): with
+    ``only``, every member it may keep, every whiteout and every name
+    :func:`member_checked` flags (so a hostile one still raises); not with ``diff_ids``.
     """
+    if spans is not None and (diff_ids is not None or len(spans) != len(layers)):
+        raise ValueError("spans: one per layer, and not with diff_ids")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     if same_owner is None:
@@ -99,6 +110,7 @@ def unpack(
         )
     for i, (name, source, media_type) in enumerate(layers):
         expected = diff_ids[i] if diff_ids is not None else None
+        kept = spans[i] if spans is not None else None
         if media_type and (
             mediatypes.is_manifest(media_type)
             or mediatypes.is_index(media_type)
@@ -111,9 +123,19 @@ def unpack(
             except OSError as e:
                 raise LayerError(f"layer {name}: cannot open {source}: {e.strerror}") from e
             with f:
-                _Unpacker(root, name, same_owner, only).run(f, expected)
+                _Unpacker(root, name, same_owner, only).run(f, expected, spans=kept)
         else:
-            _Unpacker(root, name, same_owner, only).run(source, expected)
+            plain = media_type == TAR_STREAM
+            _Unpacker(root, name, same_owner, only).run(source, expected, spans=kept, plain=plain)
+
+
+def member_checked(name: str) -> bool:
+    """Whether the unpacker would refuse ``name`` (a partial read must still show it)."""
+    try:
+        _Unpacker(Path("/"), "", False).clean(name)
+    except UnsafeLayerEntry:
+        return True
+    return False
 
 
 class _Unpacker:
@@ -138,10 +160,19 @@ class _Unpacker:
     def _full(self, rel: _Rel) -> str:
         return os.path.join(self.root, *rel) if rel else self.root
 
-    def run(self, blob: BinaryIO, diff_id: Digest | None = None) -> None:
+    def run(
+        self,
+        blob: BinaryIO,
+        diff_id: Digest | None = None,
+        *,
+        spans: Sequence[tuple[int, int]] | None = None,
+        plain: bool = False,
+    ) -> None:
         entry = "(start of layer)"
         try:
-            stream = open_decompressed(blob)
+            stream = blob if plain else open_decompressed(blob)
+            if spans is not None:
+                stream = cast(BinaryIO, Spans(stream, spans))
             hashed = _Hashing(stream, diff_id.algorithm) if diff_id is not None else None
             tar_in = cast(BinaryIO, hashed) if hashed is not None else stream
             with tarfile.open(fileobj=tar_in, mode="r|", errorlevel=2) as tf:
@@ -179,6 +210,10 @@ class _Unpacker:
 
     def _unsafe(self, entry: str, reason: str) -> UnsafeLayerEntry:
         return UnsafeLayerEntry(self.layer, entry, reason)
+
+    def clean(self, name: str) -> _Rel:
+        """``name`` as path components; :class:`UnsafeLayerEntry` if it may not be unpacked."""
+        return self._clean(name, name)
 
     def _clean(self, entry: str, name: str) -> _Rel:
         if "\x00" in name:

@@ -9,6 +9,7 @@ platforms of a build.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import importlib.util
@@ -32,6 +33,8 @@ def compile_placed(
     facts: TargetFacts,
     rootfs: Path,
     cache_dir: Path,
+    *,
+    link: bool = False,
 ) -> None:
     """Byte-compile the placed modules as pip does, and list their pycs in each RECORD.
 
@@ -40,7 +43,8 @@ def compile_placed(
     magic; in a sandbox, the pycs hash-checked and naming the image paths.
     Pycs are kept in a cache keyed by the interpreter, the image path and the
     source's hash. Without a suitable interpreter nothing is compiled (Python
-    compiles at first import).
+    compiles at first import). ``link``: ``root`` is a tree thrown away once
+    its layer is written, so cached pycs are hard-linked into it, not copied.
     """
     modules = [m for p in placed for m in p.modules]
     if not modules:
@@ -49,14 +53,19 @@ def compile_placed(
     interp = exact_python(facts.python_version, magic) if magic is not None else None
     if interp is None:
         return
+    sources: dict[str, str] = {}
+    for p in placed:  # in install order: a later wheel's file replaced an earlier one's
+        sources.update(p.sources)
     key_base = f"{interp[1]}\0{magic}\0".encode()
     keyed: list[tuple[str, Path, Path]] = []
-    for m in modules:
+    for m in dict.fromkeys(modules):
         src = resolve_in_root(root, m)
-        pyc = Path(importlib.util.cache_from_source(str(src)))
-        h = hashlib.sha256(key_base + m.encode() + b"\0" + src.read_bytes()).hexdigest()
-        keyed.append((m, pyc, cache_dir / "pyc" / h[:2] / h))
-    todo = _from_cache(keyed)
+        source = sources.get(m) or hashlib.sha256(src.read_bytes()).hexdigest()
+        h = hashlib.sha256(key_base + m.encode() + b"\0" + source.encode()).hexdigest()
+        keyed.append(
+            (m, Path(importlib.util.cache_from_source(str(src))), cache_dir / "pyc" / h[:2] / h)
+        )
+    todo = _from_cache(keyed, link)
     if todo:
         # the platforms of a build install the same pure modules at the same paths at
         # once: one compiles while the other waits, then takes the pycs from the cache
@@ -64,7 +73,7 @@ def compile_placed(
         lock.parent.mkdir(parents=True, exist_ok=True)
         with open(lock, "a") as held:
             fcntl.flock(held, fcntl.LOCK_EX)
-            todo = _from_cache(todo)
+            todo = _from_cache(todo, link)
             if todo:
                 _compile(interp[0], root, [m for m, _, _ in todo])
                 for _, pyc, kept in todo:
@@ -73,20 +82,41 @@ def compile_placed(
                         kept.parent.mkdir(parents=True, exist_ok=True)
                         part = kept.with_name(f".{kept.name}.{os.getpid()}.{threading.get_ident()}")
                         shutil.copyfile(pyc, part)
+                        os.chmod(part, 0o644)  # what a link to it gives
                         os.replace(part, kept)
     add_pyc_rows(root, placed)
 
 
-def _from_cache(keyed: Sequence[tuple[str, Path, Path]]) -> list[tuple[str, Path, Path]]:
-    """Copy the cached pycs in place; the modules still to compile."""
+def _from_cache(
+    keyed: Sequence[tuple[str, Path, Path]], link: bool
+) -> list[tuple[str, Path, Path]]:
+    """Put the cached pycs in place (linked or copied); the modules still to compile."""
     todo = []
+    made: set[Path] = set()
     for m, pyc, kept in keyed:
-        if kept.is_file():
+        if pyc.parent not in made:
             pyc.parent.mkdir(exist_ok=True)
-            shutil.copyfile(kept, pyc)
-            os.chmod(pyc, 0o644)
-        else:
+            made.add(pyc.parent)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(pyc)  # whatever stands there is replaced, as py_compile replaces it
+        if link:
+            try:
+                os.link(kept, pyc)
+                continue
+            except FileNotFoundError:
+                todo.append((m, pyc, kept))
+                continue
+            except OSError:
+                pass  # another file system: copied
+        try:
+            data = kept.read_bytes()
+        except FileNotFoundError:
             todo.append((m, pyc, kept))
+            continue
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        with open(os.open(pyc, flags, 0o644), "wb") as f:
+            f.write(data)
+            os.fchmod(f.fileno(), 0o644)  # whatever the umask
     return todo
 
 
@@ -98,7 +128,9 @@ def _compile(interp: str, root: Path, modules: Sequence[str]) -> None:
         listing = Path(tmp) / "modules.list"
         listing.write_text("".join(f"{host_root}{m}\n" for m in modules))
         r = run_host_tool(
-            compile_argv(interp, host_root, listing),
+            # the other platform waits for these pycs: both cores (a process pool
+            # costs more than it gives below a hundred modules)
+            compile_argv(interp, host_root, listing, jobs=2 if len(modules) >= 100 else 1),
             env={"PYTHONHASHSEED": "0", "PATH": "/usr/bin:/bin"},
             readonly=[Path(tmp)],
             writable=[host_root],

@@ -144,9 +144,11 @@ def install(
                     jobs.append(wheel)
                     flush()  # the wheelhouse a later command of the line may install from
                     continue
-                jobs.append(
-                    _prepare(cmd, facts, rootfs, env, plan.workdir, cache_dir, home, work, earlier)
+                job = _prepare(
+                    cmd, facts, rootfs, env, plan.workdir, cache_dir, home, work, earlier
                 )
+                job.link_pycs = scratch
+                jobs.append(job)
             flush()
         except NativePipUnavailable as e:
             if written and not scratch:
@@ -162,7 +164,7 @@ def install(
 #: interpreters, what tells their version, architecture, glibc and scheme, the
 #: installed distributions' metadata, pip (its parser and script template), pip's
 #: configuration, the user tables, and the trees installs write to.
-_READ_ALWAYS = (
+READ_ALWAYS = (
     "bin/python*",
     "bin/pip*",
     "usr/bin/python*",
@@ -202,7 +204,7 @@ def paths_read(plan: NativePip, env: Mapping[str, str]) -> list[str]:
     requirement file) and the tree above a non-system ``PATH`` directory (a
     venv's ``bin``).
     """
-    out = list(_READ_ALWAYS)
+    out = list(READ_ALWAYS)
     if any(isinstance(c, VenvCommand | UvCommand | PoetryCommand) for c in plan.commands):
         out += ["usr/lib/python3*/venv/**", "usr/lib/python3*/ensurepip/**"]
         out.append("usr/share/python-wheels/**")
@@ -251,6 +253,8 @@ class _Job:
     stage: Path | None
     target: str
     upgrade: bool
+    #: the rootfs is a tree thrown away after the step: cached pycs linked, not copied
+    link_pycs: bool = False
 
     def run(self, rootfs: Path, cache_dir: Path) -> list[str]:
         """Place the wheels in pip's order, compile, move a --target's items."""
@@ -274,7 +278,7 @@ class _Job:
                 )
             )
         if self.compile:
-            compile_placed(dest_root, placed, self.facts, rootfs, cache_dir)
+            compile_placed(dest_root, placed, self.facts, rootfs, cache_dir, link=self.link_pycs)
         if self.stage is not None:
             _move_target(self.stage, rootfs, self.target, self.upgrade)
         return [f"{self.resolved[i].name}=={self.resolved[i].version}" for i in self.order]

@@ -18,7 +18,7 @@ from manyarch.imagebuild.nativepip.command import (
     NeedsPaths,
     plan_run,
 )
-from manyarch.imagebuild.nativepip.install import Outcome, install, paths_read
+from manyarch.imagebuild.nativepip.install import READ_ALWAYS, Outcome, install, paths_read
 from manyarch.imagebuild.options import RAN, Ran, StepContext
 from manyarch.sandbox import emulation
 from manyarch.sandbox.users import resolve_user
@@ -45,6 +45,10 @@ def mounts_fallback(mounts: tuple[df.Mount, ...]) -> str | None:
 
 class NativePipInterceptor:
     """The executor's interceptor: a Python install line done on the host, else None."""
+
+    #: what every partial tree of a native install reads (the executor keeps those
+    #: members' bytes when it first lists a layer, so the blob is not read twice)
+    prefetch = READ_ALWAYS
 
     def __init__(self, cache_dir: Path) -> None:
         self.cache_dir = cache_dir

@@ -100,6 +100,8 @@ class Placed:
     record: Path
     lib: str
     modules: list[str] = field(default_factory=list)
+    #: sha256 (hex) of each ``.py`` file written, by image path (the pyc cache's key)
+    sources: dict[str, str] = field(default_factory=dict)
 
 
 def wheel_metadata(wheel: Path) -> Mapping[str, object]:
@@ -135,7 +137,11 @@ def place_wheel(
         record = placer.record()
     modules = {posixpath.normpath(posixpath.join(placer.lib, p)) for p in placer.installed.values()}
     return Placed(
-        canonical(placer.name), record, placer.lib, sorted(m for m in modules if m.endswith(".py"))
+        canonical(placer.name),
+        record,
+        placer.lib,
+        sorted(m for m in modules if m.endswith(".py")),
+        placer.sources,
     )
 
 
@@ -170,8 +176,13 @@ class _Placer:
         self.installed: dict[str, str] = {}
         self.changed: set[str] = set()
         self.generated: list[str] = []
+        self.sources: dict[str, str] = {}
         self._dirs: dict[str, Path] = {}
         self._made: set[Path] = set()
+        #: directories this wheel created: nothing stands in them but what it wrote
+        self._fresh: set[Path] = set()
+        self._written: set[Path] = set()
+        self._umask = _umask()
 
     def host(self, image_path: str) -> Path:
         """Where an image path is on the host (each directory resolved once)."""
@@ -214,10 +225,12 @@ class _Placer:
     def _file(self, n: str, dest: str, is_script: bool) -> None:
         target = self.host(dest)
         if target.parent not in self._made:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            self._mkdir(target.parent)
             self._made.add(target.parent)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(target)  # pip unlinks first: a file two wheels ship is replaced
+        if target.parent not in self._fresh or target in self._written:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target)  # pip unlinks first: a file two wheels ship is replaced
+        self._written.add(target)
         zi = self.zf.getinfo(n)
         data = self.zf.read(zi)
         if is_script and data.startswith(b"#!python"):
@@ -225,8 +238,22 @@ class _Placer:
             data = b"#!" + self.executable.encode() + b"\n" + rest
             self.changed.add(self.rel(dest))
         mode = zi.external_attr >> 16
-        _write(target, data, _EXEC_MODE if mode & 0o111 and stat.S_ISREG(mode) else _FILE_MODE)
+        mode = _EXEC_MODE if mode & 0o111 and stat.S_ISREG(mode) else _FILE_MODE
+        _write(target, data, mode, chmod=self._umask is None or bool(self._umask & mode))
         self.installed[n] = self.rel(dest)
+        if dest.endswith(".py"):
+            self.sources[dest] = hashlib.sha256(data).hexdigest()
+
+    def _mkdir(self, d: Path) -> None:
+        """``mkdir -p``, the directories it made noted as fresh."""
+        try:
+            os.mkdir(d)
+        except FileExistsError:
+            return
+        except FileNotFoundError:
+            self._mkdir(d.parent)
+            os.mkdir(d)
+        self._fresh.add(d)
 
     def scripts(self, facts: TargetFacts) -> None:
         """Console and GUI scripts, from the image pip's template, with its shebang."""
@@ -282,15 +309,27 @@ class _Placer:
         return record
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
+def _write(path: Path, data: bytes, mode: int, *, chmod: bool = True) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fchmod(fd, mode)  # whatever the umask
+        if chmod:
+            os.fchmod(fd, mode)  # the umask took bits the mode has
     finally:
         os.close(fd)
+
+
+def _umask() -> int | None:
+    """The process's umask, read without setting it (Linux's /proc), or None."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _is_data(name: str) -> bool:

@@ -39,6 +39,13 @@ _CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 _UV_LOCK = threading.Lock()
+#: One platform of a build on the network at a time: with both platforms' uv and
+#: downloads at once, this machine's resolver dropped lookups (a burst of ~24
+#: getaddrinfo: 5 s each, glibc's timeout), and two uv filling one cache at once
+#: made one wait 5 s; one after the other, the second finds the index pages cached.
+_NETWORK = threading.Lock()
+#: Connections (and threads) that download wheels.
+_CONNECTIONS = 2
 
 
 @functools.cache
@@ -168,7 +175,8 @@ def resolve(
     packages: list[dict[str, Any]] | None
     packages = _offline(request, compile_cmd, inputs, cache_dir, tmp, rootfs, lock)
     if packages is None:
-        _run_uv([*compile_cmd, *inputs], cache_dir, tmp, rootfs)
+        with _NETWORK:
+            _run_uv([*compile_cmd, *inputs], cache_dir, tmp, rootfs)
         packages = tomllib.loads(lock.read_text()).get("packages", [])
     installed = _view(request.installed_view, tmp / "view", request.installed_wheels)
     if installed & {canonical(p["name"]) for p in packages}:
@@ -181,14 +189,16 @@ def resolve(
             cmd.append("--upgrade")
         for name in request.upgrade:
             cmd += ["--upgrade-package", name]
-        out = _run_uv([*cmd, *(f"-r{f}" for f in inputs)], cache_dir, tmp, rootfs)
+        with _NETWORK:
+            out = _run_uv([*cmd, *(f"-r{f}" for f in inputs)], cache_dir, tmp, rootfs)
         changes = json.loads(out).get("changes", [])
         pins = {canonical(c["name"]): c["version"] for c in changes if c["action"] == "installed"}
         packages = [p for p in packages if pins.get(canonical(p["name"])) == p["version"]]
         if len(packages) != len(pins):
             # the installed versions constrained the resolution: compile the pins
             (tmp / "pins.in").write_text("".join(f"{n}=={v}\n" for n, v in pins.items()))
-            _run_uv([*compile_cmd, "--no-deps", str(tmp / "pins.in")], cache_dir, tmp, rootfs)
+            with _NETWORK:
+                _run_uv([*compile_cmd, "--no-deps", str(tmp / "pins.in")], cache_dir, tmp, rootfs)
             packages = tomllib.loads(lock.read_text()).get("packages", [])
     return [_best_wheel(p, facts.tags) for p in packages]
 
@@ -205,6 +215,8 @@ def _offline(
     """A fully pinned closure resolved from uv's cache alone (no index request), or None."""
     if not request.pins or request.no_index:
         return None
+    if not any((cache_dir / "uv").glob("simple-v*/*")):
+        return None  # no index page cached: uv would fail, after starting for nothing
     try:
         _run_uv([*compile_cmd, "--offline", *inputs], cache_dir, tmp, rootfs)
     except NativePipUnavailable:
@@ -319,16 +331,29 @@ def _best_wheel(package: Mapping[str, object], tags: Sequence[str]) -> Resolved:
 def fetch(wheels: Sequence[Resolved], cache_dir: Path) -> list[Path]:
     """The wheels, from the cache (by sha256) or downloaded (hash checked), in order."""
     out = [cache_dir / "wheels" / (w.sha256 or "nohash") / w.filename for w in wheels]
-    missing = [(w, p) for w, p in zip(wheels, out, strict=True) if not w.sha256 or not p.exists()]
-    if not missing:
+    if all(w.sha256 and p.exists() for w, p in zip(wheels, out, strict=True)):
         return out
+    with _NETWORK:  # then what the other platform fetched meanwhile is there
+        _download(
+            [(w, p) for w, p in zip(wheels, out, strict=True) if not w.sha256 or not p.exists()]
+        )
+    return out
+
+
+def _download(missing: Sequence[tuple[Resolved, Path]]) -> None:
+    """Each wheel into its path in the cache, hash checked."""
+    if not missing:
+        return
     import ssl
 
     import httpx
 
     ca = os.environ.get("SSL_CERT_FILE") or _CA_BUNDLE
     verify = ssl.create_default_context(cafile=ca) if Path(ca).exists() else True
-    with httpx.Client(verify=verify, timeout=120, follow_redirects=True) as client:
+    # two connections: each new one is a lookup, and a burst of them after uv's
+    # own was what this machine's resolver dropped (5 s for 6 of 8 downloads)
+    limits = httpx.Limits(max_connections=_CONNECTIONS)
+    with httpx.Client(verify=verify, timeout=120, follow_redirects=True, limits=limits) as client:
 
         def get(item: tuple[Resolved, Path]) -> None:
             w, p = item
@@ -351,9 +376,8 @@ def fetch(wheels: Sequence[Resolved], cache_dir: Path) -> list[Path]:
             part.write_bytes(data)
             os.replace(part, p)
 
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        with concurrent.futures.ThreadPoolExecutor(_CONNECTIONS) as pool:
             list(pool.map(get, missing))
-    return out
 
 
 def installed_dirs(rootfs: Path, site_dirs: Sequence[str]) -> list[Path]:
