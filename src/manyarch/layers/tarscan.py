@@ -87,8 +87,8 @@ def _nti(b: bytes) -> int:
     p = b.find(b"\0")
     try:
         return int((b if p == -1 else b[:p]).decode("ascii").strip() or "0", 8)
-    except (UnicodeDecodeError, ValueError):
-        raise _Invalid() from None
+    except (UnicodeDecodeError, ValueError) as e:
+        raise _Invalid() from e
 
 
 class _Invalid(Exception):
@@ -160,9 +160,9 @@ def scan(stream: BinaryIO, grab: Callable[[Member], bool] | None = None) -> Iter
                 raise _Invalid()
             extended = head[156:157] in _EXTENDED
             member = _extended(r, off, head) if extended else _plain(head, off)
-        except _Invalid:
+        except _Invalid as e:
             if off == 0:
-                raise ScanUnsupported("the first block is not a header") from None
+                raise ScanUnsupported("the first block is not a header") from e
             return  # tarfile: the end
         if grab is not None and grab(member):
             heads = member.raw if member.raw is not None else head
@@ -209,10 +209,10 @@ def _extended(r: _Reader, off: int, head: bytes) -> Member:
     while head[156:157] in _EXTENDED:
         try:
             size = _block(_nti(head[124:136]))
-        except _Invalid:
+        except _Invalid as e:
             if pos == off:
                 raise  # tarfile: the end
-            raise ScanUnsupported("a bad header after an extended one") from None
+            raise ScanUnsupported("a bad header after an extended one") from e
         body = r.get(pos + BLOCK, size)
         pos += BLOCK + size
         head = r.get(pos, BLOCK)
@@ -226,7 +226,7 @@ def _extended(r: _Reader, off: int, head: bytes) -> Member:
         with tarfile.open(fileobj=io.BytesIO(bytes(raw)), mode="r|") as tf:
             m = tf.next()
     except tarfile.TarError as e:
-        raise ScanUnsupported(f"an extended header tarfile reads differently: {e}") from None
+        raise ScanUnsupported(f"an extended header tarfile reads differently: {e}") from e
     if m is None or m.sparse is not None or m.offset_data != pos - off + BLOCK:
         raise ScanUnsupported("an extended header this module does not follow")
     kind = m.type

@@ -114,13 +114,7 @@ def install(
             for n, cmd in enumerate(plan.commands):
                 env = {**plan.env, **cmd.env}
                 if isinstance(cmd, UvCommand | PoetryCommand):
-                    tool = (
-                        prepare_uv(
-                            cmd, rootfs, env, plan.workdir, home=home, cache_mounts=cache_mounts
-                        )
-                        if isinstance(cmd, UvCommand)
-                        else prepare_poetry(cmd, rootfs, env, plan.workdir)
-                    )
+                    tool = _tool_job(cmd, rootfs, env, plan.workdir, home, cache_mounts)
                     jobs.append(tool)
                     out.python = tool.python
                     flush()  # what the tool writes, the commands after it read
@@ -137,11 +131,9 @@ def install(
                 earlier = [w for j in jobs for w in j.wheels]
                 work = Path(tmp) / str(n)
                 work.mkdir()
+                places = (cache_dir, home, work)
                 if cmd.action == "wheel":
-                    wheel = prepare_wheel(
-                        cmd, facts, rootfs, env, plan.workdir, cache_dir, home, work
-                    )
-                    jobs.append(wheel)
+                    jobs.append(prepare_wheel(cmd, facts, rootfs, env, plan.workdir, *places))
                     flush()  # the wheelhouse a later command of the line may install from
                     continue
                 job = _prepare(
@@ -158,6 +150,20 @@ def install(
                 ) from e
             raise
     return out
+
+
+def _tool_job(
+    cmd: UvCommand | PoetryCommand,
+    rootfs: Path,
+    env: Mapping[str, str],
+    workdir: str,
+    home: str,
+    cache_mounts: Sequence[str],
+) -> UvJob | PoetryJob:
+    """A uv or poetry line: the real tool, run by the host's twin of the image's python."""
+    if isinstance(cmd, UvCommand):
+        return prepare_uv(cmd, rootfs, env, workdir, home=home, cache_mounts=cache_mounts)
+    return prepare_poetry(cmd, rootfs, env, workdir)
 
 
 #: What an install reads and writes in any image (patterns of ``stages.pattern_filter``):

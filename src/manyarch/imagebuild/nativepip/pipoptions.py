@@ -312,6 +312,28 @@ _ENV_BOOL = {
 _ENV_VALUE = {"PIP_ROOT_USER_ACTION": {"warn", "ignore"}, "PIP_PROGRESS_BAR": {"on", "off"}}
 
 
+def _env_options(env: Mapping[str, str], options: dict[str, Any], changed: set[str]) -> bool:
+    """The step's ``PIP_*`` variables into ``options`` and ``changed``; False for one that
+    could change what lands (or a value pip would refuse): the image's pip reads the line."""
+    for k, v in env.items():
+        if not k.startswith("PIP_"):
+            continue
+        if k in _ENV_BOOL and v.lower() in _TRUE:
+            dest = _ENV_BOOL[k]
+            changed.add(dest)
+            if dest == "override_externally_managed":
+                options[dest] = True
+        elif k in _ENV_VALUE and v in _ENV_VALUE[k]:
+            changed.add(k[4:].lower())
+        elif k == "PIP_DEFAULT_TIMEOUT" and v.replace(".", "", 1).isdigit():
+            changed.add("timeout")
+        elif k == "PIP_CERT" and v.startswith("/"):  # the builder's CA bundle for the step
+            changed.add("cert")
+        else:
+            return False
+    return True
+
+
 def fast_pip_options(
     pip_version: str,
     args: Sequence[str],
@@ -339,22 +361,8 @@ def fast_pip_options(
         return None
     options: dict[str, Any] = {}
     changed: set[str] = set()
-    for k, v in env.items():
-        if not k.startswith("PIP_"):
-            continue
-        if k in _ENV_BOOL and v.lower() in _TRUE:
-            dest = _ENV_BOOL[k]
-            changed.add(dest)
-            if dest == "override_externally_managed":
-                options[dest] = True
-        elif k in _ENV_VALUE and v in _ENV_VALUE[k]:
-            changed.add(k[4:].lower())
-        elif k == "PIP_DEFAULT_TIMEOUT" and v.replace(".", "", 1).isdigit():
-            changed.add("timeout")
-        elif k == "PIP_CERT" and v.startswith("/"):  # the builder's CA bundle for the step
-            changed.add("cert")
-        else:
-            return None
+    if not _env_options(env, options, changed):
+        return None
     rest: list[str] = []
     i = 0
     while i < len(args):
