@@ -167,3 +167,35 @@ def test_a_file_copied_into_an_existing_directory_needs_no_rootfs(
     full = run_build(made, tiny_base.ref, AMD64)
     assert full.result.rootfs_work != ()
     assert layers(full)["linux/amd64"][-1] == layers(sparse)["linux/amd64"][-1]
+
+
+@pytest.mark.parametrize(
+    ("files", "sparse"),
+    [
+        # over a file and into a directory of earlier COPYs, and new files
+        ({"requirements.txt": "idna==3.10\n", "sub/y": "y\n", "new.txt": "n\n"}, True),
+        # a directory where the image has a file: the rootfs (the file is replaced)
+        ({"requirements.txt": "idna\n", "sub/y": "y\n", "thing/z": "z\n"}, False),
+    ],
+)
+def test_a_directory_copied_into_an_existing_one_gives_the_rootfs_layer(
+    tmp_path: Path, tiny_base: TinyBase, files: dict[str, str], sparse: bool
+) -> None:
+    # the common "COPY requirements.txt ." ... "COPY . ." after WORKDIR: merged into the
+    # image's directory in a sparse tree when every path the COPY writes is new or of the
+    # same kind (it ran on the whole rootfs: 2.4 s per platform for a small app)
+    text = (
+        "ARG BASE\nFROM $BASE\nWORKDIR /srv\nCOPY requirements.txt /srv\n"
+        "COPY sub /srv/sub\nCOPY thing /srv/thing\nCOPY app/ /srv\n"
+    )
+    context = {"requirements.txt": "idna\n", "sub/x": "x\n", "thing": "a file\n"}
+    context.update({f"app/{rel}": data for rel, data in files.items()})
+    merged = run_build(make_context(tmp_path / "a", text, context), tiny_base.ref, AMD64)
+    assert (merged.result.rootfs_work == ()) is sparse
+    made = text.replace("WORKDIR /srv\n", "WORKDIR /srv\nRUN true\n")
+    full = run_build(make_context(tmp_path / "made", made, context), tiny_base.ref, AMD64)
+    assert full.result.rootfs_work != ()
+    assert layers(full)["linux/amd64"][-1] == layers(merged)["linux/amd64"][-1]
+    top = merged.layer("linux/amd64", -1)
+    assert top["srv/requirements.txt"][1] == files["requirements.txt"].encode()
+    assert "srv/sub/y" in top and "srv/sub/x" not in top  # the earlier file stays below

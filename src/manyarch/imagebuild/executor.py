@@ -461,9 +461,11 @@ class _PlatformBuild:
             try:
                 sources = self.copy_sources(copy_step)
                 targets = self.trees.copy_targets(state, copy_targets(copy_step, sources), sources)
-                with self.trees.sparse_root(state, targets) as root:
+                into = self.trees.merge_target(state, targets, sources, copy_step, self.b.ignore)
+                with self.trees.sparse_root(state, targets, into) as root:
                     before = Snapshot.take(root)
                     self.copy(copy_step, root)
+                    self.trees.check_merged(state, root, into)
                     self.commit_observed(ctx, state, step, before, root)
                 return
             except NeedRootfs:

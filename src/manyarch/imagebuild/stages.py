@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from manyarch import dockerfile as df
 from manyarch.images import ResolvedImage
 from manyarch.layers import WHITEOUT_PREFIX, Snapshot, unpack
 from manyarch.layers.compress import open_decompressed
@@ -344,6 +345,51 @@ class StageTrees:
             return targets
         return [f"{targets[0]}/{Path(rel).name if rel not in ('', '.') else src.name}"]
 
+    def merge_target(
+        self,
+        state: StageState,
+        targets: list[str],
+        sources: Sequence[tuple[Path, str]],
+        step: df.CopyStep,
+        ignore: df.DockerIgnore | None,
+    ) -> str | None:
+        """The target of one directory's contents copied into a directory the image has
+        (``COPY . /app`` after ``WORKDIR /app``), for a sparse tree that holds that directory:
+        else None. A ``.dockerignore`` with ``!`` lines or ``--exclude`` keeps the rootfs
+        (a directory entered only to look for re-included paths is removed when the step
+        made it, kept when it was there)."""
+        if len(targets) != 1 or len(sources) != 1 or step.excludes or step.parents:
+            return None
+        if ignore is not None and ignore.has_exclusions:
+            return None
+        src, _ = sources[0]
+        if src.is_symlink() or not src.is_dir():
+            return None
+        try:
+            meta = self.lookup(state, image_path(targets[0]))
+        except NeedRootfs:
+            return None
+        return targets[0] if meta is not None and meta.kind == "dir" else None
+
+    def check_merged(self, state: StageState, root: Path, into: str | None) -> None:
+        """:class:`NeedRootfs` unless every path a COPY wrote under ``into`` in a sparse tree
+        is new to the image or replaces one of its own kind (a file a file, a directory a
+        directory, a link a link): the layer is then the one the rootfs gives, where the
+        COPY replaces files whole and gives directories its own modes, owners and times."""
+        if into is None:
+            return
+        top = image_path(into)
+        for dirpath, dirnames, filenames in os.walk(root / top):
+            base = Path(dirpath).relative_to(root).as_posix()
+            for name in [*dirnames, *filenames]:
+                p = Path(dirpath, name)
+                meta = self.lookup(state, f"{base}/{name}")
+                if meta is None:
+                    continue
+                kind = "symlink" if p.is_symlink() else "dir" if p.is_dir() else "other"
+                if kind != meta.kind:
+                    raise NeedRootfs()
+
     def partial_root(self, state: StageState, patterns: Sequence[str]) -> Path:
         """A new tree of only the image's paths matching ``patterns`` (and their parents).
 
@@ -373,8 +419,11 @@ class StageTrees:
         return root
 
     @contextmanager
-    def sparse_root(self, state: StageState, targets: Sequence[str]) -> Iterator[Path]:
-        """A tree of only the existing directories on the way to ``targets`` (which must not exist).
+    def sparse_root(
+        self, state: StageState, targets: Sequence[str], into: str | None = None
+    ) -> Iterator[Path]:
+        """A tree of only the existing directories on the way to ``targets`` (which must not
+        exist) or to ``into`` (the image's directory a COPY merges into, made too).
 
         Raises :class:`NeedRootfs` when that is not enough to write the step
         exactly (a target exists, a symlink or a file on the way, ``..``).
@@ -382,9 +431,10 @@ class StageTrees:
         dirs: dict[str, PathMeta] = {}
         for t in targets:
             rel = image_path(t)
-            if self.lookup(state, rel) is not None:
+            meta = self.lookup(state, rel)
+            if meta is not None and not (t == into and meta.kind == "dir"):
                 raise NeedRootfs()
-            for a in ancestors(rel):
+            for a in [*ancestors(rel), *([rel] if t == into else [])]:
                 if a in dirs:
                     continue
                 meta = self.lookup(state, a)
