@@ -263,14 +263,17 @@ def test_build_options_take_the_hooks(tmp_path: Path) -> None:
         interceptors=hooks.interceptors,
         observers=hooks.observers,
     )
-    # the cache first, then native apt, then native pip
-    assert len(opts.interceptors) == 3 and len(opts.observers) == 1
+    # the cache first, then native mkdir -p, native apt, native pip
+    assert len(opts.interceptors) == 4 and len(opts.observers) == 1
     from manyarch.imagebuild.nativeapt.interceptor import NativeAptInterceptor
     from manyarch.imagebuild.nativepip.interceptor import NativePipInterceptor
+    from manyarch.imagebuild.nativeshell import NativeMkdirInterceptor
 
-    assert isinstance(opts.interceptors[1], NativeAptInterceptor)
-    assert isinstance(opts.interceptors[2], NativePipInterceptor)
-    assert len(build_hooks(open_store(), native_apt=False).interceptors) == 2
+    assert isinstance(opts.interceptors[1], NativeMkdirInterceptor)
+    assert isinstance(opts.interceptors[2], NativeAptInterceptor)
+    assert isinstance(opts.interceptors[3], NativePipInterceptor)
+    assert len(build_hooks(open_store(), native_apt=False).interceptors) == 3
+    assert len(build_hooks(open_store(), native_apt=False, native_pip=False).interceptors) == 1
 
 
 def test_prune_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

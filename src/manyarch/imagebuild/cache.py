@@ -527,8 +527,8 @@ def build_hooks(
     cache needs ``client``.
     """
     from manyarch.imagebuild.nativeapt.interceptor import OUTPUT_VERSION as APT_VERSION
-    from manyarch.imagebuild.nativeapt.interceptor import NativeAptInterceptor
-    from manyarch.imagebuild.nativepip.interceptor import OUTPUT_VERSION, NativePipInterceptor
+    from manyarch.imagebuild.nativepip.interceptor import OUTPUT_VERSION
+    from manyarch.imagebuild.nativeshell import native_interceptors
 
     export_spec = CacheSpec.parse(cache_to, export=True) if isinstance(cache_to, str) else cache_to
     specs = [CacheSpec.parse(t, export=False) if isinstance(t, str) else t for t in cache_from]
@@ -583,9 +583,6 @@ def build_hooks(
     cache.remote.update(remote)
     hooks.cache = cache
     hooks.interceptors.append(cache.interceptor)
-    if native_apt:
-        hooks.interceptors.append(NativeAptInterceptor(cache_home()))
-    if native_pip:
-        hooks.interceptors.append(NativePipInterceptor(cache_home()))
+    hooks.interceptors += native_interceptors(cache_home(), apt=native_apt, pip=native_pip)
     hooks.observers.append(cache.record)
     return hooks

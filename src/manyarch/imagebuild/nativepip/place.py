@@ -182,7 +182,7 @@ class _Placer:
         #: directories this wheel created: nothing stands in them but what it wrote
         self._fresh: set[Path] = set()
         self._written: set[Path] = set()
-        self._umask = _umask()
+        self._umask = process_umask()
 
     def host(self, image_path: str) -> Path:
         """Where an image path is on the host (each directory resolved once)."""
@@ -321,7 +321,7 @@ def _write(path: Path, data: bytes, mode: int, *, chmod: bool = True) -> None:
         os.close(fd)
 
 
-def _umask() -> int | None:
+def process_umask() -> int | None:
     """The process's umask, read without setting it (Linux's /proc), or None."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
