@@ -17,6 +17,7 @@ import os
 import posixpath
 import re
 import textwrap
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,11 +242,19 @@ def _venv_includes_system(rootfs: Path, venv: str) -> bool:
     return bool(m) and m is not None and m.group(1).lower() == "true"
 
 
+#: One ast.parse at a time: CPython 3.11's AST-to-object conversion keeps its recursion
+#: depth per interpreter, and two platforms' steps parsing at once failed a build with
+#: "SystemError: AST constructor recursion depth mismatch" (CPython gh-106905).
+_AST_LOCK = threading.Lock()
+
+
 def _sysconfig_vars(stdlib: Path) -> Mapping[str, object]:
     files = sorted(stdlib.glob("_sysconfigdata_*.py"), key=lambda p: -len(p.name))
     for f in files:
         try:
-            tree = ast.parse(f.read_text(errors="replace"))
+            text = f.read_text(errors="replace")
+            with _AST_LOCK:
+                tree = ast.parse(text)
         except (OSError, SyntaxError):
             continue
         for node in tree.body:
