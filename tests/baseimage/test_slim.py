@@ -22,6 +22,7 @@ from manyarch.sandbox import emulation
 from tests.baseimage.test_baseimage import needs_root, unpack_layer
 from tests.helpers.base_fixture import PythonBase
 from tests.imagebuild.build_helpers import make_context, run_build
+from tests.imagebuild.emulated import native_and_emulated
 
 AMD64 = Platform.parse("linux/amd64")
 ARM64 = Platform.parse("linux/arm64")
@@ -204,8 +205,16 @@ def test_copy_from_builder_site_packages(
 Layer = dict[str, tuple[tarfile.TarInfo, bytes | None]]
 
 
-def _same_members(a: Layer, b: Layer) -> None:
-    """Every member of layer ``a`` is ``b``'s: mode, owner, link and bytes."""
+def _native_layer_is_the_emulated_one(base: PythonBase, tmp: Path, dockerfile: str) -> Layer:
+    """``dockerfile``'s one RUN line for linux/arm64, native (the layer returned) and under
+    QEMU (its reference kept between sessions): the same members, modes, owners, bytes."""
+    if not emulation.can_run(ARM64) or emulation.runs_natively(ARM64):
+        pytest.skip("needs a foreign linux/arm64 through QEMU")
+    native, emulated, hook = native_and_emulated(tmp / "build", base, dockerfile, {})
+    assert hook.native == 1, hook.fallbacks
+    a, b = native.layer("linux/arm64", 1), emulated.layer("linux/arm64", 1)
+    b.pop("tmp", None)  # the emulated pip's temporary files, gone, touched the image's /tmp
+    assert sorted(a) == sorted(b)
     for name, (info, data) in a.items():
         other, other_data = b[name]
         assert (info.mode, info.uid, info.gid, info.linkname, data) == (
@@ -215,6 +224,7 @@ def _same_members(a: Layer, b: Layer) -> None:
             other.linkname,
             other_data,
         ), name
+    return a
 
 
 PIP_DOCKERFILE = """\
@@ -230,20 +240,8 @@ def test_native_pip_places_what_the_emulated_pip_does(
     slim_base: PythonBase, tmp_path: Path, isolated_build: Path
 ) -> None:
     """On python-slim (site-packages a link to dist-packages) native pip writes the same files."""
-    from manyarch.imagebuild.nativepip.interceptor import NativePipInterceptor
-
-    if not emulation.can_run(ARM64) or emulation.runs_natively(ARM64):
-        pytest.skip("needs a foreign linux/arm64 through QEMU")
-    ctx = make_context(tmp_path, PIP_DOCKERFILE)
-    hook = NativePipInterceptor(tmp_path / "cache" / "manyarch")
-    native = run_build(ctx, slim_base.ref, (ARM64,), interceptors=[hook], epoch=0)
-    assert hook.native == 1, hook.fallbacks
-    emulated = run_build(ctx, slim_base.ref, (ARM64,), epoch=0)
-    a, b = native.layer("linux/arm64", 1), emulated.layer("linux/arm64", 1)
-    b.pop("tmp", None)  # the emulated pip's temporary files, gone, touched the image's /tmp
-    assert sorted(a) == sorted(b)
+    a = _native_layer_is_the_emulated_one(slim_base, tmp_path, PIP_DOCKERFILE)
     assert "usr/local/lib/python3.11/dist-packages/six.py" in a
-    _same_members(a, b)
 
 
 VENV_DOCKERFILE = """\
@@ -261,21 +259,9 @@ def test_python_m_venv_through_the_official_link_is_native_and_the_same(
     """python:3.X-slim's ``python`` is /usr/local/bin/python -> /usr/bin/python3, a path the
     host has not: the twin runs it by that path (the venv links to it) and makes the venv,
     pip and its pycs as the emulated one (it ran under QEMU: "the host's ... is not ...")."""
-    from manyarch.imagebuild.nativepip.interceptor import NativePipInterceptor
-
-    if not emulation.can_run(ARM64) or emulation.runs_natively(ARM64):
-        pytest.skip("needs a foreign linux/arm64 through QEMU")
-    ctx = make_context(tmp_path, VENV_DOCKERFILE)
-    hook = NativePipInterceptor(tmp_path / "cache" / "manyarch")
-    native = run_build(ctx, slim_base.ref, (ARM64,), interceptors=[hook], epoch=0)
-    assert hook.native == 1, hook.fallbacks
-    emulated = run_build(ctx, slim_base.ref, (ARM64,), epoch=0)
-    a, b = native.layer("linux/arm64", 1), emulated.layer("linux/arm64", 1)
-    b.pop("tmp", None)  # the emulated pip's temporary files, gone, touched the image's /tmp
-    assert sorted(a) == sorted(b)
+    a = _native_layer_is_the_emulated_one(slim_base, tmp_path, VENV_DOCKERFILE)
     assert a["opt/venv/bin/python"][0].linkname == "/usr/local/bin/python"
     assert b"command = /usr/local/bin/python -m venv /opt/venv" in (
         a["opt/venv/pyvenv.cfg"][1] or b""
     )
     assert any(n.startswith("opt/venv/lib/python3.11/site-packages/pip/") for n in a)
-    _same_members(a, b)

@@ -26,11 +26,18 @@ class LayoutImage(NamedTuple):
         return f"oci-layout://{self.layout}:{self.tag}"
 
 
+#: Where the tests keep what they make between sessions: read once, when the session starts
+#: (a test's ``isolated_build`` points XDG_CACHE_HOME at its own directory for manyarch).
+_CACHE_ROOT = (
+    Path(os.environ["XDG_CACHE_HOME"]) / "manyarch-tests"
+    if os.environ.get("XDG_CACHE_HOME")
+    else Path("/var/tmp/manyarch-tests")
+)
+
+
 def tests_cache_dir(name: str) -> Path:
     """Where images the tests make are kept between sessions, under ``name``."""
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    root = Path(xdg) / "manyarch-tests" if xdg else Path("/var/tmp/manyarch-tests")
-    return root / name
+    return _CACHE_ROOT / name
 
 
 def image_for(

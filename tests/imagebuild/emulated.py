@@ -30,8 +30,7 @@ def emulated_reference(
 
     Every requirement and build backend is pinned, so the emulated tools' result
     only changes with the inputs; its store is kept whole, under ``cache``
-    (:func:`reference_cache`, read before a fixture points ``XDG_CACHE_HOME`` at
-    its own directory). Only the first of ``platforms`` is kept.
+    (:func:`reference_cache`). Only the first of ``platforms`` is kept.
     """
     import hashlib
     import json
@@ -86,7 +85,7 @@ def native_and_emulated(
     """``dockerfile`` with ``files`` built for linux/arm64 with native pip (in directories of
     its own under ``tmp``) and under QEMU (cached); the native build's interceptor."""
     arm64 = (Platform.parse("linux/arm64"),)
-    cache = reference_cache()  # before XDG_CACHE_HOME is the build's own
+    cache = reference_cache()
     with own_dirs(tmp):
         ctx = make_context(tmp, dockerfile, files)
         native_pip = NativePipInterceptor(tmp / "cache" / "manyarch")

@@ -46,10 +46,8 @@ RUN ls app > /srv/listing
 """
 
 
-@pytest.fixture(autouse=True)
-def isolated(isolated_build: Path) -> Path:
-    """Every test here builds in a store and work dir of its own (see conftest)."""
-    return isolated_build
+#: every test here builds in a store and work dir of its own (see conftest)
+pytestmark = pytest.mark.usefixtures("isolated_build")
 
 
 def cached_build(ctx: Path, base: str, **hook_args: object) -> tuple[Built, BuildCache]:

@@ -28,10 +28,8 @@ __all__ = ["tiny_base"]
 AMD64 = (Platform.parse("linux/amd64"),)
 
 
-@pytest.fixture(autouse=True)
-def isolated(isolated_build: Path) -> Path:
-    """Every test here builds in a store and work dir of its own (see conftest)."""
-    return isolated_build
+#: every test here builds in a store and work dir of its own (see conftest)
+pytestmark = pytest.mark.usefixtures("isolated_build")
 
 
 def test_copy_from_a_stage_keeps_its_owners(tmp_path: Path, tiny_base: TinyBase) -> None:

@@ -57,10 +57,8 @@ def _cross_toolchain() -> bool:
     )
 
 
-@pytest.fixture(autouse=True)
-def isolated(isolated_build: Path) -> Path:
-    """Every test here builds in a store and work dir of its own (see conftest)."""
-    return isolated_build
+#: every test here builds in a store and work dir of its own (see conftest)
+pytestmark = pytest.mark.usefixtures("isolated_build")
 
 
 @pytest.mark.slow

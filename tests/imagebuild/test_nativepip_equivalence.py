@@ -30,10 +30,8 @@ ARM64 = (Platform.parse("linux/arm64"),)
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def isolated(isolated_build: Path) -> Path:
-    """Every test here builds in a store and work dir of its own (see conftest)."""
-    return isolated_build
+#: every test here builds in a store and work dir of its own (see conftest)
+pytestmark = pytest.mark.usefixtures("isolated_build")
 
 
 def _is_bytecode(name: str) -> bool:
@@ -278,7 +276,7 @@ def forms(
 ) -> Iterator[tuple[Built, Built]]:
     """FORMS built natively (every RUN native) and under QEMU, for linux/arm64."""
     tmp = tmp_path_factory.mktemp("forms")
-    cache = reference_cache()  # before XDG_CACHE_HOME is the fixture's own
+    cache = reference_cache()
     with own_dirs(tmp):
         files = {
             "wheels/demo_tool-1.0-py3-none-any.whl": _demo_wheel(),

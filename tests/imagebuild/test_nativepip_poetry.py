@@ -40,10 +40,8 @@ RUN poetry install --no-root --only main
 FILES = {n: (PROJECT / n).read_text() for n in ("pyproject.toml", "poetry.lock")}
 
 
-@pytest.fixture(autouse=True)
-def isolated(isolated_build: Path) -> Path:
-    """Every test here builds in a store and work dir of its own (see conftest)."""
-    return isolated_build
+#: every test here builds in a store and work dir of its own (see conftest)
+pytestmark = pytest.mark.usefixtures("isolated_build")
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,8 @@ __all__ = ["tiny_base"]
 ARM64 = (Platform.parse("linux/arm64"),)
 
 
-@pytest.fixture(autouse=True)
-def isolated(isolated_build: Path) -> Path:
-    """Every test here builds in a store and work dir of its own (see conftest)."""
-    return isolated_build
+#: every test here builds in a store and work dir of its own (see conftest)
+pytestmark = pytest.mark.usefixtures("isolated_build")
 
 
 def _both(tmp: Path, base: TinyBase, text: str) -> tuple[Built, Built, NativeMkdirInterceptor]:

@@ -21,10 +21,8 @@ HOST_LINE = "TUFOWUFSQ0hIT1NUQ0E="
 HOST_CA = f"-----BEGIN CERTIFICATE-----\n{HOST_LINE}\n-----END CERTIFICATE-----\n"
 
 
-@pytest.fixture(autouse=True)
-def isolated(isolated_build: Path) -> Path:
-    """Every test here builds in a store and work dir of its own (see conftest)."""
-    return isolated_build
+#: every test here builds in a store and work dir of its own (see conftest)
+pytestmark = pytest.mark.usefixtures("isolated_build")
 
 
 def test_tmp_is_the_images_and_kept_between_runs(tmp_path: Path, tiny_base: TinyBase) -> None:
