@@ -335,15 +335,17 @@ class StageTrees:
         if len(targets) != 1 or len(sources) != 1 or targets[0].endswith("/"):
             return targets
         src, rel = sources[0]
-        if src.is_symlink() or not src.is_file():
-            return targets
-        try:
-            meta = self.lookup(state, image_path(targets[0]))
-        except NeedRootfs:
-            return targets
-        if meta is None or meta.kind != "dir":
+        if src.is_symlink() or not src.is_file() or not self._is_dir(state, targets[0]):
             return targets
         return [f"{targets[0]}/{Path(rel).name if rel not in ('', '.') else src.name}"]
+
+    def _is_dir(self, state: StageState, path: str) -> bool:
+        """Whether the image has a directory at ``path`` (False where that takes a rootfs)."""
+        try:
+            meta = self.lookup(state, image_path(path))
+        except NeedRootfs:
+            return False
+        return meta is not None and meta.kind == "dir"
 
     def merge_target(
         self,
@@ -363,13 +365,9 @@ class StageTrees:
         if ignore is not None and ignore.has_exclusions:
             return None
         src, _ = sources[0]
-        if src.is_symlink() or not src.is_dir():
+        if src.is_symlink() or not src.is_dir() or not self._is_dir(state, targets[0]):
             return None
-        try:
-            meta = self.lookup(state, image_path(targets[0]))
-        except NeedRootfs:
-            return None
-        return targets[0] if meta is not None and meta.kind == "dir" else None
+        return targets[0]
 
     def check_merged(self, state: StageState, root: Path, into: str | None) -> None:
         """:class:`NeedRootfs` unless every path a COPY wrote under ``into`` in a sparse tree

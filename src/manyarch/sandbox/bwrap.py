@@ -347,32 +347,29 @@ def start(
         child: int | None = int(json.loads(data)["child-pid"])
     except (ValueError, KeyError, TypeError):
         child = None
-    if as_user:
-        try:
-            if child is not None:
-                _write_identity_map(child)
-        except BaseException:
-            Sandboxed(proc, child).kill()  # nobody else would wait for it
-            proc.wait()
-            raise
-        finally:
-            # bwrap goes on (and fails cleanly if the maps could not be written)
-            with contextlib.suppress(OSError):
-                os.write(block_w, b"1")
-            os.close(block_w)
+    if as_user:  # bwrap fails cleanly if the maps could not be written
+        _then_release(proc, child, _write_identity_map, block_w)
     if hold is not None:
-        try:
-            if child is not None:
-                hold(child)
-        except BaseException:
-            Sandboxed(proc, child).kill()
-            proc.wait()
-            raise
-        finally:
-            with contextlib.suppress(OSError):
-                os.write(hold_w, b"1")
-            os.close(hold_w)
+        _then_release(proc, child, hold, hold_w)
     return Sandboxed(proc, child)
+
+
+def _then_release(
+    proc: subprocess.Popen[bytes], child: int | None, work: Callable[[int], object], fd: int
+) -> None:
+    """``work`` on bwrap's child, then bwrap goes on (a byte on ``fd``); should ``work``
+    fail, bwrap is killed and waited for (nobody else would)."""
+    try:
+        if child is not None:
+            work(child)
+    except BaseException:
+        Sandboxed(proc, child).kill()
+        proc.wait()
+        raise
+    finally:
+        with contextlib.suppress(OSError):
+            os.write(fd, b"1")
+        os.close(fd)
 
 
 def _fd_args(

@@ -12,12 +12,13 @@ copied in. The directory is made as ``os.makedirs`` makes it.
 
 from __future__ import annotations
 
-import hashlib
+import filecmp
 import os
 import posixpath
 import shutil
 import stat
 import urllib.parse
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,14 +94,6 @@ def link_filename(url: str) -> str:
     return urllib.parse.unquote(posixpath.basename(path.rstrip("/")))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def prepare_wheel(
     cmd: PipCommand,
     facts: TargetFacts,
@@ -130,9 +123,9 @@ def prepare_wheel(
         name = link_filename(r.url)
         mode = _FILE_MODE
         if r.url.startswith("file://"):  # a --find-links file: shutil.copy keeps its mode
-            mode = stat.S_IMODE(os.stat(r.url[7:]).st_mode)
+            mode = stat.S_IMODE(os.stat(urllib.request.url2pathname(r.url[7:])).st_mode)
         there = dest / name
-        if there.exists() and (not there.is_file() or _sha256(there) != _sha256(wheel)):
+        if there.exists() and not (there.is_file() and filecmp.cmp(there, wheel, shallow=False)):
             raise NativePipUnavailable(
                 f"{wheel_dir}/{name} exists with other content (pip would use that file)"
             )
